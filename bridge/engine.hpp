@@ -1,0 +1,109 @@
+// The handler logic behind both hosts (the Paho bridge and the Mosquitto plugin).
+// Bytes in -> decode/validate -> handler -> one store commit per batch -> replies + events out.
+// It knows nothing of Paho, Mosquitto or LMDB.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "bridge/errors.hpp"
+#include "store/store.hpp"
+
+namespace navietakie {
+
+// An MQTT publish as a host received it.
+struct Request {
+  std::string topic;
+  std::string payload;
+  std::optional<std::string> response_topic;    // MQTT v5 Response Topic
+  std::optional<std::string> correlation_data;  // MQTT v5 Correlation Data (binary)
+  std::string client_id;                        // the publisher's client id, when the host knows it
+};
+
+// An MQTT publish the host must send, in order, after the batch committed.
+struct Publish {
+  std::string topic;
+  std::string payload;
+  bool retain = false;
+  std::optional<std::string> correlation_data;
+};
+
+struct EngineOptions {
+  std::string topic_prefix = "navietakie/v1";
+  Millis call_ring_timeout_ms = 30'000;
+  std::size_t max_payload_bytes = 64 * 1024;
+  std::size_t max_text_bytes = 4096;
+};
+
+using Clock = std::function<Millis()>;
+Millis system_clock_ms();
+
+// Counters: requests per action and errors per code. Read from any thread.
+struct EngineMetrics {
+  std::atomic<std::uint64_t> requests{0};
+  std::atomic<std::uint64_t> batches{0};
+  std::atomic<std::uint64_t> messages_stored{0};
+  std::atomic<std::uint64_t> duplicates{0};
+  std::atomic<std::uint64_t> calls_missed{0};
+  std::array<std::atomic<std::uint64_t>, error_code_count> errors{};
+  std::string to_json() const;
+};
+
+// One line per handled request, for the host's log.
+struct RequestLog {
+  std::string topic;
+  std::string action;
+  std::optional<ErrorCode> error;
+  std::string error_message;
+};
+
+class Engine {
+ public:
+  Engine(Store& store, EngineOptions options, Clock clock = system_clock_ms);
+
+  // Handles a batch in order inside one write transaction and one durable commit. Returns what to
+  // publish, only after the commit. If the commit fails, every request in the batch gets
+  // `unavailable` and nothing was stored.
+  std::vector<Publish> handle(const std::vector<Request>& batch, std::vector<RequestLog>* log = nullptr);
+
+  // Ends the ringing calls whose deadline has passed as `missed`; returns their events.
+  std::vector<Publish> expire_calls();
+  // When expire_calls() next has work, if any call is ringing.
+  std::optional<Millis> next_deadline() const;
+
+  // At start-up: re-arm ring timeouts from the store, end those already overdue, and republish the
+  // retained presence of every booking.
+  std::vector<Publish> start();
+
+  // The topic filters a host subscribes to (one per request action).
+  std::vector<std::string> request_filters() const;
+
+  const EngineMetrics& metrics() const { return metrics_; }
+  const EngineOptions& options() const { return options_; }
+
+ private:
+  struct Deadline {
+    Millis at;
+    std::string booking;
+    std::string call_id;
+    bool operator<(const Deadline& o) const {
+      return std::tie(at, booking, call_id) < std::tie(o.at, o.booking, o.call_id);
+    }
+  };
+  class Batch;
+
+  Store& store_;
+  EngineOptions options_;
+  Clock clock_;
+  EngineMetrics metrics_;
+  std::set<Deadline> deadlines_;
+};
+
+}  // namespace navietakie

@@ -1,0 +1,79 @@
+// The one configuration schema shared by the bridge and the plugin.
+// Sources, lowest precedence first: defaults, a config file (`key value` lines, the same keys as
+// the plugin's `plugin_opt_<key>` lines), NAVIETAKIE_<KEY> environment variables, command-line flags.
+#pragma once
+
+#include <cstddef>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "store/store.hpp"
+
+namespace navietakie {
+
+enum class LogLevel { debug = 0, info = 1, warn = 2, error = 3 };
+
+struct ConfigKey {
+  std::string key;
+  std::string default_value;
+  std::string help;
+};
+
+// Every key, in documentation order.
+const std::vector<ConfigKey>& config_schema();
+
+// A problem with the configuration; the message names the key (and where it came from).
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Raw key -> value; every key is checked against the schema when a layer is built.
+using ConfigLayer = std::map<std::string, std::string>;
+
+// `key value` lines, `#` starts a comment, blank lines ignored. `origin` names the source in errors.
+ConfigLayer parse_config_text(std::string_view text, const std::string& origin);
+ConfigLayer read_config_file(const std::string& path);
+// NAVIETAKIE_<KEY> variables from a `NAME=value` environment block (as `environ`).
+ConfigLayer config_from_env(const char* const* envp);
+
+struct Settings {
+  std::string broker_url;
+  std::string client_id;
+  std::string topic_prefix;
+  std::string data_dir;
+  std::size_t map_size_mb = 0;
+  SyncMode sync = SyncMode::full;
+  int call_ring_timeout_s = 0;
+  std::size_t max_payload_bytes = 0;
+  std::size_t max_text_bytes = 0;
+  LogLevel log_level = LogLevel::info;
+  std::string share_group;  // empty: plain subscription
+  std::size_t batch_max = 0;
+  std::string environment;
+};
+
+// The command line of a navietakie program: `--config FILE`, `--help`, and `--<key> VALUE` (or
+// `--<key>=VALUE`) for every schema key. Parsed with cxxopts; an unknown flag is a ConfigError.
+struct CommandLine {
+  std::string config_file;  // empty: none
+  ConfigLayer flags;
+  bool help = false;
+  std::string help_text;  // the generated --help text, listing every key with default and help
+};
+CommandLine parse_command_line(int argc, const char* const* argv, const std::string& program);
+
+// defaults < config file < NAVIETAKIE_* env < flags, validated.
+Settings load_settings(const CommandLine& command_line, const char* const* envp);
+
+// Applies the layers over the defaults, later layers winning, and validates every value.
+Settings resolve_settings(const std::vector<ConfigLayer>& layers);
+
+LogLevel parse_log_level(const std::string& value);  // throws ConfigError
+std::string to_string(SyncMode mode);
+std::string to_string(LogLevel level);
+
+}  // namespace navietakie

@@ -1,0 +1,82 @@
+// The store interface, in domain terms. It leaks no LMDB type so that another backend
+// (a networked one for multi-machine deployments) can sit behind it.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "store/records.hpp"
+
+namespace navietakie {
+
+// A storage failure. `full` means the map is full (or the disk): writes fail, reads go on.
+class StoreError : public std::runtime_error {
+ public:
+  enum class Kind { full, io };
+  StoreError(Kind kind, const std::string& what) : std::runtime_error(what), kind_(kind) {}
+  Kind kind() const { return kind_; }
+
+ private:
+  Kind kind_;
+};
+
+class StoreReader {
+ public:
+  virtual ~StoreReader() = default;
+
+  // Highest seq of the booking, 0 if it has no messages.
+  virtual std::uint64_t last_seq(const std::string& booking) const = 0;
+  virtual std::optional<Message> message(const std::string& booking, std::uint64_t seq) const = 0;
+  virtual std::optional<Message> message_by_id(const std::string& booking,
+                                               const std::string& message_id) const = 0;
+  virtual HistoryPage history(const std::string& booking, const HistoryQuery& query) const = 0;
+
+  virtual std::optional<Call> call(const std::string& booking, const std::string& call_id) const = 0;
+  virtual std::optional<Call> active_call(const std::string& booking) const = 0;
+  // Every call still ringing, in any booking (to re-arm ring timeouts after a restart).
+  virtual std::vector<Call> ringing_calls() const = 0;
+
+  virtual std::vector<Connection> connections(const std::string& booking) const = 0;
+  virtual std::optional<Presence> presence(const std::string& booking) const = 0;
+  virtual std::vector<Presence> all_presence() const = 0;
+};
+
+class StoreWriter : public StoreReader {
+ public:
+  // Appends a message. Invariant: message.seq == last_seq(booking) + 1 and its message_id is new
+  // for the booking; the store records the idempotency key with it.
+  virtual void append_message(const Message& message) = 0;
+  // Inserts or replaces a call; keeps the active-call and ringing indexes in step.
+  virtual void put_call(const Call& call) = 0;
+  virtual void put_connection(const Connection& connection) = 0;
+  virtual void put_presence(const Presence& presence) = 0;
+
+  // Runs fn as one unit inside the transaction: if it throws, none of its writes remain and the
+  // exception propagates; the rest of the transaction is untouched.
+  virtual void unit(const std::function<void()>& fn) = 0;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+  // One write transaction: fn runs against it, then it commits, durably per the sync mode,
+  // before write() returns. If fn throws or the commit fails, nothing of it is stored.
+  virtual void write(const std::function<void(StoreWriter&)>& fn) = 0;
+  // A short read transaction.
+  virtual void read(const std::function<void(const StoreReader&)>& fn) const = 0;
+};
+
+enum class SyncMode { full, nometasync, nosync };
+
+struct LmdbOptions {
+  std::string dir;
+  std::size_t map_size_bytes = std::size_t{1} << 30;
+  SyncMode sync = SyncMode::full;
+};
+
+// Opens (creating if needed) the LMDB environment in options.dir. One per process.
+std::unique_ptr<Store> open_lmdb_store(const LmdbOptions& options);
+
+}  // namespace navietakie
