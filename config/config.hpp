@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "store/store.hpp"
@@ -31,8 +32,22 @@ class ConfigError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// Raw key -> value; every key is checked against the schema when a layer is built.
-using ConfigLayer = std::map<std::string, std::string>;
+// Raw key -> value; every key is checked against the schema when a layer is built. It is a map,
+// so a layer can be written as a literal; it also remembers where each value came from
+// ("bridge.conf:3", "NAVIETAKIE_SYNC", "--sync") so that a validation error can say so.
+struct ConfigLayer : std::map<std::string, std::string> {
+  using std::map<std::string, std::string>::map;
+  ConfigLayer() = default;
+  ConfigLayer(std::map<std::string, std::string> values)  // NOLINT: implicit on purpose
+      : std::map<std::string, std::string>(std::move(values)) {}
+
+  // Sets key to value, recording its origin.
+  void set(const std::string& key, std::string value, std::string origin);
+  // Where key's value came from; empty if not recorded (e.g. a layer written as a literal).
+  std::string origin_of(const std::string& key) const;
+
+  std::map<std::string, std::string> origins;  // key -> origin
+};
 
 // `key value` lines, `#` starts a comment, blank lines ignored. `origin` names the source in errors.
 ConfigLayer parse_config_text(std::string_view text, const std::string& origin);
@@ -73,6 +88,7 @@ Settings load_settings(const CommandLine& command_line, const char* const* envp)
 Settings resolve_settings(const std::vector<ConfigLayer>& layers);
 
 LogLevel parse_log_level(const std::string& value);  // throws ConfigError
+SyncMode parse_sync_mode(const std::string& value);  // throws ConfigError
 std::string to_string(SyncMode mode);
 std::string to_string(LogLevel level);
 

@@ -1,0 +1,91 @@
+#include "store/keys.hpp"
+
+#include <stdexcept>
+
+#include "store/store.hpp"
+
+namespace navietakie::keys {
+
+std::string be64(std::uint64_t value) {
+  std::string out(8, '\0');
+  for (std::size_t i = 0; i < 8; ++i) {
+    out[7 - i] = static_cast<char>(static_cast<unsigned char>(value & 0xffU));
+    value >>= 8;
+  }
+  return out;
+}
+
+std::uint64_t from_be64(std::string_view bytes) {
+  if (bytes.size() != 8) {
+    throw StoreError(StoreError::Kind::io,
+                     "corrupt store: expected 8 bytes, got " + std::to_string(bytes.size()));
+  }
+  std::uint64_t value = 0;
+  for (char c : bytes) value = (value << 8) | static_cast<unsigned char>(c);
+  return value;
+}
+
+namespace {
+
+void check_booking(std::string_view booking) {
+  if (booking.empty() || booking.find('\0') != std::string_view::npos) {
+    throw std::invalid_argument("store: booking code must be non-empty and hold no NUL");
+  }
+}
+
+std::string composite(std::string_view booking, std::string_view rest) {
+  std::string key = booking_prefix(booking);
+  key.append(rest);
+  return key;
+}
+
+}  // namespace
+
+std::string booking_prefix(std::string_view booking) {
+  check_booking(booking);
+  std::string key(booking);
+  key.push_back('\0');
+  return key;
+}
+
+std::string booking_end(std::string_view booking) {
+  check_booking(booking);
+  std::string key(booking);
+  key.push_back('\x01');
+  return key;
+}
+
+std::string message(std::string_view booking, std::uint64_t seq) { return composite(booking, be64(seq)); }
+
+std::string message_id(std::string_view booking, std::string_view message_id) {
+  return composite(booking, message_id);
+}
+
+std::string call(std::string_view booking, std::string_view call_id) { return composite(booking, call_id); }
+
+std::string ringing_call(std::string_view booking, std::string_view call_id) { return call(booking, call_id); }
+
+std::string connection(std::string_view booking, std::string_view client_id) {
+  return composite(booking, client_id);
+}
+
+std::string active_call(std::string_view booking) {
+  check_booking(booking);
+  return std::string(booking);
+}
+
+std::string presence(std::string_view booking) {
+  check_booking(booking);
+  return std::string(booking);
+}
+
+bool has_prefix(std::string_view key, std::string_view prefix) {
+  return key.size() >= prefix.size() && key.compare(0, prefix.size(), prefix) == 0;
+}
+
+std::uint64_t message_seq(std::string_view key, std::string_view prefix) {
+  if (!has_prefix(key, prefix)) throw StoreError(StoreError::Kind::io, "corrupt store: message key prefix");
+  return from_be64(key.substr(prefix.size()));
+}
+
+}  // namespace navietakie::keys

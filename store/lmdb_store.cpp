@@ -1,0 +1,544 @@
+// The LMDB backend of Store. Key layout: store/keys.hpp; value encoding: store/serialize.hpp.
+//
+// Rules kept here (lmdb.h): one env per data dir per process; a txn not committed aborts in its
+// destructor; cursors are closed before their txn commits (they never outlive a method); bytes
+// are decoded or copied out of an MDB_val at once, never kept past the next write or txn end.
+#include <lmdb.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <filesystem>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <string_view>
+#include <system_error>
+#include <utility>
+
+#include "store/keys.hpp"
+#include "store/serialize.hpp"
+#include "store/store.hpp"
+
+namespace navietakie {
+namespace {
+
+// Bump when the key layout or a record's meaning changes in a way old builds must not read.
+constexpr std::uint64_t kSchemaVersion = 1;
+constexpr MDB_dbi kMaxDbs = 16;
+
+[[noreturn]] void fail(int rc, const std::string& what) {
+  if (rc == MDB_MAP_FULL || rc == ENOSPC) {
+    throw StoreError(StoreError::Kind::full, "storage full: " + what + ": " + mdb_strerror(rc));
+  }
+  throw StoreError(StoreError::Kind::io, what + ": " + mdb_strerror(rc));
+}
+
+void check(int rc, const char* what) {
+  if (rc != MDB_SUCCESS) fail(rc, what);
+}
+
+// LMDB never writes through the pointer of a key or value it is given.
+MDB_val to_val(std::string_view bytes) { return MDB_val{bytes.size(), const_cast<char*>(bytes.data())}; }
+std::string_view view(const MDB_val& v) { return {static_cast<const char*>(v.mv_data), v.mv_size}; }
+
+// ---- RAII handles (move-only) ----
+
+class Env {
+ public:
+  Env() { check(mdb_env_create(&env_), "mdb_env_create"); }
+  ~Env() {
+    if (env_ != nullptr) mdb_env_close(env_);
+  }
+  Env(Env&& other) noexcept : env_(std::exchange(other.env_, nullptr)) {}
+  Env& operator=(Env&& other) noexcept {
+    std::swap(env_, other.env_);
+    return *this;
+  }
+  Env(const Env&) = delete;
+  Env& operator=(const Env&) = delete;
+
+  MDB_env* get() const { return env_; }
+
+ private:
+  MDB_env* env_ = nullptr;
+};
+
+class Txn {
+ public:
+  static Txn begin(MDB_env* env, MDB_txn* parent, unsigned flags) {
+    MDB_txn* txn = nullptr;
+    check(mdb_txn_begin(env, parent, flags, &txn), "mdb_txn_begin");
+    return Txn(txn);
+  }
+  ~Txn() {
+    if (txn_ != nullptr) mdb_txn_abort(txn_);
+  }
+  Txn(Txn&& other) noexcept : txn_(std::exchange(other.txn_, nullptr)) {}
+  Txn& operator=(Txn&& other) noexcept {
+    std::swap(txn_, other.txn_);
+    return *this;
+  }
+  Txn(const Txn&) = delete;
+  Txn& operator=(const Txn&) = delete;
+
+  // LMDB frees the handle whether or not the commit succeeds, so it is released first.
+  void commit() { check(mdb_txn_commit(std::exchange(txn_, nullptr)), "mdb_txn_commit"); }
+  MDB_txn* get() const { return txn_; }
+
+ private:
+  explicit Txn(MDB_txn* txn) : txn_(txn) {}
+  MDB_txn* txn_ = nullptr;
+};
+
+class Cursor {
+ public:
+  Cursor(MDB_txn* txn, MDB_dbi dbi) { check(mdb_cursor_open(txn, dbi, &cursor_), "mdb_cursor_open"); }
+  ~Cursor() {
+    if (cursor_ != nullptr) mdb_cursor_close(cursor_);
+  }
+  Cursor(Cursor&& other) noexcept : cursor_(std::exchange(other.cursor_, nullptr)) {}
+  Cursor& operator=(Cursor&& other) noexcept {
+    std::swap(cursor_, other.cursor_);
+    return *this;
+  }
+  Cursor(const Cursor&) = delete;
+  Cursor& operator=(const Cursor&) = delete;
+
+  // false when there is no such entry (MDB_NOTFOUND).
+  bool get(MDB_val& key, MDB_val& data, MDB_cursor_op op) {
+    const int rc = mdb_cursor_get(cursor_, &key, &data, op);
+    if (rc == MDB_NOTFOUND) return false;
+    check(rc, "mdb_cursor_get");
+    return true;
+  }
+
+ private:
+  MDB_cursor* cursor_ = nullptr;
+};
+
+// ---- plain operations ----
+
+struct Dbs {
+  MDB_dbi messages = 0;
+  MDB_dbi message_ids = 0;
+  MDB_dbi calls = 0;
+  MDB_dbi active_calls = 0;
+  MDB_dbi ringing_calls = 0;
+  MDB_dbi connections = 0;
+  MDB_dbi presence = 0;
+  MDB_dbi meta = 0;
+};
+
+// The value under key, viewed in place: valid only until the next write in txn or its end.
+std::optional<std::string_view> lookup(MDB_txn* txn, MDB_dbi dbi, std::string_view key) {
+  MDB_val k = to_val(key);
+  MDB_val data{};
+  const int rc = mdb_get(txn, dbi, &k, &data);
+  if (rc == MDB_NOTFOUND) return std::nullopt;
+  check(rc, "mdb_get");
+  return view(data);
+}
+
+StoreError corrupt(const std::string& what) { return StoreError(StoreError::Kind::io, "corrupt store: " + what); }
+
+// Highest seq of the booking, leaving the cursor on its newest message when there is one.
+// No counter record: the booking's keys are contiguous and ordered by seq, so the newest is the
+// last key before booking '\x01'.
+std::uint64_t last_seq_at(Cursor& cursor, const std::string& booking) {
+  const std::string prefix = keys::booking_prefix(booking);
+  const std::string end = keys::booking_end(booking);
+  MDB_val key = to_val(end);
+  MDB_val data{};
+  const bool found = cursor.get(key, data, MDB_SET_RANGE) ? cursor.get(key, data, MDB_PREV)
+                                                          : cursor.get(key, data, MDB_LAST);
+  if (!found || !keys::has_prefix(view(key), prefix)) return 0;
+  return keys::message_seq(view(key), prefix);
+}
+
+// The reader methods, against whichever txn is innermost (a writer's unit() moves txn_ down into
+// its nested txn, so reads see the unit's own writes).
+template <class Interface>
+class LmdbReadOps : public Interface {
+ public:
+  std::uint64_t last_seq(const std::string& booking) const override {
+    Cursor cursor(txn_, dbs_.messages);
+    return last_seq_at(cursor, booking);
+  }
+
+  std::optional<Message> message(const std::string& booking, std::uint64_t seq) const override {
+    const auto bytes = lookup(txn_, dbs_.messages, keys::message(booking, seq));
+    if (!bytes) return std::nullopt;
+    return decode_message(*bytes);
+  }
+
+  std::optional<Message> message_by_id(const std::string& booking, const std::string& message_id) const override {
+    const auto seq_bytes = lookup(txn_, dbs_.message_ids, keys::message_id(booking, message_id));
+    if (!seq_bytes) return std::nullopt;
+    const std::uint64_t seq = keys::from_be64(*seq_bytes);
+    auto found = message(booking, seq);
+    if (!found) throw corrupt("message_id " + message_id + " names missing seq " + std::to_string(seq));
+    return found;
+  }
+
+  HistoryPage history(const std::string& booking, const HistoryQuery& query) const override {
+    if (query.before_seq && query.after_seq) {
+      throw std::invalid_argument("history: before_seq and after_seq are exclusive");
+    }
+    HistoryPage page;
+    Cursor cursor(txn_, dbs_.messages);
+    page.last_seq = last_seq_at(cursor, booking);
+    if (page.last_seq == 0) return page;
+
+    const std::string prefix = keys::booking_prefix(booking);
+    MDB_val key{};
+    MDB_val data{};
+    bool positioned = false;
+    MDB_cursor_op step = MDB_PREV;
+    std::string start;  // owns the bytes a seek key points at
+    if (query.after_seq) {
+      if (*query.after_seq >= page.last_seq) return page;
+      start = keys::message(booking, *query.after_seq + 1);
+      key = to_val(start);
+      positioned = cursor.get(key, data, MDB_SET_RANGE);
+      step = MDB_NEXT;
+    } else if (query.before_seq && *query.before_seq <= page.last_seq) {
+      // A key >= before_seq exists in the booking (last_seq's), so the seek lands; step back once.
+      start = keys::message(booking, *query.before_seq);
+      key = to_val(start);
+      positioned = cursor.get(key, data, MDB_SET_RANGE) && cursor.get(key, data, MDB_PREV);
+    } else {
+      // Newest first: last_seq_at left the cursor on the booking's newest message.
+      positioned = cursor.get(key, data, MDB_GET_CURRENT);
+    }
+
+    // Walk away from the cursor until limit+1 matches: the extra one only proves has_more.
+    const bool filtered = !query.types.empty() || query.sender || query.since || query.until;
+    auto& out = page.messages;
+    while (positioned && keys::has_prefix(view(key), prefix)) {
+      if (!filtered && out.size() == query.limit) {  // every message matches: no need to decode it
+        page.has_more = true;
+        break;
+      }
+      Message candidate = decode_message(view(data));
+      if (query.matches(candidate)) {
+        if (out.size() == query.limit) {
+          page.has_more = true;
+          break;
+        }
+        out.push_back(std::move(candidate));
+      }
+      positioned = cursor.get(key, data, step);
+    }
+    if (step == MDB_PREV) std::reverse(out.begin(), out.end());
+    return page;
+  }
+
+  std::optional<Call> call(const std::string& booking, const std::string& call_id) const override {
+    const auto bytes = lookup(txn_, dbs_.calls, keys::call(booking, call_id));
+    if (!bytes) return std::nullopt;
+    return decode_call(*bytes);
+  }
+
+  std::optional<Call> active_call(const std::string& booking) const override {
+    const auto id = lookup(txn_, dbs_.active_calls, keys::active_call(booking));
+    if (!id) return std::nullopt;
+    const std::string call_id(*id);
+    auto found = call(booking, call_id);
+    if (!found) throw corrupt("active call " + call_id + " of " + booking + " is missing");
+    return found;
+  }
+
+  std::vector<Call> ringing_calls() const override {
+    std::vector<Call> out;
+    Cursor cursor(txn_, dbs_.ringing_calls);
+    MDB_val key{};
+    MDB_val data{};
+    for (bool more = cursor.get(key, data, MDB_FIRST); more; more = cursor.get(key, data, MDB_NEXT)) {
+      // The index key is the calls key.
+      const auto bytes = lookup(txn_, dbs_.calls, view(key));
+      if (!bytes) throw corrupt("ringing index names a missing call");
+      out.push_back(decode_call(*bytes));
+    }
+    return out;
+  }
+
+  std::vector<Connection> connections(const std::string& booking) const override {
+    std::vector<Connection> out;
+    const std::string prefix = keys::booking_prefix(booking);
+    Cursor cursor(txn_, dbs_.connections);
+    MDB_val key = to_val(prefix);
+    MDB_val data{};
+    for (bool more = cursor.get(key, data, MDB_SET_RANGE); more && keys::has_prefix(view(key), prefix);
+         more = cursor.get(key, data, MDB_NEXT)) {
+      out.push_back(decode_connection(view(data)));
+    }
+    return out;
+  }
+
+  std::optional<Presence> presence(const std::string& booking) const override {
+    const auto bytes = lookup(txn_, dbs_.presence, keys::presence(booking));
+    if (!bytes) return std::nullopt;
+    return decode_presence(*bytes);
+  }
+
+  std::vector<Presence> all_presence() const override {
+    std::vector<Presence> out;
+    Cursor cursor(txn_, dbs_.presence);
+    MDB_val key{};
+    MDB_val data{};
+    for (bool more = cursor.get(key, data, MDB_FIRST); more; more = cursor.get(key, data, MDB_NEXT)) {
+      out.push_back(decode_presence(view(data)));
+    }
+    return out;
+  }
+
+ protected:
+  LmdbReadOps(const Dbs& dbs, MDB_txn* txn) : dbs_(dbs), txn_(txn) {}
+
+  const Dbs& dbs_;
+  MDB_txn* txn_;  // the innermost active txn
+};
+
+class LmdbReader final : public LmdbReadOps<StoreReader> {
+ public:
+  LmdbReader(const Dbs& dbs, MDB_txn* txn) : LmdbReadOps(dbs, txn) {}
+};
+
+class LmdbWriter final : public LmdbReadOps<StoreWriter> {
+ public:
+  LmdbWriter(const Dbs& dbs, MDB_env* env, MDB_txn* txn) : LmdbReadOps(dbs, txn), env_(env) {}
+
+  void append_message(const Message& m) override {
+    const std::uint64_t last = last_seq(m.booking_code);
+    if (m.seq != last + 1) {
+      throw std::logic_error("append_message: " + m.booking_code + " seq " + std::to_string(m.seq) +
+                             " does not follow last_seq " + std::to_string(last));
+    }
+    const std::string id_key = keys::message_id(m.booking_code, m.message_id);
+    if (lookup(txn_, dbs_.message_ids, id_key)) {
+      throw std::logic_error("append_message: " + m.booking_code + " already has message_id " + m.message_id);
+    }
+    put(dbs_.messages, keys::message(m.booking_code, m.seq), encode(m));
+    put(dbs_.message_ids, id_key, keys::be64(m.seq));
+  }
+
+  void put_call(const Call& record) override {
+    const std::string key = keys::call(record.booking_code, record.call_id);
+    const std::string active_key = keys::active_call(record.booking_code);
+    std::optional<std::string> active_id;
+    if (const auto id = lookup(txn_, dbs_.active_calls, active_key)) active_id = std::string(*id);
+
+    // The index holds one call per booking; overwriting it would orphan the other active call.
+    if (record.active() && active_id && *active_id != record.call_id) {
+      throw std::logic_error("put_call: " + record.booking_code + " already has active call " + *active_id);
+    }
+    put(dbs_.calls, key, encode(record));
+    if (record.state == CallState::ringing) {
+      put(dbs_.ringing_calls, key, std::string_view(""));  // presence of the key is the index
+    } else {
+      del(dbs_.ringing_calls, key);
+    }
+    if (record.active()) {
+      if (!active_id) put(dbs_.active_calls, active_key, record.call_id);
+    } else if (active_id == record.call_id) {
+      del(dbs_.active_calls, active_key);
+    }
+  }
+
+  void put_connection(const Connection& record) override {
+    put(dbs_.connections, keys::connection(record.booking_code, record.client_id), encode(record));
+  }
+
+  void put_presence(const Presence& record) override {
+    put(dbs_.presence, keys::presence(record.booking_code), encode(record));
+  }
+
+  // A nested txn: aborting it drops exactly the unit's writes, and an LMDB failure inside it
+  // (MDB_MAP_FULL poisons the txn it happens in) poisons only the child.
+  void unit(const std::function<void()>& fn) override {
+    Txn child = Txn::begin(env_, txn_, 0);
+    MDB_txn* const parent = txn_;
+    std::optional<StoreError> parent_failure = std::exchange(failure_, std::nullopt);
+    txn_ = child.get();
+    try {
+      fn();
+    } catch (...) {
+      txn_ = parent;
+      failure_ = std::move(parent_failure);
+      throw;  // child aborts as it goes out of scope
+    }
+    txn_ = parent;
+    std::optional<StoreError> child_failure = std::exchange(failure_, std::move(parent_failure));
+    // fn swallowed an LMDB write failure: the child cannot commit, so the unit fails as a whole.
+    if (child_failure) throw *child_failure;
+    child.commit();
+  }
+
+  // An LMDB write failure that fn caught at the top level: the txn cannot commit.
+  const std::optional<StoreError>& failure() const { return failure_; }
+
+ private:
+  void put(MDB_dbi dbi, std::string_view key, std::string_view value) {
+    MDB_val k = to_val(key);
+    MDB_val v = to_val(value);
+    checked_write(mdb_put(txn_, dbi, &k, &v, 0), "mdb_put");
+  }
+
+  void del(MDB_dbi dbi, std::string_view key) {
+    MDB_val k = to_val(key);
+    const int rc = mdb_del(txn_, dbi, &k, nullptr);
+    if (rc != MDB_NOTFOUND) checked_write(rc, "mdb_del");
+  }
+
+  void checked_write(int rc, const char* what) {
+    if (rc == MDB_SUCCESS) return;
+    try {
+      fail(rc, what);
+    } catch (const StoreError& e) {
+      failure_ = e;
+      throw;
+    }
+  }
+
+  MDB_env* env_;
+  std::optional<StoreError> failure_;  // of the innermost txn
+};
+
+// One env per data dir per process (lmdb.h: opening it twice breaks its locking).
+class DirClaim {
+ public:
+  explicit DirClaim(std::string dir) : dir_(std::move(dir)) {
+    std::lock_guard<std::mutex> lock(mutex());
+    if (!claimed().insert(dir_).second) {
+      throw StoreError(StoreError::Kind::io, "LMDB data dir already open in this process: " + dir_);
+    }
+  }
+  ~DirClaim() {
+    std::lock_guard<std::mutex> lock(mutex());
+    claimed().erase(dir_);
+  }
+  DirClaim(const DirClaim&) = delete;
+  DirClaim& operator=(const DirClaim&) = delete;
+
+  const std::string& dir() const { return dir_; }
+
+ private:
+  static std::mutex& mutex() {
+    static std::mutex m;
+    return m;
+  }
+  static std::set<std::string>& claimed() {
+    static std::set<std::string> dirs;
+    return dirs;
+  }
+  std::string dir_;
+};
+
+// mkdir -p, then the canonical path (so two spellings of one dir are one claim).
+std::string prepare_dir(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw StoreError(StoreError::Kind::io, "cannot create data dir " + dir + ": " + ec.message());
+  auto canonical = std::filesystem::canonical(dir, ec);
+  if (ec) throw StoreError(StoreError::Kind::io, "cannot resolve data dir " + dir + ": " + ec.message());
+  return canonical.string();
+}
+
+unsigned env_flags(SyncMode sync) {
+  // MDB_NOTLS: read txns are not tied to a thread (a reader slot per txn, not per thread).
+  unsigned flags = MDB_NOTLS;
+  switch (sync) {
+    case SyncMode::full: break;
+    case SyncMode::nometasync: flags |= MDB_NOMETASYNC; break;
+    case SyncMode::nosync: flags |= MDB_NOSYNC; break;
+  }
+  return flags;
+}
+
+class LmdbStore final : public Store {
+ public:
+  explicit LmdbStore(const LmdbOptions& options) : claim_(prepare_dir(options.dir)), sync_(options.sync) {
+    check(mdb_env_set_maxdbs(env_.get(), kMaxDbs), "mdb_env_set_maxdbs");
+    check(mdb_env_set_mapsize(env_.get(), options.map_size_bytes), "mdb_env_set_mapsize");
+    const int rc = mdb_env_open(env_.get(), claim_.dir().c_str(), env_flags(sync_), 0644);
+    if (rc != MDB_SUCCESS) fail(rc, "mdb_env_open " + claim_.dir());
+
+    // Handles opened in a write txn are shared by every txn once it commits.
+    Txn txn = Txn::begin(env_.get(), nullptr, 0);
+    auto open_db = [&](const char* name) {
+      MDB_dbi dbi = 0;
+      check(mdb_dbi_open(txn.get(), name, MDB_CREATE, &dbi), name);
+      return dbi;
+    };
+    dbs_.messages = open_db(keys::db::messages);
+    dbs_.message_ids = open_db(keys::db::message_ids);
+    dbs_.calls = open_db(keys::db::calls);
+    dbs_.active_calls = open_db(keys::db::active_calls);
+    dbs_.ringing_calls = open_db(keys::db::ringing_calls);
+    dbs_.connections = open_db(keys::db::connections);
+    dbs_.presence = open_db(keys::db::presence);
+    dbs_.meta = open_db(keys::db::meta);
+    check_schema(txn.get());
+    txn.commit();
+  }
+
+  ~LmdbStore() override {
+    // Commits under nosync/nometasync left data or meta unsynced: flush before closing. A
+    // destructor cannot report a failure; the data then is as durable as the sync mode promised.
+    if (sync_ != SyncMode::full) (void)mdb_env_sync(env_.get(), 1);
+  }
+
+  LmdbStore(const LmdbStore&) = delete;
+  LmdbStore& operator=(const LmdbStore&) = delete;
+
+  void write(const std::function<void(StoreWriter&)>& fn) override {
+    Txn txn = Txn::begin(env_.get(), nullptr, 0);
+    LmdbWriter writer(dbs_, env_.get(), txn.get());
+    fn(writer);  // on throw, txn aborts
+    // LMDB refuses to commit a txn a write failed in; report the original failure, not that.
+    if (writer.failure()) throw *writer.failure();
+    txn.commit();
+  }
+
+  void read(const std::function<void(const StoreReader&)>& fn) const override {
+    Txn txn = Txn::begin(env_.get(), nullptr, MDB_RDONLY);
+    const LmdbReader reader(dbs_, txn.get());
+    fn(reader);
+  }  // a read txn just ends (abort releases its reader slot)
+
+ private:
+  void check_schema(MDB_txn* txn) {
+    const std::string key(keys::schema_version);
+    const auto stored = lookup(txn, dbs_.meta, key);
+    if (!stored) {
+      const std::string value = keys::be64(kSchemaVersion);
+      MDB_val k = to_val(key);
+      MDB_val v = to_val(value);
+      check(mdb_put(txn, dbs_.meta, &k, &v, 0), "mdb_put schema_version");
+      return;
+    }
+    const std::uint64_t version = keys::from_be64(*stored);
+    if (version > kSchemaVersion) {
+      throw StoreError(StoreError::Kind::io, "data dir " + claim_.dir() + " has schema version " +
+                                                 std::to_string(version) + ", newer than this build's " +
+                                                 std::to_string(kSchemaVersion));
+    }
+    if (version < kSchemaVersion) {  // none exist yet: version 1 is the first
+      throw StoreError(StoreError::Kind::io, "data dir " + claim_.dir() + " has unknown schema version " +
+                                                 std::to_string(version));
+    }
+  }
+
+  DirClaim claim_;  // declared first: released only after the env is closed
+  Env env_;
+  Dbs dbs_;
+  SyncMode sync_;
+};
+
+}  // namespace
+
+std::unique_ptr<Store> open_lmdb_store(const LmdbOptions& options) {
+  return std::make_unique<LmdbStore>(options);
+}
+
+}  // namespace navietakie

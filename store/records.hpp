@@ -27,7 +27,8 @@ struct Message {
   std::string data_json = "{}";  // a JSON object, carried as-is
   Millis ts = 0;
 
-  bool operator==(const Message&) const = default;
+  bool operator==(const Message& other) const;  // C++17: written out in records.cpp
+  bool operator!=(const Message& other) const { return !(*this == other); }
 };
 
 struct Call {
@@ -46,7 +47,8 @@ struct Call {
   Millis duration_ms() const {
     return connected_at && ended_at ? *ended_at - *connected_at : 0;
   }
-  bool operator==(const Call&) const = default;
+  bool operator==(const Call& other) const;  // C++17: written out in records.cpp
+  bool operator!=(const Call& other) const { return !(*this == other); }
 };
 
 // One client's declared presence in one booking (the connections table).
@@ -57,14 +59,16 @@ struct Connection {
   bool online = false;
   Millis since = 0;
 
-  bool operator==(const Connection&) const = default;
+  bool operator==(const Connection& other) const;  // C++17: written out in records.cpp
+  bool operator!=(const Connection& other) const { return !(*this == other); }
 };
 
 struct RolePresence {
   bool online = false;
   std::optional<Millis> since;  // nullopt: this role was never seen
 
-  bool operator==(const RolePresence&) const = default;
+  bool operator==(const RolePresence& other) const;  // C++17: written out in records.cpp
+  bool operator!=(const RolePresence& other) const { return !(*this == other); }
 };
 
 struct Presence {
@@ -72,7 +76,8 @@ struct Presence {
   RolePresence driver;
   RolePresence passenger;
 
-  bool operator==(const Presence&) const = default;
+  bool operator==(const Presence& other) const;  // C++17: written out in records.cpp
+  bool operator!=(const Presence& other) const { return !(*this == other); }
 };
 
 // A page of history, ascending by seq.

@@ -1,0 +1,197 @@
+#include "store/serialize.hpp"
+
+#include <cereal/archives/portable_binary.hpp>
+#include <cereal/cereal.hpp>
+
+#include <cstdint>
+#include <istream>
+#include <sstream>
+#include <streambuf>
+
+#include "store/store.hpp"
+
+// Declared before any use: cereal writes this number in front of each type's first record.
+CEREAL_CLASS_VERSION(navietakie::Message, 1)
+CEREAL_CLASS_VERSION(navietakie::Call, 1)
+CEREAL_CLASS_VERSION(navietakie::Connection, 1)
+CEREAL_CLASS_VERSION(navietakie::RolePresence, 1)
+CEREAL_CLASS_VERSION(navietakie::Presence, 1)
+
+namespace navietakie {
+namespace {
+
+// A garbage length must not turn into a huge allocation before the read fails. Stored fields are
+// bounded far below this by the protocol limits (64 KiB payloads).
+constexpr std::uint64_t kMaxFieldBytes = std::uint64_t{16} << 20;
+
+StoreError corrupt(const std::string& what) { return StoreError(StoreError::Kind::io, "corrupt record: " + what); }
+
+// Field helpers: each writes an explicit, fixed format, and checks what it reads back.
+
+template <class Archive>
+void string_field(Archive& ar, std::string& s) {
+  std::uint64_t size = s.size();
+  ar(size);
+  if constexpr (Archive::is_loading::value) {
+    if (size > kMaxFieldBytes) throw corrupt("string length " + std::to_string(size));
+    s.resize(static_cast<std::size_t>(size));
+  }
+  ar(cereal::binary_data(s.data(), s.size()));
+}
+
+// A bool as one byte, 0 or 1 (loading a raw byte into a bool would accept any value).
+template <class Archive>
+void flag_field(Archive& ar, bool& b) {
+  std::uint8_t raw = b ? 1 : 0;
+  ar(raw);
+  if constexpr (Archive::is_loading::value) {
+    if (raw > 1) throw corrupt("flag byte " + std::to_string(raw));
+    b = raw == 1;
+  }
+}
+
+template <class Archive, class Enum>
+void enum_field(Archive& ar, Enum& e, Enum last) {
+  auto raw = static_cast<std::uint8_t>(e);
+  ar(raw);
+  if constexpr (Archive::is_loading::value) {
+    if (raw > static_cast<std::uint8_t>(last)) throw corrupt("enum value " + std::to_string(raw));
+    e = static_cast<Enum>(raw);
+  }
+}
+
+// std::optional by hand: a presence flag, then the value when present.
+template <class Archive>
+void optional_field(Archive& ar, std::optional<std::string>& v) {
+  bool present = v.has_value();
+  flag_field(ar, present);
+  if constexpr (Archive::is_loading::value) {
+    if (present) v.emplace(); else v.reset();
+  }
+  if (v) string_field(ar, *v);
+}
+
+template <class Archive>
+void optional_field(Archive& ar, std::optional<Millis>& v) {
+  bool present = v.has_value();
+  flag_field(ar, present);
+  if constexpr (Archive::is_loading::value) {
+    if (present) v.emplace(); else v.reset();
+  }
+  if (v) ar(*v);
+}
+
+void check_version(const char* type, std::uint32_t version) {
+  if (version != 1) throw corrupt(std::string(type) + " version " + std::to_string(version) + " unknown");
+}
+
+}  // namespace
+
+// Found by cereal through ADL. Version 1 is the first on-disk format; a later version adds its
+// fields under `if (version >= 2)` and keeps reading these.
+
+template <class Archive>
+void serialize(Archive& ar, Message& m, std::uint32_t version) {
+  check_version("Message", version);
+  string_field(ar, m.booking_code);
+  ar(m.seq);
+  string_field(ar, m.message_id);
+  enum_field(ar, m.type, MessageType::system);
+  enum_field(ar, m.sender, Role::system);
+  optional_field(ar, m.sender_id);
+  string_field(ar, m.text);
+  string_field(ar, m.data_json);
+  ar(m.ts);
+}
+
+template <class Archive>
+void serialize(Archive& ar, Call& c, std::uint32_t version) {
+  check_version("Call", version);
+  string_field(ar, c.booking_code);
+  string_field(ar, c.call_id);
+  enum_field(ar, c.from, Role::system);
+  enum_field(ar, c.to, Role::system);
+  enum_field(ar, c.state, CallState::ended);
+  enum_field(ar, c.end_reason, EndReason::missed);
+  ar(c.created_at);
+  optional_field(ar, c.connected_at);
+  optional_field(ar, c.ended_at);
+  ar(c.ring_deadline);
+}
+
+template <class Archive>
+void serialize(Archive& ar, Connection& c, std::uint32_t version) {
+  check_version("Connection", version);
+  string_field(ar, c.booking_code);
+  string_field(ar, c.client_id);
+  enum_field(ar, c.role, Role::system);
+  flag_field(ar, c.online);
+  ar(c.since);
+}
+
+template <class Archive>
+void serialize(Archive& ar, RolePresence& p, std::uint32_t version) {
+  check_version("RolePresence", version);
+  flag_field(ar, p.online);
+  optional_field(ar, p.since);
+}
+
+template <class Archive>
+void serialize(Archive& ar, Presence& p, std::uint32_t version) {
+  check_version("Presence", version);
+  string_field(ar, p.booking_code);
+  ar(p.driver, p.passenger);
+}
+
+namespace {
+
+// Reads straight from the bytes (an MDB_val while its txn is open) without copying them first.
+class ViewBuffer : public std::streambuf {
+ public:
+  explicit ViewBuffer(std::string_view bytes) {
+    // The get area is only ever read from; streambuf just has no const flavour.
+    char* begin = const_cast<char*>(bytes.data());
+    setg(begin, begin, begin + bytes.size());
+  }
+};
+
+template <class Record>
+std::string encode_record(const Record& record) {
+  std::ostringstream out(std::ios::binary);
+  {
+    cereal::PortableBinaryOutputArchive ar(out);
+    ar(record);
+  }
+  return std::move(out).str();
+}
+
+template <class Record>
+Record decode_record(std::string_view bytes, const char* type) {
+  ViewBuffer buffer(bytes);
+  std::istream in(&buffer);
+  Record record;
+  try {
+    cereal::PortableBinaryInputArchive ar(in);
+    ar(record);
+  } catch (const StoreError&) {
+    throw;
+  } catch (const std::exception& e) {  // cereal::Exception on truncation, length_error, bad_alloc
+    throw corrupt(std::string(type) + ": " + e.what());
+  }
+  if (buffer.in_avail() != 0) throw corrupt(std::string(type) + ": trailing bytes");
+  return record;
+}
+
+}  // namespace
+
+std::string encode(const Message& message) { return encode_record(message); }
+std::string encode(const Call& call) { return encode_record(call); }
+std::string encode(const Connection& connection) { return encode_record(connection); }
+std::string encode(const Presence& presence) { return encode_record(presence); }
+
+Message decode_message(std::string_view bytes) { return decode_record<Message>(bytes, "Message"); }
+Call decode_call(std::string_view bytes) { return decode_record<Call>(bytes, "Call"); }
+Connection decode_connection(std::string_view bytes) { return decode_record<Connection>(bytes, "Connection"); }
+Presence decode_presence(std::string_view bytes) { return decode_record<Presence>(bytes, "Presence"); }
+
+}  // namespace navietakie

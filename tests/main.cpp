@@ -1,4 +1,3 @@
 // The one Boost.Test main shared by every test executable.
 #define BOOST_TEST_MODULE navietakie
-#define BOOST_TEST_DYN_LINK
 #include <boost/test/unit_test.hpp>

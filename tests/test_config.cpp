@@ -1,0 +1,425 @@
+// The configuration schema, its four sources and their precedence, and the error messages.
+#include <unistd.h>
+
+#include <boost/test/unit_test.hpp>
+#include <filesystem>
+#include <fstream>
+#include <initializer_list>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+
+namespace nt = navietakie;
+
+namespace {
+
+// A NULL-terminated `NAME=value` block, as `environ`.
+class Environment {
+ public:
+  Environment(std::initializer_list<std::string> entries) : entries_(entries) {
+    for (const auto& entry : entries_) pointers_.push_back(entry.c_str());
+    pointers_.push_back(nullptr);
+  }
+  const char* const* envp() const { return pointers_.data(); }
+
+ private:
+  std::vector<std::string> entries_;
+  std::vector<const char*> pointers_;
+};
+
+// argv with a program name in front.
+class Arguments {
+ public:
+  Arguments(std::initializer_list<std::string> arguments) : arguments_{"navietakie-bridge"} {
+    arguments_.insert(arguments_.end(), arguments);
+    for (const auto& argument : arguments_) pointers_.push_back(argument.c_str());
+    pointers_.push_back(nullptr);
+  }
+  nt::CommandLine parse() const {
+    return nt::parse_command_line(static_cast<int>(arguments_.size()), pointers_.data(),
+                                  "navietakie-bridge");
+  }
+
+ private:
+  std::vector<std::string> arguments_;
+  std::vector<const char*> pointers_;
+};
+
+// A config file that is removed at the end of the test.
+class TempFile {
+ public:
+  explicit TempFile(const std::string& text) {
+    static int counter = 0;
+    path_ = std::filesystem::temp_directory_path() /
+            ("navietakie-test-config-" + std::to_string(::getpid()) + "-" +
+             std::to_string(++counter) + ".conf");
+    std::ofstream(path_, std::ios::binary) << text;
+  }
+  ~TempFile() {
+    std::error_code ignored;
+    std::filesystem::remove(path_, ignored);
+  }
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  std::string path() const { return path_.string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// The message of the ConfigError that fn throws, or "" if it throws none.
+template <typename Fn>
+std::string config_error(Fn&& fn) {
+  try {
+    fn();
+  } catch (const nt::ConfigError& error) {
+    return error.what();
+  }
+  return "";
+}
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+nt::Settings settings_with(const std::string& key, const std::string& value) {
+  nt::ConfigLayer layer;
+  layer.set(key, value, "--" + key);
+  return nt::resolve_settings({layer});
+}
+
+std::string error_with(const std::string& key, const std::string& value) {
+  return config_error([&] { settings_with(key, value); });
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(config)
+
+BOOST_AUTO_TEST_CASE(schema_lists_every_key_in_order_with_help) {
+  std::vector<std::string> keys;
+  for (const auto& key : nt::config_schema()) {
+    keys.push_back(key.key);
+    BOOST_TEST(!key.help.empty(), key.key);
+    BOOST_TEST(key.help.find('\n') == std::string::npos, key.key);
+  }
+  const std::vector<std::string> expected = {
+      "broker_url",  "client_id",           "topic_prefix",      "data_dir",       "map_size_mb",
+      "sync",        "call_ring_timeout_s", "max_payload_bytes", "max_text_bytes", "log_level",
+      "share_group", "batch_max",           "environment"};
+  BOOST_TEST(keys == expected, boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(defaults) {
+  const nt::Settings settings = nt::resolve_settings({});
+  BOOST_TEST(settings.broker_url == "tcp://127.0.0.1:1883");
+  BOOST_TEST(settings.client_id == "navietakie-bridge");
+  BOOST_TEST(settings.topic_prefix == "navietakie/v1");
+  BOOST_TEST(settings.data_dir == "./data");
+  BOOST_TEST(settings.map_size_mb == 1024u);
+  BOOST_TEST((settings.sync == nt::SyncMode::full));
+  BOOST_TEST(settings.call_ring_timeout_s == 30);
+  BOOST_TEST(settings.max_payload_bytes == 65536u);
+  BOOST_TEST(settings.max_text_bytes == 4096u);
+  BOOST_TEST((settings.log_level == nt::LogLevel::info));
+  BOOST_TEST(settings.share_group == "");
+  BOOST_TEST(settings.batch_max == 256u);
+  BOOST_TEST(settings.environment == "development");
+
+  // Nothing set anywhere gives the same.
+  const nt::Settings loaded = nt::load_settings(Arguments{}.parse(), Environment{}.envp());
+  BOOST_TEST(loaded.client_id == "navietakie-bridge");
+  BOOST_TEST(nt::load_settings(Arguments{}.parse(), nullptr).batch_max == 256u);
+}
+
+BOOST_AUTO_TEST_CASE(precedence_file_then_env_then_flag) {
+  const TempFile file(
+      "client_id from-file\n"
+      "data_dir /from/file\n"
+      "batch_max 10\n");
+  const Environment env{"NAVIETAKIE_CLIENT_ID=from-env", "NAVIETAKIE_DATA_DIR=/from/env",
+                        "PATH=/usr/bin", "NAVIETAKIEX=ignored"};
+  const nt::CommandLine command_line =
+      Arguments{"--config", file.path(), "--client_id", "from-flag"}.parse();
+  BOOST_TEST(command_line.config_file == file.path());
+
+  const nt::Settings settings = nt::load_settings(command_line, env.envp());
+  BOOST_TEST(settings.client_id == "from-flag");           // file < env < flag
+  BOOST_TEST(settings.data_dir == "/from/env");            // file < env
+  BOOST_TEST(settings.batch_max == 10u);                   // file < nothing else
+  BOOST_TEST((settings.log_level == nt::LogLevel::info));  // default
+
+  // Later layers win in resolve_settings too.
+  BOOST_TEST((nt::resolve_settings({{{"sync", "nosync"}}, {{"sync", "nometasync"}}}).sync ==
+              nt::SyncMode::nometasync));
+}
+
+BOOST_AUTO_TEST_CASE(file_comments_blank_lines_and_values_with_spaces) {
+  const nt::ConfigLayer layer = nt::parse_config_text(
+      "# the bridge\n"
+      "\n"
+      "   \t\n"
+      "  client_id   bridge one  # trailing comment\n"
+      "topic_prefix\tacme#1/chat\r\n"
+      "    # indented comment\n"
+      "data_dir /var/lib/navie takie#x #comment\n"
+      "share_group g",  // no final newline
+      "test.conf");
+  const nt::ConfigLayer expected{{"client_id", "bridge one"},
+                                 {"topic_prefix", "acme#1/chat"},
+                                 {"data_dir", "/var/lib/navie takie#x"},
+                                 {"share_group", "g"}};
+  BOOST_TEST((layer == expected));
+  BOOST_TEST(layer.origin_of("client_id") == "test.conf:4");
+  BOOST_TEST(layer.origin_of("share_group") == "test.conf:8");
+  BOOST_TEST(nt::parse_config_text("", "empty.conf").empty());
+  BOOST_TEST(nt::parse_config_text("\xEF\xBB\xBF"
+                                   "sync nosync\n",
+                                   "bom.conf")
+                 .at("sync") == "nosync");
+}
+
+BOOST_AUTO_TEST_CASE(file_errors_name_key_and_line) {
+  BOOST_TEST(config_error([] { nt::parse_config_text("sync full\n\ncolour blue\n", "a.conf"); }) ==
+             "unknown config key 'colour' (a.conf:3)");
+  BOOST_TEST(config_error([] { nt::parse_config_text("client_id\n", "a.conf"); }) ==
+             "config key 'client_id' has no value (a.conf:1)");
+  BOOST_TEST(config_error([] { nt::parse_config_text("client_id   # none\n", "a.conf"); }) ==
+             "config key 'client_id' has no value (a.conf:1)");
+  BOOST_TEST(config_error([] { nt::parse_config_text("sync=full\n", "a.conf"); }) ==
+             "unknown config key 'sync=full' (a.conf:1)");
+  BOOST_TEST(config_error([] { nt::parse_config_text("sync full\nsync nosync\n", "a.conf"); }) ==
+             "config key 'sync' is set twice (a.conf:1 and a.conf:2)");
+
+  // A bad value is reported with the file and line it came from.
+  const TempFile file("# comment\nmap_size_mb 12MB\n");
+  BOOST_TEST(config_error([&] { nt::resolve_settings({nt::read_config_file(file.path())}); }) ==
+             "config key 'map_size_mb': expected an integer from 1 to 1048576, got '12MB' (from " +
+                 file.path() + ":2)");
+}
+
+BOOST_AUTO_TEST_CASE(missing_config_file_is_an_error) {
+  const std::string path = "/nonexistent/navietakie.conf";
+  const std::string message = config_error([&] {
+    nt::load_settings(Arguments{"--config", path}.parse(), nullptr);
+  });
+  BOOST_TEST(contains(message, "cannot open config file '" + path + "'"), message);
+  BOOST_TEST(!config_error([] { nt::read_config_file("/"); }).empty());
+}
+
+BOOST_AUTO_TEST_CASE(environment_variables) {
+  const Environment env{"HOME=/root", "NAVIETAKIE_SYNC=nosync",
+                        "NAVIETAKIE_SHARE_GROUP=", "NAVIETAKIE_MAP_SIZE_MB=64"};
+  const nt::ConfigLayer layer = nt::config_from_env(env.envp());
+  const nt::ConfigLayer expected{{"sync", "nosync"}, {"share_group", ""}, {"map_size_mb", "64"}};
+  BOOST_TEST((layer == expected));
+  BOOST_TEST(layer.origin_of("sync") == "NAVIETAKIE_SYNC");
+  BOOST_TEST(nt::config_from_env(nullptr).empty());
+
+  BOOST_TEST(config_error([] { nt::config_from_env(Environment{"NAVIETAKIE_FOO=1"}.envp()); }) ==
+             "unknown environment variable NAVIETAKIE_FOO");
+  // Names are upper case only.
+  BOOST_TEST(config_error([] {
+               nt::config_from_env(Environment{"NAVIETAKIE_sync=full"}.envp());
+             }) == "unknown environment variable NAVIETAKIE_sync");
+  BOOST_TEST(config_error([] {
+               nt::load_settings(Arguments{}.parse(),
+                                 Environment{"NAVIETAKIE_CALL_RING_TIMEOUT_S=abc"}.envp());
+             }) ==
+             "config key 'call_ring_timeout_s': expected an integer from 1 to 86400, got 'abc' "
+             "(from NAVIETAKIE_CALL_RING_TIMEOUT_S)");
+}
+
+BOOST_AUTO_TEST_CASE(command_line_forms) {
+  const nt::CommandLine command_line =
+      Arguments{"--client_id=a b", "--sync", "nosync", "--share_group=", "--batch_max", "7"}
+          .parse();
+  BOOST_TEST(!command_line.help);
+  BOOST_TEST(command_line.config_file.empty());
+  const nt::ConfigLayer expected{
+      {"client_id", "a b"}, {"sync", "nosync"}, {"share_group", ""}, {"batch_max", "7"}};
+  BOOST_TEST((command_line.flags == expected));
+  BOOST_TEST(command_line.flags.origin_of("sync") == "--sync");
+
+  const nt::Settings settings = nt::load_settings(command_line, nullptr);
+  BOOST_TEST(settings.client_id == "a b");
+  BOOST_TEST((settings.sync == nt::SyncMode::nosync));
+  BOOST_TEST(settings.batch_max == 7u);
+
+  // The last of a repeated flag wins; --config=FILE works like --config FILE.
+  const Arguments repeated{"--sync", "full", "--sync=nosync"};
+  BOOST_TEST(repeated.parse().flags.at("sync") == "nosync");
+  BOOST_TEST(Arguments{"--config=x.conf"}.parse().config_file == "x.conf");
+
+  // Values starting with '-' need the `=` form, so that a forgotten value is not a silent surprise.
+  BOOST_TEST(Arguments{"--client_id=-x"}.parse().flags.at("client_id") == "-x");
+}
+
+BOOST_AUTO_TEST_CASE(command_line_errors) {
+  BOOST_TEST(config_error([] {
+               Arguments{"--colour", "blue"}.parse();
+             }) == "unknown command-line option '--colour' (see --help)");
+  BOOST_TEST(config_error([] { Arguments{"--colour=blue"}.parse(); }) ==
+             "unknown command-line option '--colour' (see --help)");
+  BOOST_TEST(config_error([] { Arguments{"-x"}.parse(); }) ==
+             "unknown command-line option '-x' (see --help)");
+  // Keys are spelled exactly, with underscores.
+  BOOST_TEST(contains(config_error([] {
+                        Arguments{"--client-id", "x"}.parse();
+                      }),
+                      "'--client-id'"));
+  BOOST_TEST(contains(config_error([] { Arguments{"extra"}.parse(); }),
+                      "unexpected command-line argument 'extra'"));
+  BOOST_TEST(config_error([] { Arguments{"--client_id"}.parse(); }) ==
+             "command-line option '--client_id' needs a value");
+  BOOST_TEST(contains(config_error([] {
+                        Arguments{"--data_dir", "--config", "x"}.parse();
+                      }),
+                      "command-line option '--data_dir' needs a value, got the option '--config'"));
+  BOOST_TEST(!config_error([] { Arguments{"--config="}.parse(); }).empty());
+
+  // A bad flag value names the flag.
+  BOOST_TEST(config_error([] {
+               nt::load_settings(Arguments{"--log_level", "loud"}.parse(), nullptr);
+             }) ==
+             "config key 'log_level': expected one of debug, info, warn, error, got 'loud' (from "
+             "--log_level)");
+}
+
+BOOST_AUTO_TEST_CASE(help_lists_every_key) {
+  for (const std::string flag : {"--help", "-h"}) {
+    const nt::CommandLine command_line = Arguments{flag}.parse();
+    BOOST_TEST(command_line.help, flag);
+  }
+  const std::string help = Arguments{}.parse().help_text;
+  BOOST_TEST(contains(help, "--config"));
+  BOOST_TEST(contains(help, "NAVIETAKIE_"));
+  for (const auto& key : nt::config_schema()) {
+    BOOST_TEST(contains(help, "--" + key.key + " "), key.key);
+    const std::string shown = key.default_value.empty() ? "empty" : key.default_value;
+    BOOST_TEST(contains(help, "[default: " + shown + "]"), key.key);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(unknown_key_in_a_layer) {
+  nt::ConfigLayer layer;
+  layer.set("colour", "blue", "somewhere");
+  BOOST_TEST(config_error([&] { nt::resolve_settings({layer}); }) ==
+             "unknown config key 'colour' (somewhere)");
+  BOOST_TEST(config_error([] {
+               nt::resolve_settings({{{"colour", "blue"}}});
+             }) == "unknown config key 'colour'");
+}
+
+BOOST_AUTO_TEST_CASE(integers_are_strict_and_ranged) {
+  BOOST_TEST(settings_with("map_size_mb", "1").map_size_mb == 1u);
+  BOOST_TEST(settings_with("map_size_mb", "1048576").map_size_mb == 1048576u);
+  BOOST_TEST(settings_with("map_size_mb", "007").map_size_mb == 7u);
+  BOOST_TEST(settings_with("call_ring_timeout_s", "86400").call_ring_timeout_s == 86400);
+  BOOST_TEST(settings_with("max_payload_bytes", "268435455").max_payload_bytes == 268435455u);
+  BOOST_TEST(settings_with("batch_max", "10000").batch_max == 10000u);
+
+  const std::string range = "expected an integer from 1 to 1048576, got ";
+  for (const std::string bad : {"0", "1048577", "-1", "+5", " 5", "5 ", "", "1e3", "0x10", "12MB",
+                                "99999999999999999999999"}) {
+    BOOST_TEST(error_with("map_size_mb", bad) ==
+                   "config key 'map_size_mb': " + range + "'" + bad + "' (from --map_size_mb)",
+               bad);
+  }
+  BOOST_TEST(contains(error_with("call_ring_timeout_s", "0"), "from 1 to 86400, got '0'"));
+  BOOST_TEST(contains(error_with("max_payload_bytes", "255"), "from 256 to 268435455, got '255'"));
+  BOOST_TEST(contains(error_with("batch_max", "10001"), "from 1 to 10000, got '10001'"));
+
+  // max_text_bytes is bounded by max_payload_bytes, whichever layer set it.
+  BOOST_TEST(nt::resolve_settings({{{"max_payload_bytes", "1000"}, {"max_text_bytes", "1000"}}})
+                 .max_text_bytes == 1000u);
+  BOOST_TEST(
+      config_error([] {
+        nt::resolve_settings({{{"max_payload_bytes", "1000"}}, {{"max_text_bytes", "1001"}}});
+      }) ==
+      "config key 'max_text_bytes': expected an integer from 1 to 1000 (max_payload_bytes), "
+      "got '1001'");
+  BOOST_TEST(contains(error_with("max_text_bytes", "65537"), "from 1 to 65536"));
+}
+
+BOOST_AUTO_TEST_CASE(enumerations) {
+  BOOST_TEST((settings_with("sync", "nometasync").sync == nt::SyncMode::nometasync));
+  BOOST_TEST((settings_with("log_level", "debug").log_level == nt::LogLevel::debug));
+  BOOST_TEST(
+      error_with("sync", "Full") ==
+      "config key 'sync': expected one of full, nometasync, nosync, got 'Full' (from --sync)");
+  BOOST_TEST(error_with("log_level", "warning") ==
+             "config key 'log_level': expected one of debug, info, warn, error, got 'warning' "
+             "(from --log_level)");
+
+  for (auto level :
+       {nt::LogLevel::debug, nt::LogLevel::info, nt::LogLevel::warn, nt::LogLevel::error}) {
+    BOOST_TEST((nt::parse_log_level(nt::to_string(level)) == level));
+  }
+  for (auto mode : {nt::SyncMode::full, nt::SyncMode::nometasync, nt::SyncMode::nosync}) {
+    BOOST_TEST((nt::parse_sync_mode(nt::to_string(mode)) == mode));
+  }
+  BOOST_TEST(contains(config_error([] { nt::parse_log_level("trace"); }), "'trace'"));
+  BOOST_TEST(contains(config_error([] { nt::parse_sync_mode("async"); }), "'async'"));
+}
+
+BOOST_AUTO_TEST_CASE(strings) {
+  for (const std::string good : {"tcp://127.0.0.1:1883", "mqtt://broker", "ws://h:9001/mqtt",
+                                 "ssl://h:8883", "wss://h/mqtt"}) {
+    BOOST_TEST(settings_with("broker_url", good).broker_url == good);
+  }
+  BOOST_TEST(error_with("broker_url", "") ==
+             "config key 'broker_url': expected a non-empty value, got '' (from --broker_url)");
+  for (const std::string bad : {"127.0.0.1:1883", "http://h", "tcp://", "TCP://h"}) {
+    BOOST_TEST(contains(error_with("broker_url", bad), "config key 'broker_url': expected a URL"),
+               bad);
+    BOOST_TEST(contains(error_with("broker_url", bad), "got '" + bad + "' (from --broker_url)"),
+               bad);
+  }
+
+  BOOST_TEST(settings_with("topic_prefix", "acme").topic_prefix == "acme");
+  BOOST_TEST(settings_with("topic_prefix", "a/b/c").topic_prefix == "a/b/c");
+  const std::vector<std::string> bad_prefixes = {
+      "", "/a", "a/", "a/+/b", "a/#", "$SYS/a", std::string("a\0b", 3), "\xff", "\xc0\xaf"};
+  for (const std::string& bad : bad_prefixes) {
+    BOOST_TEST(contains(error_with("topic_prefix", bad), "config key 'topic_prefix': expected"),
+               bad);
+  }
+  // Control bytes are escaped in the message.
+  BOOST_TEST(contains(error_with("topic_prefix", std::string("a\0b", 3)), "got 'a\\x00b'"));
+
+  BOOST_TEST(settings_with("client_id", std::string(65535, 'c')).client_id.size() == 65535u);
+  BOOST_TEST(contains(error_with("client_id", ""), "config key 'client_id': expected a non-empty"));
+  BOOST_TEST(contains(error_with("client_id", std::string(65536, 'c')), "at most 65535 bytes"));
+
+  BOOST_TEST(settings_with("share_group", "workers").share_group == "workers");
+  for (const std::string bad : {"a/b", "a+", "#"}) {
+    BOOST_TEST(contains(error_with("share_group", bad), "config key 'share_group'"), bad);
+  }
+  BOOST_TEST(contains(error_with("data_dir", ""), "config key 'data_dir'"));
+  BOOST_TEST(contains(error_with("environment", ""), "config key 'environment'"));
+}
+
+BOOST_AUTO_TEST_CASE(sample_bridge_conf_is_the_defaults) {
+  const std::string path = std::string(NAVIETAKIE_SOURCE_DIR) + "/config/bridge.conf";
+  const nt::ConfigLayer layer = nt::read_config_file(path);
+  std::ifstream in(path);
+  const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  for (const auto& key : nt::config_schema()) {
+    // Every key is documented; every key with a non-empty default is set to it.
+    BOOST_TEST((contains(text, "\n" + key.key + " ") || contains(text, "# " + key.key + " ")),
+               key.key);
+    if (!key.default_value.empty()) {
+      BOOST_TEST(layer.count(key.key) == 1u, key.key);
+      BOOST_TEST(layer.at(key.key) == key.default_value, key.key);
+    }
+  }
+  const nt::Settings from_file = nt::resolve_settings({layer});
+  const nt::Settings defaults = nt::resolve_settings({});
+  BOOST_TEST(from_file.client_id == defaults.client_id);
+  BOOST_TEST(from_file.share_group == defaults.share_group);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
