@@ -1,0 +1,257 @@
+#include "bridge/codec.hpp"
+
+#include <limits>
+
+#include "bridge/errors.hpp"
+
+namespace navietakie {
+namespace {
+
+constexpr std::size_t kMaxSenderIdBytes = 128;
+constexpr int kMaxDataDepth = 32;
+
+[[noreturn]] void invalid(const std::string& field, const std::string& why) {
+  throw ProtocolError(ErrorCode::invalid_request, "'" + field + "' " + why);
+}
+
+const Json* field(const Json& body, const char* name) {
+  auto it = body.find(name);
+  return it == body.end() ? nullptr : &*it;
+}
+
+std::string required_string(const Json& body, const char* name) {
+  const Json* v = field(body, name);
+  if (!v) invalid(name, "is required");
+  if (!v->is_string()) invalid(name, "must be a string");
+  return v->get<std::string>();
+}
+
+std::optional<std::string> optional_string(const Json& body, const char* name) {
+  const Json* v = field(body, name);
+  if (!v) return std::nullopt;
+  if (!v->is_string()) invalid(name, "must be a string");
+  return v->get<std::string>();
+}
+
+std::optional<std::uint64_t> optional_unsigned(const Json& body, const char* name) {
+  const Json* v = field(body, name);
+  if (!v) return std::nullopt;
+  if (!v->is_number_unsigned()) invalid(name, "must be a non-negative integer");
+  return v->get<std::uint64_t>();
+}
+
+std::optional<Millis> optional_millis(const Json& body, const char* name) {
+  const Json* v = field(body, name);
+  if (!v) return std::nullopt;
+  if (v->is_number_unsigned()) {
+    auto u = v->get<std::uint64_t>();
+    if (u > static_cast<std::uint64_t>(std::numeric_limits<Millis>::max())) invalid(name, "is out of range");
+    return static_cast<Millis>(u);
+  }
+  if (v->is_number_integer()) return v->get<Millis>();
+  invalid(name, "must be an integer (milliseconds since the Unix epoch)");
+}
+
+Role party(const std::string& value, const char* name, bool allow_system) {
+  if (value == "driver") return Role::driver;
+  if (value == "passenger") return Role::passenger;
+  if (allow_system && value == "system") return Role::system;
+  invalid(name, allow_system ? "must be \"driver\", \"passenger\" or \"system\""
+                             : "must be \"driver\" or \"passenger\"");
+}
+
+std::optional<MessageType> parse_type(const std::string& value) {
+  if (value == "text") return MessageType::text;
+  if (value == "call") return MessageType::call;
+  if (value == "system") return MessageType::system;
+  return std::nullopt;
+}
+
+int depth(const Json& value, int limit) {
+  if (limit < 0 || !value.is_structured()) return 0;
+  int deepest = 0;
+  for (const auto& child : value) {
+    deepest = std::max(deepest, depth(child, limit - 1));
+    if (deepest >= limit) break;
+  }
+  return deepest + 1;
+}
+
+}  // namespace
+
+const char* to_string(MessageType type) {
+  switch (type) {
+    case MessageType::text: return "text";
+    case MessageType::call: return "call";
+    case MessageType::system: return "system";
+  }
+  return "?";
+}
+
+const char* to_string(Role role) {
+  switch (role) {
+    case Role::driver: return "driver";
+    case Role::passenger: return "passenger";
+    case Role::system: return "system";
+  }
+  return "?";
+}
+
+const char* to_string(CallState state) {
+  switch (state) {
+    case CallState::ringing: return "ringing";
+    case CallState::connected: return "connected";
+    case CallState::ended: return "ended";
+  }
+  return "?";
+}
+
+const char* to_string(EndReason reason) {
+  switch (reason) {
+    case EndReason::none: return "none";
+    case EndReason::completed: return "completed";
+    case EndReason::declined: return "declined";
+    case EndReason::cancelled: return "cancelled";
+    case EndReason::missed: return "missed";
+  }
+  return "?";
+}
+
+Json to_json(const Message& m) {
+  Json j = {{"booking_code", m.booking_code}, {"seq", m.seq},       {"message_id", m.message_id},
+            {"type", to_string(m.type)},     {"sender", to_string(m.sender)}};
+  if (m.sender_id) j["sender_id"] = *m.sender_id;
+  if (m.type == MessageType::text || !m.text.empty()) j["text"] = m.text;
+  j["data"] = Json::parse(m.data_json, nullptr, false);
+  if (j["data"].is_discarded()) j["data"] = Json::object();
+  j["ts"] = m.ts;
+  return j;
+}
+
+Json to_json(const Call& c) {
+  Json j = {{"booking_code", c.booking_code}, {"call_id", c.call_id},  {"from", to_string(c.from)},
+            {"to", to_string(c.to)},          {"state", to_string(c.state)}};
+  j["end_reason"] = c.end_reason == EndReason::none ? Json(nullptr) : Json(to_string(c.end_reason));
+  j["created_at"] = c.created_at;
+  if (c.state == CallState::ringing) j["ring_deadline"] = c.ring_deadline;
+  if (c.connected_at) j["connected_at"] = *c.connected_at;
+  if (c.ended_at) j["ended_at"] = *c.ended_at;
+  j["duration_ms"] = c.duration_ms();
+  return j;
+}
+
+Json to_json(const Presence& p) {
+  auto role = [](const RolePresence& r) {
+    return Json{{"online", r.online}, {"since", r.since ? Json(*r.since) : Json(nullptr)}};
+  };
+  return Json{{"booking_code", p.booking_code}, {"driver", role(p.driver)}, {"passenger", role(p.passenger)}};
+}
+
+Json parse_payload(std::string_view payload) {
+  try {
+    return Json::parse(payload.begin(), payload.end());
+  } catch (const Json::exception& e) {
+    throw ProtocolError(ErrorCode::invalid_json, std::string("payload is not valid JSON (UTF-8): ") + e.what());
+  }
+}
+
+bool valid_client_key(std::string_view key) {
+  if (key.empty() || key.size() > 128) return false;
+  for (char c : key) {
+    if (c < 0x21 || c > 0x7E) return false;
+  }
+  return true;
+}
+
+SendMessageRequest decode_send_message(const Json& body, std::size_t max_text_bytes) {
+  SendMessageRequest r;
+  r.message_id = optional_string(body, "message_id");
+  if (r.message_id && !valid_client_key(*r.message_id)) {
+    invalid("message_id", "must be 1 to 128 printable ASCII characters without spaces");
+  }
+  if (auto type = optional_string(body, "type")) {
+    auto parsed = parse_type(*type);
+    if (!parsed) invalid("type", "must be \"text\", \"call\" or \"system\"");
+    r.type = *parsed;
+  }
+  r.sender = party(required_string(body, "sender"), "sender", true);
+  r.sender_id = optional_string(body, "sender_id");
+  if (r.sender_id && (r.sender_id->empty() || r.sender_id->size() > kMaxSenderIdBytes)) {
+    invalid("sender_id", "must be 1 to 128 bytes");
+  }
+  if (auto text = optional_string(body, "text")) r.text = std::move(*text);
+  if (r.text.size() > max_text_bytes) {
+    invalid("text", "is longer than " + std::to_string(max_text_bytes) + " bytes");
+  }
+  if (r.type == MessageType::text && r.text.empty()) invalid("text", "is required for a text message");
+  if (const Json* data = field(body, "data")) {
+    if (!data->is_object()) invalid("data", "must be a JSON object");
+    if (depth(*data, kMaxDataDepth) > kMaxDataDepth) {
+      invalid("data", "is nested deeper than " + std::to_string(kMaxDataDepth) + " levels");
+    }
+    r.data_json = data->dump();
+  }
+  return r;
+}
+
+HistoryQuery decode_get_message(const Json& body) {
+  HistoryQuery q;
+  if (const Json* limit = field(body, "limit")) {
+    if (!limit->is_number_integer()) invalid("limit", "must be an integer from 1 to 200");
+    auto value = limit->get<std::int64_t>();
+    if (limit->is_number_unsigned() && limit->get<std::uint64_t>() > 200) value = 201;
+    if (value < 1 || value > 200) invalid("limit", "must be an integer from 1 to 200");
+    q.limit = static_cast<std::size_t>(value);
+  }
+  q.before_seq = optional_unsigned(body, "before_seq");
+  q.after_seq = optional_unsigned(body, "after_seq");
+  if (q.before_seq && q.after_seq) invalid("before_seq", "cannot be combined with 'after_seq'");
+  if (const Json* types = field(body, "types")) {
+    if (!types->is_array()) invalid("types", "must be an array of message types");
+    for (const auto& t : *types) {
+      auto parsed = t.is_string() ? parse_type(t.get<std::string>()) : std::nullopt;
+      if (!parsed) invalid("types", "may hold only \"text\", \"call\" and \"system\"");
+      q.types.push_back(*parsed);
+    }
+  }
+  if (auto sender = optional_string(body, "sender")) q.sender = party(*sender, "sender", true);
+  q.since = optional_millis(body, "since");
+  q.until = optional_millis(body, "until");
+  return q;
+}
+
+MakeCallRequest decode_make_call(const Json& body) {
+  MakeCallRequest r;
+  auto action = parse_call_action(required_string(body, "action"));
+  if (!action) invalid("action", "must be one of start, accept, decline, cancel, end, get");
+  r.action = *action;
+  r.call_id = optional_string(body, "call_id");
+  if (r.call_id && !valid_client_key(*r.call_id)) {
+    invalid("call_id", "must be 1 to 128 printable ASCII characters without spaces");
+  }
+  if (!r.call_id && r.action != CallAction::start && r.action != CallAction::get) {
+    invalid("call_id", "is required");
+  }
+  if (auto by = optional_string(body, "by")) {
+    r.by = party(*by, "by", false);
+  } else if (r.action != CallAction::get) {
+    invalid("by", "is required");
+  }
+  return r;
+}
+
+PresenceRequest decode_presence(const Json& body) {
+  PresenceRequest r;
+  r.role = party(required_string(body, "role"), "role", false);
+  const Json* online = field(body, "online");
+  if (!online) invalid("online", "is required");
+  if (!online->is_boolean()) invalid("online", "must be true or false");
+  r.online = online->get<bool>();
+  r.client_id = optional_string(body, "client_id");
+  if (r.client_id && !valid_client_key(*r.client_id)) {
+    invalid("client_id", "must be 1 to 128 printable ASCII characters without spaces");
+  }
+  return r;
+}
+
+}  // namespace navietakie

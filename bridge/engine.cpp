@@ -1,0 +1,406 @@
+#include "bridge/engine.hpp"
+
+#include <chrono>
+#include <random>
+
+#include "bridge/calls.hpp"
+#include "bridge/log.hpp"
+
+namespace navietakie {
+namespace {
+
+// Ids the system makes: 128 random bits in hex.
+std::string random_id(std::string_view prefix) {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  static const char* hex = "0123456789abcdef";
+  std::string id(prefix);
+  for (int half = 0; half < 2; ++half) {
+    std::uint64_t bits = rng();
+    for (int i = 0; i < 16; ++i) {
+      id += hex[bits & 0xF];
+      bits >>= 4;
+    }
+  }
+  return id;
+}
+
+void count(std::atomic<std::uint64_t>& counter) { counter.fetch_add(1, std::memory_order_relaxed); }
+
+}  // namespace
+
+Millis system_clock_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+std::string EngineMetrics::to_json() const {
+  Json errors_by_code = Json::object();
+  for (std::size_t i = 0; i < error_code_count; ++i) {
+    errors_by_code[to_string(static_cast<ErrorCode>(i))] = errors[i].load();
+  }
+  return Json{{"requests", requests.load()},         {"batches", batches.load()},
+              {"messages_stored", messages_stored.load()}, {"duplicates", duplicates.load()},
+              {"calls_missed", calls_missed.load()}, {"errors", errors_by_code}}
+      .dump();
+}
+
+// What one request produced, held until its batch commits.
+struct Engine::Handled {
+  std::string topic;
+  std::string action = "unknown";
+  std::string booking;  // set once the booking code is valid
+  std::optional<std::string> reply_topic;
+  std::optional<std::string> correlation_data;  // v5
+  std::optional<Json> correlation_id;           // 3.1.1, echoed in the payload
+  bool ignored = false;                         // not a request topic
+  std::optional<ProtocolError> error;
+  Json result = Json::object();
+  std::vector<Publish> events;
+  std::vector<Deadline> arm;
+  std::vector<Deadline> disarm;
+  bool stored_message = false;
+  bool duplicate = false;
+};
+
+Engine::Engine(Store& store, EngineOptions options, Clock clock)
+    : store_(store), options_(std::move(options)), topics_(options_.topic_prefix), clock_(std::move(clock)) {}
+
+std::vector<std::string> Engine::request_filters() const {
+  std::vector<std::string> filters;
+  for (Action a : {Action::send_message, Action::get_message, Action::make_call, Action::presence}) {
+    filters.push_back(topics_.request_filter(a));
+  }
+  return filters;
+}
+
+std::vector<Publish> Engine::handle(const std::vector<Request>& batch) {
+  std::vector<Handled> handled(batch.size());
+  try {
+    store_.write([&](StoreWriter& w) {
+      for (std::size_t i = 0; i < batch.size(); ++i) handle_one(w, batch[i], handled[i]);
+    });
+  } catch (const StoreError& e) {
+    // Nothing of the batch is stored: no success may be reported, no event or timer armed.
+    log_line(LogLevel::error, "commit_failed", {{"error", e.what()}, {"requests", std::to_string(batch.size())}});
+    for (auto& h : handled) {
+      if (h.error || h.ignored) continue;
+      h.error = ProtocolError(ErrorCode::unavailable, std::string("storage unavailable: ") + e.what());
+      h.events.clear();
+      h.arm.clear();
+      h.disarm.clear();
+      h.stored_message = h.duplicate = false;
+    }
+  }
+  count(metrics_.batches);
+  std::vector<Publish> out;
+  for (auto& h : handled) {
+    if (h.ignored) continue;
+    for (const auto& d : h.disarm) deadlines_.erase(d);
+    for (const auto& d : h.arm) deadlines_.insert(d);
+    finish(h, out);
+  }
+  return out;
+}
+
+void Engine::handle_one(StoreWriter& w, const Request& request, Handled& h) {
+  count(metrics_.requests);
+  h.topic = request.topic;
+  auto parsed = topics_.parse_request(request.topic);
+  if (!parsed) {
+    h.ignored = true;
+    log_line(LogLevel::warn, "ignored", {{"topic", request.topic}, {"why", "not a request topic"}});
+    return;
+  }
+  h.action = to_string(parsed->action);
+  try {
+    if (request.response_topic) {
+      if (!topics_.valid_reply_topic(*request.response_topic)) {
+        throw ProtocolError(ErrorCode::invalid_request,
+                            "'response topic' must be a topic name without wildcards that is not a request topic");
+      }
+      h.reply_topic = request.response_topic;
+      h.correlation_data = request.correlation_data;
+    }
+    if (request.payload.size() > options_.max_payload_bytes) {
+      throw ProtocolError(ErrorCode::payload_too_large,
+                          "payload of " + std::to_string(request.payload.size()) + " bytes is over the limit of " +
+                              std::to_string(options_.max_payload_bytes));
+    }
+    Json body = parse_payload(request.payload);
+    if (!h.reply_topic && body.is_object()) {
+      // MQTT 3.1.1 fallback: the reply address travels in the payload.
+      if (auto it = body.find("correlation_id"); it != body.end()) h.correlation_id = *it;
+      if (auto it = body.find("reply_to"); it != body.end()) {
+        if (!it->is_string() || !topics_.valid_reply_topic(it->get_ref<const std::string&>())) {
+          throw ProtocolError(ErrorCode::invalid_request,
+                              "'reply_to' must be a topic name without wildcards that is not a request topic");
+        }
+        h.reply_topic = it->get<std::string>();
+      }
+    }
+    if (!valid_booking_code(parsed->booking)) {
+      throw ProtocolError(ErrorCode::invalid_booking_code,
+                          "booking code must be 1 to 64 of A-Z a-z 0-9 _ -, starting with a letter or digit");
+    }
+    h.booking = parsed->booking;
+    if (!body.is_object()) throw ProtocolError(ErrorCode::invalid_request, "payload must be a JSON object");
+    if (h.correlation_id && !h.correlation_id->is_string()) {
+      throw ProtocolError(ErrorCode::invalid_request, "'correlation_id' must be a string");
+    }
+    w.unit([&] {
+      switch (parsed->action) {
+        case Action::send_message: handle_send(w, body, h); break;
+        case Action::get_message: handle_get(w, body, h); break;
+        case Action::make_call: handle_call(w, body, h); break;
+        case Action::presence: handle_presence(w, request, body, h); break;
+      }
+    });
+  } catch (const ProtocolError& e) {
+    h.error = e;
+  } catch (const StoreError& e) {
+    h.error = e.kind() == StoreError::Kind::full
+                  ? ProtocolError(ErrorCode::unavailable, std::string("storage full: ") + e.what())
+                  : ProtocolError(ErrorCode::internal, std::string("storage error: ") + e.what());
+  } catch (const std::exception& e) {
+    h.error = ProtocolError(ErrorCode::internal, e.what());
+  }
+  if (h.error) {
+    // A failed unit left nothing behind in the store; drop what it prepared too.
+    h.events.clear();
+    h.arm.clear();
+    h.disarm.clear();
+    h.stored_message = h.duplicate = false;
+  }
+}
+
+void Engine::handle_send(StoreWriter& w, const Json& body, Handled& h) {
+  SendMessageRequest r = decode_send_message(body, options_.max_text_bytes);
+  if (r.message_id) {
+    if (auto first = w.message_by_id(h.booking, *r.message_id)) {
+      h.duplicate = true;
+      h.result = Json{{"message", to_json(*first)}, {"duplicate", true}};
+      return;
+    }
+  }
+  Message m;
+  m.booking_code = h.booking;
+  m.seq = w.last_seq(h.booking) + 1;  // gapless: assigned inside the write txn
+  m.message_id = r.message_id ? *r.message_id : random_id("");
+  m.type = r.type;
+  m.sender = r.sender;
+  m.sender_id = r.sender_id;
+  m.text = std::move(r.text);
+  m.data_json = std::move(r.data_json);
+  m.ts = clock_();
+  w.append_message(m);
+  Json json = to_json(m);
+  h.stored_message = true;
+  h.events.push_back(Publish{topics_.message_events(h.booking), json.dump(), false, std::nullopt});
+  h.result = Json{{"message", std::move(json)}, {"duplicate", false}};
+}
+
+void Engine::handle_get(StoreWriter& w, const Json& body, Handled& h) {
+  HistoryQuery q = decode_get_message(body);
+  HistoryPage page = w.history(h.booking, q);
+  Json messages = Json::array();
+  for (const auto& m : page.messages) messages.push_back(to_json(m));
+  h.result = Json{{"messages", std::move(messages)}, {"has_more", page.has_more}, {"last_seq", page.last_seq}};
+}
+
+void Engine::handle_call(StoreWriter& w, const Json& body, Handled& h) {
+  MakeCallRequest r = decode_make_call(body);
+  if (r.action == CallAction::get) {
+    auto call = r.call_id ? w.call(h.booking, *r.call_id) : w.active_call(h.booking);
+    if (!call) {
+      throw ProtocolError(ErrorCode::not_found, r.call_id ? "no call '" + *r.call_id + "' in this booking"
+                                                          : std::string("no active call in this booking"));
+    }
+    h.result = Json{{"call", to_json(*call)}};
+    return;
+  }
+  if (r.action == CallAction::start) {
+    if (r.call_id) {
+      if (auto existing = w.call(h.booking, *r.call_id)) {  // a retried start
+        h.result = Json{{"call", to_json(*existing)}};
+        return;
+      }
+    }
+    if (auto active = w.active_call(h.booking)) {
+      throw ProtocolError(ErrorCode::busy, "call '" + active->call_id + "' is already active in this booking",
+                          active->call_id);
+    }
+    Call call = start_call(h.booking, r.call_id ? *r.call_id : random_id("c-"), *r.by, clock_(),
+                           options_.call_ring_timeout_ms);
+    record_call_change(w, call, *r.by, h);
+    h.arm.push_back(Deadline{call.ring_deadline, call.booking_code, call.call_id});
+    return;
+  }
+  auto call = w.call(h.booking, *r.call_id);
+  if (!call) throw ProtocolError(ErrorCode::not_found, "no call '" + *r.call_id + "' in this booking");
+  Call next = apply_call_action(*call, r.action, *r.by, clock_());
+  record_call_change(w, next, *r.by, h);
+  if (call->state == CallState::ringing) h.disarm.push_back(Deadline{call->ring_deadline, call->booking_code, call->call_id});
+}
+
+void Engine::record_call_change(StoreWriter& w, const Call& call, Role sender, Handled& h) {
+  w.put_call(call);
+  Json call_json = to_json(call);
+  Message m;
+  m.booking_code = call.booking_code;
+  m.seq = w.last_seq(call.booking_code) + 1;
+  m.message_id = random_id("");
+  m.type = MessageType::call;
+  m.sender = sender;
+  m.data_json = Json{{"call_id", call.call_id},
+                     {"state", to_string(call.state)},
+                     {"end_reason", call_json["end_reason"]},
+                     {"from", to_string(call.from)},
+                     {"to", to_string(call.to)},
+                     {"duration_ms", call.duration_ms()}}
+                    .dump();
+  m.ts = clock_();
+  w.append_message(m);
+  h.stored_message = true;
+  h.events.push_back(Publish{topics_.call_events(call.booking_code), call_json.dump(), false, std::nullopt});
+  h.events.push_back(Publish{topics_.message_events(call.booking_code), to_json(m).dump(), false, std::nullopt});
+  h.result = Json{{"call", std::move(call_json)}};
+}
+
+void Engine::handle_presence(StoreWriter& w, const Request& request, const Json& body, Handled& h) {
+  PresenceRequest r = decode_presence(body);
+  Millis now = clock_();
+  // The bridge cannot see who published; without a client_id the role itself keys the connection.
+  std::string client_id = r.client_id                  ? *r.client_id
+                          : !request.client_id.empty() ? request.client_id
+                                                       : std::string("role:") + to_string(r.role);
+  w.put_connection(Connection{h.booking, client_id, r.role, r.online, now});
+
+  Presence presence = w.presence(h.booking).value_or(Presence{h.booking, {}, {}});
+  bool driver_online = false;
+  bool passenger_online = false;
+  bool driver_seen = false;
+  bool passenger_seen = false;
+  for (const auto& c : w.connections(h.booking)) {
+    (c.role == Role::driver ? driver_seen : passenger_seen) = true;
+    if (c.online) (c.role == Role::driver ? driver_online : passenger_online) = true;
+  }
+  // A role is online while any of its clients is; `since` moves only when that flips.
+  auto update = [now](RolePresence& role, bool seen, bool online) {
+    if (seen && (!role.since || role.online != online)) {
+      role.online = online;
+      role.since = now;
+    }
+  };
+  update(presence.driver, driver_seen, driver_online);
+  update(presence.passenger, passenger_seen, passenger_online);
+  w.put_presence(presence);
+  Json json = to_json(presence);
+  h.events.push_back(Publish{topics_.presence_events(h.booking), json.dump(), true, std::nullopt});
+  h.result = Json{{"presence", std::move(json)}};
+}
+
+void Engine::finish(const Handled& h, std::vector<Publish>& out) {
+  Json reply;
+  if (h.error) {
+    count(metrics_.errors[static_cast<std::size_t>(h.error->code())]);
+    Json error = {{"code", to_string(h.error->code())}, {"message", h.error->what()}};
+    if (!h.error->call_id().empty()) error["call_id"] = h.error->call_id();
+    reply = Json{{"ok", false}, {"error", std::move(error)}};
+    auto level = h.error->code() == ErrorCode::internal || h.error->code() == ErrorCode::unavailable
+                     ? LogLevel::error
+                     : LogLevel::warn;
+    log_line(level, "request",
+             {{"topic", h.topic}, {"action", h.action}, {"error", to_string(h.error->code())},
+              {"message", h.error->what()}});
+  } else {
+    if (h.stored_message) count(metrics_.messages_stored);
+    if (h.duplicate) count(metrics_.duplicates);
+    reply = Json{{"ok", true}};
+    reply.update(h.result);
+    if (log_enabled(LogLevel::debug)) {
+      log_line(LogLevel::debug, "request", {{"topic", h.topic}, {"action", h.action}, {"result", "ok"}});
+    }
+  }
+  if (h.correlation_id) reply["correlation_id"] = *h.correlation_id;
+  if (h.reply_topic) {
+    out.push_back(Publish{*h.reply_topic, reply.dump(), false, h.correlation_data});
+  } else if (h.error) {
+    reply["request_topic"] = h.topic;
+    out.push_back(Publish{h.booking.empty() ? topics_.global_errors() : topics_.booking_errors(h.booking),
+                          reply.dump(), false, std::nullopt});
+  }
+  out.insert(out.end(), h.events.begin(), h.events.end());
+}
+
+std::optional<Millis> Engine::next_deadline() const {
+  if (deadlines_.empty()) return std::nullopt;
+  return std::max(deadlines_.begin()->at, expiry_retry_at_);
+}
+
+std::vector<Publish> Engine::expire_calls() {
+  Millis now = clock_();
+  std::vector<Deadline> due;
+  for (const auto& d : deadlines_) {
+    if (d.at > now || due.size() >= 256) break;
+    due.push_back(d);
+  }
+  if (due.empty() || now < expiry_retry_at_) return {};
+  std::vector<Handled> handled(due.size());
+  try {
+    store_.write([&](StoreWriter& w) {
+      for (std::size_t i = 0; i < due.size(); ++i) {
+        Handled& h = handled[i];
+        try {
+          w.unit([&] {
+            auto call = w.call(due[i].booking, due[i].call_id);
+            if (call && call->state == CallState::ringing) record_call_change(w, expire_call(*call), Role::system, h);
+          });
+        } catch (const StoreError& e) {
+          h.error = ProtocolError(ErrorCode::unavailable, e.what());
+        }
+      }
+    });
+  } catch (const StoreError& e) {
+    log_line(LogLevel::error, "expire_failed", {{"error", e.what()}});
+    expiry_retry_at_ = now + 1000;
+    return {};
+  }
+  std::vector<Publish> out;
+  for (std::size_t i = 0; i < due.size(); ++i) {
+    if (handled[i].error) {
+      log_line(LogLevel::error, "expire_failed", {{"call_id", due[i].call_id}, {"error", handled[i].error->what()}});
+      expiry_retry_at_ = now + 1000;
+      continue;
+    }
+    deadlines_.erase(due[i]);
+    if (handled[i].events.empty()) continue;  // no longer ringing
+    count(metrics_.calls_missed);
+    log_line(LogLevel::info, "call_missed", {{"booking", due[i].booking}, {"call_id", due[i].call_id}});
+    out.insert(out.end(), handled[i].events.begin(), handled[i].events.end());
+  }
+  return out;
+}
+
+std::vector<Publish> Engine::start() {
+  std::vector<Presence> presence;
+  store_.read([&](const StoreReader& r) {
+    for (const auto& call : r.ringing_calls()) deadlines_.insert(Deadline{call.ring_deadline, call.booking_code, call.call_id});
+    presence = r.all_presence();
+  });
+  std::vector<Publish> out;
+  for (const auto& p : presence) {
+    out.push_back(Publish{topics_.presence_events(p.booking_code), to_json(p).dump(), true, std::nullopt});
+  }
+  // Calls left ringing through a restart end as missed once their deadline has passed.
+  // expire_calls() takes at most 256 at a time; stop when a pass makes no progress.
+  for (std::size_t before = deadlines_.size() + 1; deadlines_.size() < before;) {
+    before = deadlines_.size();
+    auto expired = expire_calls();
+    out.insert(out.end(), expired.begin(), expired.end());
+  }
+  log_line(LogLevel::info, "engine_started",
+           {{"ringing_calls", std::to_string(deadlines_.size())}, {"bookings_with_presence", std::to_string(presence.size())}});
+  return out;
+}
+
+}  // namespace navietakie

@@ -10,10 +10,13 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <tuple>
 #include <string>
 #include <vector>
 
+#include "bridge/codec.hpp"
 #include "bridge/errors.hpp"
+#include "bridge/topics.hpp"
 #include "store/store.hpp"
 
 namespace navietakie {
@@ -56,22 +59,14 @@ struct EngineMetrics {
   std::string to_json() const;
 };
 
-// One line per handled request, for the host's log.
-struct RequestLog {
-  std::string topic;
-  std::string action;
-  std::optional<ErrorCode> error;
-  std::string error_message;
-};
-
 class Engine {
  public:
   Engine(Store& store, EngineOptions options, Clock clock = system_clock_ms);
 
   // Handles a batch in order inside one write transaction and one durable commit. Returns what to
   // publish, only after the commit. If the commit fails, every request in the batch gets
-  // `unavailable` and nothing was stored.
-  std::vector<Publish> handle(const std::vector<Request>& batch, std::vector<RequestLog>* log = nullptr);
+  // `unavailable` and nothing was stored. Logs one line per request (debug; errors at warn).
+  std::vector<Publish> handle(const std::vector<Request>& batch);
 
   // Ends the ringing calls whose deadline has passed as `missed`; returns their events.
   std::vector<Publish> expire_calls();
@@ -97,10 +92,20 @@ class Engine {
       return std::tie(at, booking, call_id) < std::tie(o.at, o.booking, o.call_id);
     }
   };
-  class Batch;
+  struct Handled;
+  void handle_one(StoreWriter& w, const Request& request, Handled& h);
+  void handle_send(StoreWriter& w, const Json& body, Handled& h);
+  void handle_get(StoreWriter& w, const Json& body, Handled& h);
+  void handle_call(StoreWriter& w, const Json& body, Handled& h);
+  void handle_presence(StoreWriter& w, const Request& request, const Json& body, Handled& h);
+  void record_call_change(StoreWriter& w, const Call& call, Role sender, Handled& h);
+  void finish(const Handled& h, std::vector<Publish>& out);
+
 
   Store& store_;
   EngineOptions options_;
+  Topics topics_;
+  Millis expiry_retry_at_ = 0;  // after a failed expiry commit, wait before the next try
   Clock clock_;
   EngineMetrics metrics_;
   std::set<Deadline> deadlines_;

@@ -1,1 +1,70 @@
-int main() { return 0; }
+// navietakie-bridge: the standalone host of the handlers, for any MQTT v5 broker.
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+
+#include "bridge/engine.hpp"
+#include "bridge/log.hpp"
+#include "bridge/paho_host.hpp"
+#include "config/config.hpp"
+
+extern char** environ;
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+static_assert(std::atomic<bool>::is_always_lock_free, "the signal handler needs a lock-free flag");
+
+void on_signal(int) { g_stop = true; }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace navietakie;
+  Settings settings;
+  try {
+    CommandLine command_line = parse_command_line(argc, argv, "navietakie-bridge");
+    if (command_line.help) {
+      std::cout << command_line.help_text;
+      return 0;
+    }
+    settings = load_settings(command_line, environ);
+  } catch (const ConfigError& e) {
+    std::cerr << "navietakie-bridge: " << e.what() << "\n";
+    return 2;
+  }
+  set_log_level(settings.log_level);
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  try {
+    auto store = open_lmdb_store(
+        LmdbOptions{settings.data_dir, settings.map_size_mb * std::size_t{1024} * 1024, settings.sync});
+    EngineOptions options;
+    options.topic_prefix = settings.topic_prefix;
+    options.call_ring_timeout_ms = Millis{settings.call_ring_timeout_s} * 1000;
+    options.max_payload_bytes = settings.max_payload_bytes;
+    options.max_text_bytes = settings.max_text_bytes;
+    Engine engine(*store, options);
+    log_line(LogLevel::info, "starting",
+             {{"broker", settings.broker_url}, {"client_id", settings.client_id}, {"data_dir", settings.data_dir},
+              {"sync", to_string(settings.sync)}, {"prefix", settings.topic_prefix},
+              {"share_group", settings.share_group}, {"environment", settings.environment}});
+
+    // Room for bursts while the worker commits; Paho's default buffer holds only 100 messages.
+    mqtt::async_client client(settings.broker_url, settings.client_id,
+                              mqtt::create_options(MQTTVERSION_5, 100000));
+    PahoHost host(client, engine, settings);
+    if (!host.run(g_stop)) {
+      log_line(LogLevel::error, "never_connected", {{"broker", settings.broker_url}});
+      return 1;
+    }
+  } catch (const std::exception& e) {
+    log_line(LogLevel::error, "fatal", {{"error", e.what()}});
+    return 1;
+  }
+  log_line(LogLevel::info, "stopped");
+  return 0;
+}

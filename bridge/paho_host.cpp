@@ -1,0 +1,142 @@
+#include "bridge/paho_host.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <thread>
+
+#include "bridge/log.hpp"
+
+namespace navietakie {
+namespace {
+
+using namespace std::chrono_literals;
+constexpr int kQos = 1;
+constexpr auto kIdleWait = 200ms;      // how long the worker waits for a message when nothing is due
+constexpr auto kMetricsEvery = 60s;
+
+Request to_request(const mqtt::const_message_ptr& msg) {
+  Request r;
+  r.topic = msg->get_topic();
+  r.payload = msg->to_string();
+  const auto& props = msg->get_properties();
+  if (props.contains(mqtt::property::RESPONSE_TOPIC)) {
+    r.response_topic = mqtt::get<std::string>(props, mqtt::property::RESPONSE_TOPIC);
+  }
+  if (props.contains(mqtt::property::CORRELATION_DATA)) {
+    r.correlation_data = mqtt::get<mqtt::binary>(props, mqtt::property::CORRELATION_DATA);
+  }
+  return r;
+}
+
+}  // namespace
+
+PahoHost::PahoHost(mqtt::async_client& client, Engine& engine, const Settings& settings)
+    : client_(client), engine_(engine), settings_(settings) {
+  connect_options_ = mqtt::connect_options_builder()
+                         .mqtt_version(MQTTVERSION_5)
+                         .clean_start(false)
+                         .properties({{mqtt::property::SESSION_EXPIRY_INTERVAL, 86400}})
+                         .keep_alive_interval(30s)
+                         .automatic_reconnect(1s, 30s)
+                         .finalize();
+  for (const auto& filter : engine_.request_filters()) {
+    filters_.push_back(settings_.share_group.empty() ? filter : "$share/" + settings_.share_group + "/" + filter);
+  }
+  // Paho callbacks run on its receive thread: they only set flags, never block.
+  client_.set_connected_handler([this](const std::string&) { resubscribe_ = true; });
+  client_.set_connection_lost_handler([](const std::string& cause) {
+    log_line(LogLevel::warn, "connection_lost", {{"cause", cause}});
+  });
+}
+
+bool PahoHost::connect(const std::atomic<bool>& stop) {
+  auto backoff = 250ms;
+  while (!stop) {
+    try {
+      auto token = client_.connect(connect_options_);
+      if (token->wait_for(10s)) {
+        log_line(LogLevel::info, "connected", {{"broker", settings_.broker_url}, {"client_id", settings_.client_id}});
+        return true;
+      }
+    } catch (const mqtt::exception& e) {
+      log_line(LogLevel::warn, "connect_failed", {{"broker", settings_.broker_url}, {"error", e.what()}});
+    }
+    for (auto waited = 0ms; waited < backoff && !stop; waited += 50ms) std::this_thread::sleep_for(50ms);
+    backoff = std::min<std::chrono::milliseconds>(backoff * 2, 10s);
+  }
+  return false;
+}
+
+void PahoHost::subscribe() {
+  try {
+    std::vector<int> qos(filters_.size(), kQos);
+    client_.subscribe(mqtt::string_collection::create(filters_), qos);
+    for (const auto& f : filters_) log_line(LogLevel::info, "subscribed", {{"filter", f}});
+  } catch (const mqtt::exception& e) {
+    log_line(LogLevel::error, "subscribe_failed", {{"error", e.what()}});
+    resubscribe_ = true;
+  }
+}
+
+void PahoHost::publish_all(const std::vector<Publish>& publishes) {
+  for (const auto& p : publishes) {
+    auto msg = mqtt::make_message(p.topic, p.payload, kQos, p.retain);
+    if (p.correlation_data) {
+      mqtt::properties props;
+      props.add(mqtt::property(mqtt::property::CORRELATION_DATA, *p.correlation_data));
+      msg->set_properties(props);
+    }
+    try {
+      client_.publish(msg);
+    } catch (const mqtt::exception& e) {
+      log_line(LogLevel::error, "publish_failed", {{"topic", p.topic}, {"error", e.what()}});
+    }
+  }
+}
+
+void PahoHost::publish_metrics() {
+  std::string metrics = engine_.metrics().to_json();
+  log_line(LogLevel::info, "metrics", {{"counters", metrics}});
+  publish_all({Publish{settings_.topic_prefix + "/metrics/" + settings_.client_id, metrics, true, std::nullopt}});
+}
+
+bool PahoHost::run(const std::atomic<bool>& stop) {
+  client_.start_consuming();
+  if (!connect(stop)) return false;
+  publish_all(engine_.start());
+  auto next_metrics = std::chrono::steady_clock::now() + kMetricsEvery;
+  std::vector<Request> batch;
+  batch.reserve(settings_.batch_max);
+  while (!stop) {
+    if (resubscribe_.exchange(false)) subscribe();
+    auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(kIdleWait);
+    if (auto due = engine_.next_deadline()) {
+      auto until_due = std::chrono::milliseconds(std::max<Millis>(0, *due - system_clock_ms()));
+      wait = std::min(wait, until_due);
+    }
+    mqtt::const_message_ptr msg;
+    batch.clear();
+    // Drain what is queued, up to batch_max: one commit (one fsync) serves them all.
+    if (client_.try_consume_message_for(&msg, wait)) {
+      do {
+        if (msg) batch.push_back(to_request(msg));  // a null message marks a lost connection
+      } while (batch.size() < settings_.batch_max && client_.try_consume_message(&msg));
+    }
+    if (!batch.empty()) publish_all(engine_.handle(batch));
+    publish_all(engine_.expire_calls());
+    if (std::chrono::steady_clock::now() >= next_metrics) {
+      publish_metrics();
+      next_metrics += kMetricsEvery;
+    }
+  }
+  log_line(LogLevel::info, "stopping", {{"metrics", engine_.metrics().to_json()}});
+  client_.stop_consuming();
+  try {
+    client_.disconnect(5s)->wait_for(10s);  // lets in-flight publishes complete first
+  } catch (const mqtt::exception& e) {
+    log_line(LogLevel::warn, "disconnect_failed", {{"error", e.what()}});
+  }
+  return true;
+}
+
+}  // namespace navietakie

@@ -1,0 +1,38 @@
+// The bridge host: a thin adapter between an MQTT v5 broker (Eclipse Paho C++) and the Engine.
+// Paho's receive thread only queues messages; one worker thread batches them through the Engine
+// (one durable commit per batch) and publishes what it returns.
+#pragma once
+
+#include <atomic>
+#include <mqtt/async_client.h>
+#include <string>
+
+#include "bridge/engine.hpp"
+#include "config/config.hpp"
+
+namespace navietakie {
+
+class PahoHost {
+ public:
+  PahoHost(mqtt::async_client& client, Engine& engine, const Settings& settings);
+
+  // Connects (retrying with backoff until `stop`), subscribes, and serves until `stop` is set; then
+  // finishes the batch in flight, waits for its publishes and disconnects.
+  // Returns false if it never connected.
+  bool run(const std::atomic<bool>& stop);
+
+ private:
+  bool connect(const std::atomic<bool>& stop);
+  void subscribe();
+  void publish_all(const std::vector<Publish>& publishes);
+  void publish_metrics();
+
+  mqtt::async_client& client_;
+  Engine& engine_;
+  const Settings& settings_;
+  mqtt::connect_options connect_options_;
+  std::vector<std::string> filters_;
+  std::atomic<bool> resubscribe_{false};
+};
+
+}  // namespace navietakie

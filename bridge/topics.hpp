@@ -1,0 +1,46 @@
+// The topic layout of the wire contract, under a configurable prefix.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace navietakie {
+
+enum class Action { send_message, get_message, make_call, presence };
+const char* to_string(Action action);
+
+// 1 to 64 characters of A-Z a-z 0-9 _ -, starting with a letter or digit.
+bool valid_booking_code(std::string_view code);
+
+struct RequestTopic {
+  std::string booking;  // as published: not yet validated
+  Action action;
+};
+
+class Topics {
+ public:
+  explicit Topics(std::string prefix) : prefix_(std::move(prefix)) {}
+
+  // `{prefix}/bookings/{one level}/{action}`; nullopt for any other topic.
+  std::optional<RequestTopic> parse_request(std::string_view topic) const;
+  // The subscription filter for one action: `{prefix}/bookings/+/{action}`.
+  std::string request_filter(Action action) const;
+
+  std::string request(const std::string& booking, Action action) const;
+  std::string message_events(const std::string& booking) const;
+  std::string call_events(const std::string& booking) const;
+  std::string presence_events(const std::string& booking) const;
+  std::string booking_errors(const std::string& booking) const;
+  std::string global_errors() const;
+
+  // A topic the system may publish a reply to: a valid topic name (no wildcards, not empty) that is
+  // not a request topic, so a reply can never loop back in as a request.
+  bool valid_reply_topic(std::string_view topic) const;
+
+ private:
+  std::string booking_topic(const std::string& booking, std::string_view leaf) const;
+  std::string prefix_;
+};
+
+}  // namespace navietakie
