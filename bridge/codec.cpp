@@ -36,8 +36,9 @@ std::optional<std::string> optional_string(const Json& body, const char* name) {
 std::optional<std::uint64_t> optional_unsigned(const Json& body, const char* name) {
   const Json* v = field(body, name);
   if (!v) return std::nullopt;
-  if (!v->is_number_unsigned()) invalid(name, "must be a non-negative integer");
-  return v->get<std::uint64_t>();
+  if (v->is_number_unsigned()) return v->get<std::uint64_t>();
+  if (v->is_number_integer() && v->get<std::int64_t>() >= 0) return static_cast<std::uint64_t>(v->get<std::int64_t>());
+  invalid(name, "must be a non-negative integer");
 }
 
 std::optional<Millis> optional_millis(const Json& body, const char* name) {
@@ -150,8 +151,12 @@ Json to_json(const Presence& p) {
 Json parse_payload(std::string_view payload) {
   try {
     return Json::parse(payload.begin(), payload.end());
-  } catch (const Json::exception& e) {
-    throw ProtocolError(ErrorCode::invalid_json, std::string("payload is not valid JSON (UTF-8): ") + e.what());
+  } catch (const Json::parse_error& e) {
+    // Not e.what(): it quotes the offending bytes, which may not be UTF-8 themselves.
+    throw ProtocolError(ErrorCode::invalid_json,
+                        "payload is not valid JSON in UTF-8 (error at byte " + std::to_string(e.byte) + ")");
+  } catch (const Json::exception&) {
+    throw ProtocolError(ErrorCode::invalid_json, "payload is not valid JSON (a number is out of range)");
   }
 }
 

@@ -80,6 +80,18 @@ std::vector<Publish> Engine::handle(const std::vector<Request>& batch) {
       for (std::size_t i = 0; i < batch.size(); ++i) handle_one(w, batch[i], handled[i]);
     });
   } catch (const StoreError& e) {
+    if (e.kind() == StoreError::Kind::full && batch.size() > 1) {
+      // Nothing of the batch is stored. The commit's own pages did not fit: retry one request per
+      // transaction, so that only the requests that do not fit fail (and reads still answer).
+      log_line(LogLevel::warn, "commit_full_retrying_singly", {{"requests", std::to_string(batch.size())}});
+      metrics_.requests.fetch_sub(batch.size(), std::memory_order_relaxed);  // counted again below
+      std::vector<Publish> out;
+      for (const auto& request : batch) {
+        auto one = handle({request});
+        out.insert(out.end(), std::make_move_iterator(one.begin()), std::make_move_iterator(one.end()));
+      }
+      return out;
+    }
     // Nothing of the batch is stored: no success may be reported, no event or timer armed.
     log_line(LogLevel::error, "commit_failed", {{"error", e.what()}, {"requests", std::to_string(batch.size())}});
     for (auto& h : handled) {
@@ -112,14 +124,19 @@ void Engine::handle_one(StoreWriter& w, const Request& request, Handled& h) {
     return;
   }
   h.action = to_string(parsed->action);
+  // Errors of a request on a valid booking go to that booking's errors topic, whichever error it is.
+  if (valid_booking_code(parsed->booking)) h.booking = parsed->booking;
   try {
+    // A reply address is checked after the booking code (error precedence), but an unusable one is
+    // never used, not even for the errors found before it.
+    std::optional<std::string> bad_reply_address;
     if (request.response_topic) {
-      if (!topics_.valid_reply_topic(*request.response_topic)) {
-        throw ProtocolError(ErrorCode::invalid_request,
-                            "'response topic' must be a topic name without wildcards that is not a request topic");
+      if (topics_.valid_reply_topic(*request.response_topic)) {
+        h.reply_topic = request.response_topic;
+        h.correlation_data = request.correlation_data;
+      } else {
+        bad_reply_address = "'response topic' must be a topic name without wildcards that is not a request topic";
       }
-      h.reply_topic = request.response_topic;
-      h.correlation_data = request.correlation_data;
     }
     if (request.payload.size() > options_.max_payload_bytes) {
       throw ProtocolError(ErrorCode::payload_too_large,
@@ -127,22 +144,22 @@ void Engine::handle_one(StoreWriter& w, const Request& request, Handled& h) {
                               std::to_string(options_.max_payload_bytes));
     }
     Json body = parse_payload(request.payload);
-    if (!h.reply_topic && body.is_object()) {
+    if (!request.response_topic && body.is_object()) {
       // MQTT 3.1.1 fallback: the reply address travels in the payload.
       if (auto it = body.find("correlation_id"); it != body.end()) h.correlation_id = *it;
       if (auto it = body.find("reply_to"); it != body.end()) {
-        if (!it->is_string() || !topics_.valid_reply_topic(it->get_ref<const std::string&>())) {
-          throw ProtocolError(ErrorCode::invalid_request,
-                              "'reply_to' must be a topic name without wildcards that is not a request topic");
+        if (it->is_string() && topics_.valid_reply_topic(it->get_ref<const std::string&>())) {
+          h.reply_topic = it->get<std::string>();
+        } else {
+          bad_reply_address = "'reply_to' must be a topic name without wildcards that is not a request topic";
         }
-        h.reply_topic = it->get<std::string>();
       }
     }
-    if (!valid_booking_code(parsed->booking)) {
+    if (h.booking.empty()) {
       throw ProtocolError(ErrorCode::invalid_booking_code,
                           "booking code must be 1 to 64 of A-Z a-z 0-9 _ -, starting with a letter or digit");
     }
-    h.booking = parsed->booking;
+    if (bad_reply_address) throw ProtocolError(ErrorCode::invalid_request, *bad_reply_address);
     if (!body.is_object()) throw ProtocolError(ErrorCode::invalid_request, "payload must be a JSON object");
     if (h.correlation_id && !h.correlation_id->is_string()) {
       throw ProtocolError(ErrorCode::invalid_request, "'correlation_id' must be a string");
@@ -322,12 +339,14 @@ void Engine::finish(const Handled& h, std::vector<Publish>& out) {
     }
   }
   if (h.correlation_id) reply["correlation_id"] = *h.correlation_id;
+  // The request topic comes from the client: never let a byte of it make dump() throw.
+  auto dump = [](const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); };
   if (h.reply_topic) {
-    out.push_back(Publish{*h.reply_topic, reply.dump(), false, h.correlation_data});
+    out.push_back(Publish{*h.reply_topic, dump(reply), false, h.correlation_data});
   } else if (h.error) {
     reply["request_topic"] = h.topic;
     out.push_back(Publish{h.booking.empty() ? topics_.global_errors() : topics_.booking_errors(h.booking),
-                          reply.dump(), false, std::nullopt});
+                          dump(reply), false, std::nullopt});
   }
   out.insert(out.end(), h.events.begin(), h.events.end());
 }

@@ -64,8 +64,9 @@ class Engine {
   Engine(Store& store, EngineOptions options, Clock clock = system_clock_ms);
 
   // Handles a batch in order inside one write transaction and one durable commit. Returns what to
-  // publish, only after the commit. If the commit fails, every request in the batch gets
-  // `unavailable` and nothing was stored. Logs one line per request (debug; errors at warn).
+  // publish, only after the commit. If the commit fails because the store is full, the requests
+  // are retried one per transaction, so only those that do not fit get `unavailable`; on any other
+  // commit failure every request of the batch gets `unavailable` and nothing was stored. Logs one line per request (debug; errors at warn).
   std::vector<Publish> handle(const std::vector<Request>& batch);
 
   // Ends the ringing calls whose deadline has passed as `missed`; returns their events.

@@ -1,0 +1,1031 @@
+// The Engine against a real LMDB store in a temp dir and a fake clock moved by hand: replies,
+// events, errors and their routing, calls and ring timeouts, presence, restarts, a full store.
+#include <boost/test/unit_test.hpp>
+
+#include <stdlib.h>  // mkdtemp
+
+#include <algorithm>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "bridge/engine.hpp"
+#include "store/store.hpp"
+
+using namespace navietakie;
+
+namespace {
+
+constexpr Millis kT0 = 1'764'160'000'000;
+const std::string kPrefix = "navietakie/v1";
+const std::string kReplyTo = "navietakie/v1/replies/client-1/r";
+
+std::string topic(const std::string& booking, const std::string& leaf) {
+  return kPrefix + "/bookings/" + booking + "/" + leaf;
+}
+
+Request request(const std::string& booking, const std::string& action, const Json& body,
+                const std::string& client_id = "client-1") {
+  return Request{topic(booking, action), body.dump(), std::nullopt, std::nullopt, client_id};
+}
+
+// The same, answered on kReplyTo (MQTT 3.1.1 style).
+Request asking(const std::string& booking, const std::string& action, Json body,
+               const std::string& client_id = "client-1") {
+  body["reply_to"] = kReplyTo;
+  return request(booking, action, body, client_id);
+}
+
+std::vector<Publish> on(const std::vector<Publish>& out, const std::string& t) {
+  std::vector<Publish> found;
+  for (const auto& p : out) {
+    if (p.topic == t) found.push_back(p);
+  }
+  return found;
+}
+
+// The payload of the one publish on topic t (test fails if there is not exactly one).
+Json one(const std::vector<Publish>& out, const std::string& t) {
+  auto found = on(out, t);
+  BOOST_REQUIRE_MESSAGE(found.size() == 1u, found.size() << " publishes on " << t << ", expected 1");
+  return Json::parse(found.front().payload);
+}
+
+std::string topics_of(const std::vector<Publish>& out) {
+  std::string s;
+  for (const auto& p : out) s += p.topic + "\n";
+  return s;
+}
+
+std::uint64_t errors_counted(const Engine& engine, ErrorCode code) {
+  return engine.metrics().errors[static_cast<std::size_t>(code)].load();
+}
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "navietakie-engine-XXXXXX").string();
+    std::vector<char> buf(pattern.begin(), pattern.end());
+    buf.push_back('\0');
+    if (mkdtemp(buf.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = buf.data();
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+constexpr std::size_t kMapSize = std::size_t{64} << 20;
+
+// A store in a fresh temp dir, an engine on it and a clock that moves only when a test says so.
+struct EngineFixture {
+  explicit EngineFixture(EngineOptions engine_options = {}, std::size_t map_size = kMapSize)
+      : options(std::move(engine_options)), map_size_bytes(map_size) {
+    open_store();
+    make_engine();
+  }
+
+  void open_store() { store = open_lmdb_store(LmdbOptions{dir.path(), map_size_bytes, SyncMode::nosync}); }
+  void make_engine() { engine = std::make_unique<Engine>(*store, options, [this] { return now; }); }
+  // The process dies and comes back: a new Engine (and optionally a reopened store).
+  void restart(bool reopen_store) {
+    engine.reset();
+    if (reopen_store) {
+      store.reset();
+      open_store();
+    }
+    make_engine();
+  }
+
+  std::vector<Publish> handle(const Request& r) { return engine->handle({r}); }
+
+  // Sends a request with reply_to and returns the reply; `out` gets everything published.
+  Json ask(const std::string& booking, const std::string& action, const Json& body,
+           std::vector<Publish>* out = nullptr, const std::string& client_id = "client-1") {
+    auto published = handle(asking(booking, action, body, client_id));
+    Json reply = one(published, kReplyTo);
+    if (out) *out = std::move(published);
+    return reply;
+  }
+
+  Json send(const std::string& booking, const std::string& text, const std::string& sender = "driver") {
+    return ask(booking, "send_message", {{"sender", sender}, {"text", text}});
+  }
+
+  Json get(const std::string& booking, const Json& query) { return ask(booking, "get_message", query); }
+
+  Json call(const std::string& booking, const Json& body, std::vector<Publish>* out = nullptr) {
+    return ask(booking, "make_call", body, out);
+  }
+
+  EngineOptions options;
+  std::size_t map_size_bytes;
+  Millis now = kT0;
+  TempDir dir;  // before store: outlives it
+  std::unique_ptr<Store> store;
+  std::unique_ptr<Engine> engine;
+};
+
+std::vector<std::uint64_t> seqs(const Json& get_reply) {
+  std::vector<std::uint64_t> out;
+  for (const auto& m : get_reply.at("messages")) out.push_back(m.at("seq").get<std::uint64_t>());
+  return out;
+}
+
+std::vector<std::uint64_t> range(std::uint64_t first, std::uint64_t last) {
+  std::vector<std::uint64_t> out;
+  for (std::uint64_t s = first; s <= last; ++s) out.push_back(s);
+  return out;
+}
+
+void check_error(const Json& reply, const std::string& code) {
+  BOOST_TEST(reply.at("ok") == false, reply.dump());
+  BOOST_TEST(reply.at("error").at("code") == code, reply.dump());
+  BOOST_TEST(reply.at("error").at("message").is_string());
+  BOOST_TEST(!reply.at("error").at("message").get<std::string>().empty());
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(engine_logic)
+
+// ---- send_message ----
+
+BOOST_FIXTURE_TEST_CASE(send_replies_and_broadcasts_the_same_message, EngineFixture) {
+  now = kT0 + 123;
+  auto out = handle(asking("BK123", "send_message",
+                           {{"sender", "driver"}, {"sender_id", "drv-42"}, {"text", "I'm at gate B"},
+                            {"data", {{"gate", "B"}}}, {"correlation_id", "c-1"}}));
+  BOOST_TEST(out.size() == 2u, topics_of(out));
+  const Json reply = one(out, kReplyTo);
+  const Json event = one(out, topic("BK123", "events/message"));
+  BOOST_TEST(reply.at("ok") == true);
+  BOOST_TEST(reply.at("duplicate") == false);
+  BOOST_TEST(reply.at("correlation_id") == "c-1");
+  BOOST_TEST(reply.at("message") == event);
+  BOOST_TEST(event.at("booking_code") == "BK123");
+  BOOST_TEST(event.at("seq") == 1);
+  BOOST_TEST(event.at("type") == "text");
+  BOOST_TEST(event.at("sender") == "driver");
+  BOOST_TEST(event.at("sender_id") == "drv-42");
+  BOOST_TEST(event.at("text") == "I'm at gate B");
+  BOOST_TEST(event.at("data") == Json({{"gate", "B"}}));
+  BOOST_TEST(event.at("ts") == kT0 + 123);
+  BOOST_TEST(valid_client_key(event.at("message_id").get<std::string>()));  // made by the system
+  for (const auto& p : out) {
+    BOOST_TEST(!p.retain);
+    BOOST_CHECK(!p.correlation_data.has_value());
+  }
+  BOOST_TEST(engine->metrics().messages_stored.load() == 1u);
+}
+
+BOOST_FIXTURE_TEST_CASE(seq_is_gapless_per_booking_and_independent_across_bookings, EngineFixture) {
+  BOOST_TEST(send("BK1", "a").at("message").at("seq") == 1);
+  BOOST_TEST(send("BK1", "b").at("message").at("seq") == 2);
+  BOOST_TEST(send("BK2", "x").at("message").at("seq") == 1);
+  BOOST_TEST(send("BK1", "c").at("message").at("seq") == 3);
+  BOOST_TEST(send("BK10", "y").at("message").at("seq") == 1);
+  BOOST_TEST(send("BK2", "z").at("message").at("seq") == 2);
+  const Json page = get("BK1", Json::object());
+  BOOST_TEST(seqs(page) == range(1, 3), boost::test_tools::per_element());
+  BOOST_TEST(page.at("last_seq") == 3);
+  BOOST_TEST(page.at("messages").at(2).at("text") == "c");
+}
+
+BOOST_FIXTURE_TEST_CASE(duplicate_message_id_returns_the_first_and_broadcasts_nothing, EngineFixture) {
+  std::vector<Publish> out;
+  const Json first = ask("BK1", "send_message", {{"message_id", "m-1"}, {"sender", "driver"}, {"text", "first"}}, &out);
+  BOOST_TEST(on(out, topic("BK1", "events/message")).size() == 1u);
+  now += 5'000;
+  const Json again =
+      ask("BK1", "send_message", {{"message_id", "m-1"}, {"sender", "passenger"}, {"text", "second"}}, &out);
+  BOOST_TEST(out.size() == 1u, topics_of(out));  // the reply only
+  BOOST_TEST(again.at("ok") == true);
+  BOOST_TEST(again.at("duplicate") == true);
+  BOOST_TEST(again.at("message") == first.at("message"));
+  BOOST_TEST(again.at("message").at("text") == "first");
+  BOOST_TEST(again.at("message").at("ts") == kT0);
+  // Nothing new stored: the next message follows directly.
+  BOOST_TEST(send("BK1", "next").at("message").at("seq") == 2);
+  // The key is per booking.
+  BOOST_TEST(ask("BK2", "send_message", {{"message_id", "m-1"}, {"sender", "driver"}, {"text", "other"}})
+                 .at("duplicate") == false);
+  BOOST_TEST(engine->metrics().duplicates.load() == 1u);
+  BOOST_TEST(engine->metrics().messages_stored.load() == 3u);
+}
+
+BOOST_FIXTURE_TEST_CASE(duplicate_within_one_batch, EngineFixture) {
+  const Json body = {{"message_id", "m-1"}, {"sender", "driver"}, {"text", "hi"}};
+  auto out = engine->handle({asking("BK1", "send_message", body), asking("BK1", "send_message", body)});
+  auto replies = on(out, kReplyTo);
+  BOOST_REQUIRE(replies.size() == 2u);
+  BOOST_TEST(Json::parse(replies[0].payload).at("duplicate") == false);
+  BOOST_TEST(Json::parse(replies[1].payload).at("duplicate") == true);
+  BOOST_TEST(Json::parse(replies[1].payload).at("message").at("seq") == 1);
+  BOOST_TEST(on(out, topic("BK1", "events/message")).size() == 1u);
+}
+
+// ---- reply addresses ----
+
+BOOST_FIXTURE_TEST_CASE(v311_correlation_id_is_echoed_on_success_and_error, EngineFixture) {
+  auto reply = ask("BK1", "send_message", {{"sender", "driver"}, {"text", "hi"}, {"correlation_id", "abc"}});
+  BOOST_TEST(reply.at("correlation_id") == "abc");
+  reply = ask("BK1", "send_message", {{"text", "hi"}, {"correlation_id", "def"}});
+  check_error(reply, "invalid_request");
+  BOOST_TEST(reply.at("correlation_id") == "def");
+  BOOST_TEST(reply.at("error").at("message").get<std::string>().find("'sender'") != std::string::npos);
+  reply = ask("BK1", "make_call", {{"action", "get"}, {"correlation_id", "ghi"}});
+  check_error(reply, "not_found");
+  BOOST_TEST(reply.at("correlation_id") == "ghi");
+  // Errors on the reply topic are not also reported on the errors topic.
+  auto out = handle(asking("BK1", "send_message", {{"text", "hi"}}));
+  BOOST_TEST(out.size() == 1u, topics_of(out));
+  // An invalid booking code with a reply address is answered there.
+  out = handle(asking("bad.code", "send_message", {{"sender", "driver"}, {"text", "hi"}, {"correlation_id", "x"}}));
+  BOOST_TEST(out.size() == 1u, topics_of(out));
+  reply = one(out, kReplyTo);
+  check_error(reply, "invalid_booking_code");
+  BOOST_TEST(reply.at("correlation_id") == "x");
+}
+
+BOOST_FIXTURE_TEST_CASE(v5_response_topic_and_correlation_data, EngineFixture) {
+  Request r = request("BK1", "send_message", {{"sender", "driver"}, {"text", "hi"}});
+  r.response_topic = "navietakie/v1/replies/client-1/v5";
+  r.correlation_data = std::string("\x00\x01\xffid", 5);
+  auto out = handle(r);
+  auto replies = on(out, "navietakie/v1/replies/client-1/v5");
+  BOOST_REQUIRE(replies.size() == 1u);
+  BOOST_CHECK(replies[0].correlation_data == r.correlation_data);
+  const Json reply = Json::parse(replies[0].payload);
+  BOOST_TEST(reply.at("ok") == true);
+  BOOST_TEST(!reply.contains("correlation_id"));
+  // Events do not carry the requester's correlation data.
+  for (const auto& p : on(out, topic("BK1", "events/message"))) BOOST_CHECK(!p.correlation_data.has_value());
+
+  // Errors too.
+  r.payload = Json{{"text", "hi"}}.dump();
+  out = handle(r);
+  BOOST_TEST(out.size() == 1u, topics_of(out));
+  BOOST_REQUIRE(out.size() == 1u);
+  BOOST_TEST(out[0].topic == "navietakie/v1/replies/client-1/v5");
+  BOOST_CHECK(out[0].correlation_data == r.correlation_data);
+  check_error(Json::parse(out[0].payload), "invalid_request");
+}
+
+BOOST_FIXTURE_TEST_CASE(v5_response_topic_wins_over_reply_to, EngineFixture) {
+  Request r = request("BK1", "send_message",
+                      {{"sender", "driver"}, {"text", "hi"}, {"reply_to", "elsewhere/r"}, {"correlation_id", "c"}});
+  r.response_topic = "navietakie/v1/replies/client-1/v5";
+  r.correlation_data = "corr";
+  auto out = handle(r);
+  BOOST_TEST(on(out, "elsewhere/r").empty(), topics_of(out));
+  BOOST_TEST(one(out, "navietakie/v1/replies/client-1/v5").at("ok") == true);
+}
+
+BOOST_FIXTURE_TEST_CASE(errors_without_reply_address_go_to_the_booking_errors_topic, EngineFixture) {
+  const Request r = request("BK1", "send_message", {{"sender", "driver"}, {"correlation_id", "c-9"}});
+  auto out = handle(r);
+  BOOST_TEST(out.size() == 1u, topics_of(out));
+  const Json error = one(out, topic("BK1", "errors"));
+  check_error(error, "invalid_request");
+  BOOST_TEST(error.at("request_topic") == r.topic);
+  BOOST_TEST(error.at("correlation_id") == "c-9");
+  BOOST_TEST(error.at("error").at("message").get<std::string>().find("'text'") != std::string::npos);
+  // Exactly the reply object plus request_topic.
+  Json stripped = error;
+  stripped.erase("request_topic");
+  stripped.erase("correlation_id");
+  stripped["error"].erase("message");
+  BOOST_TEST(stripped == Json({{"ok", false}, {"error", {{"code", "invalid_request"}}}}));
+  BOOST_TEST(!out[0].retain);
+}
+
+BOOST_FIXTURE_TEST_CASE(invalid_booking_code_without_reply_address_goes_to_global_errors, EngineFixture) {
+  for (const std::string& booking : {std::string("bad.code"), std::string("-lead"), std::string(65, 'a')}) {
+    const Request r = request(booking, "send_message", {{"sender", "driver"}, {"text", "hi"}});
+    auto out = handle(r);
+    BOOST_TEST(out.size() == 1u, topics_of(out));
+    const Json error = one(out, kPrefix + "/errors");
+    check_error(error, "invalid_booking_code");
+    BOOST_TEST(error.at("request_topic") == r.topic);
+  }
+}
+
+// PROTOCOL.md: "A request without a reply address that fails is reported on
+// {prefix}/bookings/{code}/errors"; only invalid booking codes go to {prefix}/errors.
+BOOST_FIXTURE_TEST_CASE(invalid_json_and_too_large_on_a_valid_booking_go_to_its_errors_topic, EngineFixture) {
+  for (const std::string& payload : {std::string("not json"), std::string(65 * 1024 + 1, '{')}) {
+    BOOST_TEST_CONTEXT("payload of " << payload.size() << " bytes") {
+      const Request r{topic("BK1", "send_message"), payload, std::nullopt, std::nullopt, "client-1"};
+      auto out = handle(r);
+      BOOST_TEST(out.size() == 1u, topics_of(out));
+      BOOST_TEST(on(out, topic("BK1", "errors")).size() == 1u, topics_of(out));
+      BOOST_TEST(on(out, kPrefix + "/errors").empty(), topics_of(out));
+    }
+  }
+}
+
+// An unusable reply_to means there is no reply address: the error goes to the booking's errors topic.
+BOOST_FIXTURE_TEST_CASE(invalid_reply_to_on_a_valid_booking_goes_to_its_errors_topic, EngineFixture) {
+  for (const Json& bad : {Json("a/+"), Json("a/#"), Json(""), Json(5), Json(topic("BK1", "send_message")),
+                          Json("$SYS/x")}) {
+    BOOST_TEST_CONTEXT("reply_to " << bad.dump()) {
+      auto out = handle(request("BK1", "send_message", {{"sender", "driver"}, {"text", "hi"}, {"reply_to", bad}}));
+      BOOST_TEST(out.size() == 1u, topics_of(out));
+      BOOST_TEST(on(out, topic("BK1", "events/message")).empty());
+      auto errors = on(out, topic("BK1", "errors"));
+      BOOST_TEST(errors.size() == 1u, topics_of(out));
+      if (errors.size() == 1u) {
+        check_error(Json::parse(errors[0].payload), "invalid_request");
+        BOOST_TEST(Json::parse(errors[0].payload).at("error").at("message").get<std::string>().find("'reply_to'") !=
+                   std::string::npos);
+      }
+    }
+  }
+  BOOST_TEST(get("BK1", Json::object()).at("last_seq") == 0);
+}
+
+BOOST_FIXTURE_TEST_CASE(non_request_topics_are_ignored, EngineFixture) {
+  const Json body = {{"sender", "driver"}, {"text", "hi"}, {"reply_to", kReplyTo}};
+  for (const std::string& t : {topic("BK1", "events/message"), topic("BK1", "errors"), std::string("other/topic"),
+                               topic("BK1", "send_message/x"), kPrefix + "/errors"}) {
+    auto out = handle(Request{t, body.dump(), std::nullopt, std::nullopt, "c"});
+    BOOST_TEST(out.empty(), t << ": " << topics_of(out));
+  }
+  BOOST_TEST(send("BK1", "first").at("message").at("seq") == 1);
+}
+
+// ---- error precedence ----
+
+namespace {
+// Sends with a v5 response topic (so routing is not in question) and returns the error code.
+std::string error_code_for(EngineFixture& f, const std::string& booking, const std::string& payload,
+                           std::optional<std::string> response_topic = std::string("resp/t")) {
+  Request r{topic(booking, "send_message"), payload, std::move(response_topic), std::nullopt, "c"};
+  auto out = f.handle(r);
+  BOOST_REQUIRE_MESSAGE(out.size() == 1u, topics_of(out));
+  const Json j = Json::parse(out[0].payload);
+  BOOST_REQUIRE_MESSAGE(j.at("ok") == false, j.dump());
+  return j.at("error").at("code").get<std::string>();
+}
+}  // namespace
+
+BOOST_FIXTURE_TEST_CASE(error_precedence, EngineFixture) {
+  const std::string too_large_garbage(64 * 1024 + 1, '{');
+  BOOST_TEST(error_code_for(*this, "bad.code", too_large_garbage) == "payload_too_large");
+  BOOST_TEST(error_code_for(*this, "bad.code", "not json") == "invalid_json");
+  BOOST_TEST(error_code_for(*this, "bad.code", "{}") == "invalid_booking_code");
+  BOOST_TEST(error_code_for(*this, "bad.code", "[1,2]") == "invalid_booking_code");
+  BOOST_TEST(error_code_for(*this, "BK1", "[1,2]") == "invalid_request");
+  BOOST_TEST(error_code_for(*this, "BK1", "\"text\"") == "invalid_request");
+  BOOST_TEST(error_code_for(*this, "BK1", "{}") == "invalid_request");
+  // A 3.1.1 correlation_id must be a string.
+  check_error(ask("BK1", "send_message", {{"sender", "driver"}, {"text", "hi"}, {"correlation_id", 5}}),
+              "invalid_request");
+  BOOST_TEST(get("BK1", Json::object()).at("last_seq") == 0);
+}
+
+// A payload with invalid UTF-8 is invalid_json like any other: reported, never thrown out of
+// handle() (which would lose the replies and events of a batch that has already committed).
+BOOST_FIXTURE_TEST_CASE(invalid_utf8_payload_is_reported_not_thrown, EngineFixture) {
+  std::size_t broadcast = 0;
+  for (const std::string& payload : {std::string("{\"text\":\"\xff\"}"), std::string("{\"text\":\"\xc3\x28\"}"),
+                                     std::string("\xff"), std::string("{\"a\":\"\xed\xa0\x80\"}")}) {
+    BOOST_TEST_CONTEXT("payload of " << payload.size() << " bytes") {
+      // Answered on a v5 response topic.
+      Request r{topic("BK1", "send_message"), payload, std::string("resp/t"), std::nullopt, "c"};
+      std::vector<Publish> out;
+      BOOST_CHECK_NO_THROW(out = handle(r));
+      BOOST_TEST(out.size() == 1u);
+      if (out.size() == 1u) check_error(Json::parse(out[0].payload), "invalid_json");
+      // Without a reply address, after a valid request in the same batch: that one is committed,
+      // so its reply and event must come out.
+      r.response_topic.reset();
+      out.clear();
+      BOOST_CHECK_NO_THROW(out = engine->handle({asking("BK1", "send_message", {{"sender", "driver"}, {"text", "ok"}}), r}));
+      BOOST_TEST(on(out, kReplyTo).size() == 1u);
+      broadcast += on(out, topic("BK1", "events/message")).size();
+      BOOST_TEST(on(out, topic("BK1", "errors")).size() + on(out, kPrefix + "/errors").size() == 1u);
+    }
+  }
+  // Every stored message was broadcast.
+  BOOST_TEST(get("BK1", Json::object()).at("last_seq") == broadcast);
+}
+
+BOOST_FIXTURE_TEST_CASE(invalid_booking_code_with_invalid_utf8_in_the_topic_is_reported, EngineFixture) {
+  const Request r{topic("caf\xc3\x28", "send_message"), R"({"sender":"driver","text":"hi"})", std::nullopt,
+                  std::nullopt, "c"};
+  std::vector<Publish> out;
+  BOOST_CHECK_NO_THROW(out = handle(r));
+  BOOST_TEST(out.size() == 1u);
+  if (out.size() == 1u) {
+    BOOST_TEST(out[0].topic == kPrefix + "/errors");
+    BOOST_CHECK_NO_THROW(check_error(Json::parse(out[0].payload), "invalid_booking_code"));
+  }
+}
+
+// Precedence puts invalid_booking_code before invalid_request and payload_too_large before
+// everything, whatever made the request invalid (here: its reply address).
+BOOST_FIXTURE_TEST_CASE(error_precedence_with_a_bad_reply_address, EngineFixture) {
+  BOOST_TEST(error_code_for(*this, "bad.code", R"({"sender":"driver","text":"hi","reply_to":"a/+"})", std::nullopt) ==
+             "invalid_booking_code");
+  Request r{topic("BK1", "send_message"), std::string(64 * 1024 + 1, 'x'), std::string("a/#"), std::nullopt, "c"};
+  auto out = handle(r);
+  BOOST_REQUIRE(out.size() == 1u);
+  BOOST_TEST(Json::parse(out[0].payload).at("error").at("code") == "payload_too_large");
+}
+
+BOOST_AUTO_TEST_CASE(payload_limit_is_inclusive_and_configurable) {
+  EngineOptions options;
+  options.max_payload_bytes = 100;
+  EngineFixture f(options);
+  std::string payload = Json{{"sender", "driver"}, {"text", ""}}.dump();
+  payload.insert(payload.size() - 2, std::string(100 - payload.size(), 'x'));
+  BOOST_REQUIRE(payload.size() == 100u);
+  auto out = f.handle(Request{topic("BK1", "send_message"), payload, std::string("resp/t"), std::nullopt, "c"});
+  BOOST_TEST(one(out, "resp/t").at("ok") == true);
+  payload.insert(payload.size() - 2, "x");
+  out = f.handle(Request{topic("BK1", "send_message"), payload, std::string("resp/t"), std::nullopt, "c"});
+  check_error(one(out, "resp/t"), "payload_too_large");
+}
+
+BOOST_AUTO_TEST_CASE(text_limit_is_configurable) {
+  EngineOptions options;
+  options.max_text_bytes = 10;
+  EngineFixture f(options);
+  BOOST_TEST(f.send("BK1", std::string(10, 't')).at("ok") == true);
+  const Json reply = f.send("BK1", std::string(11, 't'));
+  check_error(reply, "invalid_request");
+  BOOST_TEST(reply.at("error").at("message").get<std::string>().find("'text'") != std::string::npos);
+}
+
+// ---- get_message ----
+
+BOOST_FIXTURE_TEST_CASE(get_message_pages, EngineFixture) {
+  Json page = get("BK1", Json::object());
+  BOOST_TEST(page.at("ok") == true);
+  BOOST_TEST(page.at("messages") == Json::array());
+  BOOST_TEST(page.at("has_more") == false);
+  BOOST_TEST(page.at("last_seq") == 0);
+
+  for (int i = 1; i <= 5; ++i) {
+    now = kT0 + i * 1000;
+    send("BK1", "m" + std::to_string(i), i % 2 == 0 ? "passenger" : "driver");
+  }
+  send("BK2", "other booking");
+
+  page = get("BK1", {{"limit", 2}});
+  BOOST_TEST(seqs(page) == std::vector<std::uint64_t>({4, 5}), boost::test_tools::per_element());
+  BOOST_TEST(page.at("has_more") == true);
+  BOOST_TEST(page.at("last_seq") == 5);
+  page = get("BK1", {{"limit", 2}, {"before_seq", 4}});
+  BOOST_TEST(seqs(page) == std::vector<std::uint64_t>({2, 3}), boost::test_tools::per_element());
+  BOOST_TEST(page.at("has_more") == true);
+  page = get("BK1", {{"limit", 2}, {"before_seq", 2}});
+  BOOST_TEST(seqs(page) == std::vector<std::uint64_t>({1}), boost::test_tools::per_element());
+  BOOST_TEST(page.at("has_more") == false);
+  page = get("BK1", {{"limit", 2}, {"after_seq", 0}});
+  BOOST_TEST(seqs(page) == std::vector<std::uint64_t>({1, 2}), boost::test_tools::per_element());
+  BOOST_TEST(page.at("has_more") == true);
+  page = get("BK1", {{"limit", 2}, {"after_seq", 4}});
+  BOOST_TEST(seqs(page) == std::vector<std::uint64_t>({5}), boost::test_tools::per_element());
+  BOOST_TEST(page.at("has_more") == false);
+  page = get("BK1", {{"after_seq", 5}});
+  BOOST_TEST(page.at("messages") == Json::array());
+  BOOST_TEST(page.at("last_seq") == 5);
+  page = get("BK1", {{"sender", "passenger"}, {"limit", 1}});
+  BOOST_TEST(seqs(page) == std::vector<std::uint64_t>({4}), boost::test_tools::per_element());
+  BOOST_TEST(page.at("has_more") == true);
+  page = get("BK1", {{"since", kT0 + 2000}, {"until", kT0 + 3000}});
+  BOOST_TEST(seqs(page) == std::vector<std::uint64_t>({2, 3}), boost::test_tools::per_element());
+  page = get("BK1", {{"types", {"call"}}});
+  BOOST_TEST(page.at("messages") == Json::array());
+  BOOST_TEST(page.at("has_more") == false);
+  BOOST_TEST(page.at("last_seq") == 5);
+  // Messages are returned as stored.
+  page = get("BK1", {{"limit", 1}});
+  BOOST_TEST(page.at("messages").at(0).at("text") == "m5");
+  BOOST_TEST(page.at("messages").at(0).at("ts") == kT0 + 5000);
+
+  check_error(get("BK1", {{"before_seq", 3}, {"after_seq", 1}}), "invalid_request");
+  check_error(get("BK1", {{"types", {"video"}}}), "invalid_request");
+  check_error(get("BK1", {{"limit", 0}}), "invalid_request");
+  check_error(get("BK1", {{"limit", 201}}), "invalid_request");
+  BOOST_TEST(get("BK1", {{"limit", 200}}).at("ok") == true);
+}
+
+BOOST_FIXTURE_TEST_CASE(get_message_publishes_only_the_reply, EngineFixture) {
+  send("BK1", "hi");
+  auto out = handle(asking("BK1", "get_message", Json::object()));
+  BOOST_TEST(out.size() == 1u, topics_of(out));
+}
+
+// ---- batches ----
+
+BOOST_FIXTURE_TEST_CASE(a_batch_of_200_sends_gets_seq_1_to_200_in_order, EngineFixture) {
+  std::vector<Request> batch;
+  for (int i = 0; i < 200; ++i) {
+    batch.push_back(asking("BK1", "send_message",
+                           {{"sender", "driver"}, {"text", "m" + std::to_string(i)}, {"correlation_id", std::to_string(i)}}));
+  }
+  const auto batches_before = engine->metrics().batches.load();
+  auto out = engine->handle(batch);
+  BOOST_TEST(engine->metrics().batches.load() == batches_before + 1);
+  auto replies = on(out, kReplyTo);
+  auto events = on(out, topic("BK1", "events/message"));
+  BOOST_REQUIRE(replies.size() == 200u);
+  BOOST_REQUIRE(events.size() == 200u);
+  for (std::size_t i = 0; i < 200; ++i) {
+    const Json reply = Json::parse(replies[i].payload);
+    BOOST_TEST(reply.at("correlation_id") == std::to_string(i));
+    BOOST_TEST(reply.at("message").at("seq") == i + 1);
+    BOOST_TEST(reply.at("message").at("text") == "m" + std::to_string(i));
+    BOOST_TEST(Json::parse(events[i].payload) == reply.at("message"));
+  }
+  const Json page = get("BK1", {{"limit", 200}});
+  BOOST_TEST(seqs(page) == range(1, 200), boost::test_tools::per_element());
+  BOOST_TEST(page.at("has_more") == false);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_failed_request_in_a_batch_leaves_no_gap, EngineFixture) {
+  auto out = engine->handle({asking("BK1", "send_message", {{"sender", "driver"}, {"text", "a"}}),
+                             asking("BK1", "send_message", {{"sender", "driver"}}),
+                             asking("BK2", "send_message", {{"sender", "driver"}, {"text", "x"}}),
+                             asking("BK1", "send_message", {{"sender", "driver"}, {"text", "b"}})});
+  auto replies = on(out, kReplyTo);
+  BOOST_REQUIRE(replies.size() == 4u);
+  BOOST_TEST(Json::parse(replies[0].payload).at("message").at("seq") == 1);
+  check_error(Json::parse(replies[1].payload), "invalid_request");
+  BOOST_TEST(Json::parse(replies[2].payload).at("message").at("seq") == 1);
+  BOOST_TEST(Json::parse(replies[3].payload).at("message").at("seq") == 2);
+  BOOST_TEST(on(out, topic("BK1", "events/message")).size() == 2u);
+}
+
+// ---- make_call ----
+
+BOOST_FIXTURE_TEST_CASE(call_start_accept_end, EngineFixture) {
+  std::vector<Publish> out;
+  Json reply = call("BK1", {{"action", "start"}, {"by", "driver"}, {"call_id", "c-1"}}, &out);
+  BOOST_TEST(reply.at("ok") == true);
+  Json c = reply.at("call");
+  BOOST_TEST(c.at("call_id") == "c-1");
+  BOOST_TEST(c.at("state") == "ringing");
+  BOOST_TEST(c.at("from") == "driver");
+  BOOST_TEST(c.at("to") == "passenger");
+  BOOST_TEST(c.at("end_reason").is_null());
+  BOOST_TEST(c.at("created_at") == kT0);
+  BOOST_TEST(!c.contains("connected_at"));
+  BOOST_TEST(out.size() == 3u, topics_of(out));
+  BOOST_TEST(one(out, topic("BK1", "events/call")) == c);
+  Json m = one(out, topic("BK1", "events/message"));
+  BOOST_TEST(m.at("type") == "call");
+  BOOST_TEST(m.at("sender") == "driver");
+  BOOST_TEST(m.at("seq") == 1);
+  BOOST_TEST(m.at("data").at("call_id") == "c-1");
+  BOOST_TEST(m.at("data").at("state") == "ringing");
+  BOOST_TEST(m.at("data").at("end_reason").is_null());
+  BOOST_CHECK(engine->next_deadline() == std::optional<Millis>(kT0 + 30'000));
+
+  now = kT0 + 4'000;
+  reply = call("BK1", {{"action", "accept"}, {"by", "passenger"}, {"call_id", "c-1"}}, &out);
+  c = reply.at("call");
+  BOOST_TEST(c.at("state") == "connected");
+  BOOST_TEST(c.at("connected_at") == kT0 + 4'000);
+  BOOST_TEST(one(out, topic("BK1", "events/call")) == c);
+  m = one(out, topic("BK1", "events/message"));
+  BOOST_TEST(m.at("sender") == "passenger");
+  BOOST_TEST(m.at("seq") == 2);
+  BOOST_TEST(m.at("data").at("state") == "connected");
+  BOOST_CHECK(!engine->next_deadline().has_value());  // no longer ringing
+
+  now = kT0 + 64'000;
+  reply = call("BK1", {{"action", "end"}, {"by", "driver"}, {"call_id", "c-1"}}, &out);
+  c = reply.at("call");
+  BOOST_TEST(c.at("state") == "ended");
+  BOOST_TEST(c.at("end_reason") == "completed");
+  BOOST_TEST(c.at("ended_at") == kT0 + 64'000);
+  BOOST_TEST(c.at("duration_ms") == 60'000);
+  BOOST_TEST(one(out, topic("BK1", "events/call")) == c);
+  m = one(out, topic("BK1", "events/message"));
+  BOOST_TEST(m.at("sender") == "driver");
+  BOOST_TEST(m.at("data").at("state") == "ended");
+  BOOST_TEST(m.at("data").at("end_reason") == "completed");
+
+  // The call log is get_message with types ["call"].
+  const Json log = get("BK1", {{"types", {"call"}}});
+  BOOST_TEST(seqs(log) == range(1, 3), boost::test_tools::per_element());
+  BOOST_TEST(call("BK1", {{"action", "get"}, {"call_id", "c-1"}}).at("call") == c);
+  check_error(call("BK1", {{"action", "get"}}), "not_found");  // nothing active
+  // Nothing rings any more.
+  now = kT0 + 1'000'000;
+  BOOST_TEST(engine->expire_calls().empty());
+}
+
+BOOST_FIXTURE_TEST_CASE(call_decline_and_cancel_messages_name_the_actor, EngineFixture) {
+  std::vector<Publish> out;
+  call("BK1", {{"action", "start"}, {"by", "driver"}, {"call_id", "c-1"}});
+  now += 2'000;
+  Json c = call("BK1", {{"action", "decline"}, {"by", "passenger"}, {"call_id", "c-1"}}, &out).at("call");
+  BOOST_TEST(c.at("end_reason") == "declined");
+  BOOST_TEST(c.at("ended_at") == now);
+  BOOST_TEST(!c.contains("connected_at"));
+  BOOST_TEST(c.at("duration_ms") == 0);
+  BOOST_TEST(one(out, topic("BK1", "events/message")).at("sender") == "passenger");
+
+  call("BK1", {{"action", "start"}, {"by", "passenger"}, {"call_id", "c-2"}});
+  c = call("BK1", {{"action", "cancel"}, {"by", "passenger"}, {"call_id", "c-2"}}, &out).at("call");
+  BOOST_TEST(c.at("end_reason") == "cancelled");
+  Json m = one(out, topic("BK1", "events/message"));
+  BOOST_TEST(m.at("sender") == "passenger");
+  BOOST_TEST(m.at("data").at("end_reason") == "cancelled");
+  BOOST_CHECK(!engine->next_deadline().has_value());
+}
+
+BOOST_FIXTURE_TEST_CASE(call_errors, EngineFixture) {
+  std::vector<Publish> out;
+  call("BK1", {{"action", "start"}, {"by", "driver"}, {"call_id", "c-1"}});
+  const auto last_seq = get("BK1", Json::object()).at("last_seq");
+
+  Json reply = call("BK1", {{"action", "start"}, {"by", "passenger"}, {"call_id", "c-2"}}, &out);
+  check_error(reply, "busy");
+  BOOST_TEST(reply.at("error").at("call_id") == "c-1");
+  BOOST_TEST(out.size() == 1u, topics_of(out));
+  check_error(call("BK1", {{"action", "start"}, {"by", "passenger"}}), "busy");
+
+  check_error(call("BK1", {{"action", "accept"}, {"by", "driver"}, {"call_id", "c-1"}}, &out), "forbidden");
+  BOOST_TEST(out.size() == 1u, topics_of(out));
+  check_error(call("BK1", {{"action", "cancel"}, {"by", "passenger"}, {"call_id", "c-1"}}), "forbidden");
+  check_error(call("BK1", {{"action", "end"}, {"by", "driver"}, {"call_id", "c-1"}}), "invalid_state");
+  check_error(call("BK1", {{"action", "accept"}, {"by", "passenger"}, {"call_id", "nope"}}), "not_found");
+  check_error(call("BK1", {{"action", "get"}, {"call_id", "nope"}}), "not_found");
+  check_error(call("BK2", {{"action", "get"}, {"call_id", "c-1"}}), "not_found");  // calls are per booking
+  check_error(call("BK1", {{"action", "accept"}, {"by", "passenger"}}), "invalid_request");
+  check_error(call("BK1", {{"action", "start"}, {"by", "system"}}), "invalid_request");
+  // invalid_request before busy.
+  check_error(call("BK1", {{"action", "start"}}), "invalid_request");
+
+  BOOST_TEST(get("BK1", Json::object()).at("last_seq") == last_seq);  // no failed action left a trace
+  BOOST_TEST(call("BK1", {{"action", "get"}}).at("call").at("state") == "ringing");
+  // Another booking may call at the same time.
+  BOOST_TEST(call("BK2", {{"action", "start"}, {"by", "driver"}}).at("ok") == true);
+}
+
+BOOST_FIXTURE_TEST_CASE(retried_start_returns_the_same_call_without_events, EngineFixture) {
+  const Json first = call("BK1", {{"action", "start"}, {"by", "driver"}, {"call_id", "c-1"}}).at("call");
+  now += 1'000;
+  std::vector<Publish> out;
+  const Json again = call("BK1", {{"action", "start"}, {"by", "driver"}, {"call_id", "c-1"}}, &out);
+  BOOST_TEST(again.at("ok") == true);
+  BOOST_TEST(again.at("call") == first);
+  BOOST_TEST(out.size() == 1u, topics_of(out));
+  BOOST_TEST(get("BK1", Json::object()).at("last_seq") == 1);
+}
+
+BOOST_FIXTURE_TEST_CASE(get_without_call_id_returns_the_active_call, EngineFixture) {
+  const Json started = call("BK1", {{"action", "start"}, {"by", "passenger"}}).at("call");
+  const std::string id = started.at("call_id").get<std::string>();
+  BOOST_TEST(valid_client_key(id));  // made by the system
+  BOOST_TEST(call("BK1", {{"action", "get"}}).at("call") == started);
+  BOOST_TEST(call("BK1", {{"action", "get"}, {"by", "driver"}}).at("call") == started);
+  now += 1'000;
+  const Json connected = call("BK1", {{"action", "accept"}, {"by", "driver"}, {"call_id", id}}).at("call");
+  BOOST_TEST(call("BK1", {{"action", "get"}}).at("call") == connected);
+}
+
+// ---- ring timeout ----
+
+BOOST_FIXTURE_TEST_CASE(ring_timeout_ends_the_call_missed, EngineFixture) {
+  BOOST_CHECK(!engine->next_deadline().has_value());
+  call("BK1", {{"action", "start"}, {"by", "driver"}, {"call_id", "c-1"}});
+  BOOST_CHECK(engine->next_deadline() == std::optional<Millis>(kT0 + 30'000));
+
+  now = kT0 + 29'999;
+  BOOST_TEST(engine->expire_calls().empty());
+  BOOST_TEST(call("BK1", {{"action", "get"}}).at("call").at("state") == "ringing");
+
+  now = kT0 + 45'000;  // late: ended_at is still the deadline
+  auto out = engine->expire_calls();
+  BOOST_TEST(out.size() == 2u, topics_of(out));
+  const Json c = one(out, topic("BK1", "events/call"));
+  BOOST_TEST(c.at("call_id") == "c-1");
+  BOOST_TEST(c.at("state") == "ended");
+  BOOST_TEST(c.at("end_reason") == "missed");
+  BOOST_TEST(c.at("ended_at") == kT0 + 30'000);
+  BOOST_TEST(!c.contains("connected_at"));
+  BOOST_TEST(c.at("duration_ms") == 0);
+  const Json m = one(out, topic("BK1", "events/message"));
+  BOOST_TEST(m.at("type") == "call");
+  BOOST_TEST(m.at("sender") == "system");
+  BOOST_TEST(m.at("data").at("state") == "ended");
+  BOOST_TEST(m.at("data").at("end_reason") == "missed");
+  BOOST_TEST(m.at("seq") == 2);
+  BOOST_CHECK(!engine->next_deadline().has_value());
+  BOOST_TEST(engine->metrics().calls_missed.load() == 1u);
+
+  BOOST_TEST(engine->expire_calls().empty());  // once only
+  BOOST_TEST(call("BK1", {{"action", "get"}, {"call_id", "c-1"}}).at("call") == c);
+  check_error(call("BK1", {{"action", "accept"}, {"by", "passenger"}, {"call_id", "c-1"}}), "invalid_state");
+  BOOST_TEST(call("BK1", {{"action", "start"}, {"by", "passenger"}}).at("ok") == true);  // not busy any more
+}
+
+BOOST_AUTO_TEST_CASE(ring_timeout_is_configurable_and_due_at_the_deadline) {
+  EngineOptions options;
+  options.call_ring_timeout_ms = 5'000;
+  EngineFixture f(options);
+  f.call("BK1", {{"action", "start"}, {"by", "driver"}, {"call_id", "a"}});
+  f.now = kT0 + 1'000;
+  f.call("BK2", {{"action", "start"}, {"by", "driver"}, {"call_id", "b"}});
+  BOOST_CHECK(f.engine->next_deadline() == std::optional<Millis>(kT0 + 5'000));
+  f.now = kT0 + 5'000;
+  auto out = f.engine->expire_calls();
+  BOOST_TEST(one(out, topic("BK1", "events/call")).at("ended_at") == kT0 + 5'000);
+  BOOST_TEST(on(out, topic("BK2", "events/call")).empty());
+  BOOST_CHECK(f.engine->next_deadline() == std::optional<Millis>(kT0 + 6'000));
+  f.now = kT0 + 7'000;
+  out = f.engine->expire_calls();
+  BOOST_TEST(one(out, topic("BK2", "events/call")).at("ended_at") == kT0 + 6'000);
+  BOOST_CHECK(!f.engine->next_deadline().has_value());
+}
+
+BOOST_FIXTURE_TEST_CASE(answered_calls_do_not_expire, EngineFixture) {
+  call("BK1", {{"action", "start"}, {"by", "driver"}, {"call_id", "c-1"}});
+  call("BK2", {{"action", "start"}, {"by", "driver"}, {"call_id", "c-2"}});
+  now += 1'000;
+  call("BK1", {{"action", "accept"}, {"by", "passenger"}, {"call_id", "c-1"}});
+  call("BK2", {{"action", "cancel"}, {"by", "driver"}, {"call_id", "c-2"}});
+  BOOST_CHECK(!engine->next_deadline().has_value());
+  now += 100'000;
+  BOOST_TEST(engine->expire_calls().empty());
+  BOOST_TEST(call("BK1", {{"action", "get"}}).at("call").at("state") == "connected");
+}
+
+// expire_calls() ends at most a bounded number per pass; next_deadline() stays due until all are.
+BOOST_FIXTURE_TEST_CASE(many_overdue_calls_all_expire, EngineFixture) {
+  std::vector<Request> batch;
+  for (int i = 0; i < 300; ++i) {
+    batch.push_back(request("B" + std::to_string(i), "make_call", {{"action", "start"}, {"by", "driver"}}));
+  }
+  engine->handle(batch);
+  now = kT0 + 60'000;
+  std::size_t missed = 0;
+  for (int pass = 0; pass < 10 && engine->next_deadline() && *engine->next_deadline() <= now; ++pass) {
+    missed += engine->expire_calls().size() / 2;  // a call event and a message event each
+  }
+  BOOST_TEST(missed == 300u);
+  BOOST_CHECK(!engine->next_deadline().has_value());
+  BOOST_TEST(engine->metrics().calls_missed.load() == 300u);
+}
+
+BOOST_FIXTURE_TEST_CASE(start_expires_every_overdue_call_after_a_restart, EngineFixture) {
+  std::vector<Request> batch;
+  for (int i = 0; i < 300; ++i) {
+    batch.push_back(request("B" + std::to_string(i), "make_call", {{"action", "start"}, {"by", "passenger"}}));
+  }
+  engine->handle(batch);
+  now = kT0 + 60'000;
+  restart(true);
+  auto out = engine->start();
+  std::size_t call_events = 0;
+  for (const auto& p : out) {
+    if (p.topic.size() > 12 && p.topic.compare(p.topic.size() - 12, 12, "/events/call") == 0) {
+      ++call_events;
+      BOOST_TEST(Json::parse(p.payload).at("ended_at") == kT0 + 30'000);
+    }
+  }
+  BOOST_TEST(call_events == 300u);
+  BOOST_CHECK(!engine->next_deadline().has_value());
+}
+
+BOOST_FIXTURE_TEST_CASE(an_empty_batch_publishes_nothing, EngineFixture) {
+  BOOST_TEST(engine->handle({}).empty());
+  BOOST_TEST(engine->expire_calls().empty());
+  BOOST_TEST(engine->start().empty());
+}
+
+// ---- restart ----
+
+BOOST_FIXTURE_TEST_CASE(restart_rearms_a_ringing_call, EngineFixture) {
+  handle(request("BK1", "presence", {{"role", "driver"}, {"online", true}}));
+  call("BK1", {{"action", "start"}, {"by", "driver"}, {"call_id", "c-1"}});
+
+  now = kT0 + 10'000;
+  restart(false);
+  BOOST_CHECK(!engine->next_deadline().has_value());  // not yet started
+  auto out = engine->start();
+  BOOST_TEST(on(out, topic("BK1", "events/call")).empty(), topics_of(out));
+  const auto presence = on(out, topic("BK1", "events/presence"));
+  BOOST_REQUIRE(presence.size() == 1u);
+  BOOST_TEST(presence[0].retain);
+  BOOST_TEST(Json::parse(presence[0].payload).at("driver") == Json({{"online", true}, {"since", kT0}}));
+  BOOST_CHECK(engine->next_deadline() == std::optional<Millis>(kT0 + 30'000));
+
+  now = kT0 + 31'000;
+  out = engine->expire_calls();
+  const Json c = one(out, topic("BK1", "events/call"));
+  BOOST_TEST(c.at("end_reason") == "missed");
+  BOOST_TEST(c.at("ended_at") == kT0 + 30'000);
+  BOOST_TEST(one(out, topic("BK1", "events/message")).at("sender") == "system");
+}
+
+BOOST_FIXTURE_TEST_CASE(restart_with_a_reopened_store_expires_overdue_calls, EngineFixture) {
+  handle(request("BK1", "presence", {{"role", "passenger"}, {"online", true}}));
+  handle(request("BK2", "presence", {{"role", "driver"}, {"online", true}}));
+  call("BK1", {{"action", "start"}, {"by", "passenger"}, {"call_id", "c-1"}});
+  call("BK2", {{"action", "start"}, {"by", "driver"}, {"call_id", "c-2"}});
+  now += 1'000;
+  call("BK2", {{"action", "accept"}, {"by", "passenger"}, {"call_id", "c-2"}});
+
+  now = kT0 + 600'000;
+  restart(true);
+  auto out = engine->start();
+  const Json c = one(out, topic("BK1", "events/call"));
+  BOOST_TEST(c.at("call_id") == "c-1");
+  BOOST_TEST(c.at("end_reason") == "missed");
+  BOOST_TEST(c.at("ended_at") == kT0 + 30'000);
+  const Json m = one(out, topic("BK1", "events/message"));
+  BOOST_TEST(m.at("sender") == "system");
+  BOOST_TEST(m.at("data").at("end_reason") == "missed");
+  BOOST_TEST(on(out, topic("BK2", "events/call")).empty());  // connected: untouched
+  BOOST_TEST(on(out, topic("BK1", "events/presence")).size() == 1u);
+  BOOST_TEST(on(out, topic("BK2", "events/presence")).size() == 1u);
+  for (const auto& p : on(out, topic("BK2", "events/presence"))) {
+    BOOST_TEST(p.retain);
+    BOOST_TEST(Json::parse(p.payload).at("driver").at("online") == true);
+    BOOST_TEST(Json::parse(p.payload).at("passenger") == Json({{"online", false}, {"since", nullptr}}));
+  }
+  BOOST_CHECK(!engine->next_deadline().has_value());
+  BOOST_TEST(engine->metrics().calls_missed.load() == 1u);
+  // The store agrees, and the history has every state.
+  BOOST_TEST(call("BK1", {{"action", "get"}, {"call_id", "c-1"}}).at("call") == c);
+  BOOST_TEST(call("BK2", {{"action", "get"}}).at("call").at("state") == "connected");
+  BOOST_TEST(seqs(get("BK1", {{"types", {"call"}}})) == range(1, 2), boost::test_tools::per_element());
+  // A second start finds nothing left to do.
+  restart(false);
+  out = engine->start();
+  BOOST_TEST(on(out, topic("BK1", "events/call")).empty());
+  BOOST_TEST(on(out, topic("BK1", "events/presence")).size() == 1u);
+}
+
+BOOST_FIXTURE_TEST_CASE(restart_keeps_history_and_seq, EngineFixture) {
+  send("BK1", "a");
+  send("BK1", "b");
+  restart(true);
+  engine->start();
+  BOOST_TEST(send("BK1", "c").at("message").at("seq") == 3);
+  const Json page = get("BK1", Json::object());
+  BOOST_TEST(page.at("messages").at(0).at("text") == "a");
+  BOOST_TEST(seqs(page) == range(1, 3), boost::test_tools::per_element());
+}
+
+// ---- presence ----
+
+BOOST_FIXTURE_TEST_CASE(presence_follows_the_role_across_clients, EngineFixture) {
+  const Json never = {{"online", false}, {"since", nullptr}};
+  std::vector<Publish> out;
+  Json reply = ask("BK1", "presence", {{"role", "driver"}, {"online", true}}, &out, "drv-phone");
+  BOOST_TEST(reply.at("ok") == true);
+  Json p = reply.at("presence");
+  BOOST_TEST(p.at("booking_code") == "BK1");
+  BOOST_TEST(p.at("driver") == Json({{"online", true}, {"since", kT0}}));
+  BOOST_TEST(p.at("passenger") == never);
+  auto events = on(out, topic("BK1", "events/presence"));
+  BOOST_REQUIRE(events.size() == 1u);
+  BOOST_TEST(events[0].retain);
+  BOOST_TEST(Json::parse(events[0].payload) == p);
+
+  // A second driver client: still online, since unchanged.
+  now = kT0 + 1'000;
+  p = ask("BK1", "presence", {{"role", "driver"}, {"online", true}}, nullptr, "drv-tablet").at("presence");
+  BOOST_TEST(p.at("driver") == Json({{"online", true}, {"since", kT0}}));
+  // One of them leaves: the role is online while any of its clients is.
+  now = kT0 + 2'000;
+  p = ask("BK1", "presence", {{"role", "driver"}, {"online", false}}, nullptr, "drv-phone").at("presence");
+  BOOST_TEST(p.at("driver") == Json({{"online", true}, {"since", kT0}}));
+  // The passenger comes, with a client_id in the payload.
+  now = kT0 + 2'500;
+  p = ask("BK1", "presence", {{"role", "passenger"}, {"online", true}, {"client_id", "pax-app"}}).at("presence");
+  BOOST_TEST(p.at("passenger") == Json({{"online", true}, {"since", kT0 + 2'500}}));
+  // The last driver client leaves: now offline, since moves.
+  now = kT0 + 3'000;
+  p = ask("BK1", "presence", {{"role", "driver"}, {"online", false}}, nullptr, "drv-tablet").at("presence");
+  BOOST_TEST(p.at("driver") == Json({{"online", false}, {"since", kT0 + 3'000}}));
+  BOOST_TEST(p.at("passenger") == Json({{"online", true}, {"since", kT0 + 2'500}}));
+  // A repeated offline (a Will after a clean offline) changes nothing.
+  now = kT0 + 4'000;
+  p = ask("BK1", "presence", {{"role", "driver"}, {"online", false}}, nullptr, "drv-tablet").at("presence");
+  BOOST_TEST(p.at("driver") == Json({{"online", false}, {"since", kT0 + 3'000}}));
+  // Back online.
+  now = kT0 + 5'000;
+  p = ask("BK1", "presence", {{"role", "driver"}, {"online", true}}, nullptr, "drv-phone").at("presence");
+  BOOST_TEST(p.at("driver") == Json({{"online", true}, {"since", kT0 + 5'000}}));
+  // Other bookings are unaffected.
+  p = ask("BK2", "presence", {{"role", "passenger"}, {"online", false}}).at("presence");
+  BOOST_TEST(p.at("driver") == never);
+  BOOST_TEST(p.at("passenger") == Json({{"online", false}, {"since", kT0 + 5'000}}));
+}
+
+BOOST_FIXTURE_TEST_CASE(presence_errors, EngineFixture) {
+  check_error(ask("BK1", "presence", {{"role", "system"}, {"online", true}}), "invalid_request");
+  check_error(ask("BK1", "presence", {{"role", "driver"}}), "invalid_request");
+  auto out = handle(asking("BK1", "presence", {{"online", true}}));
+  BOOST_TEST(on(out, topic("BK1", "events/presence")).empty());
+}
+
+// ---- metrics ----
+
+BOOST_FIXTURE_TEST_CASE(metrics_count_errors_by_code, EngineFixture) {
+  send("BK1", "ok");
+  handle(request("BK1", "send_message", {{"sender", "driver"}}));              // invalid_request
+  handle(asking("BK1", "send_message", {{"text", "x"}}));                      // invalid_request
+  handle(Request{topic("BK1", "send_message"), "nope", std::nullopt, std::nullopt, "c"});  // invalid_json
+  handle(request("bad.code", "get_message", Json::object()));                // invalid_booking_code
+  call("BK1", {{"action", "start"}, {"by", "driver"}, {"call_id", "c-1"}});
+  call("BK1", {{"action", "start"}, {"by", "driver"}, {"call_id", "c-2"}});  // busy
+  call("BK1", {{"action", "get"}, {"call_id", "zz"}});                       // not_found
+  handle(Request{"not/a/request", "{}", std::nullopt, std::nullopt, "c"});   // ignored: no error
+  BOOST_TEST(errors_counted(*engine, ErrorCode::invalid_request) == 2u);
+  BOOST_TEST(errors_counted(*engine, ErrorCode::invalid_json) == 1u);
+  BOOST_TEST(errors_counted(*engine, ErrorCode::invalid_booking_code) == 1u);
+  BOOST_TEST(errors_counted(*engine, ErrorCode::busy) == 1u);
+  BOOST_TEST(errors_counted(*engine, ErrorCode::not_found) == 1u);
+  BOOST_TEST(errors_counted(*engine, ErrorCode::forbidden) == 0u);
+  BOOST_TEST(errors_counted(*engine, ErrorCode::unavailable) == 0u);
+  const Json j = Json::parse(engine->metrics().to_json());
+  BOOST_TEST(j.at("errors").at("invalid_request") == 2);
+  BOOST_TEST(j.at("errors").at("busy") == 1);
+  BOOST_TEST(j.at("errors").at("internal") == 0);
+  BOOST_TEST(j.at("messages_stored") == 2);  // "ok" and the call's ringing message
+  BOOST_TEST(j.at("requests").get<std::uint64_t>() >= 8u);
+}
+
+BOOST_FIXTURE_TEST_CASE(request_filters_cover_every_action, EngineFixture) {
+  const auto filters = engine->request_filters();
+  BOOST_TEST(filters.size() == 4u);
+  for (const char* leaf : {"send_message", "get_message", "make_call", "presence"}) {
+    BOOST_TEST(std::count(filters.begin(), filters.end(), kPrefix + "/bookings/+/" + leaf) == 1);
+  }
+}
+
+// ---- a full store ----
+
+// A tiny map fills up: the request that does not fit is `unavailable`, nothing is broadcast for
+// it, and what was stored before stays readable and intact.
+BOOST_AUTO_TEST_CASE(a_full_store_answers_unavailable_and_keeps_earlier_messages) {
+  EngineFixture f(EngineOptions{}, std::size_t{64} * 1024);
+  std::vector<std::string> stored;
+  std::optional<Json> failure;
+  std::vector<Publish> failed_out;
+  for (int i = 0; i < 500 && !failure; ++i) {
+    const std::string text = std::to_string(i) + std::string(4000, static_cast<char>('a' + i % 26));
+    auto out = f.handle(asking("BK1", "send_message", {{"sender", "driver"}, {"text", text}}));
+    const Json reply = one(out, kReplyTo);
+    if (reply.at("ok") == true) {
+      BOOST_REQUIRE(reply.at("message").at("seq") == stored.size() + 1);
+      BOOST_REQUIRE(on(out, topic("BK1", "events/message")).size() == 1u);
+      stored.push_back(text);
+    } else {
+      failure = reply;
+      failed_out = out;
+    }
+  }
+  BOOST_REQUIRE_MESSAGE(failure.has_value(), "a 64 KiB map never filled up");
+  BOOST_TEST_MESSAGE(stored.size() << " messages fit before the map was full");
+  check_error(*failure, "unavailable");
+  BOOST_TEST(failed_out.size() == 1u, topics_of(failed_out));  // the reply only: no broadcast
+  BOOST_TEST(errors_counted(*f.engine, ErrorCode::unavailable) == 1u);
+
+  // Reads still work and see exactly what was acknowledged.
+  const Json page = f.get("BK1", {{"limit", 200}});
+  BOOST_TEST(page.at("ok") == true, page.dump().substr(0, 300));
+  BOOST_TEST(page.at("last_seq") == stored.size());
+  BOOST_REQUIRE(page.at("messages").size() == stored.size());
+  for (std::size_t i = 0; i < stored.size(); ++i) {
+    BOOST_TEST(page.at("messages").at(i).at("seq") == i + 1);
+    BOOST_TEST(page.at("messages").at(i).at("text") == stored[i]);
+  }
+  // A batch with a request that does not fit.
+  const std::string big(4000, 'z');
+  auto out = f.engine->handle({asking("BK1", "send_message", {{"sender", "driver"}, {"text", big}}),
+                               asking("BK1", "get_message", {{"limit", 1}})});
+  auto replies = on(out, kReplyTo);
+  BOOST_REQUIRE(replies.size() == 2u);
+  check_error(Json::parse(replies[0].payload), "unavailable");
+  BOOST_TEST(on(out, topic("BK1", "events/message")).empty());
+  // (The get in that batch may be `unavailable` too: one commit per batch, and LMDB may refuse
+  // the commit itself when the map is full.) On its own it is served, and nothing changed.
+  const Json after = f.get("BK1", {{"limit", 200}});
+  BOOST_TEST(after.at("ok") == true);
+  BOOST_TEST(after.at("last_seq") == stored.size());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
