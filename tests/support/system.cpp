@@ -1,0 +1,246 @@
+#include "support/system.hpp"
+
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <ostream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace navietakie::test {
+
+std::ostream& operator<<(std::ostream& out, Host host) {
+  switch (host) {
+    case Host::bridge: return out << "bridge";
+    case Host::plugin: return out << "plugin";
+  }
+  return out << "host?";
+}
+
+const std::vector<Host>& contract_hosts() {
+  // TODO(plugin host): add Host::plugin once the Mosquitto plugin is built.
+  static const std::vector<Host> hosts{Host::bridge};
+  return hosts;
+}
+
+Broker::Broker(const TempDir& dir, std::vector<std::string> extra_conf)
+    : dir_(dir), port_(free_port()), conf_path_(dir.file("mosquitto.conf")) {
+  std::string conf;
+  conf += "listener " + std::to_string(port_) + " 127.0.0.1\n";
+  conf += "allow_anonymous true\n";
+  conf += "persistence false\n";
+  conf += "max_queued_messages 10000\n";
+  // max_inflight_messages stays at its default (20), as in production: it is also the Receive
+  // Maximum a v5 client gets, and Paho C then waits up to a second for room when a burst fills it.
+  conf += "set_tcp_nodelay true\n";
+  conf += "log_dest stderr\n";
+  conf += "log_type all\n";
+  conf += "log_timestamp_format %H:%M:%S\n";
+  // As root, mosquitto would switch to the `mosquitto` user; stay who we are.
+  conf += "user " + current_user_name() + "\n";
+  for (const auto& line : extra_conf) conf += line + "\n";
+  write_file(conf_path_, conf);
+}
+
+Broker::~Broker() = default;
+
+std::string Broker::log_path() const { return dir_.file("mosquitto-" + std::to_string(starts_) + ".log"); }
+
+void Broker::start() {
+  if (process_ && process_->alive()) return;
+  ++starts_;
+  ProcessOptions options;
+  options.stdout_path = log_path();
+  process_ = std::make_unique<Process>(std::vector<std::string>{find_executable("mosquitto"), "-c", conf_path_}, options);
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (!wait_for_tcp(port_, 100ms)) {
+    if (!process_->alive() || std::chrono::steady_clock::now() >= deadline) {
+      throw std::runtime_error("mosquitto did not accept TCP on port " + std::to_string(port_) + ":\n" + describe());
+    }
+  }
+}
+
+void Broker::stop() {
+  if (process_) process_->stop();
+}
+
+void Broker::kill9() {
+  if (process_) process_->kill9();
+}
+
+void Broker::restart() {
+  stop();
+  start();
+}
+
+bool Broker::running() { return process_ && process_->alive(); }
+
+bool Broker::wait_log_contains(const std::string& text, Millis timeout) const {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  do {
+    if (read_file(log_path()).find(text) != std::string::npos) return true;
+    std::this_thread::sleep_for(20ms);
+  } while (std::chrono::steady_clock::now() < deadline);
+  return false;
+}
+
+std::string Broker::describe() { return process_ ? process_->describe(40) : "mosquitto: not started\n"; }
+
+System::System(SystemOptions options)
+    : dir_("navietakie-it"), options_(std::move(options)), data_dir_(dir_.file("data")) {
+  std::filesystem::create_directories(data_dir_);
+  switch (options_.host) {
+    case Host::bridge:
+      if (options_.bridge_binary.empty()) throw std::invalid_argument("SystemOptions.bridge_binary is empty");
+      broker_ = std::make_unique<Broker>(dir_);
+      broker_->start();
+      start_bridge();
+      break;
+    case Host::plugin:
+      // TODO(plugin host): a Broker whose conf loads the plugin (`plugin <path>` and
+      // `plugin_opt_data_dir`, `plugin_opt_call_ring_timeout_s`, ...), then wait_ready().
+      throw std::runtime_error("plugin host not built");
+  }
+}
+
+System::~System() {
+  if (bridge_) bridge_->stop();
+  if (broker_) broker_->stop();
+}
+
+std::unique_ptr<TestClient> System::client(ClientOptions options) const {
+  return std::make_unique<TestClient>(broker_uri(), std::move(options));
+}
+
+void System::start_bridge() {
+  ++bridge_starts_;
+  std::vector<std::string> argv{
+      options_.bridge_binary,
+      "--broker_url", broker_uri(),
+      "--data_dir", data_dir_,
+      "--client_id", "nt-bridge-" + random_hex(8),
+      "--log_level", "debug",
+      "--call_ring_timeout_s", std::to_string(options_.call_ring_timeout_s),
+  };
+  argv.insert(argv.end(), options_.extra_host_args.begin(), options_.extra_host_args.end());
+  ProcessOptions process_options;
+  process_options.stdout_path = dir_.file("bridge-" + std::to_string(bridge_starts_) + ".log");
+  // The bridge reads NAVIETAKIE_* variables as settings: the tests pass every setting as a flag.
+  process_options.drop_env_prefix = "NAVIETAKIE_";
+  host_exit_code_.reset();
+  bridge_ = std::make_unique<Process>(std::move(argv), process_options);
+  wait_ready();
+}
+
+void System::wait_ready(Millis timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto probe = client();
+  const std::string topic = "navietakie/v1/bookings/readiness-probe/get_message";
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (!host_alive()) {
+      std::ostringstream what;
+      what << "the " << options_.host << " host exited before answering:\n" << describe();
+      throw std::runtime_error(what.str());
+    }
+    if (probe->try_await_reply(probe->send_request(topic, R"({"limit":1})"), 500ms)) return;
+  }
+  throw std::runtime_error("the host answered no get_message within " + std::to_string(timeout.count()) +
+                           " ms:\n" + describe());
+}
+
+void System::stop_host() {
+  switch (options_.host) {
+    case Host::bridge:
+      bridge_->stop();
+      host_exit_code_ = bridge_->exit_code();
+      return;
+    case Host::plugin:
+      throw std::runtime_error("plugin host not built");
+  }
+}
+
+void System::kill_host() {
+  switch (options_.host) {
+    case Host::bridge:
+      bridge_->kill9();
+      host_exit_code_ = bridge_->exit_code();
+      return;
+    case Host::plugin:
+      throw std::runtime_error("plugin host not built");
+  }
+}
+
+void System::start_host() {
+  switch (options_.host) {
+    case Host::bridge:
+      if (bridge_ && bridge_->alive()) throw std::logic_error("start_host: the bridge is running");
+      start_bridge();
+      return;
+    case Host::plugin:
+      throw std::runtime_error("plugin host not built");
+  }
+}
+
+void System::restart_host() {
+  stop_host();
+  start_host();
+}
+
+void System::restart_broker() {
+  broker_->restart();
+}
+
+std::unique_ptr<Process> Broker::start_abrupt_client(const std::string& client_id, const Will& will) {
+  ProcessOptions options;
+  options.stdout_path = dir_.file("abrupt-" + client_id + ".log");
+  auto process = std::make_unique<Process>(
+      std::vector<std::string>{"mosquitto_sub", "-h", "127.0.0.1", "-p", std::to_string(port_), "-V", "5",
+                               "-i", client_id, "-t", "navietakie-test/abrupt/" + client_id, "--will-topic", will.topic,
+                               "--will-payload", will.payload, "--will-qos", std::to_string(will.qos)},
+      options);
+  if (!wait_log_contains(" as " + client_id + " (", 5s)) {
+    throw std::runtime_error("abrupt client " + client_id + " did not connect:\n" + process->describe());
+  }
+  return process;
+}
+
+bool System::host_alive() {
+  switch (options_.host) {
+    case Host::bridge: return bridge_ && bridge_->alive();
+    case Host::plugin: return broker_ && broker_->running();
+  }
+  return false;
+}
+
+std::string System::describe() {
+  std::string out = "=== broker ===\n" + (broker_ ? broker_->describe() : std::string("none\n"));
+  if (bridge_) out += "=== bridge ===\n" + bridge_->describe(80);
+  return out;
+}
+
+System& shared_system(const std::string& name, const SystemOptions& options) {
+  // Destroyed at exit: each System stops its processes and removes its directory.
+  static std::map<std::string, std::unique_ptr<System>> systems;
+  // A system that failed to start fails every later test of its suite at once, not after a timeout each.
+  static std::map<std::string, std::string> failures;
+  static std::mutex mutex;
+  std::lock_guard<std::mutex> lock(mutex);
+  std::ostringstream key;
+  key << name << '/' << options.host;
+  if (auto failed = failures.find(key.str()); failed != failures.end()) {
+    throw std::runtime_error("shared system " + key.str() + " failed to start earlier: " + failed->second);
+  }
+  auto& slot = systems[key.str()];
+  if (!slot) {
+    try {
+      slot = std::make_unique<System>(options);
+    } catch (const std::exception& e) {
+      failures[key.str()] = e.what();
+      throw;
+    }
+  }
+  return *slot;
+}
+
+}  // namespace navietakie::test

@@ -1,0 +1,121 @@
+// The system under test: a real Mosquitto broker on a free port of 127.0.0.1 and a host of the
+// handler logic. The contract is the same for every host, so every contract test is written once
+// and run against each value of `Host`.
+#pragma once
+
+#include <iosfwd>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "support/mqtt_client.hpp"
+#include "support/processes.hpp"
+
+namespace navietakie::test {
+
+enum class Host {
+  bridge,  // navietakie-bridge, a Paho client of the broker
+  plugin,  // the handlers inside Mosquitto (TODO: not built yet; starting it throws)
+};
+std::ostream& operator<<(std::ostream& out, Host host);
+
+// The hosts the contract tests run against. Adding the plugin host means adding it here.
+const std::vector<Host>& contract_hosts();
+
+// A mosquitto started from a conf file in `dir`; its log (stderr, log_type all) in `dir`.
+class Broker {
+ public:
+  // `extra_conf`: more lines for the conf file (the plugin host adds its `plugin` lines here).
+  Broker(const TempDir& dir, std::vector<std::string> extra_conf = {});
+  ~Broker();
+
+  // Starts mosquitto and waits (bounded, 5 s) until the port accepts TCP; throws with the log.
+  void start();
+  void stop();
+  void kill9();
+  // Stops and starts again on the same port: clients must reconnect by themselves.
+  void restart();
+  bool running();
+
+  int port() const { return port_; }
+  std::string uri() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
+  std::string log_path() const;
+  // True once the broker log contains `text` (waits at most `timeout`).
+  bool wait_log_contains(const std::string& text, Millis timeout) const;
+  std::string describe();
+
+  // A client that holds a connection with a Will and can die abruptly (kill9() closes its socket
+  // without DISCONNECT, so the broker publishes the Will): mosquitto_sub, connected when this returns.
+  std::unique_ptr<Process> start_abrupt_client(const std::string& client_id, const Will& will);
+
+ private:
+  const TempDir& dir_;
+  int port_;
+  std::string conf_path_;
+  int starts_ = 0;
+  std::unique_ptr<Process> process_;
+};
+
+struct SystemOptions {
+  Host host = Host::bridge;
+  // The navietakie-bridge executable (the tests pass NAVIETAKIE_BRIDGE_BIN from CMake).
+  std::string bridge_binary;
+  int call_ring_timeout_s = 30;
+  std::vector<std::string> extra_host_args;  // more `--key value` flags for the bridge
+};
+
+class System {
+ public:
+  // Starts the broker and the host and waits until the host answers requests; throws with logs.
+  explicit System(SystemOptions options);
+  ~System();
+  System(const System&) = delete;
+  System& operator=(const System&) = delete;
+
+  Host host() const { return options_.host; }
+  const SystemOptions& options() const { return options_; }
+  Broker& broker() { return *broker_; }
+  std::string broker_uri() const { return broker_->uri(); }
+  const std::string& data_dir() const { return data_dir_; }
+  const TempDir& dir() const { return dir_; }
+
+  // A connected test client of this system's broker.
+  std::unique_ptr<TestClient> client(ClientOptions options = {}) const;
+
+  // Graceful stop (SIGTERM, bounded): the host's exit code is kept in host_exit_code().
+  void stop_host();
+  // The abrupt death of the host (SIGKILL).
+  void kill_host();
+  // Starts the host again on the same data dir and waits until it answers.
+  void start_host();
+  void restart_host();
+  // Stops the broker and starts it on the same port; the host must reconnect and resubscribe itself.
+  void restart_broker();
+
+  bool host_alive();
+  std::optional<int> host_exit_code() const { return host_exit_code_; }
+
+  // Retries a get_message request (v5, 500 ms per try) until it is answered; throws after `timeout`.
+  void wait_ready(Millis timeout = 10s);
+
+  // Broker and host log tails, for failure reports.
+  std::string describe();
+
+ private:
+  void start_bridge();
+
+  TempDir dir_;
+  SystemOptions options_;
+  std::string data_dir_;
+  std::unique_ptr<Broker> broker_;
+  std::unique_ptr<Process> bridge_;
+  int bridge_starts_ = 0;
+  std::optional<int> host_exit_code_;
+};
+
+// One System per name, shared by the tests of a suite that do not interfere (each uses its own
+// booking codes). Started on first use with `options`, stopped at process exit.
+System& shared_system(const std::string& name, const SystemOptions& options);
+
+}  // namespace navietakie::test

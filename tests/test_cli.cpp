@@ -1,0 +1,346 @@
+// The system driven by the real mosquitto command-line tools, as an operator or a shell script
+// would: mosquitto_pub / mosquitto_sub (3.1.1 style, reply_to + correlation_id) and mosquitto_rr
+// (MQTT v5 request/response). Also the self-tests of the harness against a plain mosquitto.
+#include <csignal>
+#include <filesystem>
+#include <thread>
+
+#include "support/contract.hpp"
+
+using namespace navietakie::test;
+
+namespace {
+
+// --- harness self-tests: a plain broker, no host ---------------------------------------------------
+
+BOOST_AUTO_TEST_SUITE(harness)
+
+BOOST_AUTO_TEST_CASE(free_port_is_bindable_and_temp_dir_cleans_up, *boost::unit_test::timeout(30)) {
+  const int port = free_port();
+  BOOST_TEST(port > 0);
+  BOOST_TEST(port < 65536);
+  std::string path;
+  {
+    TempDir dir("nt-harness");
+    path = dir.path();
+    std::filesystem::create_directories(dir.file("a/b/c"));
+    write_file(dir.file("a/b/c/file.txt"), "content");
+    BOOST_TEST(std::filesystem::exists(dir.file("a/b/c/file.txt")));
+  }
+  BOOST_TEST(!std::filesystem::exists(path));
+}
+
+BOOST_AUTO_TEST_CASE(process_stop_and_kill_are_bounded, *boost::unit_test::timeout(60)) {
+  TempDir dir("nt-harness");
+  {
+    // Exits by itself: the exit code is kept.
+    Process child({"sh", "-c", "echo out; echo err 1>&2; exit 3"}, {dir.file("exit.log"), "", 5s});
+    BOOST_TEST(child.wait_exit(5s).value_or(-1) == 3);
+    BOOST_TEST(!child.alive());
+    const std::string log = read_file(dir.file("exit.log"));
+    BOOST_TEST(log.find("out") != std::string::npos);
+    BOOST_TEST(log.find("err") != std::string::npos);
+  }
+  {
+    // SIGTERM ends a plain sleeper at once.
+    Process child({"sleep", "30"}, {dir.file("term.log"), "", 5s});
+    BOOST_TEST(child.alive());
+    const auto start = std::chrono::steady_clock::now();
+    child.stop();
+    BOOST_TEST(!child.alive());
+    BOOST_TEST(child.exit_code().value_or(-1) == 128 + SIGTERM);
+    BOOST_TEST(((std::chrono::steady_clock::now() - start) < 2s));
+  }
+  {
+    // A child that ignores SIGTERM is killed after the stop timeout.
+    Process child({"sh", "-c", "trap '' TERM; while :; do sleep 0.05; done"}, {dir.file("ignore.log"), "", 500ms});
+    std::this_thread::sleep_for(100ms);  // let the shell install its trap
+    const auto start = std::chrono::steady_clock::now();
+    child.stop();
+    const auto took = std::chrono::steady_clock::now() - start;
+    BOOST_TEST(!child.alive());
+    BOOST_TEST(child.exit_code().value_or(-1) == 128 + SIGKILL);
+    BOOST_TEST((took >= 400ms));
+    BOOST_TEST((took < 3s));
+  }
+  {
+    Process child({"sleep", "30"}, {dir.file("kill.log"), "", 5s});
+    child.kill9();
+    BOOST_TEST(child.exit_code().value_or(-1) == 128 + SIGKILL);
+  }
+  BOOST_CHECK_THROW(Process({"/nonexistent/program"}, {dir.file("none.log"), "", 1s}), std::system_error);
+}
+
+BOOST_AUTO_TEST_CASE(broker_pub_sub_round_trip_v5_and_v311, *boost::unit_test::timeout(60)) {
+  TempDir dir("nt-harness");
+  Broker broker(dir);
+  broker.start();
+  BOOST_TEST(broker.running());
+
+  TestClient subscriber(broker.uri());
+  subscriber.subscribe("harness/#");
+  TestClient publisher(broker.uri(), ClientOptions{MqttVersion::v311, "", std::nullopt, "navietakie/v1", 5s});
+  publisher.publish("harness/plain", R"({"n":1})");
+  auto plain = subscriber.wait_for(on_topic("harness/plain"), 5s);
+  BOOST_REQUIRE(plain);
+  BOOST_TEST(plain->body()["n"] == 1);
+  BOOST_TEST(plain->qos == 1);
+  BOOST_TEST(!plain->retained);
+
+  // v5 properties survive the broker; a retained message reaches a late subscriber flagged retained.
+  PublishOptions with_properties;
+  with_properties.response_topic = "harness/reply";
+  with_properties.correlation_data = std::string("\x00\x01\xff", 3);
+  subscriber.publish("harness/props", "p", with_properties);
+  auto props = subscriber.wait_for(on_topic("harness/props"), 5s);
+  BOOST_REQUIRE(props);
+  BOOST_TEST(props->response_topic.value_or("") == "harness/reply");
+  BOOST_TEST(props->correlation_data.value_or("") == std::string("\x00\x01\xff", 3));
+
+  PublishOptions retained;
+  retained.retain = true;
+  publisher.publish("harness/retained", "kept", retained);
+  TestClient late(broker.uri());
+  late.subscribe("harness/retained");
+  auto kept = late.wait_for(on_topic("harness/retained"), 5s);
+  BOOST_REQUIRE(kept);
+  BOOST_TEST(kept->retained);
+  BOOST_TEST(kept->payload == "kept");
+
+  // A Will is dropped on a normal disconnect.
+  {
+    TestClient polite(broker.uri(), ClientOptions{MqttVersion::v5, "", Will{"harness/will", "polite", 1, false},
+                                                  "navietakie/v1", 5s});
+    polite.disconnect();
+  }
+  subscriber.publish("harness/fence", "f");
+  BOOST_REQUIRE(subscriber.wait_for(on_topic("harness/fence"), 5s));
+  BOOST_TEST(subscriber.count(on_topic("harness/will")) == 0u);
+  // ... and published when a client dies without DISCONNECT.
+  auto abrupt = broker.start_abrupt_client("nt-abrupt-" + random_hex(6), Will{"harness/will", "dropped", 1, false});
+  abrupt->kill9();
+  auto will = subscriber.wait_for(on_topic("harness/will"), 5s);
+  BOOST_REQUIRE(will);
+  BOOST_TEST(will->payload == "dropped");
+
+  // The broker restarts on the same port.
+  broker.restart();
+  BOOST_TEST(broker.running());
+  TestClient after(broker.uri());
+  after.subscribe("harness/again");
+  after.publish("harness/again", "x");
+  BOOST_TEST(after.wait_for(on_topic("harness/again"), 5s).has_value());
+}
+
+BOOST_AUTO_TEST_CASE(request_without_responder_times_out_bounded, *boost::unit_test::timeout(30)) {
+  TempDir dir("nt-harness");
+  Broker broker(dir);
+  broker.start();
+  TestClient client(broker.uri());
+  const auto start = std::chrono::steady_clock::now();
+  BOOST_CHECK_THROW(client.request("harness/nobody/home", json{{"a", 1}}, 300ms), std::runtime_error);
+  BOOST_TEST(((std::chrono::steady_clock::now() - start) < 2s));
+
+  // A responder thread answering v5 and 3.1.1 style requests, to test the request helpers.
+  TestClient responder(broker.uri());
+  responder.subscribe("harness/echo");
+  std::atomic<bool> done{false};
+  std::thread echo([&] {
+    std::size_t answered = 0;
+    while (!done) {
+      auto requests = responder.wait_for_count(on_topic("harness/echo"), answered + 1, 100ms);
+      for (std::size_t i = answered; i < requests.size(); ++i) {
+        const Received& request = requests[i];
+        json body = request.body();
+        PublishOptions options;
+        if (request.response_topic) {
+          options.correlation_data = request.correlation_data;
+          responder.publish(*request.response_topic, json{{"ok", true}, {"echo", body}}.dump(), options);
+        } else {
+          responder.publish(body["reply_to"].get<std::string>(),
+                            json{{"ok", true}, {"correlation_id", body["correlation_id"]}}.dump(), options);
+        }
+      }
+      answered = requests.size();
+    }
+  });
+  const json v5 = client.request("harness/echo", json{{"x", 1}});
+  BOOST_TEST(v5["echo"]["x"] == 1);
+  TestClient old(broker.uri(), ClientOptions{MqttVersion::v311, "", std::nullopt, "navietakie/v1", 5s});
+  const json v311 = old.request_v311("harness/echo", json{{"y", 2}});
+  BOOST_TEST(is_ok(v311));
+  done = true;
+  echo.join();
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+}  // namespace
+
+// --- the system driven by the mosquitto command-line tools -----------------------------------------
+
+namespace {
+
+System& cli_system(Host host) { return shared_system("cli", system_options(host)); }
+
+struct CliResult {
+  std::optional<int> exit_code;  // nullopt: it did not exit in time (and was killed)
+  std::string out;
+  std::string err;
+};
+
+// Runs a mosquitto CLI tool to completion (bounded), stdout and stderr captured to files.
+CliResult run_cli(System& system, std::vector<std::string> argv, Millis timeout = 15s) {
+  static int runs = 0;
+  const std::string base = system.dir().file("cli-" + std::to_string(++runs));
+  Process process(std::move(argv), ProcessOptions{base + ".out", base + ".err", 2s});
+  CliResult result;
+  result.exit_code = process.wait_exit(timeout);
+  if (!result.exit_code) process.kill9();
+  result.out = read_file(base + ".out");
+  result.err = read_file(base + ".err");
+  return result;
+}
+
+// A started mosquitto_sub, subscribed (the broker logged its SUBSCRIBE) when this returns.
+std::unique_ptr<Process> start_sub(System& system, const std::string& client_id, std::vector<std::string> args,
+                                   const std::string& out_path) {
+  std::vector<std::string> argv{"mosquitto_sub", "-h", "127.0.0.1", "-p", std::to_string(system.broker().port()), "-i", client_id};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto process = std::make_unique<Process>(std::move(argv), ProcessOptions{out_path, out_path + ".err", 2s});
+  if (!system.broker().wait_log_contains("Received SUBSCRIBE from " + client_id, 5s)) {
+    throw std::runtime_error("mosquitto_sub " + client_id + " did not subscribe:\n" + process->describe());
+  }
+  return process;
+}
+
+std::vector<std::string> rr_args(System& system, const std::string& client_id, const std::string& request_topic_name,
+                                 const std::string& response_topic, const json& body) {
+  return {"mosquitto_rr", "-V", "5", "-h", "127.0.0.1", "-p", std::to_string(system.broker().port()), "-i", client_id,
+          "-t", request_topic_name, "-e", response_topic, "-q", "1", "-m", body.dump(), "-W", "10"};
+}
+
+// The JSON a CLI tool printed (one payload, trailing newline).
+json printed_json(const CliResult& result) {
+  const json parsed = json::parse(result.out, nullptr, false);
+  if (parsed.is_discarded()) {
+    throw std::runtime_error("not JSON on stdout: '" + result.out + "' (stderr: '" + result.err + "')");
+  }
+  return parsed;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(cli)
+
+NT_HOST_TEST(mosquitto_pub_with_reply_to_gets_its_reply_on_mosquitto_sub, 60) {
+  TestContext ctx(cli_system(host));
+  System& system = ctx.system();
+  const std::string code = booking("clipub");
+  const std::string sub_id = "cli-sub-" + random_hex(6);
+  const std::string reply_topic = topic_prefix + "/replies/" + sub_id + "/1";
+  const std::string out = system.dir().file(sub_id + ".out");
+  auto sub = start_sub(system, sub_id, {"-V", "mqttv311", "-t", reply_topic, "-C", "1", "-W", "10"}, out);
+
+  const json body{{"sender", "driver"}, {"text", "from mosquitto_pub"}, {"reply_to", reply_topic}, {"correlation_id", "cli-1"}};
+  const CliResult pub = run_cli(system, {"mosquitto_pub", "-h", "127.0.0.1", "-p", std::to_string(system.broker().port()),
+                                         "-V", "mqttv311", "-q", "1", "-t", request_topic(code, "send_message"), "-m", body.dump()});
+  BOOST_REQUIRE_MESSAGE(pub.exit_code == 0, "mosquitto_pub failed: " << pub.err);
+
+  BOOST_REQUIRE_MESSAGE(sub->wait_exit(15s) == 0, "mosquitto_sub got no reply:\n" << sub->describe());
+  const json reply = json::parse(read_file(out));
+  NT_REQUIRE_OK(reply);
+  BOOST_TEST(reply.value("correlation_id", "") == "cli-1");
+  BOOST_TEST(reply["message"].value("seq", -1) == 1);
+  BOOST_TEST(reply["message"].value("text", "") == "from mosquitto_pub");
+}
+
+NT_HOST_TEST(mosquitto_rr_get_message_and_call_flow, 90) {
+  TestContext ctx(cli_system(host));
+  System& system = ctx.system();
+  const std::string code = booking("clirr");
+  const std::string rr_id = "cli-rr-" + random_hex(6);
+  int n = 0;
+  auto rr = [&](const std::string& action, const json& body) {
+    const std::string response_topic = topic_prefix + "/replies/" + rr_id + "/" + std::to_string(++n);
+    const CliResult result = run_cli(system, rr_args(system, rr_id, request_topic(code, action), response_topic, body));
+    BOOST_REQUIRE_MESSAGE(result.exit_code == 0, "mosquitto_rr " << action << " failed (exit "
+                                                                  << result.exit_code.value_or(-1) << "): " << result.err);
+    return printed_json(result);
+  };
+
+  const json sent = rr("send_message", text_message("passenger", "via mosquitto_rr"));
+  NT_REQUIRE_OK(sent);
+  const json page = rr("get_message", {{"limit", 10}});
+  NT_REQUIRE_OK(page);
+  BOOST_TEST(page_seqs(page) == std::vector<std::int64_t>{1}, boost::test_tools::per_element());
+  BOOST_TEST(page["messages"][0] == sent["message"]);
+  BOOST_TEST(page.value("last_seq", -1) == 1);
+
+  const json started = rr("make_call", call_request("start", "driver"));
+  NT_REQUIRE_OK(started);
+  const std::string call_id = started["call"].value("call_id", "");
+  BOOST_TEST(started["call"].value("state", "") == "ringing");
+  const json accepted = rr("make_call", call_request("accept", "passenger", call_id));
+  NT_REQUIRE_OK(accepted);
+  BOOST_TEST(accepted["call"].value("state", "") == "connected");
+  std::this_thread::sleep_for(20ms);
+  const json ended = rr("make_call", call_request("end", "driver", call_id));
+  NT_REQUIRE_OK(ended);
+  BOOST_TEST(ended["call"].value("state", "") == "ended");
+  BOOST_TEST(ended["call"].value("end_reason", "") == "completed");
+  BOOST_TEST(ended["call"].value("duration_ms", std::int64_t{0}) > 0);
+
+  const json bad = rr("make_call", call_request("accept", "passenger", "no-such-call"));
+  NT_CHECK_ERROR(bad, "not_found");
+}
+
+NT_HOST_TEST(mosquitto_pub_v5_properties_are_honoured, 60) {
+  TestContext ctx(cli_system(host));
+  System& system = ctx.system();
+  const std::string code = booking("cliv5");
+  const std::string sub_id = "cli-sub5-" + random_hex(6);
+  const std::string reply_topic = topic_prefix + "/replies/" + sub_id + "/1";
+  const std::string out = system.dir().file(sub_id + ".out");
+  auto sub = start_sub(system, sub_id, {"-V", "mqttv5", "-t", reply_topic, "-C", "1", "-W", "10", "-F", "%D|%p"}, out);
+
+  const CliResult pub = run_cli(
+      system, {"mosquitto_pub", "-h", "127.0.0.1", "-p", std::to_string(system.broker().port()), "-V", "mqttv5", "-q", "1",
+               "-t", request_topic(code, "presence"), "-D", "publish", "response-topic", reply_topic, "-D", "publish",
+               "correlation-data", "cli-corr-5", "-m", R"({"role":"driver","online":true})"});
+  BOOST_REQUIRE_MESSAGE(pub.exit_code == 0, "mosquitto_pub failed: " << pub.err);
+  BOOST_REQUIRE_MESSAGE(sub->wait_exit(15s) == 0, "mosquitto_sub got no reply:\n" << sub->describe());
+  const std::string printed = read_file(out);
+  const auto bar = printed.find('|');
+  BOOST_REQUIRE_MESSAGE(bar != std::string::npos, "unexpected output: " << printed);
+  BOOST_TEST(printed.substr(0, bar) == "cli-corr-5");
+  const json reply = json::parse(printed.substr(bar + 1));
+  NT_REQUIRE_OK(reply);
+  BOOST_TEST(reply["presence"]["driver"].value("online", json()) == json(true));
+
+  // And the retained presence, as mosquitto_sub sees it.
+  const CliResult retained = run_cli(system, {"mosquitto_sub", "-h", "127.0.0.1", "-p", std::to_string(system.broker().port()),
+                                              "-t", event_topic(code, "presence"), "-C", "1", "-W", "10", "-F", "%r %p"});
+  BOOST_REQUIRE_MESSAGE(retained.exit_code == 0, "no retained presence: " << retained.err);
+  BOOST_TEST(retained.out.substr(0, 2) == "1 ");
+  BOOST_TEST(json::parse(retained.out.substr(2)) == reply["presence"]);
+}
+
+NT_HOST_TEST(mosquitto_pub_without_reply_address_reports_on_errors_topic, 60) {
+  TestContext ctx(cli_system(host));
+  System& system = ctx.system();
+  const std::string code = booking("clierr");
+  const std::string sub_id = "cli-errsub-" + random_hex(6);
+  const std::string out = system.dir().file(sub_id + ".out");
+  auto sub = start_sub(system, sub_id, {"-t", errors_topic(code), "-C", "1", "-W", "10"}, out);
+
+  const CliResult pub = run_cli(system, {"mosquitto_pub", "-h", "127.0.0.1", "-p", std::to_string(system.broker().port()),
+                                         "-q", "1", "-t", request_topic(code, "send_message"), "-m", "this is not json"});
+  BOOST_REQUIRE_MESSAGE(pub.exit_code == 0, "mosquitto_pub failed: " << pub.err);
+  BOOST_REQUIRE_MESSAGE(sub->wait_exit(15s) == 0, "nothing on the errors topic:\n" << sub->describe());
+  const json error = json::parse(read_file(out));
+  NT_CHECK_ERROR(error, "invalid_json");
+  BOOST_TEST(error.value("request_topic", "") == request_topic(code, "send_message"));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
