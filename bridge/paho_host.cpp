@@ -13,6 +13,7 @@ using namespace std::chrono_literals;
 constexpr int kQos = 1;
 constexpr auto kIdleWait = 200ms;      // how long the worker waits for a message when nothing is due
 constexpr auto kMetricsEvery = 60s;
+constexpr auto kWakeEvery = 2ms;
 
 Request to_request(const mqtt::const_message_ptr& msg) {
   Request r;
@@ -35,10 +36,14 @@ PahoHost::PahoHost(mqtt::async_client& client, Engine& engine, const Settings& s
   connect_options_ = mqtt::connect_options_builder()
                          .mqtt_version(MQTTVERSION_5)
                          .clean_start(false)
-                         .properties({{mqtt::property::SESSION_EXPIRY_INTERVAL, 86400}})
+                         // Receive Maximum: without it a broker may cap our in-flight window at its
+                         // default (Mosquitto: 20) and queue, then drop, requests past its queue limit.
+                         .properties({{mqtt::property::SESSION_EXPIRY_INTERVAL, 86400},
+                                      {mqtt::property::RECEIVE_MAXIMUM, 65535}})
                          .keep_alive_interval(30s)
                          .automatic_reconnect(1s, 30s)
                          .finalize();
+  wake_topic_ = settings_.topic_prefix + "/bridge/" + settings_.client_id + "/wake";
   for (const auto& filter : engine_.request_filters()) {
     filters_.push_back(settings_.share_group.empty() ? filter : "$share/" + settings_.share_group + "/" + filter);
   }
@@ -113,6 +118,17 @@ bool PahoHost::run(const std::atomic<bool>& stop) {
     if (auto due = engine_.next_deadline()) {
       auto until_due = std::chrono::milliseconds(std::max<Millis>(0, *due - system_clock_ms()));
       wait = std::min(wait, until_due);
+    }
+    // Paho C 1.3 wakes its send thread only when a command is queued, not when a PUBACK frees a
+    // slot of the broker's receive window: publishes queued behind a full window would wait up to
+    // 1 s. While any are pending, queue a tiny QoS 0 publish every few ms to wake it.
+    if (!client_.get_pending_delivery_tokens().empty()) {
+      wait = std::min(wait, std::chrono::duration_cast<std::chrono::milliseconds>(kWakeEvery));
+      try {
+        client_.publish(wake_topic_, "", 0, 0, false);
+      } catch (const mqtt::exception&) {
+        // disconnected: nothing to wake
+      }
     }
     mqtt::const_message_ptr msg;
     batch.clear();

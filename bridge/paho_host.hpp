@@ -32,6 +32,7 @@ class PahoHost {
   const Settings& settings_;
   mqtt::connect_options connect_options_;
   std::vector<std::string> filters_;
+  std::string wake_topic_;
   std::atomic<bool> resubscribe_{false};
 };
 
