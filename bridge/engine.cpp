@@ -285,19 +285,27 @@ void Engine::record_call_change(StoreWriter& w, const Call& call, Role sender, H
 
 void Engine::handle_presence(StoreWriter& w, const Request& request, const Json& body, Handled& h) {
   PresenceRequest r = decode_presence(body);
-  Millis now = clock_();
   // The bridge cannot see who published; without a client_id the role itself keys the connection.
-  std::string client_id = r.client_id                  ? *r.client_id
-                          : !request.client_id.empty() ? request.client_id
-                                                       : std::string("role:") + to_string(r.role);
-  w.put_connection(Connection{h.booking, client_id, r.role, r.online, now});
+  std::string key = r.client_id                  ? *r.client_id
+                    : !request.client_id.empty() ? request.client_id
+                                                 : std::string("role:") + to_string(r.role);
+  w.put_connection(Connection{h.booking, key, r.role, r.online, clock_()});
+  // A host that sees disconnects (the plugin) reports them by MQTT client id.
+  if (!request.client_id.empty() && r.online) client_connections_[request.client_id].insert({h.booking, key});
+  Presence presence = refresh_presence(w, h.booking);
+  Json json = to_json(presence);
+  h.events.push_back(Publish{topics_.presence_events(h.booking), json.dump(), true, std::nullopt});
+  h.result = Json{{"presence", std::move(json)}};
+}
 
-  Presence presence = w.presence(h.booking).value_or(Presence{h.booking, {}, {}});
+Presence Engine::refresh_presence(StoreWriter& w, const std::string& booking) {
+  Millis now = clock_();
+  Presence presence = w.presence(booking).value_or(Presence{booking, {}, {}});
   bool driver_online = false;
   bool passenger_online = false;
   bool driver_seen = false;
   bool passenger_seen = false;
-  for (const auto& c : w.connections(h.booking)) {
+  for (const auto& c : w.connections(booking)) {
     (c.role == Role::driver ? driver_seen : passenger_seen) = true;
     if (c.online) (c.role == Role::driver ? driver_online : passenger_online) = true;
   }
@@ -311,9 +319,48 @@ void Engine::handle_presence(StoreWriter& w, const Request& request, const Json&
   update(presence.driver, driver_seen, driver_online);
   update(presence.passenger, passenger_seen, passenger_online);
   w.put_presence(presence);
-  Json json = to_json(presence);
-  h.events.push_back(Publish{topics_.presence_events(h.booking), json.dump(), true, std::nullopt});
-  h.result = Json{{"presence", std::move(json)}};
+  return presence;
+}
+
+std::vector<Publish> Engine::set_offline(const std::set<std::pair<std::string, std::string>>& connections) {
+  std::set<std::string> bookings;
+  std::vector<Publish> out;
+  try {
+    store_.write([&](StoreWriter& w) {
+      for (const auto& [booking, key] : connections) {
+        for (auto c : w.connections(booking)) {
+          if (c.client_id != key || !c.online) continue;
+          c.online = false;
+          c.since = clock_();
+          w.put_connection(c);
+          bookings.insert(booking);
+        }
+      }
+      for (const auto& booking : bookings) {
+        out.push_back(Publish{topics_.presence_events(booking), to_json(refresh_presence(w, booking)).dump(), true,
+                              std::nullopt});
+      }
+    });
+  } catch (const StoreError& e) {
+    log_line(LogLevel::error, "presence_offline_failed", {{"error", e.what()}});
+    return {};
+  }
+  return out;
+}
+
+std::vector<Publish> Engine::disconnected(const std::vector<std::string>& client_ids) {
+  std::set<std::pair<std::string, std::string>> connections;
+  for (const auto& id : client_ids) {
+    auto it = client_connections_.find(id);
+    if (it == client_connections_.end()) continue;
+    connections.insert(it->second.begin(), it->second.end());
+    client_connections_.erase(it);
+  }
+  if (connections.empty()) return {};
+  for (const auto& [booking, key] : connections) {
+    log_line(LogLevel::debug, "disconnected", {{"booking", booking}, {"connection", key}});
+  }
+  return set_offline(connections);
 }
 
 void Engine::finish(const Handled& h, std::vector<Publish>& out) {
@@ -407,6 +454,19 @@ std::vector<Publish> Engine::start() {
     presence = r.all_presence();
   });
   std::vector<Publish> out;
+  if (options_.offline_at_start) {
+    // The host restarted with the broker: nobody is connected any more.
+    std::set<std::pair<std::string, std::string>> online;
+    store_.read([&](const StoreReader& r) {
+      for (const auto& p : presence) {
+        for (const auto& c : r.connections(p.booking_code)) {
+          if (c.online) online.insert({c.booking_code, c.client_id});
+        }
+      }
+    });
+    if (!online.empty()) set_offline(online);
+    store_.read([&](const StoreReader& r) { presence = r.all_presence(); });
+  }
   for (const auto& p : presence) {
     out.push_back(Publish{topics_.presence_events(p.booking_code), to_json(p).dump(), true, std::nullopt});
   }

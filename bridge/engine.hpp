@@ -11,6 +11,7 @@
 #include <optional>
 #include <set>
 #include <tuple>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,9 @@ struct EngineOptions {
   Millis call_ring_timeout_ms = 30'000;
   std::size_t max_payload_bytes = 64 * 1024;
   std::size_t max_text_bytes = 4096;
+  // Mark every stored connection offline at start(): right for a host that starts with the broker
+  // (the plugin), where nobody can still be connected.
+  bool offline_at_start = false;
 };
 
 using Clock = std::function<Millis()>;
@@ -78,6 +82,10 @@ class Engine {
   // retained presence of every booking.
   std::vector<Publish> start();
 
+  // MQTT clients that disconnected (a host that sees disconnects: the plugin). Their declared
+  // presence goes offline even without a Will; returns the retained presence events.
+  std::vector<Publish> disconnected(const std::vector<std::string>& client_ids);
+
   // The topic filters a host subscribes to (one per request action).
   std::vector<std::string> request_filters() const;
 
@@ -100,6 +108,8 @@ class Engine {
   void handle_call(StoreWriter& w, const Json& body, Handled& h);
   void handle_presence(StoreWriter& w, const Request& request, const Json& body, Handled& h);
   void record_call_change(StoreWriter& w, const Call& call, Role sender, Handled& h);
+  Presence refresh_presence(StoreWriter& w, const std::string& booking);
+  std::vector<Publish> set_offline(const std::set<std::pair<std::string, std::string>>& connections);
   void finish(const Handled& h, std::vector<Publish>& out);
 
 
@@ -110,6 +120,9 @@ class Engine {
   Clock clock_;
   EngineMetrics metrics_;
   std::set<Deadline> deadlines_;
+  // MQTT client id -> (booking, connection key) it declared online; kept in memory only, since a
+  // restart of the plugin host is a restart of the broker (offline_at_start).
+  std::map<std::string, std::set<std::pair<std::string, std::string>>> client_connections_;
 };
 
 }  // namespace navietakie

@@ -8,7 +8,7 @@
 navietakie_packages=(
   cmake g++ pkg-config
   libpaho-mqttpp-dev libpaho-mqtt-dev
-  mosquitto mosquitto-dev mosquitto-clients
+  mosquitto mosquitto-dev libmosquitto-dev mosquitto-clients
   liblmdb-dev lmdb-utils libcereal-dev
   libboost-test-dev nlohmann-json3-dev libcxxopts-dev
 )

@@ -1,0 +1,137 @@
+// Include order matters: mosquitto_broker.h before mosquitto_plugin.h.
+#include <mosquitto.h>
+#include <mosquitto_broker.h>
+#include <mosquitto_plugin.h>
+#include <mqtt_protocol.h>
+
+#include "plugin/host.hpp"
+
+#include "bridge/log.hpp"
+
+namespace navietakie {
+namespace {
+
+constexpr int kQos = 1;
+
+// Copies a string property out of broker-owned memory; the copy the broker made is freed with
+// the broker's allocator.
+std::optional<std::string> read_string(const mosquitto_property* props, int id) {
+  char* value = nullptr;
+  if (!mosquitto_property_read_string(props, id, &value, false) || !value) return std::nullopt;
+  std::string copy(value);
+  mosquitto_free(value);
+  return copy;
+}
+
+std::optional<std::string> read_binary(const mosquitto_property* props, int id) {
+  void* value = nullptr;
+  uint16_t len = 0;
+  if (!mosquitto_property_read_binary(props, id, &value, &len, false)) return std::nullopt;
+  std::string copy(static_cast<const char*>(value), len);
+  mosquitto_free(value);
+  return copy;
+}
+
+EngineOptions engine_options(const Settings& s) {
+  EngineOptions options;
+  options.topic_prefix = s.topic_prefix;
+  options.call_ring_timeout_ms = Millis{s.call_ring_timeout_s} * 1000;
+  options.max_payload_bytes = s.max_payload_bytes;
+  options.max_text_bytes = s.max_text_bytes;
+  options.offline_at_start = true;  // the plugin starts with the broker: nobody is connected
+  return options;
+}
+
+}  // namespace
+
+PluginHost::PluginHost(const Settings& settings)
+    : settings_(settings),
+      store_(open_lmdb_store(
+          LmdbOptions{settings.data_dir, settings.map_size_mb * std::size_t{1024} * 1024, settings.sync})),
+      engine_(std::make_unique<Engine>(*store_, engine_options(settings))),
+      topics_(settings.topic_prefix) {}
+
+PluginHost::~PluginHost() {
+  // The broker is stopping: commit what was acknowledged since the last tick. Its replies can no
+  // longer be delivered; the clients resend and get `duplicate`.
+  if (!pending_.empty()) {
+    engine_->handle(pending_);
+    log_line(LogLevel::info, "flushed_at_shutdown", {{"requests", std::to_string(pending_.size())}});
+  }
+  log_line(LogLevel::info, "stopping", {{"metrics", engine_->metrics().to_json()}});
+}
+
+void PluginHost::on_message(mosquitto_evt_message& event) {
+  if (!event.topic || !topics_.parse_request(event.topic)) return;
+  Request r;
+  r.topic = event.topic;
+  if (event.payload && event.payloadlen > 0) r.payload.assign(static_cast<const char*>(event.payload), event.payloadlen);
+  r.response_topic = read_string(event.properties, MQTT_PROP_RESPONSE_TOPIC);
+  r.correlation_data = read_binary(event.properties, MQTT_PROP_CORRELATION_DATA);
+  if (const char* id = mosquitto_client_id(event.client)) r.client_id = id;
+  // A request is consumed here: never kept as a retained message.
+  event.retain = false;
+  pending_.push_back(std::move(r));
+}
+
+int PluginHost::on_acl_check(const mosquitto_evt_acl_check& event) const {
+  if (event.access == MOSQ_ACL_READ && event.topic && topics_.parse_request(event.topic)) {
+    return MOSQ_ERR_ACL_DENIED;
+  }
+  // Open mode. Not DEFER: in 2.0.11, when every ACL plugin defers, the broker denies.
+  return MOSQ_ERR_SUCCESS;
+}
+
+void PluginHost::on_disconnect(const char* client_id) {
+  if (client_id) disconnected_.emplace_back(client_id);
+}
+
+void PluginHost::on_tick() {
+  if (!started_) {
+    started_ = true;
+    publish_all(engine_->start());
+  }
+  flush();
+  if (!disconnected_.empty()) {
+    publish_all(engine_->disconnected(disconnected_));
+    disconnected_.clear();
+  }
+  if (auto due = engine_->next_deadline(); due && *due <= system_clock_ms()) publish_all(engine_->expire_calls());
+}
+
+void PluginHost::flush() {
+  if (pending_.empty()) return;
+  std::vector<Request> batch;
+  batch.swap(pending_);
+  if (batch.size() <= settings_.batch_max) {
+    publish_all(engine_->handle(batch));
+    return;
+  }
+  for (std::size_t i = 0; i < batch.size(); i += settings_.batch_max) {
+    auto end = std::min(batch.size(), i + settings_.batch_max);
+    publish_all(engine_->handle(std::vector<Request>(batch.begin() + static_cast<std::ptrdiff_t>(i),
+                                                     batch.begin() + static_cast<std::ptrdiff_t>(end))));
+  }
+}
+
+void PluginHost::publish_all(const std::vector<Publish>& publishes) {
+  for (const auto& p : publishes) {
+    mosquitto_property* props = nullptr;
+    if (p.correlation_data &&
+        mosquitto_property_add_binary(&props, MQTT_PROP_CORRELATION_DATA, p.correlation_data->data(),
+                                      static_cast<uint16_t>(p.correlation_data->size())) != MOSQ_ERR_SUCCESS) {
+      log_line(LogLevel::error, "publish_failed", {{"topic", p.topic}, {"error", "correlation data"}});
+      mosquitto_property_free_all(&props);
+      continue;
+    }
+    // On success the broker owns props; the payload is copied.
+    int rc = mosquitto_broker_publish_copy(nullptr, p.topic.c_str(), static_cast<int>(p.payload.size()),
+                                           p.payload.data(), kQos, p.retain, props);
+    if (rc != MOSQ_ERR_SUCCESS) {
+      mosquitto_property_free_all(&props);
+      log_line(LogLevel::error, "publish_failed", {{"topic", p.topic}, {"rc", std::to_string(rc)}});
+    }
+  }
+}
+
+}  // namespace navietakie

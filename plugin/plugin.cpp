@@ -1,0 +1,145 @@
+// mosquitto_navietakie.so: the Mosquitto 2.0 plugin entry points (plugin API v5).
+// State lives in a context passed as userdata; every callback registration is checked; one
+// cleanup path unregisters what was registered.
+#include <mosquitto.h>
+#include <mosquitto_broker.h>
+#include <mosquitto_plugin.h>
+
+#include <exception>
+#include <memory>
+#include <string>
+
+#include "bridge/log.hpp"
+#include "config/config.hpp"
+#include "plugin/host.hpp"
+
+extern char** environ;
+
+namespace {
+
+using navietakie::PluginHost;
+
+struct Context {
+  mosquitto_plugin_id_t* id = nullptr;
+  std::unique_ptr<PluginHost> host;
+  std::vector<int> registered;  // events whose callback is registered
+};
+
+int on_message(int, void* event_data, void* userdata) {
+  auto* ctx = static_cast<Context*>(userdata);
+  try {
+    ctx->host->on_message(*static_cast<mosquitto_evt_message*>(event_data));
+  } catch (const std::exception& e) {
+    navietakie::log_line(navietakie::LogLevel::error, "message_callback_failed", {{"error", e.what()}});
+  }
+  return MOSQ_ERR_SUCCESS;  // never an error: a v5 publisher would get a failure reason code
+}
+
+int on_acl_check(int, void* event_data, void* userdata) {
+  auto* ctx = static_cast<Context*>(userdata);
+  try {
+    return ctx->host->on_acl_check(*static_cast<mosquitto_evt_acl_check*>(event_data));
+  } catch (...) {
+    return MOSQ_ERR_ACL_DENIED;  // a check that failed denies
+  }
+}
+
+int on_tick(int, void*, void* userdata) {
+  auto* ctx = static_cast<Context*>(userdata);
+  try {
+    ctx->host->on_tick();
+  } catch (const std::exception& e) {
+    navietakie::log_line(navietakie::LogLevel::error, "tick_failed", {{"error", e.what()}});
+  }
+  return MOSQ_ERR_SUCCESS;
+}
+
+int on_disconnect(int, void* event_data, void* userdata) {
+  auto* ctx = static_cast<Context*>(userdata);
+  try {
+    ctx->host->on_disconnect(mosquitto_client_id(static_cast<mosquitto_evt_disconnect*>(event_data)->client));
+  } catch (const std::exception& e) {
+    navietakie::log_line(navietakie::LogLevel::error, "disconnect_callback_failed", {{"error", e.what()}});
+  }
+  return MOSQ_ERR_SUCCESS;
+}
+
+struct Registration {
+  int event;
+  MOSQ_FUNC_generic_callback callback;
+  const char* name;
+};
+
+constexpr Registration kRegistrations[] = {
+    {MOSQ_EVT_MESSAGE, on_message, "MESSAGE"},
+    {MOSQ_EVT_ACL_CHECK, on_acl_check, "ACL_CHECK"},
+    {MOSQ_EVT_TICK, on_tick, "TICK"},
+    {MOSQ_EVT_DISCONNECT, on_disconnect, "DISCONNECT"},
+};
+
+MOSQ_FUNC_generic_callback callback_of(int event) {
+  for (const auto& r : kRegistrations) {
+    if (r.event == event) return r.callback;
+  }
+  return nullptr;
+}
+
+void cleanup(Context* ctx) {
+  for (int event : ctx->registered) mosquitto_callback_unregister(ctx->id, event, callback_of(event), nullptr);
+  delete ctx;
+}
+
+}  // namespace
+
+// The only symbols the .so exports (everything else is hidden).
+#define NAVIETAKIE_EXPORT __attribute__((visibility("default")))
+
+extern "C" {
+
+NAVIETAKIE_EXPORT int mosquitto_plugin_version(int supported_version_count, const int* supported_versions) {
+  for (int i = 0; i < supported_version_count; ++i) {
+    if (supported_versions[i] == 5) return 5;
+  }
+  return -1;
+}
+
+NAVIETAKIE_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t* identifier, void** userdata, struct mosquitto_opt* options,
+                          int option_count) {
+  auto* ctx = new Context;
+  ctx->id = identifier;
+  try {
+    navietakie::ConfigLayer conf;
+    for (int i = 0; i < option_count; ++i) {
+      std::string key = options[i].key ? options[i].key : "";
+      conf.set(key, options[i].value ? options[i].value : "", "mosquitto.conf plugin_opt_" + key);
+    }
+    navietakie::Settings settings = navietakie::resolve_settings({conf, navietakie::config_from_env(environ)});
+    navietakie::set_log_level(settings.log_level);
+    ctx->host = std::make_unique<PluginHost>(settings);
+    navietakie::log_line(navietakie::LogLevel::info, "plugin_loaded",
+                         {{"data_dir", settings.data_dir}, {"sync", navietakie::to_string(settings.sync)},
+                          {"prefix", settings.topic_prefix}, {"environment", settings.environment}});
+  } catch (const std::exception& e) {
+    mosquitto_log_printf(MOSQ_LOG_ERR, "navietakie: cannot start: %s", e.what());
+    cleanup(ctx);
+    return MOSQ_ERR_INVAL;
+  }
+  for (const auto& r : kRegistrations) {
+    int rc = mosquitto_callback_register(identifier, r.event, r.callback, nullptr, ctx);
+    if (rc != MOSQ_ERR_SUCCESS) {
+      mosquitto_log_printf(MOSQ_LOG_ERR, "navietakie: cannot register the %s callback (error %d)", r.name, rc);
+      cleanup(ctx);
+      return rc;
+    }
+    ctx->registered.push_back(r.event);
+  }
+  *userdata = ctx;
+  return MOSQ_ERR_SUCCESS;
+}
+
+NAVIETAKIE_EXPORT int mosquitto_plugin_cleanup(void* userdata, struct mosquitto_opt*, int) {
+  if (userdata) cleanup(static_cast<Context*>(userdata));
+  return MOSQ_ERR_SUCCESS;
+}
+
+}  // extern "C"
