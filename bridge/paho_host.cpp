@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "bridge/log.hpp"
+#include "bridge/tcp_nodelay.hpp"
 
 namespace navietakie {
 namespace {
@@ -48,7 +49,10 @@ PahoHost::PahoHost(mqtt::async_client& client, Engine& engine, const Settings& s
     filters_.push_back(settings_.share_group.empty() ? filter : "$share/" + settings_.share_group + "/" + filter);
   }
   // Paho callbacks run on its receive thread: they only set flags, never block.
-  client_.set_connected_handler([this](const std::string&) { resubscribe_ = true; });
+  client_.set_connected_handler([this](const std::string&) {
+    set_tcp_nodelay_on_open_sockets();
+    resubscribe_ = true;
+  });
   client_.set_connection_lost_handler([](const std::string& cause) {
     log_line(LogLevel::warn, "connection_lost", {{"cause", cause}});
   });

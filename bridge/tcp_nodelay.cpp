@@ -1,0 +1,37 @@
+#include "bridge/tcp_nodelay.hpp"
+
+#include <dirent.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <cstdlib>
+
+namespace navietakie {
+
+int set_tcp_nodelay_on_open_sockets() {
+  DIR* dir = opendir("/proc/self/fd");
+  if (!dir) return 0;
+  int count = 0;
+  while (dirent* entry = readdir(dir)) {
+    char* end = nullptr;
+    long fd = std::strtol(entry->d_name, &end, 10);
+    if (end == entry->d_name || *end != '\0' || fd == dirfd(dir)) continue;
+    struct stat st {};
+    if (fstat(static_cast<int>(fd), &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
+    int type = 0;
+    socklen_t len = sizeof type;
+    if (getsockopt(static_cast<int>(fd), SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM) continue;
+    sockaddr_storage addr{};
+    socklen_t addr_len = sizeof addr;
+    if (getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&addr), &addr_len) != 0) continue;
+    if (addr.ss_family != AF_INET && addr.ss_family != AF_INET6) continue;
+    int on = 1;
+    if (setsockopt(static_cast<int>(fd), IPPROTO_TCP, TCP_NODELAY, &on, sizeof on) == 0) ++count;
+  }
+  closedir(dir);
+  return count;
+}
+
+}  // namespace navietakie
