@@ -889,6 +889,39 @@ BOOST_FIXTURE_TEST_CASE(restart_keeps_history_and_seq, EngineFixture) {
 
 // ---- presence ----
 
+BOOST_FIXTURE_TEST_CASE(a_disconnected_client_goes_offline_without_a_will, EngineFixture) {
+  // "drv-phone" is the MQTT client id a host that sees disconnects (the plugin) reports.
+  ask("BK1", "presence", {{"role", "driver"}, {"online", true}}, nullptr, "drv-phone");
+  ask("BK2", "presence", {{"role", "driver"}, {"online", true}, {"client_id", "drv-42"}}, nullptr, "drv-phone");
+  ask("BK1", "presence", {{"role", "passenger"}, {"online", true}}, nullptr, "pax-phone");
+  now = kT0 + 7'000;
+  BOOST_TEST(engine->disconnected({"somebody-else"}).empty());
+  auto out = engine->disconnected({"drv-phone"});
+  BOOST_REQUIRE(out.size() == 2u);  // BK1 and BK2, both declared by that MQTT client
+  for (const auto& p : out) {
+    BOOST_TEST(p.retain);
+    Json presence = Json::parse(p.payload);
+    BOOST_TEST(presence.at("driver") == Json({{"online", false}, {"since", kT0 + 7'000}}), p.payload);
+  }
+  Json bk1 = Json::parse(on(out, topic("BK1", "events/presence")).at(0).payload);
+  BOOST_TEST(bk1.at("passenger").at("online") == true);
+  BOOST_TEST(engine->disconnected({"drv-phone"}).empty());  // already handled
+}
+
+BOOST_AUTO_TEST_CASE(offline_at_start_marks_every_stored_connection_offline) {
+  EngineFixture f;
+  f.ask("BK1", "presence", {{"role", "driver"}, {"online", true}}, nullptr, "drv-phone");
+  f.options.offline_at_start = true;
+  f.now = kT0 + 9'000;
+  f.restart(true);
+  auto out = f.engine->start();
+  auto events = on(out, topic("BK1", "events/presence"));
+  BOOST_REQUIRE(events.size() == 1u);
+  BOOST_TEST(events[0].retain);
+  BOOST_TEST(Json::parse(events[0].payload).at("driver") == Json({{"online", false}, {"since", kT0 + 9'000}}));
+}
+
+
 BOOST_FIXTURE_TEST_CASE(presence_follows_the_role_across_clients, EngineFixture) {
   const Json never = {{"online", false}, {"since", nullptr}};
   std::vector<Publish> out;
