@@ -32,6 +32,18 @@ std::optional<std::string> read_binary(const mosquitto_property* props, int id) 
   return copy;
 }
 
+// A request as the broker handed it over, copied out of broker-owned memory.
+Request copy_request(const mosquitto* client, const char* topic, const void* payload, uint32_t payloadlen,
+                     const mosquitto_property* props) {
+  Request r;
+  r.topic = topic;
+  if (payload && payloadlen > 0) r.payload.assign(static_cast<const char*>(payload), payloadlen);
+  r.response_topic = read_string(props, MQTT_PROP_RESPONSE_TOPIC);
+  r.correlation_data = read_binary(props, MQTT_PROP_CORRELATION_DATA);
+  if (const char* id = mosquitto_client_id(client)) r.client_id = id;
+  return r;
+}
+
 EngineOptions engine_options(const Settings& s) {
   EngineOptions options;
   options.topic_prefix = s.topic_prefix;
@@ -63,27 +75,28 @@ PluginHost::~PluginHost() {
 
 void PluginHost::on_message(mosquitto_evt_message& event) {
   if (!event.topic || !topics_.parse_request(event.topic)) return;
-  Request r;
-  r.topic = event.topic;
-  if (event.payload && event.payloadlen > 0) r.payload.assign(static_cast<const char*>(event.payload), event.payloadlen);
-  r.response_topic = read_string(event.properties, MQTT_PROP_RESPONSE_TOPIC);
-  r.correlation_data = read_binary(event.properties, MQTT_PROP_CORRELATION_DATA);
-  if (const char* id = mosquitto_client_id(event.client)) r.client_id = id;
   // A request is consumed here: never kept as a retained message.
   event.retain = false;
-  pending_.push_back(std::move(r));
+  pending_.push_back(copy_request(event.client, event.topic, event.payload, event.payloadlen, event.properties));
 }
 
-int PluginHost::on_acl_check(const mosquitto_evt_acl_check& event) const {
-  if (event.access == MOSQ_ACL_READ && event.topic && topics_.parse_request(event.topic)) {
-    return MOSQ_ERR_ACL_DENIED;
+int PluginHost::on_acl_check(const mosquitto_evt_acl_check& event) {
+  if (!event.topic || !topics_.parse_request(event.topic)) return MOSQ_ERR_SUCCESS;
+  if (event.access == MOSQ_ACL_READ) return MOSQ_ERR_ACL_DENIED;
+  // 2.0.11 sends a client's Will without a MESSAGE event: right after its DISCONNECT event, the
+  // only trace is this write check. A Will on a request topic (presence offline) is a request.
+  const char* id = mosquitto_client_id(event.client);
+  if (event.access == MOSQ_ACL_WRITE && id && just_disconnected_.count(id)) {
+    pending_.push_back(copy_request(event.client, event.topic, event.payload, event.payloadlen, event.properties));
   }
   // Open mode. Not DEFER: in 2.0.11, when every ACL plugin defers, the broker denies.
   return MOSQ_ERR_SUCCESS;
 }
 
 void PluginHost::on_disconnect(const char* client_id) {
-  if (client_id) disconnected_.emplace_back(client_id);
+  if (!client_id) return;
+  disconnected_.emplace_back(client_id);
+  just_disconnected_.insert(client_id);
 }
 
 void PluginHost::on_tick() {
@@ -95,6 +108,7 @@ void PluginHost::on_tick() {
   if (!disconnected_.empty()) {
     publish_all(engine_->disconnected(disconnected_));
     disconnected_.clear();
+    just_disconnected_.clear();
   }
   if (auto due = engine_->next_deadline(); due && *due <= system_clock_ms()) publish_all(engine_->expire_calls());
 }

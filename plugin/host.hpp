@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -24,7 +25,8 @@ class PluginHost {
   // MOSQ_EVT_MESSAGE: queues a request. Never fails the publisher.
   void on_message(mosquitto_evt_message& event);
   // MOSQ_EVT_ACL_CHECK: requests are consumed by navietakie, never delivered to subscribers.
-  int on_acl_check(const mosquitto_evt_acl_check& event) const;
+  // A Will published on a request topic is queued as a request (2.0.11 has no MESSAGE for it).
+  int on_acl_check(const mosquitto_evt_acl_check& event);
   // MOSQ_EVT_TICK: handles what is pending, expires calls.
   void on_tick();
   // MOSQ_EVT_DISCONNECT.
@@ -41,6 +43,7 @@ class PluginHost {
   bool started_ = false;
   std::vector<Request> pending_;
   std::vector<std::string> disconnected_;
+  std::set<std::string> just_disconnected_;  // since the last tick: their Will may follow
 };
 
 }  // namespace navietakie

@@ -308,11 +308,13 @@ NT_HOST_TEST(bad_reply_addresses_are_reported_on_the_errors_topic, 60) {
       }
     }
   }
-  // The host published nothing on the request topic (only our own requests are there), stored nothing.
+  // The host published nothing on the request topic, stored nothing. With the bridge only our own
+  // requests are there; the plugin consumes requests, so nothing at all is.
   const json page = client->request_v311(request_topic(code, "get_message"), json::object());
   NT_REQUIRE_OK(page);
   BOOST_TEST(page.value("last_seq", -1) == 0);
-  BOOST_TEST(client->count(on_topic(request_topic(code, "send_message"))) == cases.size());
+  const std::size_t expected_on_request_topic = host == Host::bridge ? cases.size() : 0u;
+  BOOST_TEST(client->count(on_topic(request_topic(code, "send_message"))) == expected_on_request_topic);
 
   // correlation_id of the wrong type, with a valid reply_to: invalid_request naming correlation_id,
   // as a reply or on the errors topic.

@@ -1,5 +1,10 @@
 // Durability across restarts: the host stopped gracefully or killed, and the broker restarted under
 // a running host. Each test owns its system, since it stops parts of it.
+//
+// For the plugin host the host IS the broker: stopping it ends every client connection (the tests
+// connect new clients afterwards), events published while the plugin starts reach nobody (the tests
+// read the stored state instead), and a broker start means nobody is connected (every stored
+// connection is marked offline).
 #include <thread>
 
 #include "support/contract.hpp"
@@ -54,15 +59,32 @@ NT_HOST_TEST(history_seq_calls_and_presence_survive_a_graceful_restart, 120) {
   const std::size_t presence_seen = observer->wait_for_count(on_topic(event_topic(code, "presence")), 1, 5s).size();
   BOOST_REQUIRE_EQUAL(presence_seen, 1u);  // the retained one
 
+  const std::int64_t stopped_at = now_ms();
   system.stop_host();
   BOOST_CHECK_MESSAGE(system.host_exit_code() == 0, "SIGTERM should end the host cleanly, exit code "
                                                         << system.host_exit_code().value_or(-1));
   system.start_host();
 
-  // The retained presence is published again when the host starts.
-  const auto republished = observer->wait_for_count(on_topic(event_topic(code, "presence")), presence_seen + 1, 10s);
-  BOOST_REQUIRE_MESSAGE(republished.size() == presence_seen + 1, "presence was not republished at start");
-  BOOST_TEST(republished.back().body() == presence["presence"]);
+  if (host == Host::bridge) {
+    // The retained presence is published again when the host starts.
+    const auto republished = observer->wait_for_count(on_topic(event_topic(code, "presence")), presence_seen + 1, 10s);
+    BOOST_REQUIRE_MESSAGE(republished.size() == presence_seen + 1, "presence was not republished at start");
+    BOOST_TEST(republished.back().body() == presence["presence"]);
+  } else {
+    // The broker (without persistence) forgot its retained messages and every connection: the
+    // plugin marked the driver's phone offline and published the presence, retained, at start.
+    client = ctx.client();
+    observer = ctx.client();
+    observer->subscribe(event_topic(code, "presence"));
+    const auto retained = observer->wait_for(on_topic(event_topic(code, "presence")), 10s);
+    BOOST_REQUIRE_MESSAGE(retained, "no retained presence after the plugin restarted");
+    BOOST_TEST(retained->retained);
+    const json after_start = retained->body();
+    BOOST_TEST(after_start.value("booking_code", "") == code);
+    BOOST_TEST(after_start["driver"].value("online", json()) == json(false));
+    BOOST_TEST(after_start["driver"].value("since", std::int64_t{0}) >= stopped_at);
+    BOOST_TEST(after_start["passenger"] == presence["presence"]["passenger"]);
+  }
 
   // History and the seq counter.
   const json history_after = get_message(*client, code);
@@ -89,10 +111,12 @@ NT_HOST_TEST(history_seq_calls_and_presence_survive_a_graceful_restart, 120) {
   NT_REQUIRE_OK(ended);
   BOOST_TEST(ended["call"].value("end_reason", "") == "completed");
 
-  // The connections table: the driver's phone is still online; it going offline is recorded.
+  // The connections table: after a bridge restart the driver's phone is still online, and it going
+  // offline is recorded; after a plugin (broker) restart it is already offline and stays so.
   const json offline = set_presence(*client, code, {{"role", "driver"}, {"online", false}, {"client_id", "drv-phone"}});
   NT_REQUIRE_OK(offline);
   BOOST_TEST(offline["presence"]["driver"].value("online", json()) == json(false));
+  if (host == Host::bridge) BOOST_TEST(offline["presence"]["driver"].value("since", std::int64_t{0}) >= stopped_at);
 }
 
 NT_HOST_TEST(call_ringing_when_the_host_was_killed_ends_missed_after_restart, 120) {
@@ -112,6 +136,25 @@ NT_HOST_TEST(call_ringing_when_the_host_was_killed_ends_missed_after_restart, 12
 
   sleep_until_ms(created_at + ring_s * 1000 + 300);  // the deadline passes while the host is down
   system.start_host();
+
+  if (host == Host::plugin) {
+    // The call ended while the plugin started, before any client could connect: read what was stored.
+    client = ctx.client();
+    const json got = make_call(*client, code, json{{"action", "get"}, {"call_id", call_id}});
+    NT_REQUIRE_OK(got);
+    BOOST_TEST(got["call"].value("state", "") == "ended");
+    BOOST_TEST(got["call"].value("end_reason", "") == "missed");
+    BOOST_TEST(got["call"].value("ended_at", std::int64_t{0}) == created_at + ring_s * 1000);  // its ring deadline
+    const json log = get_message(*client, code, {{"types", {"call"}}});
+    NT_REQUIRE_OK(log);
+    BOOST_REQUIRE_EQUAL(log["messages"].size(), 2u);  // ringing, then missed
+    const json& missed = log["messages"][1];
+    BOOST_TEST(missed.value("sender", "") == "system");
+    BOOST_TEST(missed["data"].value("call_id", "") == call_id);
+    BOOST_TEST(missed["data"].value("end_reason", "") == "missed");
+    NT_CHECK_OK(make_call(*client, code, call_request("start", "driver")));  // no longer busy
+    return;
+  }
 
   auto event = client->wait_for(on_topic_json(event_topic(code, "call"),
                                               [&](const json& e) {
@@ -151,6 +194,10 @@ NT_HOST_TEST(ring_deadline_is_kept_across_a_quick_restart, 120) {
   system.kill_host();
   system.start_host();
   BOOST_TEST_REQUIRE(now_ms() < created_at + ring_s * 1000);  // back before the deadline
+  if (host == Host::plugin) {  // the broker went down with the plugin: connect again
+    client = ctx.client();
+    client->subscribe(event_topic(code, "call"));
+  }
 
   const json ringing = make_call(*client, code, json{{"action", "get"}, {"call_id", call_id}});
   NT_REQUIRE_OK(ringing);
@@ -166,6 +213,8 @@ NT_HOST_TEST(ring_deadline_is_kept_across_a_quick_restart, 120) {
   BOOST_TEST(event->body().value("ended_at", std::int64_t{0}) == created_at + ring_s * 1000);
 }
 
+// Bridge: it reconnects and resubscribes by itself. Plugin: the broker restart is a host restart
+// that keeps the data dir.
 NT_HOST_TEST(host_reconnects_and_resubscribes_after_a_broker_restart, 120) {
   System system(system_options(host));
   TestContext ctx(system);

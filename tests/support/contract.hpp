@@ -52,6 +52,9 @@ inline SystemOptions system_options(Host host, int call_ring_timeout_s = 30) {
   SystemOptions options;
   options.host = host;
   options.bridge_binary = NAVIETAKIE_BRIDGE_BIN;
+#ifdef NAVIETAKIE_PLUGIN_SO
+  options.plugin_path = NAVIETAKIE_PLUGIN_SO;
+#endif
   options.call_ring_timeout_s = call_ring_timeout_s;
   return options;
 }

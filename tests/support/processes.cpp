@@ -172,6 +172,8 @@ Process::Process(std::vector<std::string> argv, ProcessOptions options)
       env.push_back(*entry);
     }
   }
+  std::vector<std::string> extra_env = options_.extra_env;  // posix_spawn wants char*, not const char*
+  for (auto& entry : extra_env) env.push_back(entry.data());
   env.push_back(nullptr);
 
   const int rc = ::posix_spawnp(&pid_, args[0], &actions, nullptr, args.data(), env.data());

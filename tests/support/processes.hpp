@@ -63,6 +63,8 @@ struct ProcessOptions {
   Millis stop_timeout = 5s; // SIGTERM, then SIGKILL after this long
   // Environment variables whose names start with this are not passed on ("" passes everything).
   std::string drop_env_prefix;
+  // `NAME=value` entries added to the child's environment (after drop_env_prefix is applied).
+  std::vector<std::string> extra_env;
 };
 
 // A child started with posix_spawn (argv[0] searched in PATH), stdin from /dev/null.

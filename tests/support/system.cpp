@@ -1,5 +1,6 @@
 #include "support/system.hpp"
 
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -18,14 +19,35 @@ std::ostream& operator<<(std::ostream& out, Host host) {
   return out << "host?";
 }
 
-const std::vector<Host>& contract_hosts() {
-  // TODO(plugin host): add Host::plugin once the Mosquitto plugin is built.
-  static const std::vector<Host> hosts{Host::bridge};
+namespace {
+
+std::vector<Host> hosts_from_env() {
+#ifdef NAVIETAKIE_PLUGIN_SO
+  std::vector<Host> hosts{Host::bridge, Host::plugin};
+#else
+  std::vector<Host> hosts{Host::bridge};
+#endif
+  const char* wanted = std::getenv("NT_TEST_HOSTS");
+  if (wanted == nullptr || *wanted == '\0') return hosts;
+  hosts.clear();
+  std::istringstream list(wanted);
+  for (std::string name; std::getline(list, name, ',');) {
+    if (name == "bridge") hosts.push_back(Host::bridge);
+    else if (name == "plugin") hosts.push_back(Host::plugin);
+    else throw std::invalid_argument("NT_TEST_HOSTS: unknown host '" + name + "' (expected bridge, plugin)");
+  }
   return hosts;
 }
 
-Broker::Broker(const TempDir& dir, std::vector<std::string> extra_conf)
-    : dir_(dir), port_(free_port()), conf_path_(dir.file("mosquitto.conf")) {
+}  // namespace
+
+const std::vector<Host>& contract_hosts() {
+  static const std::vector<Host> hosts = hosts_from_env();
+  return hosts;
+}
+
+Broker::Broker(const TempDir& dir, std::vector<std::string> extra_conf, BrokerLaunch launch)
+    : dir_(dir), launch_(std::move(launch)), port_(free_port()), conf_path_(dir.file("mosquitto.conf")) {
   std::string conf;
   conf += "listener " + std::to_string(port_) + " 127.0.0.1\n";
   conf += "allow_anonymous true\n";
@@ -47,13 +69,23 @@ Broker::~Broker() = default;
 
 std::string Broker::log_path() const { return dir_.file("mosquitto-" + std::to_string(starts_) + ".log"); }
 
-void Broker::start() {
+void Broker::spawn() {
   if (process_ && process_->alive()) return;
   ++starts_;
   ProcessOptions options;
   options.stdout_path = log_path();
-  process_ = std::make_unique<Process>(std::vector<std::string>{find_executable("mosquitto"), "-c", conf_path_}, options);
-  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  options.stop_timeout = launch_.stop_timeout;
+  options.drop_env_prefix = "NAVIETAKIE_";
+  options.extra_env = launch_.env;
+  std::vector<std::string> argv = launch_.wrapper;
+  argv.insert(argv.end(), {find_executable("mosquitto"), "-c", conf_path_});
+  process_ = std::make_unique<Process>(std::move(argv), options);
+}
+
+void Broker::start() {
+  if (process_ && process_->alive()) return;
+  spawn();
+  const auto deadline = std::chrono::steady_clock::now() + launch_.start_timeout;
   while (!wait_for_tcp(port_, 100ms)) {
     if (!process_->alive() || std::chrono::steady_clock::now() >= deadline) {
       throw std::runtime_error("mosquitto did not accept TCP on port " + std::to_string(port_) + ":\n" + describe());
@@ -76,6 +108,13 @@ void Broker::restart() {
 
 bool Broker::running() { return process_ && process_->alive(); }
 
+std::optional<int> Broker::wait_exit(Millis timeout) {
+  if (!process_) throw std::logic_error("Broker::wait_exit: not started");
+  return process_->wait_exit(timeout);
+}
+
+std::optional<int> Broker::exit_code() const { return process_ ? process_->exit_code() : std::nullopt; }
+
 bool Broker::wait_log_contains(const std::string& text, Millis timeout) const {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   do {
@@ -85,7 +124,7 @@ bool Broker::wait_log_contains(const std::string& text, Millis timeout) const {
   return false;
 }
 
-std::string Broker::describe() { return process_ ? process_->describe(40) : "mosquitto: not started\n"; }
+std::string Broker::describe() { return process_ ? process_->describe(60) : "mosquitto: not started\n"; }
 
 System::System(SystemOptions options)
     : dir_("navietakie-it"), options_(std::move(options)), data_dir_(dir_.file("data")) {
@@ -98,10 +137,26 @@ System::System(SystemOptions options)
       start_bridge();
       break;
     case Host::plugin:
-      // TODO(plugin host): a Broker whose conf loads the plugin (`plugin <path>` and
-      // `plugin_opt_data_dir`, `plugin_opt_call_ring_timeout_s`, ...), then wait_ready().
-      throw std::runtime_error("plugin host not built");
+      if (options_.plugin_path.empty()) {
+        throw std::invalid_argument(
+            "SystemOptions.plugin_path is empty (the tree was configured without the mosquitto_navietakie target)");
+      }
+      broker_ = std::make_unique<Broker>(dir_, plugin_conf(), options_.broker_launch);
+      broker_->start();
+      wait_ready();
+      break;
   }
+}
+
+std::vector<std::string> System::plugin_conf() const {
+  std::vector<std::string> conf{
+      "plugin " + options_.plugin_path,
+      "plugin_opt_data_dir " + data_dir_,
+      "plugin_opt_call_ring_timeout_s " + std::to_string(options_.call_ring_timeout_s),
+      "plugin_opt_log_level debug",
+  };
+  conf.insert(conf.end(), options_.extra_plugin_conf.begin(), options_.extra_plugin_conf.end());
+  return conf;
 }
 
 System::~System() {
@@ -133,10 +188,11 @@ void System::start_bridge() {
   wait_ready();
 }
 
-void System::wait_ready(Millis timeout) {
+void System::wait_ready(std::optional<Millis> timeout_or_default) {
+  const Millis timeout = timeout_or_default.value_or(options_.ready_timeout);
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   auto probe = client();
-  const std::string topic = "navietakie/v1/bookings/readiness-probe/get_message";
+  const std::string topic = options_.topic_prefix + "/bookings/readiness-probe/get_message";
   while (std::chrono::steady_clock::now() < deadline) {
     if (!host_alive()) {
       std::ostringstream what;
@@ -156,7 +212,9 @@ void System::stop_host() {
       host_exit_code_ = bridge_->exit_code();
       return;
     case Host::plugin:
-      throw std::runtime_error("plugin host not built");
+      broker_->stop();
+      host_exit_code_ = broker_->exit_code();
+      return;
   }
 }
 
@@ -167,7 +225,9 @@ void System::kill_host() {
       host_exit_code_ = bridge_->exit_code();
       return;
     case Host::plugin:
-      throw std::runtime_error("plugin host not built");
+      broker_->kill9();
+      host_exit_code_ = broker_->exit_code();
+      return;
   }
 }
 
@@ -178,7 +238,11 @@ void System::start_host() {
       start_bridge();
       return;
     case Host::plugin:
-      throw std::runtime_error("plugin host not built");
+      if (broker_->running()) throw std::logic_error("start_host: the broker (plugin host) is running");
+      host_exit_code_.reset();
+      broker_->start();
+      wait_ready();
+      return;
   }
 }
 
@@ -188,7 +252,14 @@ void System::restart_host() {
 }
 
 void System::restart_broker() {
-  broker_->restart();
+  switch (options_.host) {
+    case Host::bridge:
+      broker_->restart();
+      return;
+    case Host::plugin:
+      restart_host();
+      return;
+  }
 }
 
 std::unique_ptr<Process> Broker::start_abrupt_client(const std::string& client_id, const Will& will) {

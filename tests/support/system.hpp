@@ -16,27 +16,49 @@ namespace navietakie::test {
 
 enum class Host {
   bridge,  // navietakie-bridge, a Paho client of the broker
-  plugin,  // the handlers inside Mosquitto (TODO: not built yet; starting it throws)
+  plugin,  // mosquitto_navietakie.so: the handlers inside Mosquitto; the broker is the host
 };
 std::ostream& operator<<(std::ostream& out, Host host);
 
-// The hosts the contract tests run against. Adding the plugin host means adding it here.
+// The hosts the contract tests run against: both, or only the bridge when the tree was configured
+// without the plugin target (NAVIETAKIE_PLUGIN_SO undefined). NT_TEST_HOSTS=bridge|plugin|bridge,plugin
+// narrows it for a debugging session (not NAVIETAKIE_*: the hosts read those as settings).
 const std::vector<Host>& contract_hosts();
+
+// How a Broker process is launched.
+struct BrokerLaunch {
+  // Put in front of the mosquitto command line (e.g. valgrind and its flags).
+  std::vector<std::string> wrapper;
+  // `NAME=value` entries for the broker's environment. The test process's own NAVIETAKIE_*
+  // variables are never passed on: the plugin reads them as settings.
+  std::vector<std::string> env;
+  // How long start() waits for the port, and stop() for the exit after SIGTERM.
+  Millis start_timeout = 5s;
+  Millis stop_timeout = 5s;
+};
 
 // A mosquitto started from a conf file in `dir`; its log (stderr, log_type all) in `dir`.
 class Broker {
  public:
   // `extra_conf`: more lines for the conf file (the plugin host adds its `plugin` lines here).
-  Broker(const TempDir& dir, std::vector<std::string> extra_conf = {});
+  Broker(const TempDir& dir, std::vector<std::string> extra_conf = {}, BrokerLaunch launch = {});
   ~Broker();
 
-  // Starts mosquitto and waits (bounded, 5 s) until the port accepts TCP; throws with the log.
+  // Starts mosquitto and waits (bounded, launch.start_timeout) until the port accepts TCP; throws
+  // with the log.
   void start();
+  // Starts mosquitto without waiting for anything (for a broker expected to fail at start-up).
+  void spawn();
+  // SIGTERM, bounded wait (launch.stop_timeout), then SIGKILL; the exit code is kept.
   void stop();
   void kill9();
   // Stops and starts again on the same port: clients must reconnect by themselves.
   void restart();
   bool running();
+  // Waits for mosquitto to exit by itself; its exit code, or nullopt on timeout.
+  std::optional<int> wait_exit(Millis timeout);
+  // The exit code of the last run, once it has ended.
+  std::optional<int> exit_code() const;
 
   int port() const { return port_; }
   std::string uri() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
@@ -51,6 +73,7 @@ class Broker {
 
  private:
   const TempDir& dir_;
+  BrokerLaunch launch_;
   int port_;
   std::string conf_path_;
   int starts_ = 0;
@@ -61,8 +84,17 @@ struct SystemOptions {
   Host host = Host::bridge;
   // The navietakie-bridge executable (the tests pass NAVIETAKIE_BRIDGE_BIN from CMake).
   std::string bridge_binary;
+  // mosquitto_navietakie.so (the tests pass NAVIETAKIE_PLUGIN_SO from CMake).
+  std::string plugin_path;
   int call_ring_timeout_s = 30;
   std::vector<std::string> extra_host_args;  // more `--key value` flags for the bridge
+  std::vector<std::string> extra_plugin_conf;  // more conf lines for the plugin (`plugin_opt_<key> value`)
+  // How the broker is launched; for the plugin host, also its environment (NAVIETAKIE_* settings).
+  BrokerLaunch broker_launch;
+  // How long the host may take to answer its first request after a start.
+  Millis ready_timeout = 10s;
+  // Where the readiness probe is sent: the host's topic_prefix, when a test changes it.
+  std::string topic_prefix = "navietakie/v1";
 };
 
 class System {
@@ -84,26 +116,30 @@ class System {
   std::unique_ptr<TestClient> client(ClientOptions options = {}) const;
 
   // Graceful stop (SIGTERM, bounded): the host's exit code is kept in host_exit_code().
+  // For the plugin host, the host is the broker: every client connection ends with it.
   void stop_host();
   // The abrupt death of the host (SIGKILL).
   void kill_host();
   // Starts the host again on the same data dir and waits until it answers.
   void start_host();
   void restart_host();
-  // Stops the broker and starts it on the same port; the host must reconnect and resubscribe itself.
+  // Stops the broker and starts it on the same port. The bridge must reconnect and resubscribe
+  // itself; the plugin restarts with the broker (same data dir) and is waited for.
   void restart_broker();
 
   bool host_alive();
   std::optional<int> host_exit_code() const { return host_exit_code_; }
 
-  // Retries a get_message request (v5, 500 ms per try) until it is answered; throws after `timeout`.
-  void wait_ready(Millis timeout = 10s);
+  // Retries a get_message request (v5, 500 ms per try) until it is answered; throws after
+  // `timeout` (options().ready_timeout when not given).
+  void wait_ready(std::optional<Millis> timeout = std::nullopt);
 
   // Broker and host log tails, for failure reports.
   std::string describe();
 
  private:
   void start_bridge();
+  std::vector<std::string> plugin_conf() const;
 
   TempDir dir_;
   SystemOptions options_;
