@@ -245,6 +245,24 @@ std::vector<json> populate_history(TestClient& client, const std::string& code) 
 
 using Seqs = std::vector<std::int64_t>;
 
+// One get_message page over the 10-message history of populate_history(): the seqs, has_more,
+// last_seq (the booking's highest, whatever the filter) and every message exactly as stored.
+template <class Client>
+void check_page(Client& client, const std::string& code, const std::vector<json>& stored, const json& request,
+                const Seqs& seqs, bool has_more) {
+  BOOST_TEST_CONTEXT("get_message " << request.dump()) {
+    const json reply = get_message(client, code, request);
+    NT_REQUIRE_OK(reply);
+    BOOST_TEST(page_seqs(reply) == seqs, boost::test_tools::per_element());
+    BOOST_TEST(reply.value("has_more", json()) == json(has_more));
+    BOOST_TEST(reply.value("last_seq", -1) == 10);
+    for (const auto& message : reply["messages"]) {
+      const auto seq = message.value("seq", 0);
+      if (seq >= 1 && seq <= 10) BOOST_TEST(message == stored[static_cast<std::size_t>(seq - 1)]);
+    }
+  }
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(contract_get_message)
@@ -256,17 +274,7 @@ NT_HOST_TEST(pages_newest_before_seq_and_after_seq, 60) {
   const std::vector<json> stored = populate_history(*client, code);
 
   auto page = [&](const json& request, const Seqs& seqs, bool has_more) {
-    BOOST_TEST_CONTEXT("get_message " << request.dump()) {
-      const json reply = get_message(*client, code, request);
-      NT_REQUIRE_OK(reply);
-      BOOST_TEST(page_seqs(reply) == seqs, boost::test_tools::per_element());
-      BOOST_TEST(reply.value("has_more", json()) == json(has_more));
-      BOOST_TEST(reply.value("last_seq", -1) == 10);
-      for (const auto& message : reply["messages"]) {
-        const auto seq = message.value("seq", 0);
-        if (seq >= 1 && seq <= 10) BOOST_TEST(message == stored[static_cast<std::size_t>(seq - 1)]);
-      }
-    }
+    check_page(*client, code, stored, request, seqs, has_more);
   };
 
   // No cursor: the newest `limit`, ascending.
@@ -297,13 +305,7 @@ NT_HOST_TEST(filters_apply_before_the_limit, 60) {
   const std::vector<json> stored = populate_history(*client, code);
 
   auto page = [&](const json& request, const Seqs& seqs, bool has_more) {
-    BOOST_TEST_CONTEXT("get_message " << request.dump()) {
-      const json reply = get_message(*client, code, request);
-      NT_REQUIRE_OK(reply);
-      BOOST_TEST(page_seqs(reply) == seqs, boost::test_tools::per_element());
-      BOOST_TEST(reply.value("has_more", json()) == json(has_more));
-      BOOST_TEST(reply.value("last_seq", -1) == 10);  // the booking's highest seq, whatever the filter
-    }
+    check_page(*client, code, stored, request, seqs, has_more);
   };
 
   // has_more counts only messages that pass the filters.

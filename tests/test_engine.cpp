@@ -2,6 +2,8 @@
 // events, errors and their routing, calls and ring timeouts, presence, restarts, a full store.
 #include <boost/test/unit_test.hpp>
 
+#include "temp_dir.hpp"
+
 #include <stdlib.h>  // mkdtemp
 
 #include <algorithm>
@@ -64,26 +66,7 @@ std::uint64_t errors_counted(const Engine& engine, ErrorCode code) {
   return engine.metrics().errors[static_cast<std::size_t>(code)].load();
 }
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "navietakie-engine-XXXXXX").string();
-    std::vector<char> buf(pattern.begin(), pattern.end());
-    buf.push_back('\0');
-    if (mkdtemp(buf.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = buf.data();
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using TempDir = navietakie::test::UnitTempDir;
 
 constexpr std::size_t kMapSize = std::size_t{64} << 20;
 

@@ -1,6 +1,8 @@
 // The LMDB store against a real environment in a fresh temp dir per test.
 #include <boost/test/unit_test.hpp>
 
+#include "temp_dir.hpp"
+
 #include <lmdb.h>
 #include <stdlib.h>  // mkdtemp
 
@@ -19,25 +21,7 @@ using namespace navietakie;
 
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = "/tmp/navietakie-store-XXXXXX";
-    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using TempDir = navietakie::test::UnitTempDir;
 
 std::unique_ptr<Store> open_store(const std::string& dir, std::size_t map_size = std::size_t{64} << 20,
                                   SyncMode sync = SyncMode::nosync) {
