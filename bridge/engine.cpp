@@ -60,6 +60,14 @@ struct Engine::Handled {
   std::vector<Deadline> disarm;
   bool stored_message = false;
   bool duplicate = false;
+
+  // What was prepared for a change that is not stored: no event, no timer, nothing counted.
+  void discard_effects() {
+    events.clear();
+    arm.clear();
+    disarm.clear();
+    stored_message = duplicate = false;
+  }
 };
 
 Engine::Engine(Store& store, EngineOptions options, Clock clock)
@@ -97,10 +105,7 @@ std::vector<Publish> Engine::handle(const std::vector<Request>& batch) {
     for (auto& h : handled) {
       if (h.error || h.ignored) continue;
       h.error = ProtocolError(ErrorCode::unavailable, std::string("storage unavailable: ") + e.what());
-      h.events.clear();
-      h.arm.clear();
-      h.disarm.clear();
-      h.stored_message = h.duplicate = false;
+      h.discard_effects();
     }
   }
   count(metrics_.batches);
@@ -181,13 +186,8 @@ void Engine::handle_one(StoreWriter& w, const Request& request, Handled& h) {
   } catch (const std::exception& e) {
     h.error = ProtocolError(ErrorCode::internal, e.what());
   }
-  if (h.error) {
-    // A failed unit left nothing behind in the store; drop what it prepared too.
-    h.events.clear();
-    h.arm.clear();
-    h.disarm.clear();
-    h.stored_message = h.duplicate = false;
-  }
+  // A failed unit left nothing behind in the store; drop what it prepared too.
+  if (h.error) h.discard_effects();
 }
 
 void Engine::handle_send(StoreWriter& w, const Json& body, Handled& h) {
