@@ -28,6 +28,15 @@ void count(std::atomic<std::uint64_t>& counter) { counter.fetch_add(1, std::memo
 
 }  // namespace
 
+EngineOptions engine_options(const Settings& settings) {
+  EngineOptions options;
+  options.topic_prefix = settings.topic_prefix;
+  options.call_ring_timeout_ms = Millis{settings.call_ring_timeout_s} * 1000;
+  options.max_payload_bytes = settings.max_payload_bytes;
+  options.max_text_bytes = settings.max_text_bytes;
+  return options;
+}
+
 Millis system_clock_ms() {
   using namespace std::chrono;
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();

@@ -18,6 +18,7 @@
 #include "bridge/codec.hpp"
 #include "bridge/errors.hpp"
 #include "bridge/topics.hpp"
+#include "config/config.hpp"
 #include "store/store.hpp"
 
 namespace navietakie {
@@ -48,6 +49,9 @@ struct EngineOptions {
   // (the plugin), where nobody can still be connected.
   bool offline_at_start = false;
 };
+
+// The engine options the settings describe, for either host (which sets offline_at_start itself).
+EngineOptions engine_options(const Settings& settings);
 
 using Clock = std::function<Millis()>;
 Millis system_clock_ms();

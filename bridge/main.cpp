@@ -40,14 +40,8 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
 
   try {
-    auto store = open_lmdb_store(
-        LmdbOptions{settings.data_dir, settings.map_size_mb * std::size_t{1024} * 1024, settings.sync});
-    EngineOptions options;
-    options.topic_prefix = settings.topic_prefix;
-    options.call_ring_timeout_ms = Millis{settings.call_ring_timeout_s} * 1000;
-    options.max_payload_bytes = settings.max_payload_bytes;
-    options.max_text_bytes = settings.max_text_bytes;
-    Engine engine(*store, options);
+    auto store = open_lmdb_store(lmdb_options(settings));
+    Engine engine(*store, engine_options(settings));
     log_line(LogLevel::info, "starting",
              {{"broker", settings.broker_url}, {"client_id", settings.client_id}, {"data_dir", settings.data_dir},
               {"sync", to_string(settings.sync)}, {"prefix", settings.topic_prefix},

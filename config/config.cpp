@@ -506,4 +506,8 @@ std::string to_string(LogLevel level) {
   return "info";
 }
 
+LmdbOptions lmdb_options(const Settings& settings) {
+  return LmdbOptions{settings.data_dir, settings.map_size_mb * std::size_t{1024} * 1024, settings.sync};
+}
+
 }  // namespace navietakie

@@ -87,6 +87,9 @@ Settings load_settings(const CommandLine& command_line, const char* const* envp)
 // Applies the layers over the defaults, later layers winning, and validates every value.
 Settings resolve_settings(const std::vector<ConfigLayer>& layers);
 
+// The store options the settings describe (data_dir, map_size_mb, sync), for either host.
+LmdbOptions lmdb_options(const Settings& settings);
+
 LogLevel parse_log_level(const std::string& value);  // throws ConfigError
 SyncMode parse_sync_mode(const std::string& value);  // throws ConfigError
 std::string to_string(SyncMode mode);

@@ -44,12 +44,8 @@ Request copy_request(const mosquitto* client, const char* topic, const void* pay
   return r;
 }
 
-EngineOptions engine_options(const Settings& s) {
-  EngineOptions options;
-  options.topic_prefix = s.topic_prefix;
-  options.call_ring_timeout_ms = Millis{s.call_ring_timeout_s} * 1000;
-  options.max_payload_bytes = s.max_payload_bytes;
-  options.max_text_bytes = s.max_text_bytes;
+EngineOptions plugin_engine_options(const Settings& settings) {
+  EngineOptions options = engine_options(settings);
   options.offline_at_start = true;  // the plugin starts with the broker: nobody is connected
   return options;
 }
@@ -58,9 +54,8 @@ EngineOptions engine_options(const Settings& s) {
 
 PluginHost::PluginHost(const Settings& settings)
     : settings_(settings),
-      store_(open_lmdb_store(
-          LmdbOptions{settings.data_dir, settings.map_size_mb * std::size_t{1024} * 1024, settings.sync})),
-      engine_(std::make_unique<Engine>(*store_, engine_options(settings))),
+      store_(open_lmdb_store(lmdb_options(settings))),
+      engine_(std::make_unique<Engine>(*store_, plugin_engine_options(settings))),
       topics_(settings.topic_prefix) {}
 
 PluginHost::~PluginHost() {
