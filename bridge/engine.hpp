@@ -18,6 +18,7 @@
 #include "bridge/codec.hpp"
 #include "bridge/errors.hpp"
 #include "bridge/topics.hpp"
+#include "auth/identity.hpp"
 #include "config/config.hpp"
 #include "store/store.hpp"
 
@@ -30,6 +31,9 @@ struct Request {
   std::optional<std::string> response_topic;    // MQTT v5 Response Topic
   std::optional<std::string> correlation_data;  // MQTT v5 Correlation Data (binary)
   std::string client_id;                        // the publisher's client id, when the host knows it
+  // Who published it, when authentication is on (the plugin: from the verified token; the bridge:
+  // from the plugin's stamp). When set, the payload may not contradict it (`forbidden`).
+  std::optional<Identity> identity;
 };
 
 // An MQTT publish the host must send, in order, after the batch committed.
@@ -48,6 +52,8 @@ struct EngineOptions {
   // Mark every stored connection offline at start(): right for a host that starts with the broker
   // (the plugin), where nobody can still be connected.
   bool offline_at_start = false;
+  // Authentication is on: a request without an identity is `forbidden`.
+  bool require_identity = false;
 };
 
 // The engine options the settings describe, for either host (which sets offline_at_start itself).

@@ -11,7 +11,7 @@ navietakie_packages=(
   libpaho-mqttpp-dev libpaho-mqtt-dev
   mosquitto mosquitto-dev libmosquitto-dev mosquitto-clients
   liblmdb-dev lmdb-utils libcereal-dev
-  libboost-test-dev nlohmann-json3-dev libcxxopts-dev
+  libboost-test-dev nlohmann-json3-dev libcxxopts-dev libjwt-dev
   valgrind
 )
 

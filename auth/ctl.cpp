@@ -1,0 +1,250 @@
+// navietakie-ctl: operator tools for authentication. Makes a shared secret, mints tokens with it
+// and verifies them, under the same rules as the broker. Never prints the secret.
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <iostream>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+// cxxopts' own argument matcher instead of std::regex (see config/config.cpp).
+#define CXXOPTS_NO_REGEX 1
+#include <cxxopts.hpp>
+
+#include "auth/identity.hpp"
+#include "auth/jwt.hpp"
+
+namespace {
+
+using namespace navietakie;
+
+constexpr const char* kProgram = "navietakie-ctl";
+constexpr const char* kSecretFileEnv = "NAVIETAKIE_AUTH_JWT_SECRET_FILE";
+constexpr std::int64_t kMaxTtlSeconds = 10LL * 366 * 24 * 3600;
+
+// Bad input: the message is printed and the program exits with 2.
+class UsageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+const char* const kUsage =
+    "Usage: navietakie-ctl COMMAND [OPTIONS]\n"
+    "\n"
+    "Commands:\n"
+    "  secret    print a new random secret (64 hex characters), e.g. > secret.key\n"
+    "  token     print an HS256 token for a driver, passenger or service\n"
+    "  verify    check a token as the broker would and print the identity it carries\n"
+    "\n"
+    "`navietakie-ctl COMMAND --help` describes each command.\n";
+
+std::int64_t now_s() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// A decimal integer from low to high, nothing around it.
+std::int64_t integer_option(const std::string& name, const std::string& value, std::int64_t low,
+                            std::int64_t high) {
+  const std::string expectation = "--" + name + ": expected an integer from " +
+                                  std::to_string(low) + " to " + std::to_string(high);
+  if (value.empty() || value.find_first_not_of("0123456789") != std::string::npos) {
+    throw UsageError(expectation + ", got '" + value + "'");
+  }
+  try {
+    std::size_t end = 0;
+    const long long number = std::stoll(value, &end);
+    if (end == value.size() && number >= low && number <= high) return number;
+  } catch (const std::exception&) {  // out of range
+  }
+  throw UsageError(expectation + ", got '" + value + "'");
+}
+
+// cxxopts takes the next argument as the value even if it is an option: `--sub --role x` would
+// set sub to "--role". Refuse that; `--sub=--role` still says it on purpose.
+void reject_option_as_value(const std::vector<std::string>& value_options, int argc,
+                            const char* const* argv) {
+  for (int i = 1; i + 1 < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "--") return;
+    bool takes_value = false;
+    for (const auto& name : value_options) takes_value = takes_value || arg == "--" + name;
+    if (!takes_value) continue;
+    const std::string_view next = argv[i + 1];
+    if (next.size() > 1 && next.front() == '-') {
+      throw UsageError("option '" + std::string(arg) + "' needs a value, got the option '" +
+                       std::string(next) + "' (write " + std::string(arg) + "=" +
+                       std::string(next) + " if that is the value)");
+    }
+    ++i;
+  }
+}
+
+// Parses a subcommand's arguments (argv[0] is the subcommand's name); unknown options and stray
+// arguments are usage errors.
+cxxopts::ParseResult parse(cxxopts::Options& options, const std::vector<std::string>& value_options,
+                           int argc, const char* const* argv) {
+  reject_option_as_value(value_options, argc, argv);
+  options.allow_unrecognised_options();  // reported below, in our words
+  try {
+    auto parsed = options.parse(argc, argv);
+    for (const std::string& argument : parsed.unmatched()) {
+      if (argument.size() > 1 && argument.front() == '-') {
+        throw UsageError("unknown option '" + argument.substr(0, argument.find('=')) +
+                         "' (see --help)");
+      }
+      throw UsageError("unexpected argument '" + argument + "' (see --help)");
+    }
+    return parsed;
+  } catch (const cxxopts::exceptions::exception& error) {
+    throw UsageError(error.what());
+  }
+}
+
+// --secret-file, else $NAVIETAKIE_AUTH_JWT_SECRET_FILE; read and checked.
+std::string load_secret(const cxxopts::ParseResult& parsed) {
+  std::string path;
+  if (parsed.count("secret-file") > 0) {
+    path = parsed["secret-file"].as<std::string>();
+  } else if (const char* from_env = std::getenv(kSecretFileEnv)) {
+    path = from_env;
+  }
+  if (path.empty()) {
+    throw UsageError(std::string("no secret: give --secret-file FILE or set ") + kSecretFileEnv);
+  }
+  try {
+    return read_secret_file(path);
+  } catch (const std::runtime_error& error) {
+    throw UsageError(error.what());
+  }
+}
+
+int run_secret(int argc, const char* const* argv) {
+  cxxopts::Options options("navietakie-ctl secret",
+                           "Prints a new random secret: 64 hex characters (256 bits) from "
+                           "/dev/urandom.\nKeep it in a file readable only by the broker, e.g.\n"
+                           "  navietakie-ctl secret > secret.key && chmod 600 secret.key\n");
+  options.add_options()("h,help", "print this help and exit");
+  const auto parsed = parse(options, {}, argc, argv);
+  if (parsed.count("help") > 0) {
+    std::cout << options.help();
+    return 0;
+  }
+  std::cout << generate_secret() << "\n";
+  return 0;
+}
+
+int run_token(int argc, const char* const* argv) {
+  cxxopts::Options options(
+      "navietakie-ctl token",
+      "Prints an HS256 token for one identity, signed with the shared secret.\n"
+      "Drivers and passengers need --booking; a service must not have one.\n");
+  auto add = options.add_options();
+  add("secret-file", std::string("file holding the secret (default: $") + kSecretFileEnv + ")",
+      cxxopts::value<std::string>(), "FILE");
+  add("sub", "the token's subject: 1 to 128 characters from 0x21 to 0x7E",
+      cxxopts::value<std::string>(), "SUB");
+  add("role", "driver, passenger or service", cxxopts::value<std::string>(), "ROLE");
+  add("booking", "booking code (driver and passenger only)", cxxopts::value<std::string>(),
+      "BOOKING");
+  add("ttl", "seconds from now until the token expires",
+      cxxopts::value<std::string>()->default_value("3600"), "SECONDS");
+  add("nbf", "Unix time (seconds) before which the token is not valid",
+      cxxopts::value<std::string>(), "UNIX_SECONDS");
+  add("h,help", "print this help and exit");
+  const auto parsed =
+      parse(options, {"secret-file", "sub", "role", "booking", "ttl", "nbf"}, argc, argv);
+  if (parsed.count("help") > 0) {
+    std::cout << options.help();
+    return 0;
+  }
+
+  if (parsed.count("sub") == 0) throw UsageError("--sub is required");
+  if (parsed.count("role") == 0) throw UsageError("--role is required");
+  Identity identity;
+  identity.subject = parsed["sub"].as<std::string>();
+  const auto principal = principal_from_string(parsed["role"].as<std::string>());
+  if (!principal) {
+    throw UsageError("--role: expected driver, passenger or service, got '" +
+                     parsed["role"].as<std::string>() + "'");
+  }
+  identity.principal = *principal;
+  if (parsed.count("booking") > 0) identity.booking = parsed["booking"].as<std::string>();
+  if (const auto problem = identity_claims_problem(identity)) throw UsageError(*problem);
+
+  const std::int64_t ttl =
+      integer_option("ttl", parsed["ttl"].as<std::string>(), 1, kMaxTtlSeconds);
+  std::optional<std::int64_t> not_before;
+  if (parsed.count("nbf") > 0) {
+    not_before = integer_option("nbf", parsed["nbf"].as<std::string>(), 0, 253402300799);
+  }
+  const std::int64_t now = now_s();
+  if (not_before && *not_before >= now + ttl) {
+    throw UsageError(
+        "--nbf is not before the expiry (now + --ttl): the token would never be valid");
+  }
+  const std::string secret = load_secret(parsed);
+  std::cout << mint_token(identity, secret, now + ttl, not_before, now) << "\n";
+  return 0;
+}
+
+int run_verify(int argc, const char* const* argv) {
+  cxxopts::Options options("navietakie-ctl verify",
+                           "Checks TOKEN as the broker would (signature, claims, exp and nbf with "
+                           "30 s leeway).\nPrints the identity as JSON and exits 0, or prints "
+                           "`refused: <failure>: <detail>` and exits 1.\n");
+  options.positional_help("TOKEN");
+  auto add = options.add_options();
+  add("secret-file", std::string("file holding the secret (default: $") + kSecretFileEnv + ")",
+      cxxopts::value<std::string>(), "FILE");
+  add("token", "the token", cxxopts::value<std::string>());
+  add("h,help", "print this help and exit");
+  options.parse_positional({"token"});
+  const auto parsed = parse(options, {"secret-file"}, argc, argv);
+  if (parsed.count("help") > 0) {
+    std::cout << options.help({""});
+    return 0;
+  }
+  if (parsed.count("token") == 0) throw UsageError("a TOKEN is required (see --help)");
+
+  JwtOptions jwt_options;
+  jwt_options.secret = load_secret(parsed);
+  const VerifyResult result = verify_token(parsed["token"].as<std::string>(), jwt_options, now_s());
+  if (!result) {
+    std::cerr << "refused: " << to_string(result.failure) << ": " << result.detail << "\n";
+    return 1;
+  }
+  std::cout << encode_identity(*result.identity) << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string_view command = argc > 1 ? argv[1] : "";
+  try {
+    // The subcommand sees its own name as argv[0].
+    if (command == "secret") return run_secret(argc - 1, argv + 1);
+    if (command == "token") return run_token(argc - 1, argv + 1);
+    if (command == "verify") return run_verify(argc - 1, argv + 1);
+    if (command == "-h" || command == "--help" || command == "help") {
+      std::cout << kUsage;
+      return 0;
+    }
+    std::cerr << kProgram << ": "
+              << (command.empty() ? std::string("no command")
+                                  : "unknown command '" + std::string(command) + "'")
+              << "\n\n"
+              << kUsage;
+    return 2;
+  } catch (const UsageError& error) {
+    std::cerr << kProgram << " " << command << ": " << error.what() << "\n";
+    return 2;
+  } catch (const std::exception& error) {
+    std::cerr << kProgram << " " << command << ": " << error.what() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,801 @@
+// Authentication and access control: the identity stamp, JWT verification and minting, the secret
+// file, grants, MQTT topic matching and the ACL policy.
+#include <jwt.h>
+
+#include <boost/test/unit_test.hpp>
+#include <cstdint>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "auth/acl.hpp"
+#include "auth/identity.hpp"
+#include "auth/jwt.hpp"
+#include "temp_dir.hpp"
+
+namespace nt = navietakie;
+
+namespace {
+
+constexpr std::string_view kSecret = "0123456789abcdef0123456789abcdef";  // 32 bytes
+constexpr std::int64_t kNow = 1'700'000'000;
+const std::string kPrefix = "navietakie/v1";
+
+nt::Identity make_identity(nt::Principal principal, std::string subject, std::string booking) {
+  nt::Identity identity;
+  identity.principal = principal;
+  identity.subject = std::move(subject);
+  identity.booking = std::move(booking);
+  return identity;
+}
+
+const nt::Identity kDriver = make_identity(nt::Principal::driver, "driver-7", "BK-1");
+const nt::Identity kPassenger = make_identity(nt::Principal::passenger, "pax-3", "BK-1");
+const nt::Identity kService = make_identity(nt::Principal::service, "dispatch", "");
+
+std::string base64url(std::string_view bytes) {
+  static constexpr char alphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string out;
+  std::uint32_t bits = 0;
+  int bit_count = 0;
+  for (char c : bytes) {
+    bits = (bits << 8) | static_cast<unsigned char>(c);
+    bit_count += 8;
+    while (bit_count >= 6) {
+      bit_count -= 6;
+      out += alphabet[(bits >> bit_count) & 0x3fu];
+    }
+  }
+  if (bit_count > 0) out += alphabet[(bits << (6 - bit_count)) & 0x3fu];
+  return out;
+}
+
+// header.payload.signature, assembled by hand: no library would sign these.
+std::string hand_made_token(std::string_view header_json, std::string_view claims_json,
+                            std::string_view signature = "") {
+  return base64url(header_json) + "." + base64url(claims_json) + "." + std::string(signature);
+}
+
+// Any claims JSON signed by libjwt directly, so that claims mint_token refuses can be tested.
+std::string signed_token(const std::string& claims_json, std::string_view secret = kSecret,
+                         jwt_alg_t alg = JWT_ALG_HS256) {
+  jwt_t* raw = nullptr;
+  BOOST_REQUIRE(jwt_new(&raw) == 0);
+  std::unique_ptr<jwt_t, void (*)(jwt_t*)> jwt(raw, jwt_free);
+  BOOST_REQUIRE(jwt_add_grants_json(jwt.get(), claims_json.c_str()) == 0);
+  BOOST_REQUIRE(jwt_set_alg(jwt.get(), alg, reinterpret_cast<const unsigned char*>(secret.data()),
+                            static_cast<int>(secret.size())) == 0);
+  std::unique_ptr<char, void (*)(void*)> token(jwt_encode_str(jwt.get()), std::free);
+  BOOST_REQUIRE(token != nullptr);
+  return token.get();
+}
+
+std::vector<std::string> parts_of(const std::string& token) {
+  std::vector<std::string> parts;
+  for (std::size_t start = 0;;) {
+    const std::size_t dot = token.find('.', start);
+    parts.push_back(token.substr(start, dot == std::string::npos ? dot : dot - start));
+    if (dot == std::string::npos) return parts;
+    start = dot + 1;
+  }
+}
+
+nt::JwtOptions options(std::string_view secret = kSecret) {
+  nt::JwtOptions result;
+  result.secret = std::string(secret);
+  return result;
+}
+
+// "accepted", or the name of the failure. Every refusal must explain itself without quoting the
+// token or the secret.
+std::string outcome(const std::string& token, const nt::JwtOptions& jwt_options = options(),
+                    std::int64_t now = kNow) {
+  const nt::VerifyResult result = nt::verify_token(token, jwt_options, now);
+  if (result) return "accepted";
+  BOOST_TEST(!result.detail.empty());
+  if (!token.empty()) BOOST_TEST(result.detail.find(token) == std::string::npos);
+  const auto parts = parts_of(token);
+  if (parts.size() == 3 && parts[2].size() >= 8) {
+    BOOST_TEST(result.detail.find(parts[2]) == std::string::npos);
+  }
+  if (!jwt_options.secret.empty()) {
+    BOOST_TEST(result.detail.find(jwt_options.secret) == std::string::npos);
+  }
+  return nt::to_string(result.failure);
+}
+
+std::string claims(const std::string& body) { return "{" + body + "}"; }
+const std::string kExp = "\"exp\":" + std::to_string(kNow + 600);
+
+// The message of the exception fn throws (of type E), or "" if it throws none.
+template <typename E, typename Fn>
+std::string error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const E& error) {
+    return error.what();
+  }
+  return "";
+}
+
+std::string write_file(const nt::test::UnitTempDir& dir, const std::string& name,
+                       const std::string& content) {
+  const std::string path = dir.path() + "/" + name;
+  std::ofstream(path, std::ios::binary) << content;
+  return path;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(identity)
+
+BOOST_AUTO_TEST_CASE(principal_names_round_trip) {
+  for (auto principal : {nt::Principal::driver, nt::Principal::passenger, nt::Principal::service}) {
+    BOOST_TEST((nt::principal_from_string(nt::to_string(principal)) == principal));
+  }
+  BOOST_TEST(!nt::principal_from_string("Driver").has_value());
+  BOOST_TEST(!nt::principal_from_string("").has_value());
+  BOOST_TEST(!nt::principal_from_string("admin").has_value());
+}
+
+BOOST_AUTO_TEST_CASE(encode_is_compact_with_booking_only_when_set) {
+  BOOST_TEST(nt::encode_identity(kDriver) ==
+             R"({"sub":"driver-7","role":"driver","booking":"BK-1"})");
+  BOOST_TEST(nt::encode_identity(kService) == R"({"sub":"dispatch","role":"service"})");
+}
+
+BOOST_AUTO_TEST_CASE(decode_round_trips) {
+  for (const auto& identity : {kDriver, kPassenger, kService}) {
+    BOOST_TEST_CONTEXT(nt::encode_identity(identity)) {
+      const auto decoded = nt::decode_identity(nt::encode_identity(identity));
+      BOOST_TEST_REQUIRE(decoded.has_value());
+      BOOST_TEST((*decoded == identity));
+    }
+  }
+  // Key order and whitespace are not part of the contract.
+  const auto reordered =
+      nt::decode_identity(R"({ "booking": "BK-1", "role": "driver", "sub": "driver-7" })");
+  BOOST_TEST_REQUIRE(reordered.has_value());
+  BOOST_TEST((*reordered == kDriver));
+}
+
+BOOST_AUTO_TEST_CASE(decode_rejects_anything_else) {
+  const std::vector<std::string> rejected = {
+      "",
+      "not json",
+      "[]",
+      "\"driver\"",
+      "null",
+      R"({"sub":"d","role":"driver","booking":"BK-1")",  // truncated
+      R"({"sub":"d","role":"driver","booking":"BK-1","extra":1})",
+      R"({"sub":"d","role":"driver","booking":"BK-1","booking":"BK-2"})",
+      R"({"sub":"d","sub":"e","role":"service"})",
+      R"({"role":"driver","booking":"BK-1"})",
+      R"({"sub":"d","booking":"BK-1"})",
+      R"({"sub":"","role":"driver","booking":"BK-1"})",
+      R"({"sub":7,"role":"driver","booking":"BK-1"})",
+      R"({"sub":"d","role":"Driver","booking":"BK-1"})",
+      R"({"sub":"d","role":"admin"})",
+      R"({"sub":"d","role":null,"booking":"BK-1"})",
+      R"({"sub":"d","role":"driver"})",
+      R"({"sub":"d","role":"passenger","booking":""})",
+      R"({"sub":"d","role":"driver","booking":"-BK"})",
+      R"({"sub":"d","role":"driver","booking":"BK/1"})",
+      R"({"sub":"d","role":"driver","booking":1})",
+      R"({"sub":"d","role":"service","booking":"BK-1"})",
+      R"({"sub":"d","role":"service","booking":""})",
+      R"({"sub":"d","role":"service","booking":null})",
+      "{\"sub\":\"\xff\",\"role\":\"service\"}",
+  };
+  for (const auto& value : rejected) {
+    BOOST_TEST_CONTEXT(value) { BOOST_TEST(!nt::decode_identity(value).has_value()); }
+  }
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(tokens)
+
+BOOST_AUTO_TEST_CASE(failure_names_are_snake_case) {
+  BOOST_TEST(std::string(nt::to_string(nt::AuthFailure::missing)) == "missing");
+  BOOST_TEST(std::string(nt::to_string(nt::AuthFailure::bad_algorithm)) == "bad_algorithm");
+  BOOST_TEST(std::string(nt::to_string(nt::AuthFailure::bad_signature)) == "bad_signature");
+  BOOST_TEST(std::string(nt::to_string(nt::AuthFailure::not_yet_valid)) == "not_yet_valid");
+  BOOST_TEST(std::string(nt::to_string(nt::AuthFailure::bad_claims)) == "bad_claims");
+}
+
+BOOST_AUTO_TEST_CASE(minted_tokens_verify_for_every_role) {
+  for (const auto& identity : {kDriver, kPassenger, kService}) {
+    BOOST_TEST_CONTEXT(nt::encode_identity(identity)) {
+      const std::string token = nt::mint_token(identity, kSecret, kNow + 600, kNow - 10, kNow);
+      const auto result = nt::verify_token(token, options(), kNow);
+      BOOST_TEST_REQUIRE(static_cast<bool>(result));
+      BOOST_TEST((*result.identity == identity));
+      BOOST_TEST(result.detail.empty());
+      BOOST_TEST(result.expires_at_s == kNow + 600);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(tokens_signed_elsewhere_verify) {
+  // Unknown claims are ignored; HS384 and HS512 are accepted as well as HS256.
+  const std::string body =
+      claims(R"("sub":"driver-7","role":"driver","booking":"BK-1","iss":"x",)" + kExp);
+  BOOST_TEST(outcome(signed_token(body, kSecret, JWT_ALG_HS384)) == "accepted");
+  BOOST_TEST(outcome(signed_token(body, kSecret, JWT_ALG_HS512)) == "accepted");
+  // A whole number written as a real is still whole seconds.
+  BOOST_TEST(outcome(signed_token(claims(R"("sub":"s","role":"service","exp":1700000600.0)"))) ==
+             "accepted");
+}
+
+BOOST_AUTO_TEST_CASE(expiry_and_not_before_with_leeway) {
+  const auto token = [](std::int64_t exp, std::optional<std::int64_t> nbf = std::nullopt) {
+    return nt::mint_token(kDriver, kSecret, exp, nbf);
+  };
+  BOOST_TEST(outcome(token(kNow - 3600)) == "expired");
+  BOOST_TEST(outcome(token(kNow - 30)) == "accepted");  // the default leeway is 30 s
+  BOOST_TEST(outcome(token(kNow - 31)) == "expired");
+  BOOST_TEST(outcome(token(kNow + 3600, kNow + 3000)) == "not_yet_valid");
+  BOOST_TEST(outcome(token(kNow + 3600, kNow + 30)) == "accepted");
+  BOOST_TEST(outcome(token(kNow + 3600, kNow + 31)) == "not_yet_valid");
+
+  auto strict = options();
+  strict.leeway_s = 0;
+  BOOST_TEST(outcome(token(kNow), strict) == "accepted");
+  BOOST_TEST(outcome(token(kNow - 1), strict) == "expired");
+  BOOST_TEST(outcome(token(kNow + 60, kNow), strict) == "accepted");
+  BOOST_TEST(outcome(token(kNow + 60, kNow + 1), strict) == "not_yet_valid");
+  auto negative = options();
+  negative.leeway_s = -100;  // counts as 0, never as a shortened lifetime
+  BOOST_TEST(outcome(token(kNow), negative) == "accepted");
+
+  // Arithmetic at the edges of int64 does not wrap.
+  BOOST_TEST(outcome(token(INT64_MAX)) == "accepted");
+  BOOST_TEST(outcome(token(INT64_MIN)) == "expired");
+  BOOST_TEST(outcome(token(INT64_MAX, INT64_MAX)) == "not_yet_valid");
+}
+
+BOOST_AUTO_TEST_CASE(tampered_payload_or_wrong_secret_is_bad_signature) {
+  const auto parts = parts_of(nt::mint_token(kDriver, kSecret, kNow + 600));
+  BOOST_TEST_REQUIRE(parts.size() == 3u);
+  const std::string other_booking =
+      claims(R"("booking":"BK-2","exp":)" + std::to_string(kNow + 600) +
+             R"(,"role":"driver","sub":"driver-7")");
+  BOOST_TEST(outcome(parts[0] + "." + base64url(other_booking) + "." + parts[2]) ==
+             "bad_signature");
+  const std::string service =
+      claims(R"("exp":)" + std::to_string(kNow + 600) + R"(,"role":"service","sub":"driver-7")");
+  BOOST_TEST(outcome(parts[0] + "." + base64url(service) + "." + parts[2]) == "bad_signature");
+
+  const std::string token = nt::mint_token(kDriver, kSecret, kNow + 600);
+  BOOST_TEST(outcome(token, options("another secret, 32 bytes long...")) == "bad_signature");
+  BOOST_TEST(outcome(token, options("")) == "bad_signature");  // no secret verifies nothing
+  std::string flipped = token;
+  flipped.back() = flipped.back() == 'A' ? 'B' : 'A';
+  BOOST_TEST(outcome(flipped) == "bad_signature");
+}
+
+BOOST_AUTO_TEST_CASE(algorithms_other_than_hmac_are_refused_before_libjwt) {
+  const std::string body = claims(R"("sub":"driver-7","role":"driver","booking":"BK-1",)" + kExp);
+  BOOST_TEST(outcome(hand_made_token(R"({"alg":"none","typ":"JWT"})", body)) == "bad_algorithm");
+  BOOST_TEST(outcome(hand_made_token(R"({"alg":"none"})", body, "c2ln")) == "bad_algorithm");
+  BOOST_TEST(outcome(hand_made_token(R"({"alg":"None"})", body)) == "bad_algorithm");
+  BOOST_TEST(outcome(hand_made_token(R"({"alg":"RS256","typ":"JWT"})", body, "c2lnbmF0dXJl")) ==
+             "bad_algorithm");
+  BOOST_TEST(outcome(hand_made_token(R"({"alg":"ES256"})", body, "c2lnbmF0dXJl")) ==
+             "bad_algorithm");
+  BOOST_TEST(outcome(hand_made_token(R"({"alg":"hs256"})", body, "c2lnbmF0dXJl")) ==
+             "bad_algorithm");
+  BOOST_TEST(outcome(hand_made_token(R"({"typ":"JWT"})", body, "c2lnbmF0dXJl")) == "bad_algorithm");
+  BOOST_TEST(outcome(hand_made_token(R"({"alg":256})", body, "c2lnbmF0dXJl")) == "bad_algorithm");
+
+  // An RS256 header in front of a real HS256 signature: still refused on the header.
+  const auto parts = parts_of(nt::mint_token(kDriver, kSecret, kNow + 600));
+  BOOST_TEST(outcome(base64url(R"({"alg":"RS256","typ":"JWT"})") + "." + parts[1] + "." +
+                     parts[2]) == "bad_algorithm");
+}
+
+BOOST_AUTO_TEST_CASE(malformed_tokens) {
+  const std::string good = nt::mint_token(kDriver, kSecret, kNow + 600);
+  const auto parts = parts_of(good);
+  const std::string body = claims(R"("sub":"driver-7","role":"driver","booking":"BK-1",)" + kExp);
+  const std::vector<std::string> malformed = {
+      "garbage",
+      "a.b",
+      parts[0] + "." + parts[1],
+      good + ".x",
+      "..",
+      "." + parts[1] + "." + parts[2],
+      parts[0] + ".." + parts[2],
+      good + "=",
+      good + " ",
+      "Bearer " + good,
+      parts[0] + "." + parts[1] + "+" + "." + parts[2],
+      std::string(good).insert(10, 1, '\0'),
+      parts[0] + "." + parts[1] + ".",  // an HMAC token needs its signature
+      "x" + good,                       // a header of impossible length
+      base64url("not json") + "." + parts[1] + "." + parts[2],
+      base64url("[\"alg\",\"HS256\"]") + "." + parts[1] + "." + parts[2],
+      base64url(R"({"alg":"none","alg":"HS256"})") + "." + parts[1] + "." + parts[2],
+      // A fine header over a payload that is not a JSON object: malformed, before any signature
+      // check (deterministically, whatever libjwt would say).
+      parts[0] + "." + base64url("not json") + "." + parts[2],
+      parts[0] + "." + base64url("[1,2]") + "." + parts[2],
+      parts[0] + "." + base64url(body.substr(0, body.size() - 1)) + "." + parts[2],
+  };
+  for (const auto& token : malformed) {
+    BOOST_TEST_CONTEXT("token of " << token.size() << " bytes: " << token.substr(0, 40)) {
+      BOOST_TEST(outcome(token) == "malformed");
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(missing_and_oversize) {
+  BOOST_TEST(outcome("") == "missing");
+  const std::string token = nt::mint_token(kDriver, kSecret, kNow + 600);
+  auto small = options();
+  small.max_token_bytes = token.size();
+  BOOST_TEST(outcome(token, small) == "accepted");
+  small.max_token_bytes = token.size() - 1;
+  BOOST_TEST(outcome(token, small) == "oversize");
+  BOOST_TEST(outcome(std::string(4097, 'a')) == "oversize");  // default limit: 4096
+  BOOST_TEST(outcome(std::string(4096, 'a')) == "malformed");
+}
+
+BOOST_AUTO_TEST_CASE(claims_are_checked_by_type_and_range) {
+  const std::string exp = kExp;
+  struct Case {
+    std::string body;
+    std::string claim;  // named in the detail
+  };
+  const std::vector<Case> cases = {
+      {R"("role":"driver","booking":"BK-1",)" + exp, "sub"},
+      {R"("sub":"","role":"driver","booking":"BK-1",)" + exp, "sub"},
+      {R"("sub":7,"role":"driver","booking":"BK-1",)" + exp, "sub"},
+      {R"("sub":"has space","role":"driver","booking":"BK-1",)" + exp, "sub"},
+      {R"("sub":")" + std::string(129, 'x') + R"(","role":"driver","booking":"BK-1",)" + exp,
+       "sub"},
+      {R"("sub":"d","booking":"BK-1",)" + exp, "role"},
+      {R"("sub":"d","role":"admin","booking":"BK-1",)" + exp, "role"},
+      {R"("sub":"d","role":"Driver","booking":"BK-1",)" + exp, "role"},
+      {R"("sub":"d","role":["driver"],"booking":"BK-1",)" + exp, "role"},
+      {R"("sub":"d","role":"driver",)" + exp, "booking"},
+      {R"("sub":"d","role":"passenger",)" + exp, "booking"},
+      {R"("sub":"d","role":"driver","booking":"",)" + exp, "booking"},
+      {R"("sub":"d","role":"driver","booking":"_BK",)" + exp, "booking"},
+      {R"("sub":"d","role":"driver","booking":"BK 1",)" + exp, "booking"},
+      {R"("sub":"d","role":"driver","booking":")" + std::string(65, 'B') + R"(",)" + exp,
+       "booking"},
+      {R"("sub":"d","role":"driver","booking":12,)" + exp, "booking"},
+      {R"("sub":"s","role":"service","booking":"BK-1",)" + exp, "booking"},
+      {R"("sub":"s","role":"service","booking":"",)" + exp, "booking"},
+      {R"("sub":"s","role":"service","booking":null,)" + exp, "booking"},
+      {R"("sub":"d","role":"driver","booking":"BK-1")", "exp"},
+      {R"("sub":"d","role":"driver","booking":"BK-1","exp":"1700000600")", "exp"},
+      {R"("sub":"d","role":"driver","booking":"BK-1","exp":1700000600.5)", "exp"},
+      {R"("sub":"d","role":"driver","booking":"BK-1","exp":true)", "exp"},
+      {R"("sub":"d","role":"driver","booking":"BK-1","exp":null)", "exp"},
+      {R"("sub":"d","role":"driver","booking":"BK-1","exp":1e300)", "exp"},
+      {R"("sub":"d","role":"driver","booking":"BK-1","nbf":"now",)" + exp, "nbf"},
+      {R"("sub":"d","role":"driver","booking":"BK-1","nbf":0.25,)" + exp, "nbf"},
+  };
+  for (const auto& c : cases) {
+    BOOST_TEST_CONTEXT(c.body) {
+      const std::string token = signed_token(claims(c.body));
+      BOOST_TEST(outcome(token) == "bad_claims");
+      const auto result = nt::verify_token(token, options(), kNow);
+      BOOST_TEST(result.detail.find("'" + c.claim + "'") != std::string::npos, result.detail);
+    }
+  }
+  // Claims are checked before time: an expired token with a bad claim is bad_claims.
+  BOOST_TEST(outcome(signed_token(claims(R"("sub":"d","role":"driver","exp":1)"))) == "bad_claims");
+}
+
+BOOST_AUTO_TEST_CASE(mint_refuses_what_verify_would_refuse) {
+  const auto refused = [](const nt::Identity& identity, std::string_view secret) {
+    return error_of<std::runtime_error>([&] { nt::mint_token(identity, secret, kNow + 60); });
+  };
+  BOOST_TEST(!refused(make_identity(nt::Principal::driver, "d", ""), kSecret).empty());
+  BOOST_TEST(
+      !refused(make_identity(nt::Principal::passenger, "p", "bad booking"), kSecret).empty());
+  BOOST_TEST(!refused(make_identity(nt::Principal::service, "s", "BK-1"), kSecret).empty());
+  BOOST_TEST(!refused(make_identity(nt::Principal::service, "", ""), kSecret).empty());
+  BOOST_TEST(!refused(make_identity(nt::Principal::service, "a b", ""), kSecret).empty());
+  BOOST_TEST(!refused(kService, "").empty());
+  BOOST_TEST(refused(kService, kSecret).empty());
+
+  BOOST_TEST(!nt::identity_claims_problem(kDriver).has_value());
+  BOOST_TEST(!nt::identity_claims_problem(kService).has_value());
+  const auto problem = nt::identity_claims_problem(make_identity(nt::Principal::driver, "d", ""));
+  BOOST_TEST_REQUIRE(problem.has_value());
+  BOOST_TEST(problem->find("booking") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(minted_token_is_plain_hs256) {
+  const auto parts = parts_of(nt::mint_token(kService, kSecret, kNow + 60, kNow, kNow - 5));
+  BOOST_TEST_REQUIRE(parts.size() == 3u);
+  jwt_t* raw = nullptr;
+  const std::string token = parts[0] + "." + parts[1] + "." + parts[2];
+  BOOST_TEST_REQUIRE(jwt_decode(&raw, token.c_str(),
+                                reinterpret_cast<const unsigned char*>(kSecret.data()),
+                                static_cast<int>(kSecret.size())) == 0);
+  std::unique_ptr<jwt_t, void (*)(jwt_t*)> jwt(raw, jwt_free);
+  BOOST_TEST(jwt_get_alg(jwt.get()) == JWT_ALG_HS256);
+  BOOST_TEST(jwt_get_grant_int(jwt.get(), "exp") == kNow + 60);
+  BOOST_TEST(jwt_get_grant_int(jwt.get(), "nbf") == kNow);
+  BOOST_TEST(jwt_get_grant_int(jwt.get(), "iat") == kNow - 5);
+  BOOST_TEST(jwt_get_grant(jwt.get(), "booking") == nullptr);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(secret_file)
+
+BOOST_AUTO_TEST_CASE(one_trailing_newline_is_stripped) {
+  const nt::test::UnitTempDir dir;
+  const std::string secret(kSecret);
+  BOOST_TEST(nt::read_secret_file(write_file(dir, "plain", secret)) == secret);
+  BOOST_TEST(nt::read_secret_file(write_file(dir, "lf", secret + "\n")) == secret);
+  BOOST_TEST(nt::read_secret_file(write_file(dir, "crlf", secret + "\r\n")) == secret);
+  BOOST_TEST(nt::read_secret_file(write_file(dir, "two", secret + "\n\n")) == secret + "\n");
+  const std::string binary = std::string(40, '\0') + "\xff";
+  BOOST_TEST(nt::read_secret_file(write_file(dir, "binary", binary)) == binary);
+}
+
+BOOST_AUTO_TEST_CASE(short_empty_missing_or_huge_files_are_refused_by_path) {
+  const nt::test::UnitTempDir dir;
+  const auto refused = [](const std::string& path) {
+    return error_of<std::runtime_error>([&] { nt::read_secret_file(path); });
+  };
+  const std::string short_secret = "hunter2-but-longer-31-bytes-xyz";
+  BOOST_TEST_REQUIRE(short_secret.size() == 31u);
+  const std::string short_path = write_file(dir, "short", short_secret + "\n");
+  const std::string short_error = refused(short_path);
+  BOOST_TEST(short_error.find(short_path) != std::string::npos, short_error);
+  BOOST_TEST(short_error.find("32 bytes") != std::string::npos, short_error);
+  BOOST_TEST(short_error.find(short_secret) == std::string::npos, short_error);
+
+  const std::string empty_path = write_file(dir, "empty", "\n");
+  BOOST_TEST(refused(empty_path).find(empty_path) != std::string::npos);
+  BOOST_TEST(refused(empty_path).find("empty") != std::string::npos);
+
+  const std::string missing_path = dir.path() + "/does-not-exist.key";
+  const std::string missing_error = refused(missing_path);
+  BOOST_TEST(missing_error.find(missing_path) != std::string::npos, missing_error);
+
+  BOOST_TEST(refused(dir.path()).find(dir.path()) != std::string::npos);  // a directory
+  const std::string huge_path = write_file(dir, "huge", std::string(64 * 1024 + 1, 'k'));
+  BOOST_TEST(refused(huge_path).find(huge_path) != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(generated_secrets_are_64_hex_and_fresh) {
+  const std::string first = nt::generate_secret();
+  const std::string second = nt::generate_secret();
+  BOOST_TEST(first.size() == 64u);
+  BOOST_TEST(first.find_first_not_of("0123456789abcdef") == std::string::npos);
+  BOOST_TEST(first != second);
+  const nt::test::UnitTempDir dir;
+  BOOST_TEST(nt::read_secret_file(write_file(dir, "generated", first + "\n")) == first);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(grants)
+
+BOOST_AUTO_TEST_CASE(default_grants_parse_with_the_prefix) {
+  const auto grants = nt::parse_grants(nt::default_service_grants, kPrefix);
+  BOOST_TEST_REQUIRE(grants.size() == 7u);
+  BOOST_TEST(grants[0].subject == "*");
+  BOOST_TEST(grants[0].publish);
+  BOOST_TEST(grants[0].filter == kPrefix + "/bookings/+/send_message");
+  BOOST_TEST(!grants[4].publish);
+  BOOST_TEST(grants[4].filter == kPrefix + "/bookings/+/events/#");
+  BOOST_TEST(grants[6].filter == kPrefix + "/errors");
+}
+
+BOOST_AUTO_TEST_CASE(entries_are_trimmed_and_split_at_two_colons) {
+  const auto grants =
+      nt::parse_grants("  billing:sub:{prefix}/a:b/{prefix} ,\tops:pub:#  ", "p/v1");
+  BOOST_TEST_REQUIRE(grants.size() == 2u);
+  BOOST_TEST(grants[0].subject == "billing");
+  BOOST_TEST(!grants[0].publish);
+  BOOST_TEST(grants[0].filter == "p/v1/a:b/p/v1");
+  BOOST_TEST(grants[1].subject == "ops");
+  BOOST_TEST(grants[1].publish);
+  BOOST_TEST(grants[1].filter == "#");
+  BOOST_TEST(nt::parse_grants("", kPrefix).empty());
+  BOOST_TEST(nt::parse_grants("   ", kPrefix).empty());
+}
+
+BOOST_AUTO_TEST_CASE(invalid_entries_are_named) {
+  const std::vector<std::string> invalid = {
+      "svc:write:a/b",
+      "svc:Pub:a/b",
+      ":pub:a/b",
+      "svc:pub",
+      "svc",
+      "svc:pub:",
+      "svc:sub:a/#/b",
+      "svc:sub:a/b#",
+      "svc:sub:a/+b",
+      "svc:sub:+a/b",
+      std::string("svc:sub:a/\0b", 12),
+      "has space:pub:a/b",
+  };
+  const auto error_parsing = [](const std::string& text) {
+    return error_of<std::invalid_argument>([&] { nt::parse_grants(text, kPrefix); });
+  };
+  for (const auto& entry : invalid) {
+    BOOST_TEST_CONTEXT(entry) {
+      const std::string error = error_parsing("ok:pub:x/y, " + entry + ", ok:sub:z");
+      BOOST_TEST(!error.empty());
+      const std::string shown = entry.find('\0') == std::string::npos ? entry : "svc:sub:a/\\x00b";
+      BOOST_TEST(error.find("'" + shown + "'") != std::string::npos, error);
+    }
+  }
+  BOOST_TEST(!error_parsing("a:pub:x,,b:pub:y").empty());  // an empty entry
+  BOOST_TEST(!error_parsing("a:pub:x,").empty());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(topics)
+
+BOOST_AUTO_TEST_CASE(topic_matching) {
+  struct Case {
+    std::string filter;
+    std::string topic;
+    bool matches;
+  };
+  const std::vector<Case> cases = {
+      {"a/b", "a/b", true},       {"a/b", "a/b/", false},    {"a/b", "a", false},
+      {"a/+", "a/b", true},       {"a/+", "a", false},       {"a/+", "a/b/c", false},
+      {"a/+", "a/", true},        {"a/+/c", "a//c", true},   {"+/+", "/", true},
+      {"+", "/", false},          {"a/#", "a", true},        {"a/#", "a/b/c", true},
+      {"#", "a", true},           {"#", "/x", true},         {"#", "$SYS/x", false},
+      {"+/x", "$SYS/x", false},   {"+/#", "$SYS", false},    {"$SYS/#", "$SYS/x", true},
+      {"$SYS/+", "$SYS/x", true}, {"a/#/b", "a/x/b", false}, {"a+", "a+", false},
+      {"a/b", "a/+", false},      {"#", "a/#", false},       {"", "", false},
+      {"#", "", false},           {"A/b", "a/b", false},
+  };
+  for (const auto& c : cases) {
+    BOOST_TEST_CONTEXT(c.filter << " ~ " << c.topic) {
+      BOOST_TEST(nt::topic_matches(c.filter, c.topic) == c.matches);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(filter_coverage) {
+  struct Case {
+    std::string outer;
+    std::string inner;
+    bool covers;
+  };
+  const std::vector<Case> cases = {
+      {"a/#", "a", true},        {"a/#", "a/b/+", true},       {"a/#", "a/#", true},
+      {"a/#", "a/+/#", true},    {"a/+", "a/#", false},        {"a/+", "a/+", true},
+      {"a/+", "a/b", true},      {"a/b", "a/+", false},        {"a/+/#", "a/#", false},
+      {"a/+/#", "a/b", true},    {"a", "a/#", false},          {"#", "+/x", true},
+      {"#", "#", true},          {"#", "$SYS/#", false},       {"+", "$SYS", false},
+      {"+/#", "$SYS/x", false},  {"$SYS/#", "$SYS/x/+", true}, {"+", "+/+", false},
+      {"a/#/b", "a/x/b", false}, {"a/b", "a/#/b", false},      {"a/b", "", false},
+  };
+  for (const auto& c : cases) {
+    BOOST_TEST_CONTEXT(c.outer << " >= " << c.inner) {
+      BOOST_TEST(nt::filter_covers(c.outer, c.inner) == c.covers);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(shared_subscriptions_are_stripped) {
+  BOOST_TEST(nt::strip_shared("$share/g/a/b") == "a/b");
+  BOOST_TEST(nt::strip_shared("$share/g/#") == "#");
+  BOOST_TEST(nt::strip_shared("$share/g") == "");
+  BOOST_TEST(nt::strip_shared("$share/g/") == "");
+  BOOST_TEST(nt::strip_shared("$share//a") == "");
+  BOOST_TEST(nt::strip_shared("$share/+/a") == "");
+  BOOST_TEST(nt::strip_shared("a/b") == "a/b");
+  BOOST_TEST(nt::strip_shared("$SYS/x") == "$SYS/x");
+  BOOST_TEST(nt::strip_shared("$sharex/g/a") == "$sharex/g/a");
+}
+
+BOOST_AUTO_TEST_CASE(client_ids_usable_in_the_reply_namespace) {
+  BOOST_TEST(nt::valid_client_id_for_auth("app-1"));
+  BOOST_TEST(nt::valid_client_id_for_auth("with space"));
+  BOOST_TEST(nt::valid_client_id_for_auth(std::string(128, 'c')));
+  BOOST_TEST(!nt::valid_client_id_for_auth(std::string(129, 'c')));
+  BOOST_TEST(!nt::valid_client_id_for_auth(""));
+  BOOST_TEST(!nt::valid_client_id_for_auth("a/b"));
+  BOOST_TEST(!nt::valid_client_id_for_auth("a+b"));
+  BOOST_TEST(!nt::valid_client_id_for_auth("a#"));
+  BOOST_TEST(!nt::valid_client_id_for_auth("a\nb"));
+  BOOST_TEST(!nt::valid_client_id_for_auth(std::string("a\0b", 3)));
+  BOOST_TEST(!nt::valid_client_id_for_auth("a\x7f"));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(acl)
+
+namespace {
+
+struct AclCase {
+  nt::Access access;
+  std::string topic;
+  bool allowed;
+};
+
+const char* access_name(nt::Access access) {
+  switch (access) {
+    case nt::Access::read: return "read";
+    case nt::Access::write: return "write";
+    case nt::Access::subscribe: return "subscribe";
+    case nt::Access::unsubscribe: return "unsubscribe";
+  }
+  return "?";
+}
+
+void check(const nt::AclPolicy& policy, const nt::Identity& identity, const std::string& client_id,
+           const std::vector<AclCase>& cases) {
+  for (const auto& c : cases) {
+    BOOST_TEST_CONTEXT(nt::encode_identity(identity)
+                       << " as " << client_id << ": " << access_name(c.access) << " " << c.topic) {
+      BOOST_TEST(nt::acl_allows(policy, identity, client_id, c.access, c.topic) == c.allowed);
+    }
+  }
+}
+
+nt::AclPolicy default_policy() {
+  nt::AclPolicy policy;
+  policy.topic_prefix = kPrefix;
+  policy.service_grants = nt::parse_grants(nt::default_service_grants, kPrefix);
+  return policy;
+}
+
+using A = nt::Access;
+const std::string P = kPrefix;
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(participants_see_their_own_booking_only) {
+  const std::vector<AclCase> cases = {
+      {A::write, P + "/bookings/BK-1/send_message", true},
+      {A::write, P + "/bookings/BK-1/get_message", true},
+      {A::write, P + "/bookings/BK-1/make_call", true},
+      {A::write, P + "/bookings/BK-1/presence", true},
+      {A::write, P + "/bookings/BK-2/send_message", false},
+      {A::write, P + "/bookings/BK-1/send_message/x", false},
+      {A::write, P + "/bookings/BK-1/events/message", false},
+      {A::write, P + "/bookings/BK-1/errors", false},
+      {A::write, P + "/replies/app-1/r", false},
+      {A::write, P + "/errors", false},
+      {A::subscribe, P + "/bookings/BK-1/events/#", true},
+      {A::subscribe, P + "/bookings/BK-1/events/message", true},
+      {A::subscribe, P + "/bookings/BK-1/events/+", true},
+      {A::subscribe, P + "/bookings/BK-1/errors", true},
+      {A::subscribe, P + "/bookings/BK-1/#", false},
+      {A::subscribe, P + "/bookings/BK-1/+", false},
+      {A::subscribe, P + "/bookings/BK-1/send_message", false},
+      {A::subscribe, P + "/bookings/+/events/#", false},
+      {A::subscribe, P + "/bookings/BK-2/events/#", false},
+      {A::subscribe, P + "/bookings/BK-2/errors", false},
+      {A::subscribe, P + "/errors", false},
+      {A::subscribe, P + "/replies/app-1/#", true},
+      {A::subscribe, P + "/replies/app-1/r1", true},
+      {A::subscribe, P + "/replies/app-2/#", false},
+      {A::subscribe, P + "/replies/+/#", false},
+      {A::subscribe, "#", false},
+      {A::subscribe, "+/#", false},
+      {A::subscribe, "$SYS/#", false},
+      {A::subscribe, "$share/g/" + P + "/bookings/BK-1/events/#", true},
+      {A::subscribe, "$share/g/" + P + "/bookings/BK-2/events/#", false},
+      {A::subscribe, "$share/g/#", false},
+      {A::subscribe, "$share/g", false},
+      {A::subscribe, P + "/bookings/BK-1/events/#/x", false},
+      {A::read, P + "/bookings/BK-1/events/message", true},
+      {A::read, P + "/bookings/BK-1/events/call", true},
+      {A::read, P + "/bookings/BK-1/errors", true},
+      {A::read, P + "/replies/app-1/r1", true},
+      {A::read, P + "/replies/app-2/r1", false},
+      {A::read, P + "/bookings/BK-2/events/message", false},
+      {A::read, P + "/bookings/BK-1/send_message", false},
+      {A::read, P + "/errors", false},
+      {A::read, "$SYS/broker/uptime", false},
+      {A::unsubscribe, "#", true},
+  };
+  const auto policy = default_policy();
+  check(policy, kDriver, "app-1", cases);
+  check(policy, kPassenger, "app-1", cases);
+}
+
+BOOST_AUTO_TEST_CASE(invalid_client_id_or_identity_is_denied) {
+  const auto policy = default_policy();
+  for (const std::string client_id : {"app/1", "", "app+", "app#", "a\nb"}) {
+    check(policy, kDriver, client_id,
+          {{A::write, P + "/bookings/BK-1/send_message", false},
+           {A::subscribe, P + "/bookings/BK-1/events/#", false},
+           {A::read, P + "/bookings/BK-1/events/message", false},
+           {A::unsubscribe, P + "/bookings/BK-1/events/#", true}});
+  }
+  // Identities no token could carry.
+  check(policy, make_identity(nt::Principal::driver, "d", ""), "app-1",
+        {{A::write, P + "/bookings//send_message", false},
+         {A::subscribe, P + "/replies/app-1/#", false}});
+  check(policy, make_identity(nt::Principal::service, "dispatch", "BK-1"), "svc-1",
+        {{A::write, P + "/bookings/BK-1/send_message", false}});
+}
+
+BOOST_AUTO_TEST_CASE(services_have_their_grants) {
+  const std::vector<AclCase> cases = {
+      {A::write, P + "/bookings/BK-9/send_message", true},
+      {A::write, P + "/bookings/BK-9/get_message", true},
+      {A::write, P + "/bookings/BK-9/make_call", true},
+      {A::write, P + "/bookings/BK-9/presence", true},
+      {A::write, P + "/bookings/BK-9/events/message", false},
+      {A::write, P + "/bookings/BK-9/errors", false},
+      {A::write, P + "/errors", false},
+      {A::write, P + "/replies/svc-1/r", false},
+      {A::subscribe, P + "/bookings/+/events/#", true},
+      {A::subscribe, P + "/bookings/BK-9/events/call", true},
+      {A::subscribe, P + "/bookings/+/errors", true},
+      {A::subscribe, P + "/errors", true},
+      {A::subscribe, "$share/workers/" + P + "/bookings/+/events/#", true},
+      {A::subscribe, P + "/bookings/#", false},
+      {A::subscribe, P + "/bookings/+/send_message", false},
+      {A::subscribe, P + "/#", false},
+      {A::subscribe, "#", false},
+      {A::subscribe, "$SYS/#", false},
+      {A::subscribe, P + "/replies/svc-1/#", true},
+      {A::subscribe, P + "/replies/other/#", false},
+      {A::read, P + "/bookings/BK-9/events/message", true},
+      {A::read, P + "/bookings/BK-9/errors", true},
+      {A::read, P + "/errors", true},
+      {A::read, P + "/replies/svc-1/x", true},
+      {A::read, P + "/replies/other/x", false},
+      {A::read, P + "/bookings/BK-9/send_message", false},
+      {A::unsubscribe, "#", true},
+  };
+  check(default_policy(), kService, "svc-1", cases);
+  // Without grants a service has its reply namespace only.
+  nt::AclPolicy bare;
+  bare.topic_prefix = kPrefix;
+  check(bare, kService, "svc-1",
+        {{A::write, P + "/bookings/BK-9/send_message", false},
+         {A::subscribe, P + "/bookings/+/events/#", false},
+         {A::subscribe, P + "/replies/svc-1/#", true}});
+}
+
+BOOST_AUTO_TEST_CASE(specific_grants_apply_to_their_subject_only) {
+  nt::AclPolicy policy;
+  policy.topic_prefix = kPrefix;
+  policy.service_grants = nt::parse_grants(
+      "billing:sub:{prefix}/bookings/+/send_message, billing:pub:{prefix}/billing/#", kPrefix);
+  const auto billing = make_identity(nt::Principal::service, "billing", "");
+  check(policy, billing, "billing-1",
+        {{A::subscribe, P + "/bookings/+/send_message", true},
+         {A::subscribe, "$share/billing/" + P + "/bookings/BK-1/send_message", true},
+         {A::subscribe, P + "/bookings/+/get_message", false},
+         {A::read, P + "/bookings/BK-1/send_message", true},
+         {A::write, P + "/bookings/BK-1/send_message", false},  // a sub grant does not publish
+         {A::write, P + "/billing/invoices/1", true},
+         {A::write, P + "/billing", true},
+         {A::subscribe, P + "/billing/#", false},  // a pub grant does not subscribe
+         {A::read, P + "/billing/invoices/1", false}});
+  const auto other = make_identity(nt::Principal::service, "dispatch", "");
+  check(policy, other, "dispatch-1",
+        {{A::subscribe, P + "/bookings/+/send_message", false},
+         {A::read, P + "/bookings/BK-1/send_message", false},
+         {A::write, P + "/billing/invoices/1", false}});
+  // A participant never gets a service's grants, whatever its sub.
+  check(policy, make_identity(nt::Principal::driver, "billing", "BK-1"), "app-1",
+        {{A::write, P + "/billing/invoices/1", false},
+         {A::subscribe, P + "/bookings/+/send_message", false}});
+}
+
+BOOST_AUTO_TEST_SUITE_END()
