@@ -26,6 +26,49 @@ std::string random_id(std::string_view prefix) {
 
 void count(std::atomic<std::uint64_t>& counter) { counter.fetch_add(1, std::memory_order_relaxed); }
 
+// ---- What an authenticated publisher may ask (docs/protocol.md, Identity) ----
+// The checks run after the payload is decoded and before the store is read: `forbidden` comes
+// after `invalid_request` and before `not_found` / `invalid_state` / `busy`, and a forbidden request
+// reads nothing (not even the original of a resent message_id).
+
+[[noreturn]] void forbid(const std::string& why) { throw ProtocolError(ErrorCode::forbidden, why); }
+
+// The role a participant identity speaks as; nullopt for a service, which may speak as anyone.
+std::optional<Role> own_role(const Identity& identity) {
+  switch (identity.principal) {
+    case Principal::driver: return Role::driver;
+    case Principal::passenger: return Role::passenger;
+    case Principal::service: return std::nullopt;
+  }
+  forbid("unknown principal");  // fail closed
+}
+
+// A participant sends text as itself; `call` and `system` messages come from services only.
+void check_send(const Identity& identity, const SendMessageRequest& r) {
+  auto role = own_role(identity);
+  if (!role) return;
+  if (r.sender != *role) forbid("'sender' contradicts the authenticated role");
+  if (r.type != MessageType::text) {
+    forbid(std::string("'type' ") + to_string(r.type) + " is reserved for service identities");
+  }
+  if (r.sender_id && *r.sender_id != identity.subject) forbid("'sender_id' contradicts the authenticated identity");
+}
+
+// A participant acts on calls as its own role; which role may take which action is the state
+// machine's rule (bridge/calls.*), applied after this.
+void check_call(const Identity& identity, const MakeCallRequest& r) {
+  auto role = own_role(identity);
+  if (role && r.by && *r.by != *role) forbid("'by' contradicts the authenticated role");
+}
+
+// A participant declares only its own role's presence, and only for its own MQTT connection.
+void check_presence(const Identity& identity, const PresenceRequest& r, const std::string& publisher) {
+  auto role = own_role(identity);
+  if (!role) return;
+  if (r.role != *role) forbid("'role' contradicts the authenticated role");
+  if (r.client_id && *r.client_id != publisher) forbid("'client_id' is not the publisher's MQTT client id");
+}
+
 }  // namespace
 
 EngineOptions engine_options(const Settings& settings) {
@@ -180,9 +223,9 @@ void Engine::handle_one(StoreWriter& w, const Request& request, Handled& h) {
     }
     w.unit([&] {
       switch (parsed->action) {
-        case Action::send_message: handle_send(w, body, h); break;
-        case Action::get_message: handle_get(w, body, h); break;
-        case Action::make_call: handle_call(w, body, h); break;
+        case Action::send_message: handle_send(w, request, body, h); break;
+        case Action::get_message: handle_get(w, request, body, h); break;
+        case Action::make_call: handle_call(w, request, body, h); break;
         case Action::presence: handle_presence(w, request, body, h); break;
       }
     });
@@ -199,8 +242,22 @@ void Engine::handle_one(StoreWriter& w, const Request& request, Handled& h) {
   if (h.error) h.discard_effects();
 }
 
-void Engine::handle_send(StoreWriter& w, const Json& body, Handled& h) {
+const Identity* Engine::authenticated(const Request& request, const std::string& booking) const {
+  if (!request.identity) {
+    if (options_.require_identity) forbid("not authenticated");
+    return nullptr;  // open mode
+  }
+  const Identity& identity = *request.identity;
+  if (identity.principal != Principal::service && identity.booking != booking) {
+    forbid("booking not allowed for this identity");
+  }
+  return &identity;
+}
+
+void Engine::handle_send(StoreWriter& w, const Request& request, const Json& body, Handled& h) {
   SendMessageRequest r = decode_send_message(body, options_.max_text_bytes);
+  const Identity* identity = authenticated(request, h.booking);
+  if (identity) check_send(*identity, r);
   if (r.message_id) {
     if (auto first = w.message_by_id(h.booking, *r.message_id)) {
       h.duplicate = true;
@@ -214,7 +271,15 @@ void Engine::handle_send(StoreWriter& w, const Json& body, Handled& h) {
   m.message_id = r.message_id ? *r.message_id : random_id("");
   m.type = r.type;
   m.sender = r.sender;
-  m.sender_id = r.sender_id;
+  // With credentials, they say who sent it, not the payload. A service (support tools, telephony
+  // imports) may relay for someone and name them; without a name it is the sender itself.
+  if (!identity) {
+    m.sender_id = r.sender_id;
+  } else if (identity->principal == Principal::service && r.sender_id) {
+    m.sender_id = r.sender_id;
+  } else {
+    m.sender_id = identity->subject;
+  }
   m.text = std::move(r.text);
   m.data_json = std::move(r.data_json);
   m.ts = clock_();
@@ -225,16 +290,18 @@ void Engine::handle_send(StoreWriter& w, const Json& body, Handled& h) {
   h.result = Json{{"message", std::move(json)}, {"duplicate", false}};
 }
 
-void Engine::handle_get(StoreWriter& w, const Json& body, Handled& h) {
+void Engine::handle_get(StoreWriter& w, const Request& request, const Json& body, Handled& h) {
   HistoryQuery q = decode_get_message(body);
+  authenticated(request, h.booking);  // any identity of the booking may read all of it
   HistoryPage page = w.history(h.booking, q);
   Json messages = Json::array();
   for (const auto& m : page.messages) messages.push_back(to_json(m));
   h.result = Json{{"messages", std::move(messages)}, {"has_more", page.has_more}, {"last_seq", page.last_seq}};
 }
 
-void Engine::handle_call(StoreWriter& w, const Json& body, Handled& h) {
+void Engine::handle_call(StoreWriter& w, const Request& request, const Json& body, Handled& h) {
   MakeCallRequest r = decode_make_call(body);
+  if (const Identity* identity = authenticated(request, h.booking)) check_call(*identity, r);
   if (r.action == CallAction::get) {
     auto call = r.call_id ? w.call(h.booking, *r.call_id) : w.active_call(h.booking);
     if (!call) {
@@ -294,13 +361,21 @@ void Engine::record_call_change(StoreWriter& w, const Call& call, Role sender, H
 
 void Engine::handle_presence(StoreWriter& w, const Request& request, const Json& body, Handled& h) {
   PresenceRequest r = decode_presence(body);
+  if (const Identity* identity = authenticated(request, h.booking)) check_presence(*identity, r, request.client_id);
   // The bridge cannot see who published; without a client_id the role itself keys the connection.
   std::string key = r.client_id                  ? *r.client_id
                     : !request.client_id.empty() ? request.client_id
                                                  : std::string("role:") + to_string(r.role);
   w.put_connection(Connection{h.booking, key, r.role, r.online, clock_()});
   // A host that sees disconnects (the plugin) reports them by MQTT client id.
-  if (!request.client_id.empty() && r.online) client_connections_[request.client_id].insert({h.booking, key});
+  if (!request.client_id.empty()) {
+    if (r.online) {
+      client_connections_[request.client_id].insert({h.booking, key});
+    } else if (auto found = client_connections_.find(request.client_id); found != client_connections_.end()) {
+      found->second.erase({h.booking, key});
+      if (found->second.empty()) client_connections_.erase(found);
+    }
+  }
   Presence presence = refresh_presence(w, h.booking);
   Json json = to_json(presence);
   h.events.push_back(Publish{topics_.presence_events(h.booking), json.dump(), true, std::nullopt});

@@ -33,7 +33,7 @@ struct Request {
   std::string client_id;                        // the publisher's client id, when the host knows it
   // Who published it, when authentication is on (the plugin: from the verified token; the bridge:
   // from the plugin's stamp). When set, the payload may not contradict it (`forbidden`).
-  std::optional<Identity> identity;
+  std::optional<Identity> identity{};  // {}: the aggregate initialisers that predate it stay warning-free
 };
 
 // An MQTT publish the host must send, in order, after the batch committed.
@@ -113,10 +113,12 @@ class Engine {
   };
   struct Handled;
   void handle_one(StoreWriter& w, const Request& request, Handled& h);
-  void handle_send(StoreWriter& w, const Json& body, Handled& h);
-  void handle_get(StoreWriter& w, const Json& body, Handled& h);
-  void handle_call(StoreWriter& w, const Json& body, Handled& h);
+  void handle_send(StoreWriter& w, const Request& request, const Json& body, Handled& h);
+  void handle_get(StoreWriter& w, const Request& request, const Json& body, Handled& h);
+  void handle_call(StoreWriter& w, const Request& request, const Json& body, Handled& h);
   void handle_presence(StoreWriter& w, const Request& request, const Json& body, Handled& h);
+  // The identity a request acts under (nullptr in open mode), once it may act on `booking`.
+  const Identity* authenticated(const Request& request, const std::string& booking) const;
   void record_call_change(StoreWriter& w, const Call& call, Role sender, Handled& h);
   Presence refresh_presence(StoreWriter& w, const std::string& booking);
   std::vector<Publish> set_offline(const std::set<std::pair<std::string, std::string>>& connections);
