@@ -41,7 +41,14 @@ int main(int argc, char** argv) {
 
   try {
     auto store = open_lmdb_store(lmdb_options(settings));
-    Engine engine(*store, engine_options(settings));
+    EngineOptions options = engine_options(settings);
+    options.require_identity = settings.trust_identity_property;
+    Engine engine(*store, options);
+    if (!settings.trust_identity_property) {
+      log_line(LogLevel::warn, "OPEN_MODE",
+               {{"warning", "trust_identity_property is false: requests are not tied to an authenticated "
+                            "identity; safe only behind a broker that lets no untrusted client publish requests"}});
+    }
     log_line(LogLevel::info, "starting",
              {{"broker", settings.broker_url}, {"client_id", settings.client_id}, {"data_dir", settings.data_dir},
               {"sync", to_string(settings.sync)}, {"prefix", settings.topic_prefix},

@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
+#include <iterator>
 #include <thread>
 
+#include "auth/jwt.hpp"
 #include "bridge/log.hpp"
 #include "bridge/tcp_nodelay.hpp"
 
@@ -15,8 +18,32 @@ constexpr int kQos = 1;
 constexpr auto kIdleWait = 200ms;      // how long the worker waits for a message when nothing is due
 constexpr auto kMetricsEvery = 60s;
 constexpr auto kWakeEvery = 2ms;
+constexpr std::chrono::seconds kMintedTokenTtl = 24h;
 
-Request to_request(const mqtt::const_message_ptr& msg) {
+// The one value of a user property, if the message carries it exactly once.
+std::optional<std::string> user_property(const mqtt::properties& props, std::string_view name) {
+  std::optional<std::string> value;
+  const std::size_t n = props.count(mqtt::property::USER_PROPERTY);
+  for (std::size_t i = 0; i < n; ++i) {
+    auto [key, v] = mqtt::get<mqtt::string_pair>(props, mqtt::property::USER_PROPERTY, i);
+    if (key != name) continue;
+    if (value) return std::nullopt;  // twice: not a stamp we made
+    value = v;
+  }
+  return value;
+}
+
+std::string read_password_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  if (!in && !in.eof()) throw std::runtime_error("cannot read mqtt_password_file '" + path + "'");
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  return text;
+}
+
+}  // namespace
+
+Request PahoHost::to_request(const mqtt::const_message_ptr& msg) const {
   Request r;
   r.topic = msg->get_topic();
   r.payload = msg->to_string();
@@ -27,10 +54,13 @@ Request to_request(const mqtt::const_message_ptr& msg) {
   if (props.contains(mqtt::property::CORRELATION_DATA)) {
     r.correlation_data = mqtt::get<mqtt::binary>(props, mqtt::property::CORRELATION_DATA);
   }
+  if (settings_.trust_identity_property) {
+    // Stamped by the broker's plugin (auth only), which refuses client-made stamps.
+    if (auto stamp = user_property(props, identity_property)) r.identity = decode_identity(*stamp);
+    if (auto id = user_property(props, client_id_property)) r.client_id = *id;
+  }
   return r;
 }
-
-}  // namespace
 
 PahoHost::PahoHost(mqtt::async_client& client, Engine& engine, const Settings& settings)
     : client_(client), engine_(engine), settings_(settings) {
@@ -42,8 +72,12 @@ PahoHost::PahoHost(mqtt::async_client& client, Engine& engine, const Settings& s
                          .properties({{mqtt::property::SESSION_EXPIRY_INTERVAL, 86400},
                                       {mqtt::property::RECEIVE_MAXIMUM, 65535}})
                          .keep_alive_interval(30s)
-                         .automatic_reconnect(1s, 30s)
                          .finalize();
+  // Reconnects are the worker's (not Paho's automatic ones), so that each one presents fresh
+  // credentials: a minted token expires, a password file may have been rotated.
+  if (settings_.mqtt_password_file.empty() && !settings_.auth_jwt_secret_file.empty()) {
+    jwt_secret_ = read_secret_file(settings_.auth_jwt_secret_file);
+  }
   wake_topic_ = settings_.topic_prefix + "/bridge/" + settings_.client_id + "/wake";
   for (const auto& filter : engine_.request_filters()) {
     filters_.push_back(settings_.share_group.empty() ? filter : "$share/" + settings_.share_group + "/" + filter);
@@ -53,8 +87,9 @@ PahoHost::PahoHost(mqtt::async_client& client, Engine& engine, const Settings& s
     set_tcp_nodelay_on_open_sockets();
     resubscribe_ = true;
   });
-  client_.set_connection_lost_handler([](const std::string& cause) {
+  client_.set_connection_lost_handler([this](const std::string& cause) {
     log_line(LogLevel::warn, "connection_lost", {{"cause", cause}});
+    lost_ = true;
   });
 }
 
@@ -62,6 +97,7 @@ bool PahoHost::connect(const std::atomic<bool>& stop) {
   auto backoff = 250ms;
   while (!stop) {
     try {
+      set_credentials(connect_options_);
       auto token = client_.connect(connect_options_);
       if (token->wait_for(10s)) {
         log_line(LogLevel::info, "connected", {{"broker", settings_.broker_url}, {"client_id", settings_.client_id}});
@@ -74,6 +110,20 @@ bool PahoHost::connect(const std::atomic<bool>& stop) {
     backoff = std::min<std::chrono::milliseconds>(backoff * 2, 10s);
   }
   return false;
+}
+
+void PahoHost::set_credentials(mqtt::connect_options& options) const {
+  std::string password;
+  if (!settings_.mqtt_password_file.empty()) {
+    password = read_password_file(settings_.mqtt_password_file);
+  } else if (!jwt_secret_.empty()) {
+    Identity self{Principal::service, settings_.client_id, ""};
+    password = mint_token(self, jwt_secret_, system_clock_ms() / 1000 + kMintedTokenTtl.count());
+  } else {
+    return;
+  }
+  options.set_user_name(settings_.mqtt_username.empty() ? settings_.client_id : settings_.mqtt_username);
+  options.set_password(password);
 }
 
 void PahoHost::subscribe() {
@@ -117,6 +167,7 @@ bool PahoHost::run(const std::atomic<bool>& stop) {
   std::vector<Request> batch;
   batch.reserve(settings_.batch_max);
   while (!stop) {
+    if (lost_.exchange(false) && !client_.is_connected() && !connect(stop)) break;
     if (resubscribe_.exchange(false)) subscribe();
     auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(kIdleWait);
     if (auto due = engine_.next_deadline()) {

@@ -23,6 +23,10 @@ class PahoHost {
 
  private:
   bool connect(const std::atomic<bool>& stop);
+  // The username / password for the next connect: a password file (read now), a freshly minted
+  // service token, or none.
+  void set_credentials(mqtt::connect_options& options) const;
+  Request to_request(const mqtt::const_message_ptr& msg) const;
   void subscribe();
   void publish_all(const std::vector<Publish>& publishes);
   void publish_metrics();
@@ -34,6 +38,8 @@ class PahoHost {
   std::vector<std::string> filters_;
   std::string wake_topic_;
   std::atomic<bool> resubscribe_{false};
+  std::atomic<bool> lost_{false};  // set by Paho's thread; the worker reconnects (fresh credentials)
+  std::string jwt_secret_;          // empty: no minting
 };
 
 }  // namespace navietakie

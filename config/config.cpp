@@ -162,6 +162,13 @@ class Resolved {
     return number;
   }
 
+  bool boolean(const std::string& key) const {
+    const std::string& value = text(key);
+    if (value == "true") return true;
+    if (value == "false") return false;
+    fail(key, "expected true or false");
+  }
+
  private:
   struct Entry {
     std::string value;
@@ -304,6 +311,22 @@ const std::vector<ConfigKey>& config_schema() {
        "empty: plain subscriptions; else subscribe as $share/<group>/... to spread load"},
       {"batch_max", "256", "most requests handled in one store transaction (1..10000)"},
       {"environment", "development", "name of the deployment (development, staging, production)"},
+      {"auth_jwt_secret_file", "",
+       "file holding the HS256 JWT secret (32+ bytes); empty: open development mode, no auth"},
+      {"auth_service_grants",
+       "*:pub:{prefix}/bookings/+/send_message, *:pub:{prefix}/bookings/+/get_message, "
+       "*:pub:{prefix}/bookings/+/make_call, *:pub:{prefix}/bookings/+/presence, "
+       "*:sub:{prefix}/bookings/+/events/#, *:sub:{prefix}/bookings/+/errors, *:sub:{prefix}/errors",
+       "what service identities may do: comma-separated SUBJECT:pub|sub:FILTER (SUBJECT * = any)"},
+      {"auth_token_max_bytes", "4096", "largest accepted token (MQTT password), in bytes (64..65535)"},
+      {"auth_leeway_s", "30", "clock skew allowed when checking a token's exp and nbf (0..3600)"},
+      {"handlers", "true",
+       "plugin: true = handle requests in the broker; false = auth only, for a bridge deployment"},
+      {"mqtt_username", "", "bridge: MQTT username (empty: the client id when a password is used)"},
+      {"mqtt_password_file", "",
+       "bridge: file holding the MQTT password (e.g. a service token), read at each connect"},
+      {"trust_identity_property", "false",
+       "bridge: take identities from the auth-only plugin's stamp; refuse unstamped requests"},
   };
   return schema;
 }
@@ -464,6 +487,15 @@ Settings resolve_settings(const std::vector<ConfigLayer>& layers) {
   settings.share_group = checked_share_group(resolved);
   settings.batch_max = static_cast<std::size_t>(resolved.integer("batch_max", 1, 10000));
   settings.environment = resolved.non_empty("environment");
+  settings.auth_jwt_secret_file = resolved.text("auth_jwt_secret_file");
+  settings.auth_service_grants = resolved.text("auth_service_grants");
+  settings.auth_token_max_bytes =
+      static_cast<std::size_t>(resolved.integer("auth_token_max_bytes", 64, 65535));
+  settings.auth_leeway_s = static_cast<int>(resolved.integer("auth_leeway_s", 0, 3600));
+  settings.handlers = resolved.boolean("handlers");
+  settings.mqtt_username = resolved.text("mqtt_username");
+  settings.mqtt_password_file = resolved.text("mqtt_password_file");
+  settings.trust_identity_property = resolved.boolean("trust_identity_property");
   return settings;
 }
 

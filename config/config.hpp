@@ -69,6 +69,20 @@ struct Settings {
   std::string share_group;  // empty: plain subscription
   std::size_t batch_max = 0;
   std::string environment;
+  // Authentication (see README "Security"). Empty secret file: open development mode.
+  std::string auth_jwt_secret_file;
+  std::string auth_service_grants;  // "SUBJECT:pub|sub:FILTER, ..."; parsed by auth/acl.hpp
+  std::size_t auth_token_max_bytes = 0;
+  int auth_leeway_s = 0;
+  // Plugin: host the handlers in the broker (true) or only authenticate, authorise and stamp the
+  // verified identity on requests for a bridge (false).
+  bool handlers = true;
+  // Bridge: MQTT credentials. The password file is read at every (re)connect, so a rotated token
+  // is picked up; without one, a bridge that has the JWT secret mints itself a service token.
+  std::string mqtt_username;
+  std::string mqtt_password_file;
+  // Bridge: take each request's identity from the plugin's stamp, and refuse requests without one.
+  bool trust_identity_property = false;
 };
 
 // The command line of a navietakie program: `--config FILE`, `--help`, and `--<key> VALUE` (or

@@ -1,49 +1,105 @@
-// The plugin host: a thin adapter between Mosquitto's plugin events and the Engine.
-// MESSAGE only copies a request into the pending queue; TICK (once per broker loop pass) handles
-// the queue as one batch (one LMDB transaction, one sync) and publishes the replies and events on
-// the broker thread; they go out at the start of the next pass.
+// The plugin host: a thin adapter between Mosquitto's plugin events and the Engine, plus
+// authentication (a JWT as the MQTT password), per-booking access control and identity.
+//
+// Handlers on (the embedded default): MESSAGE only copies a request into the pending queue; TICK
+// (once per broker loop pass) handles the queue as one batch (one LMDB transaction, one sync) and
+// publishes the replies and events on the broker thread; they go out at the start of the next pass.
+// Handlers off (auth only, for a bridge deployment): requests are routed to the bridge like any
+// message, each stamped with the publisher's verified identity as MQTT v5 user properties.
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
+#include "auth/acl.hpp"
+#include "auth/jwt.hpp"
 #include "bridge/engine.hpp"
 #include "config/config.hpp"
 
+struct mosquitto;
 struct mosquitto_evt_message;
 struct mosquitto_evt_acl_check;
+struct mosquitto_evt_basic_auth;
 
 namespace navietakie {
 
+// What the plugin counted since start; logged at stop.
+struct AuthMetrics {
+  std::uint64_t accepted = 0;
+  std::map<std::string, std::uint64_t> refused;  // reason -> count
+  std::uint64_t acl_denied = 0;
+  std::uint64_t forged_stamps = 0;
+  std::uint64_t expired_kicked = 0;
+  std::string to_json() const;
+};
+
 class PluginHost {
  public:
+  // Reads the secret file when one is configured; throws (naming the key or file) if it cannot.
   explicit PluginHost(const Settings& settings);
   ~PluginHost();
 
-  // MOSQ_EVT_MESSAGE: queues a request. Never fails the publisher.
-  void on_message(mosquitto_evt_message& event);
-  // MOSQ_EVT_ACL_CHECK: requests are consumed by navietakie, never delivered to subscribers.
-  // A Will published on a request topic is queued as a request (2.0.11 has no MESSAGE for it).
+  // Authentication is on (a secret is configured): register BASIC_AUTH.
+  bool auth_enabled() const { return jwt_.has_value(); }
+
+  // MOSQ_EVT_BASIC_AUTH: MOSQ_ERR_SUCCESS for a valid token, MOSQ_ERR_AUTH otherwise (logged).
+  int on_basic_auth(const mosquitto_evt_basic_auth& event);
+  // MOSQ_EVT_MESSAGE: handlers on: queues a request; handlers off: stamps it. A request that
+  // carries a stamp of its own is refused (MOSQ_ERR_ACL_DENIED).
+  int on_message(mosquitto_evt_message& event);
+  // MOSQ_EVT_ACL_CHECK: the access policy (auth on), and requests are never delivered to
+  // subscribers when the handlers consume them. A Will published on a request topic is turned
+  // into a request (2.0.11 has no MESSAGE for it).
   int on_acl_check(const mosquitto_evt_acl_check& event);
-  // MOSQ_EVT_TICK: handles what is pending, expires calls.
+  // MOSQ_EVT_TICK: handles what is pending, expires calls, disconnects clients whose token expired.
   void on_tick();
   // MOSQ_EVT_DISCONNECT.
-  void on_disconnect(const char* client_id);
+  void on_disconnect(const mosquitto* client, const char* client_id);
 
  private:
+  struct Session {
+    Identity identity;
+    std::string client_id;
+    std::int64_t expires_at_s = 0;
+    std::uint64_t generation = 0;  // which authentication made it (a connection's address is reused)
+  };
+  const Session* session_of(const mosquitto* client) const;
+  void will_as_request(const mosquitto_evt_acl_check& event, const Session* session);
+  void kick_expired();
   void publish_all(const std::vector<Publish>& publishes);
   void flush();
 
   Settings settings_;
-  std::unique_ptr<Store> store_;
-  std::unique_ptr<Engine> engine_;
+  std::unique_ptr<Store> store_;    // handlers on only
+  std::unique_ptr<Engine> engine_;  // handlers on only
   Topics topics_;
+  std::optional<JwtOptions> jwt_;  // auth on
+  AclPolicy acl_;
+  AuthMetrics auth_metrics_;
   bool started_ = false;
   std::vector<Request> pending_;
+  struct StampedWill {
+    std::string topic;
+    std::string payload;
+    bool retain = false;
+    Session session;
+  };
+  std::vector<StampedWill> stamped_wills_;  // handlers off: Wills re-published with their stamp
   std::vector<std::string> disconnected_;
   std::set<std::string> just_disconnected_;  // since the last tick: their Will may follow
+  std::unordered_map<const mosquitto*, Session> sessions_;  // authenticated connections
+  std::vector<std::pair<const mosquitto*, std::uint64_t>> ended_;  // to forget at the next tick
+  std::uint64_t generations_ = 0;
+  // Client id -> the subject that last authenticated with it: another subject may not take the id
+  // over (it would inherit the session and read the reply topics).
+  std::unordered_map<std::string, std::string> owners_;
+  std::int64_t next_expiry_check_s_ = 0;
 };
 
 }  // namespace navietakie

@@ -28,11 +28,24 @@ struct Context {
 int on_message(int, void* event_data, void* userdata) {
   auto* ctx = static_cast<Context*>(userdata);
   try {
-    ctx->host->on_message(*static_cast<mosquitto_evt_message*>(event_data));
+    // Success, or ACL_DENIED for a request that forged an identity stamp: any other error would
+    // disconnect the publisher.
+    return ctx->host->on_message(*static_cast<mosquitto_evt_message*>(event_data));
   } catch (const std::exception& e) {
     navietakie::log_line(navietakie::LogLevel::error, "message_callback_failed", {{"error", e.what()}});
   }
-  return MOSQ_ERR_SUCCESS;  // never an error: a v5 publisher would get a failure reason code
+  return MOSQ_ERR_ACL_DENIED;  // not handled: refused, so the publisher is not told it was taken
+}
+
+int on_basic_auth(int, void* event_data, void* userdata) {
+  auto* ctx = static_cast<Context*>(userdata);
+  try {
+    return ctx->host->on_basic_auth(*static_cast<mosquitto_evt_basic_auth*>(event_data));
+  } catch (const std::exception& e) {
+    navietakie::log_line(navietakie::LogLevel::error, "auth_callback_failed", {{"error", e.what()}});
+  } catch (...) {
+  }
+  return MOSQ_ERR_AUTH;  // a check that failed refuses
 }
 
 int on_acl_check(int, void* event_data, void* userdata) {
@@ -57,7 +70,8 @@ int on_tick(int, void*, void* userdata) {
 int on_disconnect(int, void* event_data, void* userdata) {
   auto* ctx = static_cast<Context*>(userdata);
   try {
-    ctx->host->on_disconnect(mosquitto_client_id(static_cast<mosquitto_evt_disconnect*>(event_data)->client));
+    const mosquitto* client = static_cast<mosquitto_evt_disconnect*>(event_data)->client;
+    ctx->host->on_disconnect(client, mosquitto_client_id(client));
   } catch (const std::exception& e) {
     navietakie::log_line(navietakie::LogLevel::error, "disconnect_callback_failed", {{"error", e.what()}});
   }
@@ -71,6 +85,7 @@ struct Registration {
 };
 
 constexpr Registration kRegistrations[] = {
+    {MOSQ_EVT_BASIC_AUTH, on_basic_auth, "BASIC_AUTH"},  // only when authentication is on
     {MOSQ_EVT_MESSAGE, on_message, "MESSAGE"},
     {MOSQ_EVT_ACL_CHECK, on_acl_check, "ACL_CHECK"},
     {MOSQ_EVT_TICK, on_tick, "TICK"},
@@ -118,13 +133,16 @@ NAVIETAKIE_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t* identifier, v
     ctx->host = std::make_unique<PluginHost>(settings);
     navietakie::log_line(navietakie::LogLevel::info, "plugin_loaded",
                          {{"data_dir", settings.data_dir}, {"sync", navietakie::to_string(settings.sync)},
-                          {"prefix", settings.topic_prefix}, {"environment", settings.environment}});
+                          {"prefix", settings.topic_prefix}, {"environment", settings.environment},
+                          {"handlers", settings.handlers ? "on" : "off (auth only)"},
+                          {"auth", ctx->host->auth_enabled() ? "jwt" : "OPEN"}});
   } catch (const std::exception& e) {
     mosquitto_log_printf(MOSQ_LOG_ERR, "navietakie: cannot start: %s", e.what());
     cleanup(ctx);
     return MOSQ_ERR_INVAL;
   }
   for (const auto& r : kRegistrations) {
+    if (r.event == MOSQ_EVT_BASIC_AUTH && !ctx->host->auth_enabled()) continue;
     int rc = mosquitto_callback_register(identifier, r.event, r.callback, nullptr, ctx);
     if (rc != MOSQ_ERR_SUCCESS) {
       mosquitto_log_printf(MOSQ_LOG_ERR, "navietakie: cannot register the %s callback (error %d)", r.name, rc);

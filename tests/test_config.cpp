@@ -108,7 +108,9 @@ BOOST_AUTO_TEST_CASE(schema_lists_every_key_in_order_with_help) {
   const std::vector<std::string> expected = {
       "broker_url",  "client_id",           "topic_prefix",      "data_dir",       "map_size_mb",
       "sync",        "call_ring_timeout_s", "max_payload_bytes", "max_text_bytes", "log_level",
-      "share_group", "batch_max",           "environment"};
+      "share_group", "batch_max",           "environment",       "auth_jwt_secret_file",
+      "auth_service_grants", "auth_token_max_bytes", "auth_leeway_s", "handlers", "mqtt_username",
+      "mqtt_password_file", "trust_identity_property"};
   BOOST_TEST(keys == expected, boost::test_tools::per_element());
 }
 
@@ -127,6 +129,12 @@ BOOST_AUTO_TEST_CASE(defaults) {
   BOOST_TEST(settings.share_group == "");
   BOOST_TEST(settings.batch_max == 256u);
   BOOST_TEST(settings.environment == "development");
+  BOOST_TEST(settings.auth_jwt_secret_file == "");  // open mode unless configured
+  BOOST_TEST(settings.auth_token_max_bytes == 4096u);
+  BOOST_TEST(settings.auth_leeway_s == 30);
+  BOOST_TEST(settings.handlers);
+  BOOST_TEST(!settings.trust_identity_property);
+  BOOST_TEST(settings.mqtt_password_file == "");
 
   // Nothing set anywhere gives the same.
   const nt::Settings loaded = nt::load_settings(Arguments{}.parse(), Environment{}.envp());
@@ -400,6 +408,13 @@ BOOST_AUTO_TEST_CASE(strings) {
   }
   BOOST_TEST(contains(error_with("data_dir", ""), "config key 'data_dir'"));
   BOOST_TEST(contains(error_with("environment", ""), "config key 'environment'"));
+  BOOST_TEST(!settings_with("handlers", "false").handlers);
+  BOOST_TEST(settings_with("trust_identity_property", "true").trust_identity_property);
+  for (const std::string bad : {"yes", "1", "TRUE", ""}) {
+    BOOST_TEST(contains(error_with("handlers", bad), "config key 'handlers': expected true or false"), bad);
+  }
+  BOOST_TEST(contains(error_with("auth_token_max_bytes", "10"), "config key 'auth_token_max_bytes'"));
+  BOOST_TEST(contains(error_with("auth_leeway_s", "-1"), "config key 'auth_leeway_s'"));
 }
 
 BOOST_AUTO_TEST_CASE(sample_bridge_conf_is_the_defaults) {
