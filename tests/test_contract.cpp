@@ -17,7 +17,7 @@ constexpr int contract_ring_timeout_s = 30;
 // The ring timeout of the system that tests missed calls.
 constexpr int short_ring_timeout_s = 1;
 
-System& contract_system(Host host) { return shared_system("contract", system_options(host, contract_ring_timeout_s)); }
+System& contract_system(const HostSetup& host) { return shared_system("contract", system_options(host, contract_ring_timeout_s)); }
 
 // Waits for the events/call event of `call_id` in `state`.
 std::optional<Received> wait_call_event(TestClient& client, const std::string& code, const std::string& call_id,
@@ -65,7 +65,7 @@ void check_ts_between(std::int64_t ts, std::int64_t before, std::int64_t after) 
 
 BOOST_AUTO_TEST_SUITE(contract_send_message)
 
-NT_HOST_TEST(text_message_is_stored_replied_and_broadcast, 60) {
+NT_CONTRACT_TEST(text_message_is_stored_replied_and_broadcast, 60) {
   TestContext ctx(contract_system(host));
   auto client = ctx.client();
   const std::string code = booking("send");
@@ -108,7 +108,7 @@ NT_HOST_TEST(text_message_is_stored_replied_and_broadcast, 60) {
   BOOST_TEST(!raw_reply[0].retained);
 }
 
-NT_HOST_TEST(generated_message_ids_differ_and_seq_counts_up, 60) {
+NT_CONTRACT_TEST(generated_message_ids_differ_and_seq_counts_up, 60) {
   TestContext ctx(contract_system(host));
   auto client = ctx.client();
   const std::string code = booking("ids");
@@ -122,7 +122,7 @@ NT_HOST_TEST(generated_message_ids_differ_and_seq_counts_up, 60) {
   BOOST_TEST(ids.size() == 3u);
 }
 
-NT_HOST_TEST(resend_with_same_message_id_returns_original_and_broadcasts_nothing, 60) {
+NT_CONTRACT_TEST(resend_with_same_message_id_returns_original_and_broadcasts_nothing, 60) {
   TestContext ctx(contract_system(host));
   auto client = ctx.client();
   const std::string code = booking("dup");
@@ -152,7 +152,7 @@ NT_HOST_TEST(resend_with_same_message_id_returns_original_and_broadcasts_nothing
   BOOST_TEST(page.value("last_seq", -1) == 2);
 }
 
-NT_HOST_TEST(call_and_system_types_are_accepted_without_text, 60) {
+NT_CONTRACT_TEST(call_and_system_types_are_accepted_without_text, 60) {
   TestContext ctx(contract_system(host));
   auto client = ctx.client();
   const std::string code = booking("types");
@@ -177,7 +177,7 @@ NT_HOST_TEST(call_and_system_types_are_accepted_without_text, 60) {
   NT_CHECK_OK(make_call(*client, code, call_request("start", "driver")));
 }
 
-NT_HOST_TEST(text_type_needs_non_empty_text, 60) {
+NT_CONTRACT_TEST(text_type_needs_non_empty_text, 60) {
   TestContext ctx(contract_system(host));
   auto client = ctx.client();
   const std::string code = booking("notext");
@@ -188,7 +188,7 @@ NT_HOST_TEST(text_type_needs_non_empty_text, 60) {
   BOOST_TEST(page.value("last_seq", -1) == 0);
 }
 
-NT_HOST_TEST(text_limit_is_4096_bytes_of_utf8, 60) {
+NT_CONTRACT_TEST(text_limit_is_4096_bytes_of_utf8, 60) {
   TestContext ctx(contract_system(host));
   auto client = ctx.client();
   const std::string code = booking("limit");
@@ -203,7 +203,7 @@ NT_HOST_TEST(text_limit_is_4096_bytes_of_utf8, 60) {
   BOOST_TEST(page.value("last_seq", -1) == 2);
 }
 
-NT_HOST_TEST(binary_correlation_data_is_echoed_byte_for_byte, 60) {
+NT_CONTRACT_TEST(binary_correlation_data_is_echoed_byte_for_byte, 60) {
   TestContext ctx(contract_system(host));
   auto client = ctx.client();
   const std::string code = booking("corr");
@@ -267,7 +267,7 @@ void check_page(Client& client, const std::string& code, const std::vector<json>
 
 BOOST_AUTO_TEST_SUITE(contract_get_message)
 
-NT_HOST_TEST(pages_newest_before_seq_and_after_seq, 60) {
+NT_CONTRACT_TEST(pages_newest_before_seq_and_after_seq, 60) {
   TestContext ctx(contract_system(host));
   auto client = ctx.client();
   const std::string code = booking("pages");
@@ -298,7 +298,7 @@ NT_HOST_TEST(pages_newest_before_seq_and_after_seq, 60) {
   page({{"after_seq", 50}}, {}, false);
 }
 
-NT_HOST_TEST(filters_apply_before_the_limit, 60) {
+NT_CONTRACT_TEST(filters_apply_before_the_limit, 60) {
   TestContext ctx(contract_system(host));
   auto client = ctx.client();
   const std::string code = booking("filters");
@@ -336,7 +336,7 @@ NT_HOST_TEST(filters_apply_before_the_limit, 60) {
   page({{"until", ts(1) - 1}}, {}, false);
 }
 
-NT_HOST_TEST(invalid_parameters_are_invalid_request, 60) {
+NT_CONTRACT_TEST(invalid_parameters_are_invalid_request, 60) {
   TestContext ctx(contract_system(host));
   auto client = ctx.client();
   const std::string code = booking("badget");
@@ -350,7 +350,7 @@ NT_HOST_TEST(invalid_parameters_are_invalid_request, 60) {
   NT_CHECK_ERROR_NAMING(get_message(*client, code, {{"sender", "pilot"}}), "invalid_request", "sender");
 }
 
-NT_HOST_TEST(empty_booking_is_an_empty_page, 60) {
+NT_CONTRACT_TEST(empty_booking_is_an_empty_page, 60) {
   TestContext ctx(contract_system(host));
   auto client = ctx.client();
   const std::string code = booking("empty");
@@ -369,7 +369,7 @@ BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(contract_make_call)
 
-NT_HOST_TEST(start_accept_end_by_caller_is_completed, 60) {
+NT_CONTRACT_TEST(start_accept_end_by_caller_is_completed, 60) {
   TestContext ctx(contract_system(host));
   auto client = ctx.client();
   const std::string code = booking("call");
@@ -445,7 +445,7 @@ NT_HOST_TEST(start_accept_end_by_caller_is_completed, 60) {
   BOOST_TEST(got["call"] == ended);
 }
 
-NT_HOST_TEST(end_by_callee_is_completed_too, 60) {
+NT_CONTRACT_TEST(end_by_callee_is_completed_too, 60) {
   TestContext ctx(contract_system(host));
   auto client = ctx.client();
   const std::string code = booking("callee");
@@ -466,7 +466,7 @@ NT_HOST_TEST(end_by_callee_is_completed_too, 60) {
   BOOST_TEST(message->body().value("sender", "") == "driver");
 }
 
-NT_HOST_TEST(decline_by_callee_and_cancel_by_caller_end_unconnected_calls, 60) {
+NT_CONTRACT_TEST(decline_by_callee_and_cancel_by_caller_end_unconnected_calls, 60) {
   TestContext ctx(contract_system(host));
   auto client = ctx.client();
   const std::string code = booking("decline");
@@ -504,7 +504,7 @@ NT_HOST_TEST(decline_by_callee_and_cancel_by_caller_end_unconnected_calls, 60) {
   BOOST_TEST(cancelled_message->body()["data"].value("end_reason", "") == "cancelled");
 }
 
-NT_HOST_TEST(unanswered_call_ends_missed_at_its_ring_deadline, 60) {
+NT_CONTRACT_TEST(unanswered_call_ends_missed_at_its_ring_deadline, 60) {
   TestContext ctx(shared_system("contract-short-ring", system_options(host, short_ring_timeout_s)));
   auto client = ctx.client();
   const std::string code = booking("missed");
@@ -537,7 +537,7 @@ NT_HOST_TEST(unanswered_call_ends_missed_at_its_ring_deadline, 60) {
   NT_CHECK_OK(make_call(*client, code, call_request("start", "passenger")));
 }
 
-NT_HOST_TEST(second_start_while_active_is_busy_and_names_the_active_call, 60) {
+NT_CONTRACT_TEST(second_start_while_active_is_busy_and_names_the_active_call, 60) {
   TestContext ctx(contract_system(host));
   auto client = ctx.client();
   const std::string code = booking("busy");
@@ -561,7 +561,7 @@ NT_HOST_TEST(second_start_while_active_is_busy_and_names_the_active_call, 60) {
   BOOST_TEST(next["call"].value("call_id", "") != call_id);
 }
 
-NT_HOST_TEST(transitions_outside_the_table_are_invalid_state, 60) {
+NT_CONTRACT_TEST(transitions_outside_the_table_are_invalid_state, 60) {
   TestContext ctx(contract_system(host));
   auto client = ctx.client();
   const std::string code = booking("state");
@@ -586,7 +586,7 @@ NT_HOST_TEST(transitions_outside_the_table_are_invalid_state, 60) {
   BOOST_TEST(got["call"].value("end_reason", "") == "completed");
 }
 
-NT_HOST_TEST(unknown_call_id_is_not_found, 60) {
+NT_CONTRACT_TEST(unknown_call_id_is_not_found, 60) {
   TestContext ctx(contract_system(host));
   auto client = ctx.client();
   const std::string code = booking("nf");
@@ -602,7 +602,7 @@ NT_HOST_TEST(unknown_call_id_is_not_found, 60) {
   NT_CHECK_ERROR(make_call(*client, code, json{{"action", "get"}, {"call_id", id}}), "not_found");
 }
 
-NT_HOST_TEST(action_by_the_wrong_party_is_forbidden, 60) {
+NT_CONTRACT_TEST(action_by_the_wrong_party_is_forbidden, 60) {
   TestContext ctx(contract_system(host));
   auto client = ctx.client();
   const std::string code = booking("forbid");
@@ -623,7 +623,7 @@ NT_HOST_TEST(action_by_the_wrong_party_is_forbidden, 60) {
   NT_CHECK_ERROR(make_call(*client, code, call_request("cancel", "passenger", id)), "forbidden");
 }
 
-NT_HOST_TEST(get_without_call_id_returns_the_active_call_or_not_found, 60) {
+NT_CONTRACT_TEST(get_without_call_id_returns_the_active_call_or_not_found, 60) {
   TestContext ctx(contract_system(host));
   auto client = ctx.client();
   const std::string code = booking("active");
@@ -640,7 +640,7 @@ NT_HOST_TEST(get_without_call_id_returns_the_active_call_or_not_found, 60) {
   NT_CHECK_ERROR(make_call(*client, code, json{{"action", "get"}}), "not_found");
 }
 
-NT_HOST_TEST(start_with_an_existing_client_call_id_replies_with_that_call, 60) {
+NT_CONTRACT_TEST(start_with_an_existing_client_call_id_replies_with_that_call, 60) {
   TestContext ctx(contract_system(host));
   auto client = ctx.client();
   const std::string code = booking("cid");
@@ -671,7 +671,7 @@ NT_HOST_TEST(start_with_an_existing_client_call_id_replies_with_that_call, 60) {
   BOOST_TEST(log["messages"].size() == 2u);  // ringing, ended
 }
 
-NT_HOST_TEST(call_log_is_get_message_with_types_call, 60) {
+NT_CONTRACT_TEST(call_log_is_get_message_with_types_call, 60) {
   TestContext ctx(contract_system(host));
   auto client = ctx.client();
   const std::string code = booking("log");
@@ -722,7 +722,7 @@ BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(contract_presence)
 
-NT_HOST_TEST(online_and_offline_are_replied_and_retained, 60) {
+NT_CONTRACT_TEST(online_and_offline_are_replied_and_retained, 60) {
   TestContext ctx(contract_system(host));
   auto client = ctx.client();
   const std::string code = booking("presence");
@@ -771,7 +771,7 @@ NT_HOST_TEST(online_and_offline_are_replied_and_retained, 60) {
   BOOST_TEST(retained_offline->body() == offline["presence"]);
 }
 
-NT_HOST_TEST(a_role_is_online_while_any_of_its_clients_is, 60) {
+NT_CONTRACT_TEST(a_role_is_online_while_any_of_its_clients_is, 60) {
   TestContext ctx(contract_system(host));
   auto client = ctx.client();
   const std::string code = booking("multi");
@@ -790,7 +790,7 @@ NT_HOST_TEST(a_role_is_online_while_any_of_its_clients_is, 60) {
   BOOST_TEST(driver("car-unit", false).value("online", json()) == json(false));
 }
 
-NT_HOST_TEST(a_client_dying_with_a_will_goes_offline, 60) {
+NT_CONTRACT_TEST(a_client_dying_with_a_will_goes_offline, 60) {
   TestContext ctx(contract_system(host));
   auto client = ctx.client();
   const std::string code = booking("will");
@@ -798,7 +798,7 @@ NT_HOST_TEST(a_client_dying_with_a_will_goes_offline, 60) {
   const std::string device = "nt-device-" + random_hex(6);
 
   // The device sets its Will to the presence topic with online:false, connects, says online:true.
-  auto device_process = ctx.system().broker().start_abrupt_client(
+  auto device_process = ctx.system().start_abrupt_client(
       device, Will{request_topic(code, "presence"),
                    json{{"role", "passenger"}, {"online", false}, {"client_id", device}}.dump(), 1, false});
   const json online = set_presence(*client, code, {{"role", "passenger"}, {"online", true}, {"client_id", device}});
@@ -820,7 +820,7 @@ BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(contract_routing)
 
-NT_HOST_TEST(mqtt311_requests_use_reply_to_and_echo_correlation_id, 60) {
+NT_CONTRACT_TEST(mqtt311_requests_use_reply_to_and_echo_correlation_id, 60) {
   TestContext ctx(contract_system(host));
   ClientOptions options;
   options.version = MqttVersion::v311;
@@ -845,7 +845,7 @@ NT_HOST_TEST(mqtt311_requests_use_reply_to_and_echo_correlation_id, 60) {
   NT_CHECK_ERROR(busy, "busy");
 }
 
-NT_HOST_TEST(failures_without_reply_address_go_to_the_booking_errors_topic, 60) {
+NT_CONTRACT_TEST(failures_without_reply_address_go_to_the_booking_errors_topic, 60) {
   TestContext ctx(contract_system(host));
   auto client = ctx.client();
   const std::string code = booking("errs");
@@ -882,7 +882,7 @@ NT_HOST_TEST(failures_without_reply_address_go_to_the_booking_errors_topic, 60) 
   BOOST_TEST(client->count(on_topic(errors_topic(code))) == cases.size());
 }
 
-NT_HOST_TEST(invalid_booking_code_errors_go_to_the_global_errors_topic, 60) {
+NT_CONTRACT_TEST(invalid_booking_code_errors_go_to_the_global_errors_topic, 60) {
   TestContext ctx(contract_system(host));
   auto client = ctx.client();
   client->subscribe(global_errors_topic());
@@ -897,7 +897,7 @@ NT_HOST_TEST(invalid_booking_code_errors_go_to_the_global_errors_topic, 60) {
   NT_CHECK_ERROR(client->request(topic, text_message("driver", "hello")), "invalid_booking_code");
 }
 
-NT_HOST_TEST(v5_response_topic_wins_over_payload_reply_to, 60) {
+NT_CONTRACT_TEST(v5_response_topic_wins_over_payload_reply_to, 60) {
   TestContext ctx(contract_system(host));
   auto client = ctx.client();
   const std::string code = booking("wins");
@@ -918,7 +918,7 @@ BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(contract_order)
 
-NT_HOST_TEST(two_hundred_concurrent_sends_get_seq_1_to_200, 120) {
+NT_CONTRACT_TEST(two_hundred_concurrent_sends_get_seq_1_to_200, 120) {
   TestContext ctx(contract_system(host));
   const std::string code = booking("burst");
   constexpr int clients_count = 4;
@@ -979,7 +979,7 @@ NT_HOST_TEST(two_hundred_concurrent_sends_get_seq_1_to_200, 120) {
   BOOST_TEST(newest.value("has_more", json()) == json(false));
 }
 
-NT_HOST_TEST(one_connection_gets_seqs_in_publish_order, 60) {
+NT_CONTRACT_TEST(one_connection_gets_seqs_in_publish_order, 60) {
   TestContext ctx(contract_system(host));
   auto client = ctx.client();
   const std::string code = booking("order");

@@ -59,6 +59,35 @@ inline SystemOptions system_options(Host host, int call_ring_timeout_s = 30) {
   return options;
 }
 
+// A host with or without authentication: the contract suites run against every combination.
+struct HostSetup {
+  Host host = Host::bridge;
+  bool secure = false;
+};
+inline std::ostream& operator<<(std::ostream& out, const HostSetup& setup) {
+  return out << setup.host << (setup.secure ? "+auth" : "");
+}
+// contract_hosts(), each open and then secure (clients authenticate with service tokens, so
+// every request of the contract is allowed; participants are tested in test_security).
+inline const std::vector<HostSetup>& contract_setups() {
+  static const std::vector<HostSetup> setups = [] {
+    std::vector<HostSetup> all;
+    for (bool secure : {false, true}) {
+#ifndef NAVIETAKIE_PLUGIN_SO
+      if (secure) break;  // authentication needs the plugin
+#endif
+      for (Host host : contract_hosts()) all.push_back(HostSetup{host, secure});
+    }
+    return all;
+  }();
+  return setups;
+}
+inline SystemOptions system_options(const HostSetup& setup, int call_ring_timeout_s = 30) {
+  SystemOptions options = system_options(setup.host, call_ring_timeout_s);
+  options.secure = setup.secure;
+  return options;
+}
+
 inline bool current_test_failing() {
   namespace utf = boost::unit_test;
   return std::uncaught_exceptions() > 0 ||
@@ -167,6 +196,11 @@ inline std::vector<std::int64_t> page_seqs(const json& reply) {
 #define NT_HOST_TEST(name, seconds)                           \
   BOOST_TEST_DECORATOR(*boost::unit_test::timeout(seconds))   \
   BOOST_DATA_TEST_CASE(name, ::navietakie::test::bdata::make(::navietakie::test::contract_hosts()), host)
+
+// One test case per host setup of the contract (open and secure): the body sees `host`, a HostSetup.
+#define NT_CONTRACT_TEST(name, seconds)                       \
+  BOOST_TEST_DECORATOR(*boost::unit_test::timeout(seconds))   \
+  BOOST_DATA_TEST_CASE(name, ::navietakie::test::bdata::make(::navietakie::test::contract_setups()), host)
 
 // Macros rather than functions so that a failure names the line of the test. Each evaluates its
 // `reply` argument once (it is often the request itself).

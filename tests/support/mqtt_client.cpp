@@ -123,6 +123,8 @@ TestClient::TestClient(const std::string& server_uri, ClientOptions options) : o
   connect.set_connect_timeout(options_.connect_timeout);
   if (options_.version == MqttVersion::v5) connect.set_clean_start(true);
   else connect.set_clean_session(true);
+  if (options_.username) connect.set_user_name(*options_.username);
+  if (options_.password) connect.set_password(*options_.password);
   if (options_.will) {
     connect.set_will(mqtt::will_options(options_.will->topic, options_.will->payload, options_.will->qos,
                                         options_.will->retain));
@@ -180,6 +182,32 @@ void TestClient::subscribe(const std::string& filter, int qos) {
   wait_token(client_->subscribe(filter, qos), 5s, options_.client_id + " subscribe " + filter);
 }
 
+int TestClient::subscribe_reason(const std::string& filter, int qos) {
+  auto token = client_->subscribe(filter, qos);
+  try {
+    if (!token->wait_for(5s)) throw std::runtime_error(options_.client_id + " subscribe " + filter + " timed out");
+  } catch (const mqtt::exception& e) {
+    return e.get_reason_code() != 0 ? e.get_reason_code() : 0x80;
+  }
+  if (options_.version == MqttVersion::v5) {
+    const auto codes = token->get_subscribe_response().get_reason_codes();
+    return codes.empty() ? 0x80 : static_cast<int>(codes.front());
+  }
+  return token->get_return_code();
+}
+
+int TestClient::publish_reason(const std::string& topic, const std::string& payload, const PublishOptions& options) {
+  PublishOptions qos1 = options;
+  qos1.qos = 1;
+  auto token = publish_async(topic, payload, qos1);
+  try {
+    if (!token->wait_for(10s)) throw std::runtime_error(options_.client_id + " publish to " + topic + " timed out");
+  } catch (const mqtt::exception& e) {
+    return e.get_reason_code() != 0 ? e.get_reason_code() : -1;
+  }
+  return token->get_reason_code();
+}
+
 void TestClient::unsubscribe(const std::string& filter) {
   wait_token(client_->unsubscribe(filter), 5s, options_.client_id + " unsubscribe " + filter);
 }
@@ -187,9 +215,12 @@ void TestClient::unsubscribe(const std::string& filter) {
 mqtt::delivery_token_ptr TestClient::publish_async(const std::string& topic, const std::string& payload,
                                                    const PublishOptions& options) {
   auto message = mqtt::message::create(topic, payload.data(), payload.size(), options.qos, options.retain);
-  if (options.response_topic || options.correlation_data) {
+  if (options.response_topic || options.correlation_data || !options.user_properties.empty()) {
     if (options_.version != MqttVersion::v5) throw std::logic_error("v5 properties on a 3.1.1 client");
     mqtt::properties props;
+    for (const auto& [name, value] : options.user_properties) {
+      props.add(mqtt::property(mqtt::property::USER_PROPERTY, name, value));
+    }
     if (options.response_topic) props.add(mqtt::property(mqtt::property::RESPONSE_TOPIC, *options.response_topic));
     if (options.correlation_data) {
       props.add(mqtt::property(mqtt::property::CORRELATION_DATA, *options.correlation_data));

@@ -37,6 +37,9 @@ struct ClientOptions {
   std::optional<Will> will;
   std::string topic_prefix = "navietakie/v1";
   std::chrono::milliseconds connect_timeout = 5s;
+  // Credentials (a JWT as the password when authentication is on); unset: none sent.
+  std::optional<std::string> username{};
+  std::optional<std::string> password{};
 };
 
 // One received PUBLISH, copied out of Paho's message.
@@ -65,6 +68,7 @@ struct PublishOptions {
   bool retain = false;
   std::optional<std::string> response_topic;    // MQTT v5 only
   std::optional<std::string> correlation_data;  // MQTT v5 only
+  std::vector<std::pair<std::string, std::string>> user_properties{};  // MQTT v5 only
 };
 
 // A request on its way: where and with what the reply is expected.
@@ -90,6 +94,12 @@ class TestClient {
   // Waits (bounded) for the SUBACK; throws on failure or timeout.
   void subscribe(const std::string& filter, int qos = 1);
   void unsubscribe(const std::string& filter);
+  // Subscribes and returns the broker's SUBACK reason code (0-2: granted QoS; >= 0x80: refused),
+  // without throwing on a refusal; throws on timeout.
+  int subscribe_reason(const std::string& filter, int qos = 1);
+  // Publishes at QoS 1 and returns the PUBACK reason code (0 or 0x10: accepted; 0x87: not
+  // authorized), without throwing on a refusal; throws on timeout.
+  int publish_reason(const std::string& topic, const std::string& payload, const PublishOptions& options = {});
 
   // Publishes and waits (bounded) until it is delivered to the broker (PUBACK at QoS 1).
   void publish(const std::string& topic, const std::string& payload, const PublishOptions& options = {});

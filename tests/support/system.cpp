@@ -9,6 +9,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "auth/jwt.hpp"
+
 namespace navietakie::test {
 
 std::ostream& operator<<(std::ostream& out, Host host) {
@@ -50,7 +52,9 @@ Broker::Broker(const TempDir& dir, std::vector<std::string> extra_conf, BrokerLa
     : dir_(dir), launch_(std::move(launch)), port_(free_port()), conf_path_(dir.file("mosquitto.conf")) {
   std::string conf;
   conf += "listener " + std::to_string(port_) + " 127.0.0.1\n";
-  conf += "allow_anonymous true\n";
+  bool anonymous_set = false;
+  for (const auto& line : extra_conf) anonymous_set = anonymous_set || line.rfind("allow_anonymous ", 0) == 0;
+  if (!anonymous_set) conf += "allow_anonymous true\n";
   conf += "persistence false\n";
   conf += "max_queued_messages 10000\n";
   // max_inflight_messages stays at its default (20), as in production: it is also the Receive
@@ -129,10 +133,17 @@ std::string Broker::describe() { return process_ ? process_->describe(60) : "mos
 System::System(SystemOptions options)
     : dir_("navietakie-it"), options_(std::move(options)), data_dir_(dir_.file("data")) {
   std::filesystem::create_directories(data_dir_);
+  bridge_client_id_ = "nt-bridge-" + random_hex(8);
+  if (options_.secure) {
+    secret_path_ = dir_.file("jwt.secret");
+    write_file(secret_path_, generate_secret() + "\n");
+    if (options_.plugin_path.empty()) throw std::invalid_argument("a secure system needs the plugin (SystemOptions.plugin_path)");
+  }
   switch (options_.host) {
     case Host::bridge:
       if (options_.bridge_binary.empty()) throw std::invalid_argument("SystemOptions.bridge_binary is empty");
-      broker_ = std::make_unique<Broker>(dir_);
+      broker_ = options_.secure ? std::make_unique<Broker>(dir_, auth_only_plugin_conf(), options_.broker_launch)
+                                : std::make_unique<Broker>(dir_);
       broker_->start();
       start_bridge();
       break;
@@ -155,8 +166,47 @@ std::vector<std::string> System::plugin_conf() const {
       "plugin_opt_call_ring_timeout_s " + std::to_string(options_.call_ring_timeout_s),
       "plugin_opt_log_level debug",
   };
+  if (options_.secure) {
+    conf.push_back("allow_anonymous false");
+    conf.push_back("plugin_opt_auth_jwt_secret_file " + secret_path_);
+  }
   conf.insert(conf.end(), options_.extra_plugin_conf.begin(), options_.extra_plugin_conf.end());
   return conf;
+}
+
+std::vector<std::string> System::auth_only_plugin_conf() const {
+  std::vector<std::string> conf{
+      "allow_anonymous false",
+      "plugin " + options_.plugin_path,
+      "plugin_opt_handlers false",
+      "plugin_opt_log_level debug",
+      "plugin_opt_auth_jwt_secret_file " + secret_path_,
+      // The bridge takes every request and publishes under the prefix; other services get the
+      // default grants.
+      "plugin_opt_auth_service_grants " + bridge_client_id_ + ":sub:{prefix}/bookings/+/+, " + bridge_client_id_ +
+          ":pub:{prefix}/#, *:pub:{prefix}/bookings/+/send_message, *:pub:{prefix}/bookings/+/get_message, "
+          "*:pub:{prefix}/bookings/+/make_call, *:pub:{prefix}/bookings/+/presence, "
+          "*:sub:{prefix}/bookings/+/events/#, *:sub:{prefix}/bookings/+/errors, *:sub:{prefix}/errors",
+  };
+  conf.insert(conf.end(), options_.extra_plugin_conf.begin(), options_.extra_plugin_conf.end());
+  return conf;
+}
+
+std::string System::token(const Identity& identity, std::int64_t ttl_s) const {
+  if (secret_path_.empty()) throw std::logic_error("System::token: not a secure system");
+  const auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
+  return mint_token(identity, read_secret_file(secret_path_), now.count() + ttl_s);
+}
+
+std::unique_ptr<Process> System::start_abrupt_client(const std::string& client_id, const Will& will) const {
+  if (!options_.secure) return broker_->start_abrupt_client(client_id, will);
+  return broker_->start_abrupt_client(client_id, will, client_id, token(Identity{Principal::service, client_id, ""}));
+}
+
+ClientOptions System::as(const Identity& identity, ClientOptions options) const {
+  options.username = identity.subject;
+  options.password = token(identity);
+  return options;
 }
 
 System::~System() {
@@ -165,6 +215,11 @@ System::~System() {
 }
 
 std::unique_ptr<TestClient> System::client(ClientOptions options) const {
+  if (options_.secure && !options.password) {
+    if (options.client_id.empty()) options.client_id = "nt-test-" + random_hex(12);
+    const Identity self{Principal::service, options.client_id, ""};
+    options = as(self, std::move(options));
+  }
   return std::make_unique<TestClient>(broker_uri(), std::move(options));
 }
 
@@ -174,10 +229,14 @@ void System::start_bridge() {
       options_.bridge_binary,
       "--broker_url", broker_uri(),
       "--data_dir", data_dir_,
-      "--client_id", "nt-bridge-" + random_hex(8),
+      "--client_id", options_.secure ? bridge_client_id_ : "nt-bridge-" + random_hex(8),
       "--log_level", "debug",
       "--call_ring_timeout_s", std::to_string(options_.call_ring_timeout_s),
   };
+  if (options_.secure) {
+    // The bridge mints itself a service token from the shared secret (sub = its client id).
+    argv.insert(argv.end(), {"--auth_jwt_secret_file", secret_path_, "--trust_identity_property", "true"});
+  }
   argv.insert(argv.end(), options_.extra_host_args.begin(), options_.extra_host_args.end());
   ProcessOptions process_options;
   process_options.stdout_path = dir_.file("bridge-" + std::to_string(bridge_starts_) + ".log");
@@ -262,14 +321,18 @@ void System::restart_broker() {
   }
 }
 
-std::unique_ptr<Process> Broker::start_abrupt_client(const std::string& client_id, const Will& will) {
+std::unique_ptr<Process> Broker::start_abrupt_client(const std::string& client_id, const Will& will,
+                                                     const std::string& username, const std::string& password) {
   ProcessOptions options;
   options.stdout_path = dir_.file("abrupt-" + client_id + ".log");
-  auto process = std::make_unique<Process>(
-      std::vector<std::string>{"mosquitto_sub", "-h", "127.0.0.1", "-p", std::to_string(port_), "-V", "5",
-                               "-i", client_id, "-t", "navietakie-test/abrupt/" + client_id, "--will-topic", will.topic,
-                               "--will-payload", will.payload, "--will-qos", std::to_string(will.qos)},
-      options);
+  // It subscribes to its own reply namespace: a topic any authenticated client may read.
+  std::vector<std::string> argv{"mosquitto_sub", "-h", "127.0.0.1", "-p", std::to_string(port_), "-V", "5",
+                                "-i", client_id, "-t", "navietakie/v1/replies/" + client_id + "/abrupt",
+                                "--will-topic", will.topic, "--will-payload", will.payload,
+                                "--will-qos", std::to_string(will.qos)};
+  if (!username.empty()) argv.insert(argv.end(), {"-u", username});
+  if (!password.empty()) argv.insert(argv.end(), {"-P", password});
+  auto process = std::make_unique<Process>(std::move(argv), options);
   if (!wait_log_contains(" as " + client_id + " (", 5s)) {
     throw std::runtime_error("abrupt client " + client_id + " did not connect:\n" + process->describe());
   }
@@ -298,7 +361,7 @@ System& shared_system(const std::string& name, const SystemOptions& options) {
   static std::mutex mutex;
   std::lock_guard<std::mutex> lock(mutex);
   std::ostringstream key;
-  key << name << '/' << options.host;
+  key << name << '/' << options.host << (options.secure ? "+auth" : "");
   if (auto failed = failures.find(key.str()); failed != failures.end()) {
     throw std::runtime_error("shared system " + key.str() + " failed to start earlier: " + failed->second);
   }

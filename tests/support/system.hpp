@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "auth/identity.hpp"
 #include "support/mqtt_client.hpp"
 #include "support/processes.hpp"
 
@@ -69,7 +70,9 @@ class Broker {
 
   // A client that holds a connection with a Will and can die abruptly (kill9() closes its socket
   // without DISCONNECT, so the broker publishes the Will): mosquitto_sub, connected when this returns.
-  std::unique_ptr<Process> start_abrupt_client(const std::string& client_id, const Will& will);
+  // `username` / `password`: credentials, for a broker with authentication on.
+  std::unique_ptr<Process> start_abrupt_client(const std::string& client_id, const Will& will,
+                                               const std::string& username = "", const std::string& password = "");
 
  private:
   const TempDir& dir_;
@@ -95,6 +98,11 @@ struct SystemOptions {
   Millis ready_timeout = 10s;
   // Where the readiness probe is sent: the host's topic_prefix, when a test changes it.
   std::string topic_prefix = "navietakie/v1";
+  // Authentication on (a JWT secret in the system's dir, allow_anonymous false). Plugin host: the
+  // plugin verifies tokens and enforces the ACL. Bridge host: the plugin runs beside it in
+  // auth-only mode (handlers false) and the bridge trusts its identity stamp. Clients made by
+  // client() without credentials get a service token (sub = their client id).
+  bool secure = false;
 };
 
 class System {
@@ -114,6 +122,14 @@ class System {
 
   // A connected test client of this system's broker.
   std::unique_ptr<TestClient> client(ClientOptions options = {}) const;
+
+  // Secure systems: the secret file, and tokens signed with it.
+  const std::string& secret_path() const { return secret_path_; }
+  std::string token(const Identity& identity, std::int64_t ttl_s = 3600) const;
+  // Broker::start_abrupt_client, with a service token when the system is secure.
+  std::unique_ptr<Process> start_abrupt_client(const std::string& client_id, const Will& will) const;
+  // Options for a client that authenticates as `identity` (username = subject).
+  ClientOptions as(const Identity& identity, ClientOptions options = {}) const;
 
   // Graceful stop (SIGTERM, bounded): the host's exit code is kept in host_exit_code().
   // For the plugin host, the host is the broker: every client connection ends with it.
@@ -140,6 +156,7 @@ class System {
  private:
   void start_bridge();
   std::vector<std::string> plugin_conf() const;
+  std::vector<std::string> auth_only_plugin_conf() const;
 
   TempDir dir_;
   SystemOptions options_;
@@ -147,6 +164,8 @@ class System {
   std::unique_ptr<Broker> broker_;
   std::unique_ptr<Process> bridge_;
   int bridge_starts_ = 0;
+  std::string secret_path_;  // secure only
+  std::string bridge_client_id_;
   std::optional<int> host_exit_code_;
 };
 
