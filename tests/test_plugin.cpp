@@ -519,6 +519,49 @@ bool is_memory_error(const ValgrindBlock& block) {
 
 bool mentions_navietakie(const ValgrindBlock& block) { return block.text.find("navietakie") != std::string::npos; }
 
+// The broker of `options` runs under valgrind, its report in `valgrind_log`.
+SystemOptions under_valgrind(SystemOptions options, const std::string& valgrind_log) {
+  const std::string valgrind = find_executable("valgrind");
+  BOOST_REQUIRE_MESSAGE(::access(valgrind.c_str(), X_OK) == 0,
+                        "valgrind not found (scripts/lib/deps.sh installs it: apt-get install valgrind)");
+  options.broker_launch.wrapper = {valgrind, "--error-exitcode=99", "--leak-check=full",
+                                   "--errors-for-leak-kinds=definite", "--show-leak-kinds=definite",
+                                   "--num-callers=40", "--log-file=" + valgrind_log};
+  // valgrind runs mosquitto some 20-50 times slower.
+  options.broker_launch.start_timeout = 60s;
+  options.broker_launch.stop_timeout = 120s;
+  options.ready_timeout = 60s;
+  return options;
+}
+
+// Stops the broker (SIGTERM: mosquitto shuts down, unloads the plugin, valgrind checks for leaks)
+// and fails the test for every memory error or definite leak in navietakie's code.
+void check_valgrind_verdict(System& system, const std::string& valgrind_log) {
+  system.broker().stop();
+  const std::optional<int> exit_code = system.broker().exit_code();
+  const std::string log = read_file(valgrind_log);
+  BOOST_REQUIRE_MESSAGE(exit_code.has_value(), "valgrind did not exit");
+  BOOST_REQUIRE_MESSAGE(log.find("ERROR SUMMARY") != std::string::npos,
+                        "valgrind did not finish its report (exit code " << *exit_code << "):\n" << log);
+
+  std::vector<std::string> ours;
+  std::vector<std::string> theirs;
+  for (const auto& block : valgrind_blocks(log)) {
+    if (!is_memory_error(block)) continue;
+    (mentions_navietakie(block) ? ours : theirs).push_back(block.text);
+  }
+  for (const auto& report : ours) BOOST_ERROR("valgrind, in navietakie:\n" << report);
+  if (!theirs.empty()) {
+    BOOST_TEST_MESSAGE(theirs.size() << " valgrind report(s) outside navietakie (ignored), first:\n" << theirs.front());
+  }
+  // 99: valgrind found errors; acceptable only when every one of them is outside navietakie.
+  BOOST_CHECK_MESSAGE(*exit_code != 99 || (ours.empty() && !theirs.empty()),
+                      "valgrind exit code 99 but no report was parsed:\n" << log);
+  BOOST_CHECK_MESSAGE(*exit_code == 0 || *exit_code == 99, "mosquitto under valgrind exited with " << *exit_code);
+  if (!ours.empty() || (*exit_code != 0 && *exit_code != 99)) std::cerr << "--- valgrind log ---\n" << log << std::endl;
+}
+
+
 }  // namespace
 
 // The report parser the memory check relies on, on a made-up log.
@@ -551,20 +594,9 @@ BOOST_AUTO_TEST_CASE(valgrind_reports_are_split_and_attributed, *utf::timeout(10
 BOOST_AUTO_TEST_SUITE(plugin_valgrind, *utf::disabled())
 
 BOOST_AUTO_TEST_CASE(no_memory_errors_or_definite_leaks_in_the_plugin, *utf::timeout(540)) {
-  const std::string valgrind = find_executable("valgrind");
-  BOOST_REQUIRE_MESSAGE(::access(valgrind.c_str(), X_OK) == 0,
-                        "valgrind not found (scripts/lib/deps.sh installs it: apt-get install valgrind)");
   TempDir valgrind_dir("nt-valgrind");
   const std::string valgrind_log = valgrind_dir.file("valgrind.log");
-  SystemOptions options = system_options(Host::plugin, 2);
-  options.broker_launch.wrapper = {valgrind, "--error-exitcode=99", "--leak-check=full",
-                                   "--errors-for-leak-kinds=definite", "--show-leak-kinds=definite",
-                                   "--num-callers=40", "--log-file=" + valgrind_log};
-  // valgrind runs mosquitto some 20-50 times slower.
-  options.broker_launch.start_timeout = 60s;
-  options.broker_launch.stop_timeout = 120s;
-  options.ready_timeout = 60s;
-  System system(options);
+  System system(under_valgrind(system_options(Host::plugin, 2), valgrind_log));
   {
     TestContext ctx(system);
     auto client = ctx.client();
@@ -618,28 +650,47 @@ BOOST_AUTO_TEST_CASE(no_memory_errors_or_definite_leaks_in_the_plugin, *utf::tim
     client->publish(request_topic(code, "send_message"), R"({"sender":"driver","text":"x","reply_to":"a/+/b"})");
     BOOST_CHECK(client->wait_for(on_topic(errors_topic(code)), 20s).has_value());
   }
-  system.stop_host();  // SIGTERM: mosquitto shuts down, unloads the plugin, valgrind checks for leaks
-  const std::optional<int> exit_code = system.host_exit_code();
-  const std::string log = read_file(valgrind_log);
-  BOOST_REQUIRE_MESSAGE(exit_code.has_value(), "valgrind did not exit");
-  BOOST_REQUIRE_MESSAGE(log.find("ERROR SUMMARY") != std::string::npos,
-                        "valgrind did not finish its report (exit code " << *exit_code << "):\n" << log);
+  check_valgrind_verdict(system, valgrind_log);
+}
 
-  std::vector<std::string> ours;
-  std::vector<std::string> theirs;
-  for (const auto& block : valgrind_blocks(log)) {
-    if (!is_memory_error(block)) continue;
-    (mentions_navietakie(block) ? ours : theirs).push_back(block.text);
+// The authentication paths: BASIC_AUTH (accepted and refused tokens), ACL checks (granted and
+// denied), identities on requests; on the bridge host the auth-only plugin's stamping of request
+// properties and of Wills.
+BOOST_DATA_TEST_CASE(no_memory_errors_or_definite_leaks_with_authentication, bdata::make(contract_hosts()), host) {
+  TempDir valgrind_dir("nt-valgrind");
+  const std::string valgrind_log = valgrind_dir.file("valgrind.log");
+  SystemOptions options = under_valgrind(system_options(host), valgrind_log);
+  options.secure = true;
+  System system(options);
+  {
+    TestContext ctx(system);
+    const std::string code = booking("valgrind");
+    const navietakie::Identity driver{navietakie::Principal::driver, "drv-vg", code};
+    auto drv = ctx.client(system.as(driver));
+    BOOST_TEST(drv->subscribe_reason(events_filter(code)) < 0x80);
+    BOOST_TEST(drv->subscribe_reason(topic_prefix + "/bookings/+/events/#") >= 0x80);
+    NT_CHECK_OK(drv->request(request_topic(code, "send_message"), text_message("driver", "authenticated"), 20s));
+    NT_CHECK_ERROR(drv->request(request_topic(code, "send_message"), text_message("passenger", "spoof"), 20s),
+                   "forbidden");
+    BOOST_TEST(drv->publish_reason(request_topic("other", "send_message"), "{}") == 0x87);
+    PublishOptions forged;
+    forged.user_properties = {{"navietakie-identity", "{}"}, {"other", "kept"}};
+    drv->publish_reason(request_topic(code, "get_message"), "{}", forged);
+    // Refused at connect: a bad signature, and no token at all.
+    for (const std::string& password : {system.token(driver) + "x", std::string()}) {
+      ClientOptions bad = system.as(driver);
+      bad.password = password;
+      BOOST_CHECK_THROW(ctx.client(bad), std::exception);
+    }
+    // A Will on the presence topic, sent when the connection drops.
+    auto abrupt = system.broker().start_abrupt_client(
+        "vg-car", Will{request_topic(code, "presence"), json{{"role", "driver"}, {"online", false}}.dump(), 1, false},
+        driver.subject, system.token(driver));
+    abrupt->kill9();
+    BOOST_TEST(system.broker().wait_log_contains("vg-car", 20s));
+    NT_CHECK_OK(drv->request(request_topic(code, "get_message"), json::object(), 20s));
   }
-  for (const auto& report : ours) BOOST_ERROR("valgrind, in navietakie:\n" << report);
-  if (!theirs.empty()) {
-    BOOST_TEST_MESSAGE(theirs.size() << " valgrind report(s) outside navietakie (ignored), first:\n" << theirs.front());
-  }
-  // 99: valgrind found errors; acceptable only when every one of them is outside navietakie.
-  BOOST_CHECK_MESSAGE(*exit_code != 99 || (ours.empty() && !theirs.empty()),
-                      "valgrind exit code 99 but no report was parsed:\n" << log);
-  BOOST_CHECK_MESSAGE(*exit_code == 0 || *exit_code == 99, "mosquitto under valgrind exited with " << *exit_code);
-  if (!ours.empty() || (*exit_code != 0 && *exit_code != 99)) std::cerr << "--- valgrind log ---\n" << log << std::endl;
+  check_valgrind_verdict(system, valgrind_log);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
