@@ -2,6 +2,7 @@
 // topic, `window` requests in flight, each timed from publish to its reply (the reply goes out
 // only after the durable commit). Prints throughput and latency percentiles.
 // Usage: bench_rr --url tcp://127.0.0.1:1883 [--count 2000] [--window 1] [--booking BENCH]
+//                 [--username U --password TOKEN]
 #include <mqtt/async_client.h>
 
 #include "bridge/tcp_nodelay.hpp"
@@ -33,6 +34,8 @@ int main(int argc, char** argv) {
   std::string booking = "BENCH";
   std::size_t count = 2000;
   std::size_t window = 1;
+  std::string username;  // with --password: e.g. a driver token of --booking (authentication on)
+  std::string password;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string flag = argv[i];
     std::string value = argv[i + 1];
@@ -40,6 +43,8 @@ int main(int argc, char** argv) {
     else if (flag == "--count") count = std::stoul(value);
     else if (flag == "--window") window = std::max<std::size_t>(1, std::stoul(value));
     else if (flag == "--booking") booking = value;
+    else if (flag == "--username") username = value;
+    else if (flag == "--password") password = value;
   }
   const std::string client_id = "bench-rr-" + std::to_string(::getpid());
   const std::string reply_topic = "navietakie/v1/replies/" + client_id + "/r";
@@ -51,6 +56,10 @@ int main(int argc, char** argv) {
                   .clean_start(true)
                   .properties({{mqtt::property::RECEIVE_MAXIMUM, 65535}})
                   .finalize();
+  if (!password.empty()) {
+    opts.set_user_name(username.empty() ? client_id : username);
+    opts.set_password(password);
+  }
   client.connect(opts)->wait();
   navietakie::set_tcp_nodelay_on_open_sockets();
   client.subscribe(reply_topic, 1)->wait();

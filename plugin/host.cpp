@@ -138,6 +138,21 @@ bool expired(std::int64_t expires_at_s, int leeway_s, std::int64_t now) {
 
 }  // namespace
 
+bool LogBudget::allow(std::int64_t now_s, std::uint64_t& suppressed) {
+  if (now_s != second_) {
+    second_ = now_s;
+    used_ = 0;
+  }
+  if (used_ >= per_second_) {
+    ++held_back_;
+    return false;
+  }
+  ++used_;
+  suppressed = held_back_;
+  held_back_ = 0;
+  return true;
+}
+
 std::string AuthMetrics::to_json() const {
   Json by_reason = Json::object();
   for (const auto& [reason, n] : refused) by_reason[reason] = n;
@@ -179,9 +194,12 @@ int PluginHost::on_basic_auth(const mosquitto_evt_basic_auth& event) {
   const std::string address = text_or_empty(mosquitto_client_address(event.client));
   auto refuse = [&](const std::string& reason, const std::string& detail) {
     ++auth_metrics_.refused[reason];
-    log_line(LogLevel::warn, "auth_refused",
-             {{"reason", reason}, {"detail", detail}, {"client_id", client_id}, {"address", address},
-              {"username", text_or_empty(event.username)}});
+    std::uint64_t suppressed = 0;
+    if (auth_log_.allow(now_s(), suppressed)) {
+      log_line(LogLevel::warn, "auth_refused",
+               {{"reason", reason}, {"detail", detail}, {"client_id", client_id}, {"address", address},
+                {"username", text_or_empty(event.username)}, {"suppressed_before", std::to_string(suppressed)}});
+    }
     return MOSQ_ERR_AUTH;
   };
   if (!valid_client_id_for_auth(client_id)) {
@@ -260,10 +278,14 @@ int PluginHost::on_acl_check(const mosquitto_evt_acl_check& event) {
     if (denied_because) {
       ++auth_metrics_.acl_denied;
       // Reads are checked per delivered message: denials there are expected (debug), the others
-      // are a client asking for what it may not have.
-      log_line(event.access == MOSQ_ACL_READ ? LogLevel::debug : LogLevel::warn, "acl_denied",
-               {{"client_id", text_or_empty(mosquitto_client_id(event.client))},
-                {"access", access_name(event.access)}, {"topic", event.topic}, {"why", denied_because}});
+      // are a client asking for what it may not have (warn, within the log budget).
+      std::uint64_t suppressed = 0;
+      if (event.access == MOSQ_ACL_READ || acl_log_.allow(now_s(), suppressed)) {
+        log_line(event.access == MOSQ_ACL_READ ? LogLevel::debug : LogLevel::warn, "acl_denied",
+                 {{"client_id", text_or_empty(mosquitto_client_id(event.client))},
+                  {"access", access_name(event.access)}, {"topic", event.topic}, {"why", denied_because},
+                  {"suppressed_before", std::to_string(suppressed)}});
+      }
       return MOSQ_ERR_ACL_DENIED;
     }
   }

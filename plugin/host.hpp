@@ -39,6 +39,22 @@ struct AuthMetrics {
   std::string to_json() const;
 };
 
+// At most `per_second` lines a second for a kind of log line a client can trigger at will (denied
+// publishes, refused connects), so that a hostile client cannot flood the log; what was held back is
+// counted and reported with the next line let through.
+class LogBudget {
+ public:
+  explicit LogBudget(unsigned per_second) : per_second_(per_second) {}
+  // Whether to log now; `suppressed` is how many were held back since the last one logged.
+  bool allow(std::int64_t now_s, std::uint64_t& suppressed);
+
+ private:
+  unsigned per_second_;
+  std::int64_t second_ = 0;
+  unsigned used_ = 0;
+  std::uint64_t held_back_ = 0;
+};
+
 class PluginHost {
  public:
   // Reads the secret file when one is configured; throws (naming the key or file) if it cannot.
@@ -82,6 +98,8 @@ class PluginHost {
   std::optional<JwtOptions> jwt_;  // auth on
   AclPolicy acl_;
   AuthMetrics auth_metrics_;
+  LogBudget auth_log_{20};  // auth_refused lines
+  LogBudget acl_log_{20};   // acl_denied lines (writes, subscriptions)
   bool started_ = false;
   std::vector<Request> pending_;
   struct StampedWill {

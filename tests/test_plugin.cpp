@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "auth/jwt.hpp"
 #include "support/contract.hpp"
 
 #ifndef NAVIETAKIE_PLUGIN_SO
@@ -306,11 +307,14 @@ BOOST_AUTO_TEST_CASE(a_bad_setting_stops_the_broker_at_start_naming_the_key, *ut
 }
 
 // config/mosquitto.conf as shipped, with only its paths and ports made local: it starts, loads the
-// plugin, and serves on both listeners.
-BOOST_AUTO_TEST_CASE(the_shipped_mosquitto_conf_starts_and_serves, *utf::timeout(60)) {
+// plugin, and serves on both listeners; then the same with its commented secure setup switched on
+// (a secret file, allow_anonymous false), where a client needs a token on both listeners.
+BOOST_DATA_TEST_CASE(the_shipped_mosquitto_conf_starts_and_serves, bdata::make({false, true}), secure) {
   TempDir dir("nt-shipped-conf");
   const std::string shipped = read_file(std::string(NAVIETAKIE_SOURCE_DIR) + "/config/mosquitto.conf");
   BOOST_REQUIRE(!shipped.empty());
+  const std::string secret_path = dir.file("jwt.secret");
+  write_file(secret_path, navietakie::generate_secret() + "\n");
   const int mqtt_port = free_port();
   const int ws_port = free_port();
   std::istringstream in(shipped);
@@ -321,17 +325,31 @@ BOOST_AUTO_TEST_CASE(the_shipped_mosquitto_conf_starts_and_serves, *utf::timeout
     else if (line == "listener 9001") line = "listener " + std::to_string(ws_port) + " 127.0.0.1", ++replaced;
     else if (line.rfind("plugin ", 0) == 0) line = "plugin " + std::string(NAVIETAKIE_PLUGIN_SO), ++replaced;
     else if (line.rfind("plugin_opt_data_dir ", 0) == 0) line = "plugin_opt_data_dir " + dir.file("data"), ++replaced;
+    else if (secure && line == "allow_anonymous true") line = "allow_anonymous false", ++replaced;
+    else if (secure && line.rfind("#plugin_opt_auth_jwt_secret_file ", 0) == 0)
+      line = "plugin_opt_auth_jwt_secret_file " + secret_path, ++replaced;
+    else if (secure && line.rfind("#plugin_opt_auth_service_grants ", 0) == 0) line = line.substr(1), ++replaced;
     conf += line + "\n";
   }
-  BOOST_REQUIRE_EQUAL(replaced, 4);
+  BOOST_REQUIRE_EQUAL(replaced, secure ? 7 : 4);
   conf += "user " + current_user_name() + "\n";
   write_file(dir.file("mosquitto.conf"), conf);
   Process broker({find_executable("mosquitto"), "-c", dir.file("mosquitto.conf")}, {dir.file("mosquitto.log"), "", 5s});
   BOOST_REQUIRE_MESSAGE(wait_for_tcp(mqtt_port, 5s) && wait_for_tcp(ws_port, 5s), broker.describe());
+  const std::string code = booking("shipped");
   for (const std::string& uri : {"tcp://127.0.0.1:" + std::to_string(mqtt_port), "ws://127.0.0.1:" + std::to_string(ws_port)}) {
     BOOST_TEST_CONTEXT(uri) {
-      TestClient client(uri);
-      const std::string code = booking("shipped");
+      ClientOptions options;
+      if (secure) {
+        const navietakie::Identity driver{navietakie::Principal::driver, "drv-shipped", code};
+        const auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
+        options.username = driver.subject;
+        options.password = navietakie::mint_token(driver, navietakie::read_secret_file(secret_path), now.count() + 600);
+        ClientOptions anonymous;
+        anonymous.connect_timeout = 3s;
+        BOOST_CHECK_THROW(TestClient(uri, anonymous), std::exception);
+      }
+      TestClient client(uri, options);
       std::optional<json> reply;
       for (int tries = 0; tries < 20 && !reply; ++tries) {
         reply = client.try_await_reply(client.send_request(request_topic(code, "send_message"),
