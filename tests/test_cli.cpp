@@ -359,4 +359,49 @@ NT_HOST_TEST(mosquitto_pub_without_reply_address_reports_on_errors_topic, 60) {
   BOOST_TEST(error.value("request_topic", "") == request_topic(code, "send_message"));
 }
 
+// An operator with authentication on: navietakie-ctl mints and checks tokens, mosquitto_rr uses them.
+NT_HOST_TEST(navietakie_ctl_tokens_work_with_mosquitto_rr, 90) {
+  SystemOptions options = system_options(host);
+  options.secure = true;
+  TestContext ctx(shared_system("cli", options));
+  System& system = ctx.system();
+  const std::string ctl = NAVIETAKIE_CTL_BIN;
+  const std::string code = booking("clitok");
+
+  const CliResult secret = run_cli(system, {ctl, "secret"});
+  BOOST_TEST(secret.exit_code.value_or(-1) == 0);
+  BOOST_TEST(secret.out.size() == 65u);  // 64 hex characters and a newline
+
+  const CliResult minted = run_cli(system, {ctl, "token", "--secret-file", system.secret_path(), "--sub", "drv-cli",
+                                            "--role", "driver", "--booking", code, "--ttl", "600"});
+  BOOST_REQUIRE_MESSAGE(minted.exit_code == 0, minted.err);
+  const std::string token = minted.out.substr(0, minted.out.find('\n'));
+  const CliResult verified = run_cli(system, {ctl, "verify", "--secret-file", system.secret_path(), token});
+  BOOST_TEST(verified.exit_code.value_or(-1) == 0);
+  BOOST_TEST(printed_json(verified) == (json{{"sub", "drv-cli"}, {"role", "driver"}, {"booking", code}}));
+  const CliResult tampered = run_cli(system, {ctl, "verify", "--secret-file", system.secret_path(), token + "x"});
+  BOOST_TEST(tampered.exit_code.value_or(-1) == 1);
+  BOOST_TEST(tampered.err.find("bad_signature") != std::string::npos, tampered.err);
+  const CliResult bad_role = run_cli(system, {ctl, "token", "--secret-file", system.secret_path(), "--sub", "x",
+                                              "--role", "admin", "--booking", code});
+  BOOST_TEST(bad_role.exit_code.value_or(-1) == 2);
+  BOOST_TEST(bad_role.out.empty());
+
+  const std::string rr_id = "drv-cli-phone";
+  std::vector<std::string> argv = rr_args(system, rr_id, request_topic(code, "send_message"),
+                                          topic_prefix + "/replies/" + rr_id + "/1", text_message("driver", "with a token"));
+  argv.insert(argv.end(), {"-u", "drv-cli", "-P", token});
+  const CliResult rr = run_cli(system, argv);
+  BOOST_REQUIRE_MESSAGE(rr.exit_code == 0, "mosquitto_rr failed: " << rr.err);
+  const json reply = printed_json(rr);
+  NT_REQUIRE_OK(reply);
+  BOOST_TEST(reply["message"].value("sender_id", "") == "drv-cli");
+  // Without the token, mosquitto_rr cannot even connect.
+  const CliResult anonymous = run_cli(system, rr_args(system, "anon-cli", request_topic(code, "send_message"),
+                                                      topic_prefix + "/replies/anon-cli/1", text_message("driver", "x")));
+  BOOST_TEST(anonymous.exit_code.value_or(0) != 0);
+  const bool said_why = anonymous.err.find("ot authori") != std::string::npos;
+  BOOST_TEST(said_why, anonymous.err);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
