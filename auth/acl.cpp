@@ -6,6 +6,7 @@
 
 #include "auth/jwt.hpp"
 #include "bridge/topics.hpp"
+#include "config/config.hpp"
 
 namespace navietakie {
 namespace {
@@ -24,26 +25,6 @@ std::string_view trim(std::string_view text) {
   while (!text.empty() && is_blank(text.front())) text.remove_prefix(1);
   while (!text.empty() && is_blank(text.back())) text.remove_suffix(1);
   return text;
-}
-
-// An entry as it appears in an error message: quoted, control bytes escaped, long ones cut.
-std::string quote(std::string_view value) {
-  constexpr std::size_t shown_max = 120;
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string out = "'";
-  for (std::size_t i = 0; i < value.size() && i < shown_max; ++i) {
-    const auto byte = static_cast<unsigned char>(value[i]);
-    if (byte < 0x20 || byte == 0x7f) {
-      out += "\\x";
-      out += hex[byte >> 4];
-      out += hex[byte & 0x0f];
-    } else {
-      out += value[i];
-    }
-  }
-  if (value.size() > shown_max) out += "...";
-  out += "'";
-  return out;
 }
 
 // The levels of a topic or filter: "a//b" -> {"a", "", "b"}.

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "bridge/topics.hpp"
+#include "config/config.hpp"
 
 namespace navietakie {
 namespace {
@@ -38,25 +39,6 @@ struct MallocDeleter {
   void operator()(char* text) const { std::free(text); }
 };
 using MallocString = std::unique_ptr<char, MallocDeleter>;
-
-// A value as it may appear in a message: quoted, control bytes escaped, long values cut.
-std::string quote(std::string_view value, std::size_t shown_max = 120) {
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string out = "'";
-  for (std::size_t i = 0; i < value.size() && i < shown_max; ++i) {
-    const auto byte = static_cast<unsigned char>(value[i]);
-    if (byte < 0x20 || byte == 0x7f) {
-      out += "\\x";
-      out += hex[byte >> 4];
-      out += hex[byte & 0x0f];
-    } else {
-      out += value[i];
-    }
-  }
-  if (value.size() > shown_max) out += "...";
-  out += "'";
-  return out;
-}
 
 int base64url_value(char c) {
   if (c >= 'A' && c <= 'Z') return c - 'A';

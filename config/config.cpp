@@ -30,27 +30,6 @@ bool starts_with(std::string_view text, std::string_view prefix) {
   return text.substr(0, prefix.size()) == prefix;
 }
 
-// A value as it appears in an error message: quoted, control bytes escaped, long values cut,
-// so that a hostile or binary value cannot garble the log line it ends up in.
-std::string quote(std::string_view value) {
-  constexpr std::size_t shown_max = 120;
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string out = "'";
-  for (std::size_t i = 0; i < value.size() && i < shown_max; ++i) {
-    const auto byte = static_cast<unsigned char>(value[i]);
-    if (byte < 0x20 || byte == 0x7f) {
-      out += "\\x";
-      out += hex[byte >> 4];
-      out += hex[byte & 0x0f];
-    } else {
-      out += value[i];
-    }
-  }
-  if (value.size() > shown_max) out += "...";
-  out += "'";
-  return out;
-}
-
 const ConfigKey* find_key(std::string_view key) {
   for (const auto& entry : config_schema()) {
     if (entry.key == key) return &entry;
@@ -280,6 +259,24 @@ std::string help_text(const std::string& program) {
 }
 
 }  // namespace
+
+std::string quote(std::string_view value, std::size_t shown_max) {
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out = "'";
+  for (std::size_t i = 0; i < value.size() && i < shown_max; ++i) {
+    const auto byte = static_cast<unsigned char>(value[i]);
+    if (byte < 0x20 || byte == 0x7f) {
+      out += "\\x";
+      out += hex[byte >> 4];
+      out += hex[byte & 0x0f];
+    } else {
+      out += value[i];
+    }
+  }
+  if (value.size() > shown_max) out += "...";
+  out += "'";
+  return out;
+}
 
 void ConfigLayer::set(const std::string& key, std::string value, std::string origin) {
   (*this)[key] = std::move(value);

@@ -17,6 +17,10 @@ namespace navietakie {
 
 enum class LogLevel { debug = 0, info = 1, warn = 2, error = 3 };
 
+// A value as it appears in an error or log message: quoted, control bytes escaped, cut after
+// `shown_max` bytes, so that a hostile or binary value cannot garble the line it ends up in.
+std::string quote(std::string_view value, std::size_t shown_max = 120);
+
 struct ConfigKey {
   std::string key;
   std::string default_value;
