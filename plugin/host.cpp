@@ -166,6 +166,8 @@ PluginHost::PluginHost(const Settings& settings)
   if (settings.handlers) {
     store_ = open_lmdb_store(lmdb_options(settings));
     engine_ = std::make_unique<Engine>(*store_, plugin_engine_options(settings));
+    // Constructed on the broker thread: that is the thread the worker wakes.
+    worker_ = std::make_unique<EngineWorker>(*engine_, settings.batch_max, ThreadWaker());
   }
   if (!jwt_) {
     log_line(LogLevel::warn, "OPEN_MODE",
@@ -178,11 +180,18 @@ PluginHost::PluginHost(const Settings& settings)
 }
 
 PluginHost::~PluginHost() {
-  // The broker is stopping: commit what was acknowledged since the last tick. Its replies can no
-  // longer be delivered; the clients resend and get `duplicate`.
-  if (engine_ && !pending_.empty()) {
-    engine_->handle(pending_);
-    log_line(LogLevel::info, "flushed_at_shutdown", {{"requests", std::to_string(pending_.size())}});
+  // The broker is stopping: commit what was acknowledged since the last tick (the worker finishes
+  // its queue before it stops). Replies can no longer be delivered; the clients resend and get
+  // `duplicate`.
+  if (worker_) {
+    const std::size_t flushed = pending_.size();
+    worker_->submit(std::move(pending_), std::move(disconnected_));
+    const EngineWorker::Stats before_stop = worker_->stats();
+    worker_.reset();
+    if (flushed > 0) log_line(LogLevel::info, "flushed_at_shutdown", {{"requests", std::to_string(flushed)}});
+    log_line(LogLevel::info, "engine_thread",
+             {{"batches", std::to_string(before_stop.batches)}, {"requests", std::to_string(before_stop.requests)},
+              {"largest_batch", std::to_string(before_stop.largest_batch)}});
   }
   log_line(LogLevel::info, "stopping",
            {{"metrics", engine_ ? engine_->metrics().to_json() : "{}"}, {"auth", auth_metrics_.to_json()}});
@@ -333,12 +342,10 @@ void PluginHost::on_disconnect(const mosquitto* client, const char* client_id) {
 }
 
 void PluginHost::on_tick() {
-  if (engine_) {
-    if (!started_) {
-      started_ = true;
-      publish_all(engine_->start());
-    }
-    flush();
+  if (worker_) {
+    worker_->submit(std::move(pending_), disconnected_);
+    pending_.clear();
+    publish_all(worker_->take_results());
   }
   for (auto& will : stamped_wills_) {
     mosquitto_property* props = nullptr;
@@ -350,11 +357,8 @@ void PluginHost::on_tick() {
     }
   }
   stamped_wills_.clear();
-  if (!disconnected_.empty()) {
-    if (engine_) publish_all(engine_->disconnected(disconnected_));
-    disconnected_.clear();
-    just_disconnected_.clear();
-  }
+  disconnected_.clear();
+  just_disconnected_.clear();
   // Forget ended sessions (their Will has been checked by now), unless the address was reused by
   // a connection that authenticated since. The pointers are never dereferenced here.
   for (const auto& [client, generation] : ended_) {
@@ -362,9 +366,6 @@ void PluginHost::on_tick() {
     if (found != sessions_.end() && found->second.generation == generation) sessions_.erase(found);
   }
   ended_.clear();
-  if (engine_) {
-    if (auto due = engine_->next_deadline(); due && *due <= system_clock_ms()) publish_all(engine_->expire_calls());
-  }
   if (jwt_) kick_expired();
 }
 
@@ -380,21 +381,6 @@ void PluginHost::kick_expired() {
     ++auth_metrics_.expired_kicked;
     log_line(LogLevel::info, "token_expired_disconnect", {{"client_id", client_id}});
     mosquitto_kick_client_by_clientid(client_id.c_str(), true);
-  }
-}
-
-void PluginHost::flush() {
-  if (pending_.empty()) return;
-  std::vector<Request> batch;
-  batch.swap(pending_);
-  if (batch.size() <= settings_.batch_max) {
-    publish_all(engine_->handle(batch));
-    return;
-  }
-  for (std::size_t i = 0; i < batch.size(); i += settings_.batch_max) {
-    auto end = std::min(batch.size(), i + settings_.batch_max);
-    publish_all(engine_->handle(std::vector<Request>(batch.begin() + static_cast<std::ptrdiff_t>(i),
-                                                     batch.begin() + static_cast<std::ptrdiff_t>(end))));
   }
 }
 

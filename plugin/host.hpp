@@ -2,8 +2,9 @@
 // authentication (a JWT as the MQTT password), per-booking access control and identity.
 //
 // Handlers on (the embedded default): MESSAGE only copies a request into the pending queue; TICK
-// (once per broker loop pass) handles the queue as one batch (one LMDB transaction, one sync) and
-// publishes the replies and events on the broker thread; they go out at the start of the next pass.
+// (once per broker loop pass) hands the queue to the engine thread (plugin/worker.hpp), which
+// commits it as one batch (one LMDB transaction, one sync) while the broker goes on serving, and
+// publishes on the broker thread what the engine thread produced; it goes out in the next pass.
 // Handlers off (auth only, for a bridge deployment): requests are routed to the bridge like any
 // message, each stamped with the publisher's verified identity as MQTT v5 user properties.
 #pragma once
@@ -21,6 +22,7 @@
 #include "auth/jwt.hpp"
 #include "bridge/engine.hpp"
 #include "config/config.hpp"
+#include "plugin/worker.hpp"
 
 struct mosquitto;
 struct mosquitto_evt_message;
@@ -89,18 +91,17 @@ class PluginHost {
   void will_as_request(const mosquitto_evt_acl_check& event, const Session* session);
   void kick_expired();
   void publish_all(const std::vector<Publish>& publishes);
-  void flush();
 
   Settings settings_;
   std::unique_ptr<Store> store_;    // handlers on only
-  std::unique_ptr<Engine> engine_;  // handlers on only
+  std::unique_ptr<Engine> engine_;  // handlers on only; used on the worker's thread only
+  std::unique_ptr<EngineWorker> worker_;  // handlers on only; declared after engine_: stops first
   Topics topics_;
   std::optional<JwtOptions> jwt_;  // auth on
   AclPolicy acl_;
   AuthMetrics auth_metrics_;
   LogBudget auth_log_{20};  // auth_refused lines
   LogBudget acl_log_{20};   // acl_denied lines (writes, subscriptions)
-  bool started_ = false;
   std::vector<Request> pending_;
   struct StampedWill {
     std::string topic;

@@ -325,13 +325,14 @@ BOOST_DATA_TEST_CASE(the_shipped_mosquitto_conf_starts_and_serves, bdata::make({
     else if (line == "listener 9001") line = "listener " + std::to_string(ws_port) + " 127.0.0.1", ++replaced;
     else if (line.rfind("plugin ", 0) == 0) line = "plugin " + std::string(NAVIETAKIE_PLUGIN_SO), ++replaced;
     else if (line.rfind("plugin_opt_data_dir ", 0) == 0) line = "plugin_opt_data_dir " + dir.file("data"), ++replaced;
+    else if (line.rfind("http_dir ", 0) == 0) line = "http_dir " + std::string(NAVIETAKIE_SOURCE_DIR) + "/web/public", ++replaced;
     else if (secure && line == "allow_anonymous true") line = "allow_anonymous false", ++replaced;
     else if (secure && line.rfind("#plugin_opt_auth_jwt_secret_file ", 0) == 0)
       line = "plugin_opt_auth_jwt_secret_file " + secret_path, ++replaced;
     else if (secure && line.rfind("#plugin_opt_auth_service_grants ", 0) == 0) line = line.substr(1), ++replaced;
     conf += line + "\n";
   }
-  BOOST_REQUIRE_EQUAL(replaced, secure ? 7 : 4);
+  BOOST_REQUIRE_EQUAL(replaced, secure ? 8 : 5);
   conf += "user " + current_user_name() + "\n";
   write_file(dir.file("mosquitto.conf"), conf);
   Process broker({find_executable("mosquitto"), "-c", dir.file("mosquitto.conf")}, {dir.file("mosquitto.log"), "", 5s});

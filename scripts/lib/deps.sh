@@ -42,3 +42,34 @@ navietakie_install_deps() {
   apt-get update
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 }
+
+# The web client (web/): Node.js and npm to fetch mqtt.js from the npm registry and copy its browser
+# build into web/public/vendor/ (`npm run build`); with --browser also Debian's chromium, which the
+# browser test drives through playwright-core. Node is taken as found (any >= 18); only when there
+# is none are Debian's nodejs and npm installed.
+navietakie_install_web_deps() {
+  local root="$1" browser="${2:-}" packages=()
+  command -v node >/dev/null 2>&1 || packages+=(nodejs)
+  command -v npm >/dev/null 2>&1 || packages+=(npm)
+  if [[ "$browser" == --browser ]] && ! navietakie_package_installed chromium; then
+    packages+=(chromium)
+  fi
+  if ((${#packages[@]} > 0)); then
+    if [[ "$(id -u)" -ne 0 ]]; then
+      echo "error: missing packages: ${packages[*]}" >&2
+      echo "install them with: sudo apt-get update && sudo apt-get install -y ${packages[*]}" >&2
+      return 1
+    fi
+    echo "installing missing packages: ${packages[*]}" >&2
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${packages[@]}"
+  fi
+  # npm ci only when the lock file changed since the last install (a copy is kept as a stamp).
+  local stamp="$root/web/node_modules/.navietakie-installed-lock.json"
+  if ! cmp -s "$root/web/package-lock.json" "$stamp" 2>/dev/null; then
+    (cd "$root/web" && npm ci --no-audit --no-fund)
+    cp "$root/web/package-lock.json" "$stamp"
+  fi
+  (cd "$root/web" && npm run --silent build)
+}
+
