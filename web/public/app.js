@@ -1,0 +1,846 @@
+/*
+ * navietakie browser client: the page of one participant (driver or
+ * passenger) of one booking. Chat, call signalling and presence.
+ *
+ * State flows one way: the server's replies and events go into small state
+ * holders (timeline, outbox, call, presence, error), and each holder renders
+ * its part of the page. The DOM is never read back as state, except for the
+ * order of the timeline.
+ *
+ * Test hooks (data-testid) are a contract: see WEB.md in the steering repo.
+ */
+(function () {
+  'use strict';
+
+  const P = window.NavietakieProtocol;
+
+  const HISTORY_PAGE = 50;
+  const CATCH_UP_PAGE = 200;
+  const ENDED_BANNER_MS = 4000;
+  const GAP_CHECK_DELAY_MS = 300;
+  const OTHER_ROLE = { driver: 'passenger', passenger: 'driver' };
+
+  const $ = (id) => document.getElementById(id);
+
+  // ---------------------------------------------------------------- start-up
+
+  const params = new URLSearchParams(location.search);
+  const token = (params.get('token') || '').trim();
+  const claims = token ? P.tokenClaims(token) : null;
+  // Booking and role come from the address; the token's claims fill a gap.
+  const booking = (params.get('booking') || (claims && claims.booking) || '').trim();
+  const role = (params.get('role') || (claims && claims.role) || '').trim();
+
+  const problem = setupProblem();
+  if (problem !== null) showSetup(problem);
+  else startChat();
+
+  /** Why the address cannot open a chat: a sentence, '' when there is
+   *  simply nothing yet, null when it can. */
+  function setupProblem() {
+    if (!params.has('booking') && !params.has('role') && !token) return '';
+    if (!P.isBookingCode(booking)) return 'That booking code is not valid: use 1 to 64 letters, digits, "_" or "-".';
+    if (!P.isRole(role)) return 'Choose driver or passenger.';
+    // The token is checked by the server; its claims only catch an obvious mix-up early.
+    if (claims && P.isRole(claims.role) && claims.role !== role) return `This token is for the ${claims.role}, not the ${role}.`;
+    if (claims && P.isRole(claims.role) && typeof claims.booking === 'string' && claims.booking !== booking) {
+      return `This token is for booking ${claims.booking}, not ${booking}.`;
+    }
+    return null;
+  }
+
+  function showSetup(problem) {
+    const form = $('setup-form');
+    if (booking) $('setup-booking').value = booking;
+    if (P.isRole(role)) form.elements.role.value = role;
+    if (token) $('setup-token').value = token;
+    const error = $('setup-error');
+    error.textContent = problem || '';
+    error.hidden = !problem;
+    form.addEventListener('submit', () => {
+      // An empty token stays out of the address.
+      const field = $('setup-token');
+      field.value = field.value.trim();
+      field.disabled = !field.value;
+    });
+    document.title = 'navietakie';
+    $('chat').hidden = true;
+    $('setup').hidden = false;
+  }
+
+  // ---------------------------------------------------------------- the chat
+
+  function startChat() {
+    const other = OTHER_ROLE[role];
+    const dom = {
+      chat: $('chat'),
+      topbar: document.querySelector('.topbar'),
+      presence: $('presence'),
+      connection: $('connection'),
+      connectionText: $('connection-text'),
+      callButton: $('call'),
+      callSlot: $('call-slot'),
+      errorSlot: $('error-slot'),
+      scroller: $('scroller'),
+      loadEarlier: $('load-earlier'),
+      empty: $('empty'),
+      timeline: $('timeline'),
+      form: $('composer-form'),
+      composer: $('composer'),
+      sendButton: $('send'),
+    };
+
+    // ---------------------------------------------------------- formatting
+
+    function capitalize(s) {
+      return s ? s[0].toUpperCase() + s.slice(1) : s;
+    }
+
+    /** A server timestamp Date can hold (ms since the epoch). */
+    function isTime(ms) {
+      return typeof ms === 'number' && Math.abs(ms) < 8.64e15;
+    }
+
+    function clockTime(ms) {
+      return new Date(ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+    }
+
+    function lastSeen(ms) {
+      const d = new Date(ms);
+      const sameDay = d.toDateString() === new Date().toDateString();
+      return sameDay ? clockTime(ms) : `${d.toLocaleDateString([], { day: 'numeric', month: 'short' })}, ${clockTime(ms)}`;
+    }
+
+    /** 62000 -> "1:02"; an hour or more -> "1:02:03". */
+    function duration(ms) {
+      const total = Math.max(0, Math.floor(ms / 1000));
+      const h = Math.floor(total / 3600);
+      const m = Math.floor((total % 3600) / 60);
+      const s = String(total % 60).padStart(2, '0');
+      return h ? `${h}:${String(m).padStart(2, '0')}:${s}` : `${m}:${s}`;
+    }
+
+    /** The running call timer: "mm:ss". */
+    function timer(ms) {
+      const total = Math.max(0, Math.floor(ms / 1000));
+      const m = Math.floor(total / 60);
+      return `${String(m).padStart(2, '0')}:${String(total % 60).padStart(2, '0')}`;
+    }
+
+    // ---------------------------------------------------------- DOM helpers
+
+    /** h('li', {class: 'x', 'data-seq': 3, onclick: fn}, child, 'text') */
+    function h(tag, attrs, ...children) {
+      const node = document.createElement(tag);
+      for (const [name, value] of Object.entries(attrs || {})) {
+        if (value === undefined || value === null || value === false) continue;
+        if (name.startsWith('on')) node.addEventListener(name.slice(2), value);
+        else node.setAttribute(name, value === true ? '' : String(value));
+      }
+      for (const child of children) {
+        if (child !== null && child !== undefined && child !== false) node.append(child);
+      }
+      return node;
+    }
+
+    const ICONS = {
+      phone: '<path fill="currentColor" d="M6.6 10.8a15.1 15.1 0 0 0 6.6 6.6l2.2-2.2a1 1 0 0 1 1-.25c1.1.37 2.3.57 3.6.57a1 1 0 0 1 1 1V20a1 1 0 0 1-1 1A17 17 0 0 1 3 4a1 1 0 0 1 1-1h3.5a1 1 0 0 1 1 1c0 1.25.2 2.45.57 3.57a1 1 0 0 1-.25 1z"/>',
+      hangup: '<path fill="currentColor" d="M12 9c-1.6 0-3.15.25-4.6.72v3.1a1 1 0 0 1-.56.9 11.5 11.5 0 0 0-2.66 1.85 1 1 0 0 1-1.41-.02L.29 13.08a1 1 0 0 1 0-1.41C3.34 8.78 7.46 7 12 7s8.66 1.78 11.71 4.67a1 1 0 0 1 0 1.41l-2.48 2.48a1 1 0 0 1-1.41.02 11.3 11.3 0 0 0-2.67-1.85 1 1 0 0 1-.56-.9v-3.1A15 15 0 0 0 12 9z"/>',
+      clock: '<circle cx="12" cy="12" r="9" fill="none" stroke="currentColor" stroke-width="2"/><path d="M12 7v5l3 2" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round"/>',
+      check: '<path d="M5 12.5 10 17l9-10" fill="none" stroke="currentColor" stroke-width="2.4" stroke-linecap="round" stroke-linejoin="round"/>',
+      car: '<path d="M5 11l1.6-4.2A2 2 0 0 1 8.5 5.5h7a2 2 0 0 1 1.9 1.3L19 11M4 11h16a1 1 0 0 1 1 1v4H3v-4a1 1 0 0 1 1-1zM5 16v2M19 16v2" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round"/><circle cx="7.5" cy="13.5" r="1" fill="currentColor"/><circle cx="16.5" cy="13.5" r="1" fill="currentColor"/>',
+      person: '<circle cx="12" cy="8" r="4" fill="none" stroke="currentColor" stroke-width="2"/><path d="M4 21c0-4.4 3.6-7 8-7s8 2.6 8 7" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round"/>',
+      close: '<path d="M6 6l12 12M18 6 6 18" fill="none" stroke="currentColor" stroke-width="2.2" stroke-linecap="round"/>',
+      alert: '<circle cx="12" cy="12" r="10" fill="currentColor"/><path d="M12 7v6M12 16.5v.5" stroke="#fff" stroke-width="2.2" stroke-linecap="round"/>',
+    };
+
+    function icon(name, size) {
+      const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+      svg.setAttribute('viewBox', '0 0 24 24');
+      svg.setAttribute('width', String(size || 16));
+      svg.setAttribute('height', String(size || 16));
+      svg.setAttribute('aria-hidden', 'true');
+      svg.innerHTML = ICONS[name]; // constant markup, never data
+      return svg;
+    }
+
+    // ---------------------------------------------------------- header
+
+    $('booking-code').textContent = booking;
+    $('you').append('You are the ', h('strong', {}, role));
+    $('avatar').append(icon(other === 'driver' ? 'car' : 'person', 22));
+    dom.composer.placeholder = `Message the ${other}`;
+    document.title = `${booking} · ${capitalize(role)} · navietakie`;
+    dom.chat.hidden = false;
+
+    // ---------------------------------------------------------- server clock
+
+    /** Server time ~ Date.now() + offset. Each live event gives a lower
+     *  bound of the offset (it was stamped before it arrived); the largest
+     *  bound seen is the best estimate. 0 until there is one. */
+    const serverClock = {
+      offset: null,
+      sample(serverMs) {
+        if (!isTime(serverMs)) return;
+        const bound = serverMs - Date.now();
+        if (this.offset === null || bound > this.offset) this.offset = bound;
+      },
+      now() {
+        return Date.now() + (this.offset || 0);
+      },
+    };
+
+    // ---------------------------------------------------------- connection
+
+    let connection = 'connecting';
+    let refused = false;
+
+    const conn = P.connectBooking(
+      { booking, role, token },
+      {
+        onState: renderConnection,
+        onReady,
+        onEvent,
+        onServerError: showError,
+        onRefused,
+      },
+    );
+
+    function renderConnection(state) {
+      connection = state;
+      dom.chat.dataset.connection = state;
+      dom.connection.dataset.state = state;
+      dom.connectionText.textContent = refused
+        ? 'Refused'
+        : { connecting: 'Connecting…', connected: 'Connected', disconnected: 'Offline' }[state];
+      renderCallButton();
+    }
+
+    function onReady(first) {
+      // Presence first, so the other party sees us as soon as possible.
+      conn.request('presence', { role, online: true })
+        .then((reply) => applyPresence(reply.presence))
+        .catch(report);
+      syncCall();
+      if (!timeline.historyLoaded) loadLatest();
+      else catchUp();
+      flushOutbox();
+      // Focus for typing on a desktop; on a phone that would pop up the keyboard.
+      if (first && matchMedia('(pointer: fine)').matches) dom.composer.focus({ preventScroll: true });
+    }
+
+    function onEvent(kind, payload) {
+      if (kind === 'message') {
+        serverClock.sample(payload.ts);
+        upsertMessage(payload, { live: true });
+      } else if (kind === 'call') {
+        applyCall(payload, { live: true });
+      } else if (kind === 'presence') {
+        applyPresence(payload);
+      } // other events: not for this page
+    }
+
+    function onRefused(error) {
+      refused = true;
+      renderConnection('disconnected');
+      dom.presence.textContent = `${capitalize(other)} · not connected`;
+      dom.composer.disabled = true;
+      dom.sendButton.disabled = true;
+      dom.empty.replaceChildren('This chat could not be opened. ',
+        h('button', { class: 'link-button', type: 'button', onclick: () => showSetup('') }, 'Use another token'));
+      dom.empty.hidden = false;
+      if (error.code !== 'not_authorized') {
+        showError(error);
+        return;
+      }
+      const text = token
+        ? `The server refused your token: ${error.message}.`
+        : `The server refused the connection: ${error.message}. It needs a token: add &token=… to the address.`;
+      showError(new P.ProtocolError('not_authorized', text));
+    }
+
+    /** Request failures that the user should see. A lost connection is
+     *  shown by the indicator and retried on reconnect, so not here. */
+    function report(error) {
+      if (error && error.code !== 'disconnected') showError(error);
+    }
+
+    // ---------------------------------------------------------- errors
+
+    let lastError = null;
+
+    const ERROR_TITLES = {
+      invalid_json: 'The request could not be read',
+      invalid_request: 'The request was not valid',
+      payload_too_large: 'The message is too long',
+      invalid_booking_code: 'The booking code is not valid',
+      forbidden: 'Not allowed',
+      not_found: 'Not found',
+      invalid_state: 'That is no longer possible',
+      busy: 'A call is already in progress',
+      booking_closed: 'This booking is closed',
+      rate_limited: 'Too many requests, slow down',
+      unavailable: 'The service is unavailable right now',
+      internal: 'Something went wrong on the server',
+      timeout: 'No answer from the server',
+      disconnected: 'Not connected',
+    };
+
+    function showError(error) {
+      const code = (error && error.code) || 'internal';
+      lastError = { code, message: String((error && error.message) || code) };
+      renderError();
+    }
+
+    function renderError() {
+      dom.errorSlot.replaceChildren();
+      if (!lastError) return;
+      const title = ERROR_TITLES[lastError.code];
+      const text = h('p', { class: 'error-text' });
+      if (title && lastError.code !== 'not_authorized') text.append(h('strong', {}, `${title}: `));
+      text.append(lastError.message);
+      const dismiss = h('button', { class: 'dismiss', type: 'button', 'aria-label': 'Dismiss', title: 'Dismiss', onclick: () => {
+        lastError = null;
+        renderError();
+      } }, icon('close', 18));
+      dom.errorSlot.append(h('div', { class: 'error-banner', role: 'alert', 'data-testid': 'error', 'data-code': lastError.code },
+        icon('alert', 18), text, dismiss));
+    }
+
+    // ---------------------------------------------------------- presence
+
+    let peerPresence = null; // {online, since} of the other party
+
+    function applyPresence(presence) {
+      if (!presence || typeof presence !== 'object') return;
+      if (presence.booking_code && presence.booking_code !== booking) return;
+      const peer = presence[other];
+      if (!peer || typeof peer.online !== 'boolean') return;
+      peerPresence = { online: peer.online, since: isTime(peer.since) ? peer.since : null };
+      const state = peer.online ? 'online' : 'offline';
+      dom.presence.dataset.state = state;
+      dom.topbar.dataset.peer = state;
+      dom.presence.textContent = peer.online
+        ? `${capitalize(other)} online`
+        : peerPresence.since
+          ? `${capitalize(other)} offline · last seen ${lastSeen(peerPresence.since)}`
+          : `${capitalize(other)} offline · not joined yet`;
+    }
+
+    // ---------------------------------------------------------- timeline
+
+    const timeline = {
+      bySeq: new Map(),      // seq -> <li>, one per confirmed message
+      lowestSeq: null,
+      highestSeq: null,
+      contiguousTop: null,   // every seq from the initial page up to here is shown
+      historyLoaded: false,
+      hasMoreBefore: false,
+      loadingEarlier: false,
+    };
+
+    function nearBottom() {
+      const s = dom.scroller;
+      return s.scrollHeight - s.scrollTop - s.clientHeight < 80;
+    }
+
+    function scrollToBottom() {
+      dom.scroller.scrollTop = dom.scroller.scrollHeight;
+    }
+
+    function renderTimelineChrome() {
+      if (refused) return;
+      dom.empty.hidden = !timeline.historyLoaded || dom.timeline.childElementCount > 0;
+      dom.loadEarlier.hidden = !timeline.hasMoreBefore;
+      dom.loadEarlier.disabled = timeline.loadingEarlier;
+      dom.loadEarlier.textContent = timeline.loadingEarlier ? 'Loading…' : 'Load earlier messages';
+    }
+
+    function isMessage(m) {
+      return m && typeof m === 'object' && Number.isInteger(m.seq) && m.seq > 0 && typeof m.type === 'string';
+    }
+
+    /** The one way a stored message reaches the page (history pages, replies
+     *  and events/message alike): one element per seq, in seq order. A
+     *  pending send with the same message_id becomes that element. */
+    function upsertMessage(m, { live } = {}) {
+      if (!isMessage(m)) return;
+      const outgoing = typeof m.message_id === 'string' ? outbox.get(m.message_id) : undefined;
+      if (timeline.bySeq.has(m.seq)) {
+        if (outgoing) {
+          // Confirmed twice over (a resend): keep the one element there is.
+          outbox.delete(m.message_id);
+          outgoing.el.remove();
+        }
+        return;
+      }
+      const stick = (live || outgoing) && nearBottom();
+      let li;
+      if (outgoing) {
+        outbox.delete(m.message_id);
+        li = outgoing.el;
+        li.replaceChildren();
+        li.removeAttribute('data-failed');
+      } else {
+        li = h('li', { 'data-testid': 'message' });
+      }
+      fillMessage(li, m);
+      insertBySeq(li, m.seq);
+      timeline.bySeq.set(m.seq, li);
+      if (timeline.lowestSeq === null || m.seq < timeline.lowestSeq) timeline.lowestSeq = m.seq;
+      if (timeline.highestSeq === null || m.seq > timeline.highestSeq) timeline.highestSeq = m.seq;
+      advanceContiguous();
+      renderTimelineChrome();
+      if (stick) scrollToBottom();
+      if (live) checkForGap();
+    }
+
+    function advanceContiguous() {
+      if (timeline.contiguousTop === null) return;
+      while (timeline.bySeq.has(timeline.contiguousTop + 1)) timeline.contiguousTop += 1;
+    }
+
+    /** Confirmed entries in seq order; pending sends stay after them. */
+    function insertBySeq(li, seq) {
+      li.remove();
+      let before = null;
+      for (let node = dom.timeline.lastElementChild; node; node = node.previousElementSibling) {
+        if (node.dataset.seq !== undefined && Number(node.dataset.seq) < seq) break;
+        before = node;
+      }
+      dom.timeline.insertBefore(li, before);
+    }
+
+    function fillMessage(li, m) {
+      const sender = typeof m.sender === 'string' ? m.sender : 'system';
+      li.dataset.seq = String(m.seq);
+      li.dataset.type = m.type;
+      li.dataset.sender = sender;
+      li.dataset.pending = 'false';
+      li.dataset.messageId = String(m.message_id || '');
+      const time = isTime(m.ts) ? h('time', { datetime: new Date(m.ts).toISOString() }, clockTime(m.ts)) : null;
+
+      if (m.type === 'call') {
+        const described = describeCallMessage(m);
+        li.className = 'entry entry--center';
+        li.append(h('span', { class: `pill${described.tone ? ` pill--${described.tone}` : ''}` }, icon('phone', 14), described.text, time));
+      } else if (m.type === 'text' && (sender === 'driver' || sender === 'passenger')) {
+        const own = sender === role;
+        li.className = `entry ${own ? 'entry--own' : 'entry--other'}`;
+        li.append(h('div', { class: 'bubble' },
+          h('p', { class: 'bubble-text' }, String(m.text || '')),
+          h('span', { class: 'meta' }, time, own ? icon('check', 14) : null)));
+      } else {
+        // system messages, and any type this page does not know yet
+        li.className = 'entry entry--center';
+        li.append(h('span', { class: 'pill' }, String(m.text || m.type), time));
+      }
+    }
+
+    /** A call-type message in words. data: {call_id, state, end_reason, from, to, duration_ms}. */
+    function describeCallMessage(m) {
+      const data = m.data && typeof m.data === 'object' ? m.data : {};
+      if (data.state === 'ringing') {
+        return { text: data.from === role ? 'Outgoing call' : `${capitalize(data.from || other)} is calling…` };
+      }
+      if (data.state === 'connected') return { text: 'Call connected', tone: 'connected' };
+      if (data.state === 'ended') {
+        switch (data.end_reason) {
+          case 'missed': return { text: 'Missed call', tone: 'missed' };
+          case 'declined': return { text: 'Call declined' };
+          case 'cancelled': return { text: 'Call cancelled' };
+          case 'completed': {
+            const ms = typeof data.duration_ms === 'number' ? data.duration_ms : knownCallDuration(data.call_id);
+            return { text: ms === null ? 'Call ended' : `Call ${duration(ms)}` };
+          }
+          default: return { text: 'Call ended' };
+        }
+      }
+      return { text: 'Call' };
+    }
+
+    function knownCallDuration(callId) {
+      const c = call.current;
+      return c && c.call_id === callId && typeof c.duration_ms === 'number' ? c.duration_ms : null;
+    }
+
+    /** First page: the newest messages. */
+    let loadingLatest = false;
+
+    async function loadLatest() {
+      if (loadingLatest) return;
+      loadingLatest = true;
+      try {
+        const reply = await conn.request('get_message', { limit: HISTORY_PAGE });
+        const messages = Array.isArray(reply.messages) ? reply.messages : [];
+        for (const m of messages) upsertMessage(m);
+        const top = messages.length ? messages[messages.length - 1].seq : 0;
+        timeline.contiguousTop = Number.isInteger(top) ? top : 0;
+        advanceContiguous();
+        timeline.hasMoreBefore = reply.has_more === true;
+        timeline.historyLoaded = true;
+        renderTimelineChrome();
+        scrollToBottom();
+        checkForGap();
+      } catch (error) {
+        report(error);
+        // Lost connection: the next connect loads it. Anything else: try again soon.
+        if (error.code !== 'disconnected') setTimeout(() => {
+          if (!timeline.historyLoaded && connection === 'connected') loadLatest();
+        }, 3000);
+      } finally {
+        loadingLatest = false;
+      }
+    }
+
+    /** Everything after what we have, page by page, so a reconnect misses
+     *  nothing. One at a time; a request made meanwhile runs once more. */
+    let catchingUp = false;
+    let catchUpAgain = false;
+
+    async function catchUp() {
+      if (!timeline.historyLoaded) return;
+      if (catchingUp) {
+        catchUpAgain = true;
+        return;
+      }
+      catchingUp = true;
+      try {
+        do {
+          catchUpAgain = false;
+          // contiguousTop, not the highest seq: a live event that came in
+          // right after the reconnect must not hide the hole before it.
+          let after = timeline.contiguousTop;
+          for (;;) {
+            const reply = await conn.request('get_message', { after_seq: after, limit: CATCH_UP_PAGE });
+            const messages = Array.isArray(reply.messages) ? reply.messages : [];
+            const stick = nearBottom();
+            for (const m of messages) upsertMessage(m);
+            if (stick) scrollToBottom();
+            if (reply.has_more !== true || !messages.length) break;
+            after = messages[messages.length - 1].seq;
+          }
+        } while (catchUpAgain);
+      } catch (error) {
+        report(error);
+      } finally {
+        catchingUp = false;
+      }
+    }
+
+    /** A live event beyond a hole (something missed) triggers a catch-up. */
+    let gapTimer = null;
+
+    function checkForGap() {
+      if (gapTimer || !timeline.historyLoaded) return;
+      gapTimer = setTimeout(() => {
+        gapTimer = null;
+        if (connection === 'connected' && timeline.highestSeq !== null && timeline.contiguousTop < timeline.highestSeq) catchUp();
+      }, GAP_CHECK_DELAY_MS);
+    }
+
+    async function loadEarlier() {
+      if (timeline.loadingEarlier || !timeline.hasMoreBefore || timeline.lowestSeq === null) return;
+      timeline.loadingEarlier = true;
+      renderTimelineChrome();
+      try {
+        const reply = await conn.request('get_message', { before_seq: timeline.lowestSeq, limit: HISTORY_PAGE });
+        const messages = Array.isArray(reply.messages) ? reply.messages : [];
+        // Keep what the reader is looking at in place while the page grows above it.
+        const fromBottom = dom.scroller.scrollHeight - dom.scroller.scrollTop;
+        for (let i = messages.length - 1; i >= 0; i -= 1) upsertMessage(messages[i]);
+        dom.scroller.scrollTop = dom.scroller.scrollHeight - fromBottom;
+        timeline.hasMoreBefore = reply.has_more === true;
+      } catch (error) {
+        report(error);
+      } finally {
+        timeline.loadingEarlier = false;
+        renderTimelineChrome();
+      }
+    }
+
+    dom.loadEarlier.addEventListener('click', loadEarlier);
+    dom.scroller.addEventListener('scroll', () => {
+      if (dom.scroller.scrollTop < 40 && timeline.historyLoaded && connection === 'connected') loadEarlier();
+    }, { passive: true });
+
+    // ---------------------------------------------------------- outbox
+
+    /** Sends not yet confirmed, by message_id, in the order written. Status:
+     *  queued (waiting for a connection), sending, failed (error reply or no
+     *  answer; the user may retry with the same message_id). */
+    const outbox = new Map();
+
+    function sendText(text) {
+      const id = P.randomHex(16);
+      const entry = { id, text, status: 'queued', error: null, el: h('li', { 'data-testid': 'message' }) };
+      outbox.set(id, entry);
+      renderOutgoing(entry);
+      dom.timeline.append(entry.el);
+      renderTimelineChrome();
+      scrollToBottom();
+      deliver(entry);
+    }
+
+    function deliver(entry) {
+      if (entry.status === 'sending') return;
+      if (connection !== 'connected') {
+        entry.status = 'queued';
+        renderOutgoing(entry);
+        return;
+      }
+      entry.status = 'sending';
+      entry.error = null;
+      renderOutgoing(entry);
+      // The server deduplicates by message_id, so a resend is always safe.
+      conn.request('send_message', { message_id: entry.id, sender: role, text: entry.text })
+        .then((reply) => {
+          if (isMessage(reply.message)) {
+            if (typeof reply.message.ts === 'number') serverClock.sample(reply.message.ts);
+            upsertMessage(reply.message);
+          }
+        })
+        .catch((error) => {
+          if (outbox.get(entry.id) !== entry) return; // confirmed by its event meanwhile
+          if (error.code === 'disconnected') {
+            entry.status = 'queued'; // sent again after the reconnect
+          } else {
+            entry.status = 'failed';
+            entry.error = error;
+            showError(error);
+          }
+          renderOutgoing(entry);
+        });
+    }
+
+    function flushOutbox() {
+      for (const entry of outbox.values()) {
+        if (entry.status === 'queued') deliver(entry);
+      }
+    }
+
+    function renderOutgoing(entry) {
+      const li = entry.el;
+      const failed = entry.status === 'failed';
+      li.className = 'entry entry--own';
+      li.dataset.type = 'text';
+      li.dataset.sender = role;
+      li.dataset.pending = 'true';
+      li.dataset.messageId = entry.id;
+      if (failed) li.dataset.failed = 'true';
+      else li.removeAttribute('data-failed');
+      const meta = h('span', { class: 'meta' }, failed ? 'Not sent' : h('span', { class: 'visually-hidden' }, 'Sending'), failed ? null : icon('clock', 13));
+      li.replaceChildren(h('div', { class: 'bubble' }, h('p', { class: 'bubble-text' }, entry.text), meta));
+      if (failed) {
+        li.append(h('div', { class: 'failed-note' },
+          h('span', {}, entry.error && entry.error.code === 'timeout' ? 'No answer from the server.' : 'The server refused it.'),
+          h('button', { class: 'link-button', type: 'button', 'data-testid': 'retry', onclick: () => deliver(entry) }, 'Retry')));
+      }
+    }
+
+    dom.form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      const text = dom.composer.value.trim();
+      if (!text) return;
+      dom.composer.value = '';
+      autosize();
+      sendText(text);
+      dom.composer.focus();
+    });
+
+    dom.composer.addEventListener('keydown', (event) => {
+      if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        dom.form.requestSubmit();
+      }
+    });
+
+    function autosize() {
+      dom.composer.style.height = 'auto';
+      dom.composer.style.height = `${Math.min(dom.composer.scrollHeight + 2, 140)}px`;
+    }
+    dom.composer.addEventListener('input', autosize);
+
+    // ---------------------------------------------------------- calls
+
+    const CALL_RANK = { ringing: 0, connected: 1, ended: 2 };
+
+    const call = {
+      current: null,          // the call shown in the banner (the Call record)
+      endedIds: new Set(),    // calls seen ending: later events about them are stale
+      busy: false,            // a call request of ours is in flight
+      endedTimer: null,
+      tick: null,
+    };
+
+    function isActive(c) {
+      return !!c && (c.state === 'ringing' || c.state === 'connected');
+    }
+
+    function isCall(c) {
+      return c && typeof c === 'object' && typeof c.call_id === 'string' && Object.hasOwn(CALL_RANK, c.state);
+    }
+
+    /** Takes a Call record from an event or a reply; ignores stale ones. */
+    function applyCall(c, { live } = {}) {
+      if (!isCall(c)) return;
+      if (c.booking_code && c.booking_code !== booking) return;
+      if (call.endedIds.has(c.call_id)) return;
+      const current = call.current;
+      if (current && current.call_id === c.call_id && CALL_RANK[c.state] < CALL_RANK[current.state]) return;
+      // Another call's end while this one is active: not news for the banner.
+      if (current && current.call_id !== c.call_id && isActive(current) && c.state === 'ended') {
+        call.endedIds.add(c.call_id);
+        return;
+      }
+      if (live && c.state === 'connected' && typeof c.connected_at === 'number') serverClock.sample(c.connected_at);
+      clearTimeout(call.endedTimer);
+      call.current = c;
+      if (c.state === 'ended') {
+        call.endedIds.add(c.call_id);
+        call.endedTimer = setTimeout(() => {
+          if (call.current === c) {
+            call.current = null;
+            renderCall();
+          }
+        }, ENDED_BANNER_MS);
+      }
+      renderCall();
+    }
+
+    /** On (re)connect: is a call ringing or connected? */
+    function syncCall() {
+      conn.request('make_call', { action: 'get' })
+        .then((reply) => applyCall(reply.call))
+        .catch((error) => {
+          if (error.code === 'not_found') {
+            // None active: one we showed ended while we were away.
+            if (isActive(call.current)) {
+              call.endedIds.add(call.current.call_id);
+              call.current = null;
+              renderCall();
+            }
+          } else {
+            report(error);
+          }
+        });
+    }
+
+    function startCall() {
+      if (isActive(call.current) || call.busy) return;
+      // A client call_id makes a resent start harmless.
+      callRequest({ action: 'start', by: role, call_id: `c-${P.randomHex(8)}` });
+    }
+
+    function actOnCall(action) {
+      if (!call.current) return;
+      callRequest({ action, call_id: call.current.call_id, by: role });
+    }
+
+    function callRequest(body) {
+      call.busy = true;
+      renderCall();
+      conn.request('make_call', body)
+        .then((reply) => {
+          call.busy = false;
+          applyCall(reply.call);
+          renderCall();
+        })
+        .catch((error) => {
+          call.busy = false;
+          report(error);
+          renderCall();
+          // The call moved on without us (or another one is active): look again.
+          if (['busy', 'invalid_state', 'not_found'].includes(error.code)) syncCall();
+        });
+    }
+
+    dom.callButton.addEventListener('click', startCall);
+
+    function renderCallButton() {
+      dom.callButton.disabled = isActive(call.current) || call.busy || connection !== 'connected';
+      dom.callButton.title = isActive(call.current) ? 'A call is in progress' : `Call the ${other}`;
+      dom.callButton.setAttribute('aria-label', dom.callButton.title);
+    }
+
+    function renderCall() {
+      renderCallButton();
+      clearInterval(call.tick);
+      call.tick = null;
+      dom.callSlot.replaceChildren();
+      const c = call.current;
+      if (!c) return;
+
+      const incoming = c.to === role;
+      const peer = capitalize(incoming ? c.from : c.to) || capitalize(other);
+      const title = h('p', { class: 'call-title' });
+      const sub = h('p', { class: 'call-sub' });
+      const actions = h('div', { class: 'call-actions' });
+      const button = (testid, cls, label, action, iconName) =>
+        h('button', { class: `btn ${cls}`, type: 'button', 'data-testid': testid, disabled: call.busy, onclick: () => actOnCall(action) },
+          iconName ? icon(iconName, 16) : null, label);
+
+      if (c.state === 'ringing') {
+        if (incoming) {
+          title.textContent = `${peer} is calling…`;
+          sub.textContent = 'Incoming call';
+          actions.append(button('decline', 'btn-decline', 'Decline', 'decline', 'hangup'),
+            button('accept', 'btn-accept', 'Accept', 'accept', 'phone'));
+        } else {
+          title.textContent = `Calling ${peer.toLowerCase()}…`;
+          sub.textContent = 'Ringing';
+          actions.append(button('cancel', 'btn-cancel', 'Cancel', 'cancel'));
+        }
+      } else if (c.state === 'connected') {
+        title.textContent = `On call with ${peer.toLowerCase()}`;
+        const clock = h('span', { class: 'call-timer' });
+        sub.append(clock);
+        const connectedAt = typeof c.connected_at === 'number' ? c.connected_at : serverClock.now();
+        const update = () => {
+          clock.textContent = timer(serverClock.now() - connectedAt);
+        };
+        update();
+        call.tick = setInterval(update, 1000);
+        actions.append(button('hangup', 'btn-hangup', 'Hang up', 'end', 'hangup'));
+      } else {
+        const reasons = {
+          completed: `Call ended · ${duration(c.duration_ms || 0)}`,
+          missed: incoming ? 'Missed call' : 'No answer',
+          declined: 'Call declined',
+          cancelled: 'Call cancelled',
+        };
+        title.textContent = reasons[c.end_reason] || 'Call ended';
+        sub.textContent = `with the ${peer.toLowerCase()}`;
+      }
+
+      const answering = c.state === 'ringing' && incoming;
+      dom.callSlot.append(h('section', { class: `call-banner${answering ? ' call-banner--answer' : ''}`, role: 'status', 'data-testid': 'call-state', 'data-state': c.state },
+        h('div', { class: 'call-icon' }, icon(c.state === 'ended' ? 'hangup' : 'phone', 18)),
+        h('div', { class: 'call-text' }, title, sub),
+        actions));
+    }
+
+    // ---------------------------------------------------------- debugging
+
+    Object.defineProperty(window, 'navietakie', {
+      value: Object.freeze({
+        clientId: conn.clientId,
+        booking,
+        role,
+        state: () => ({
+          connection,
+          presence: peerPresence ? { ...peerPresence } : null,
+          call: call.current ? { ...call.current } : null,
+          seqs: [...timeline.bySeq.keys()].sort((a, b) => a - b),
+          hasMoreBefore: timeline.hasMoreBefore,
+          outbox: [...outbox.values()].map((e) => ({ message_id: e.id, status: e.status })),
+          error: lastError ? { ...lastError } : null,
+        }),
+      }),
+      enumerable: true,
+    });
+
+    renderConnection('connecting');
+    renderTimelineChrome();
+  }
+})();
