@@ -1,0 +1,531 @@
+#!/usr/bin/env node
+// End-to-end test of the web client (ctest label `browser`): Debian's Chromium, headless, driven by
+// playwright-core, against a real Mosquitto with the navietakie plugin that also serves web/public.
+//
+//   node tests/browser/e2e.mjs --plugin PATH --web DIR --ctl PATH --artifacts DIR [--only 2,3]
+//
+// Every scenario has its own booking code and its own browsers (fresh profiles): a driver on a
+// desktop-sized page and a passenger on a phone-sized one. Elements are found only through the
+// data-testid hooks of shared/WEB.md. A missing piece (Chromium, the built web app, playwright-core)
+// is a failure, not a skip: the test command installs them.
+
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { parseArgs } from 'node:util';
+import { Runner, assert, holds, lastResorts, randomTag, sleep } from './lib/harness.mjs';
+import { Broker, findProgram, run } from './lib/broker.mjs';
+import { CHROMIUM, DESKTOP, PHONE, describeHooks, duplicateSeqs, isSeq, openClient, openTab, testid } from './lib/pages.mjs';
+
+const log = (line) => console.log(line);
+// Below ctest's TIMEOUT (600 s), so that an overrun still cleans up after itself.
+const RUN_BUDGET_MS = 560000;
+
+// ---------------------------------------------------------------- arguments and prerequisites
+
+const { values: args } = parseArgs({
+  options: {
+    plugin: { type: 'string' },
+    web: { type: 'string' },
+    ctl: { type: 'string' },
+    artifacts: { type: 'string' },
+    only: { type: 'string' },
+  },
+});
+
+function preflight() {
+  const missing = [];
+  for (const key of ['plugin', 'web', 'ctl', 'artifacts']) if (!args[key]) missing.push(`--${key} is required`);
+  if (missing.length) return { missing };
+  const webDir = path.resolve(args.web);
+  const exists = (p, what) => {
+    if (!fs.existsSync(p)) missing.push(`${what} is missing: ${p}`);
+  };
+  exists(CHROMIUM, "Chromium (Debian's `chromium` package; scripts/test installs it)");
+  exists(path.resolve(args.plugin), 'the plugin');
+  exists(path.resolve(args.ctl), 'navietakie-ctl');
+  exists(path.join(webDir, 'index.html'), 'the web app');
+  exists(path.join(webDir, 'vendor', 'mqtt.min.js'), 'the bundled MQTT client (`npm run build` in web/)');
+  const mosquitto = findProgram('mosquitto');
+  if (!mosquitto) missing.push('mosquitto is missing (not in PATH nor /usr/sbin)');
+  const mosquittoPub = findProgram('mosquitto_pub');
+  if (!mosquittoPub) missing.push('mosquitto_pub is missing (package mosquitto-clients)');
+  let chromium = null;
+  try {
+    const require = createRequire(path.join(webDir, '..', 'package.json'));
+    ({ chromium } = require('playwright-core'));
+  } catch (e) {
+    missing.push(`playwright-core cannot be loaded from ${path.join(webDir, '..', 'node_modules')} (\`npm ci\` in web/): ${e.message.split('\n')[0]}`);
+  }
+  return { missing, webDir, mosquitto, mosquittoPub, chromium };
+}
+
+// ---------------------------------------------------------------- the run's shared state
+
+const runner = new Runner({ log });
+const env = {}; // filled by main(): webDir, artifacts, root, broker, chromium, mosquitto, ...
+
+function pageUrl(broker, code, role, token) {
+  const q = new URLSearchParams({ booking: code, role });
+  if (token !== undefined) q.set('token', token);
+  return `${broker.httpBase}/?${q}`;
+}
+
+// Opens one participant's page and registers it for the scenario's cleanup and checks.
+async function open(ctx, role, { broker = env.broker, token, label = role, device } = {}) {
+  const client = await openClient({
+    chromium: env.chromium,
+    profilesDir: env.profilesDir,
+    role,
+    label,
+    device: device ?? (role === 'driver' ? DESKTOP : PHONE),
+    url: pageUrl(broker, ctx.code, role, token),
+  });
+  ctx.clients.push(client);
+  ctx.cleanups.add(`browser ${label}`, () => client.close());
+  return client;
+}
+
+// The usual pair, both connected.
+async function openPair(ctx, options = {}) {
+  const driver = await open(ctx, 'driver', options.driver);
+  const passenger = await open(ctx, 'passenger', options.passenger);
+  await Promise.all([driver.untilConnection('connected'), passenger.untilConnection('connected')]);
+  return { driver, passenger };
+}
+
+const artifact = (name) => path.join(env.artifacts, name);
+
+// Each seq exactly once on the page (WEB.md: one entry per seq).
+async function assertNoDuplicates(client, seqs = []) {
+  const h = await client.hooks();
+  const dups = duplicateSeqs(h);
+  assert(dups.length === 0, `${client.label}: seqs shown more than once: ${dups.join(', ')}`);
+  for (const seq of seqs) {
+    const n = await client.page.locator(`${testid('message')}[data-seq="${seq}"]`).count();
+    assert(n === 1, `${client.label}: [data-testid=message][data-seq="${seq}"] count is ${n}, expected 1`);
+  }
+}
+
+function entriesWith(h, text) {
+  return h.messages.filter((m) => m.text.includes(text));
+}
+
+// The other page shows message `seq` (from `sender`, containing `text`) as a confirmed entry.
+function untilShown(client, { seq, sender, text, type = 'text' }, timeoutMs = 10000) {
+  return client.until(
+    `entry data-seq=${seq} data-sender=${sender} data-type=${type} containing "${text}"`,
+    (h) => h.messages.some((m) => m.seq === String(seq) && m.sender === sender && m.type === type && m.text.includes(text) && m.pending !== 'true'),
+    timeoutMs,
+  );
+}
+
+const callGone = (h) => h.call === 'ended' || h.call === null;
+const visible = (h, id) => h.controls[id].visible;
+
+// ---------------------------------------------------------------- scenarios
+
+const scenarios = [
+  {
+    name: 'connect and presence',
+    timeoutMs: 45000,
+    async run(ctx) {
+      const driver = await open(ctx, 'driver');
+      await driver.untilConnection('connected');
+      // The passenger of a fresh booking was never seen.
+      await driver.untilPresence('offline');
+      const passenger = await open(ctx, 'passenger');
+      await passenger.untilConnection('connected');
+      await passenger.untilPresence('online');
+      await driver.untilPresence('online');
+      ctx.log('both connected, each sees the other online');
+      // Closing the passenger's browser drops its connection: its Will / the broker's DISCONNECT
+      // marks it offline, and the driver's page shows that.
+      await passenger.close();
+      await driver.untilPresence('offline', 10000);
+      const h = await driver.hooks();
+      assert(h.connection === 'connected', `driver: connection ${h.connection} after the passenger left, expected connected`);
+      ctx.log('passenger closed: the driver sees it offline');
+
+      // WEB.md: each tab is its own MQTT client (a fresh client id per page load, not shared
+      // through storage), so a second tab of the same browser does not knock the first one off.
+      const tab = await openTab(driver, { label: 'driver-tab2', url: driver.page.url() });
+      ctx.clients.push(tab);
+      ctx.cleanups.add('browser tab driver-tab2', () => tab.close());
+      await tab.untilConnection('connected');
+      await holds('two tabs of one browser both stay connected', async () => [(await driver.hooks()).connection, (await tab.hooks()).connection], (states) => states.every((s) => s === 'connected'), { durationMs: 2000 });
+      const takeovers = env.broker.logText().split('\n').filter((l) => l.includes('already connected, closing old connection'));
+      assert(takeovers.length === 0, `the broker saw a client id taken over (tabs sharing a client id?): ${takeovers.join(' | ')}`);
+      ctx.log('a second tab of the driver\'s browser connects as its own client');
+    },
+  },
+  {
+    name: 'messages both ways',
+    timeoutMs: 45000,
+    async run(ctx) {
+      const { driver, passenger } = await openPair(ctx);
+      // A fresh booking: these texts are unique in it (and read well in the README's screenshots).
+      const t1 = 'At gate B, silver Skoda';
+      await driver.send(t1);
+      const m1 = await driver.untilConfirmed(t1);
+      assert(m1.sender === 'driver' && m1.type === 'text', `driver: own entry is ${JSON.stringify(m1)}, expected data-sender=driver data-type=text`);
+      await untilShown(passenger, { seq: m1.seq, sender: 'driver', text: t1 });
+      ctx.log(`driver -> passenger: seq ${m1.seq}`);
+
+      const t2 = 'Coming, 2 minutes';
+      await passenger.send(t2);
+      const m2 = await passenger.untilConfirmed(t2);
+      assert(m2.sender === 'passenger' && m2.type === 'text', `passenger: own entry is ${JSON.stringify(m2)}, expected data-sender=passenger data-type=text`);
+      assert(Number(m2.seq) > Number(m1.seq), `passenger's seq ${m2.seq} is not after the driver's ${m1.seq}`);
+      await untilShown(driver, { seq: m2.seq, sender: 'passenger', text: t2 });
+      ctx.log(`passenger -> driver: seq ${m2.seq}`);
+
+      const t3 = 'Great, see you';
+      await driver.send(t3);
+      const m3 = await driver.untilConfirmed(t3);
+      await untilShown(passenger, { seq: m3.seq, sender: 'driver', text: t3 });
+
+      await sleep(500); // a late duplicate (reply and event both rendered) would show by now
+      for (const c of [driver, passenger]) {
+        await assertNoDuplicates(c, [m1.seq, m2.seq, m3.seq]);
+        for (const t of [t1, t2, t3]) {
+          const n = entriesWith(await c.hooks(), t).length;
+          assert(n === 1, `${c.label}: ${n} entries contain "${t}", expected 1`);
+        }
+      }
+      await driver.screenshot(artifact('driver-desktop-chat.png'));
+      await passenger.screenshot(artifact('passenger-phone-chat.png'));
+    },
+  },
+  {
+    name: 'full call: ring, accept, hang up',
+    timeoutMs: 45000,
+    async run(ctx) {
+      const { driver, passenger } = await openPair(ctx);
+      await Promise.all([driver.untilPresence('online'), passenger.untilPresence('online')]);
+      await driver.send('Calling you now');
+      await driver.untilConfirmed('Calling you now');
+
+      await driver.hook('call').click({ timeout: 5000 });
+      await Promise.all([driver.untilCall('ringing'), passenger.untilCall('ringing')]);
+      await passenger.until(
+        'callee while ringing: accept and decline visible, cancel and hangup not',
+        (h) => visible(h, 'accept') && visible(h, 'decline') && !visible(h, 'cancel') && !visible(h, 'hangup'),
+      );
+      await driver.until(
+        'caller while ringing: cancel visible, accept/decline/hangup not, call disabled',
+        (h) => visible(h, 'cancel') && !visible(h, 'accept') && !visible(h, 'decline') && !visible(h, 'hangup') && h.controls.call.disabled,
+      );
+      ctx.log('ringing on both pages');
+
+      await passenger.hook('accept').click({ timeout: 5000 });
+      await Promise.all([driver.untilCall('connected'), passenger.untilCall('connected')]);
+      for (const c of [driver, passenger]) {
+        await c.until(
+          'connected call: hangup visible, accept/decline/cancel not, call disabled',
+          (h) => visible(h, 'hangup') && !visible(h, 'accept') && !visible(h, 'decline') && !visible(h, 'cancel') && h.controls.call.disabled,
+        );
+      }
+      ctx.log('connected on both pages');
+      const before = (await driver.hooks()).callText;
+      await sleep(1600);
+      const after = (await driver.hooks()).callText;
+      // A running timer is nice to have, not part of the contract: reported, not asserted.
+      ctx.log(`call banner over 1.6 s: "${before}" -> "${after}"${before === after ? ' (no running timer)' : ''}`);
+      await driver.screenshot(artifact('driver-desktop-call.png'));
+      await passenger.screenshot(artifact('passenger-phone-call.png'));
+
+      await driver.hook('hangup').click({ timeout: 5000 });
+      for (const c of [driver, passenger]) {
+        await c.until('call ended (call-state ended or gone), hangup hidden', (h) => callGone(h) && !visible(h, 'hangup'));
+        await c.until('a call-type timeline entry', (h) => h.messages.some((m) => m.type === 'call' && isSeq(m.seq)));
+        await c.until('call enabled again', (h) => h.controls.call.present && !h.controls.call.disabled);
+      }
+      // Both pages show the same call entries.
+      const callSeqs = (h) => h.messages.filter((m) => m.type === 'call').map((m) => m.seq).sort().join(',');
+      const want = callSeqs(await driver.hooks());
+      await passenger.until(`the driver's call entries (seqs ${want})`, (h) => callSeqs(h) === want);
+      await sleep(300);
+      await assertNoDuplicates(driver);
+      await assertNoDuplicates(passenger);
+      const media = await Promise.all([driver, passenger].map((c) => c.page.evaluate(() => window.__e2eMediaRequests)));
+      ctx.log(`call entries: seqs ${want}; getUserMedia requests (all denied): driver ${media[0]}, passenger ${media[1]}`);
+    },
+  },
+  {
+    name: 'missed call',
+    timeoutMs: 45000,
+    async run(ctx) {
+      const { driver, passenger } = await openPair(ctx);
+      await passenger.hook('call').click({ timeout: 5000 });
+      const started = Date.now();
+      await Promise.all([driver.untilCall('ringing'), passenger.untilCall('ringing')]);
+      await passenger.until('caller: cancel visible', (h) => visible(h, 'cancel'));
+      await driver.until('callee: accept visible', (h) => visible(h, 'accept'));
+      // Nobody answers: the broker ends it as missed after plugin_opt_call_ring_timeout_s 3.
+      const missed = (h) => callGone(h) && !visible(h, 'accept') && !visible(h, 'cancel') && h.messages.some((m) => m.type === 'call' && isSeq(m.seq) && /missed/i.test(m.text));
+      const budget = 3000 + 7000 - (Date.now() - started);
+      await Promise.all([
+        driver.until('call ended and a call entry mentioning "Missed"', missed, budget),
+        passenger.until('call ended and a call entry mentioning "Missed"', missed, budget),
+      ]);
+      ctx.log(`missed after ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      await assertNoDuplicates(driver);
+      await assertNoDuplicates(passenger);
+    },
+  },
+  {
+    name: 'a message from mosquitto_pub',
+    timeoutMs: 45000,
+    async run(ctx) {
+      const { driver, passenger } = await openPair(ctx);
+      const text = `from the shell ${randomTag()}`;
+      const pub = await run(env.mosquittoPub, [
+        '-h', '127.0.0.1', '-p', String(env.broker.tcpPort), '-V', 'mqttv311', '-q', '1',
+        '-t', `navietakie/v1/bookings/${ctx.code}/send_message`,
+        '-m', JSON.stringify({ sender: 'driver', text }),
+      ]);
+      assert(pub.code === 0, `mosquitto_pub failed (${pub.code}): ${pub.stderr.trim()}`);
+      const seqs = [];
+      for (const c of [driver, passenger]) {
+        const h = await c.until(
+          `an entry containing "${text}" with a data-seq, data-sender=driver, data-type=text`,
+          (h) => h.messages.some((m) => m.text.includes(text) && isSeq(m.seq) && m.sender === 'driver' && m.type === 'text' && m.pending !== 'true'),
+        );
+        seqs.push(entriesWith(h, text)[0].seq);
+      }
+      assert(seqs[0] === seqs[1], `the pages show different seqs for the same message: driver ${seqs[0]}, passenger ${seqs[1]}`);
+      await sleep(300);
+      await assertNoDuplicates(driver, [seqs[0]]);
+      await assertNoDuplicates(passenger, [seqs[0]]);
+      ctx.log(`shown on both pages as seq ${seqs[0]}`);
+    },
+  },
+  {
+    name: 'reload shows the same history',
+    timeoutMs: 45000,
+    async run(ctx) {
+      const { driver, passenger } = await openPair(ctx);
+      const tag = randomTag();
+      const texts = [`first [${tag}]`, `second [${tag}]`, `third, from the passenger [${tag}]`];
+      await driver.send(texts[0]);
+      await driver.untilConfirmed(texts[0]);
+      await driver.send(texts[1]);
+      await driver.untilConfirmed(texts[1]);
+      await passenger.send(texts[2]);
+      await passenger.untilConfirmed(texts[2]);
+      const h0 = await passenger.until('all three messages confirmed', (h) => texts.every((t) => h.messages.some((m) => m.text.includes(t) && isSeq(m.seq) && m.pending !== 'true')));
+      const shown = (h) => h.messages.filter((m) => isSeq(m.seq)).map((m) => ({ seq: m.seq, type: m.type, sender: m.sender, text: m.text }));
+      const before = shown(h0);
+      const seqList = (list) => list.map((m) => m.seq).sort((a, b) => a - b).join(',');
+      ctx.log(`before reload: seqs ${seqList(before)}`);
+
+      await passenger.page.reload({ waitUntil: 'load', timeout: 15000 });
+      await passenger.untilConnection('connected');
+      const h1 = await passenger.until(`the same seqs after reload (${seqList(before)})`, (h) => seqList(shown(h)) === seqList(before));
+      const after = new Map(shown(h1).map((m) => [m.seq, m]));
+      for (const b of before) {
+        const a = after.get(b.seq);
+        assert(a.type === b.type && a.sender === b.sender, `seq ${b.seq} was ${b.type}/${b.sender}, after reload ${a.type}/${a.sender}`);
+      }
+      for (const t of texts) {
+        assert(entriesWith(h1, t).length === 1, `after reload ${entriesWith(h1, t).length} entries contain "${t}", expected 1`);
+      }
+      await assertNoDuplicates(passenger, before.map((m) => m.seq));
+      ctx.log(`after reload: seqs ${seqList(shown(h1))}`);
+    },
+  },
+  {
+    name: 'broker restart mid-session',
+    timeoutMs: 90000,
+    async run(ctx) {
+      const broker = env.broker;
+      const { driver, passenger } = await openPair(ctx);
+      const tag = randomTag();
+      const t1 = `before the restart [${tag}]`;
+      await driver.send(t1);
+      const m1 = await driver.untilConfirmed(t1);
+      await untilShown(passenger, { seq: m1.seq, sender: 'driver', text: t1 });
+
+      await broker.stop();
+      ctx.log(`broker stopped (ports ${broker.tcpPort}/${broker.wsPort})`);
+      await Promise.all([driver, passenger].map((c) => c.until('connection disconnected or connecting', (h) => h.connection === 'disconnected' || h.connection === 'connecting')));
+
+      const t2 = `sent while the broker was down [${tag}]`;
+      await driver.send(t2);
+      await driver.until(`an entry containing "${t2}" with data-pending=true`, (h) => entriesWith(h, t2).some((m) => m.pending === 'true'), 5000);
+      await holds(`driver: "${t2}" stays pending while the broker is down`, () => driver.hooks(), (h) => entriesWith(h, t2).every((m) => m.pending === 'true'), { durationMs: 1000, show: describeHooks });
+
+      await broker.start();
+      ctx.log('broker started again on the same ports and data dir');
+      const t0 = Date.now();
+      await Promise.all([driver.untilConnection('connected', 15000), passenger.untilConnection('connected', 15000)]);
+      ctx.log(`both reconnected within ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+      const m2 = await driver.untilConfirmed(t2, 15000);
+      assert(m2.sender === 'driver' && Number(m2.seq) > Number(m1.seq), `driver: the pending message was confirmed as ${JSON.stringify(m2)}, expected sender driver and a seq after ${m1.seq}`);
+      await untilShown(passenger, { seq: m2.seq, sender: 'driver', text: t2 }, 15000);
+      ctx.log(`pending message confirmed as seq ${m2.seq}, caught up by the passenger`);
+      await Promise.all([driver.untilPresence('online'), passenger.untilPresence('online')]);
+
+      await sleep(500);
+      for (const c of [driver, passenger]) {
+        await assertNoDuplicates(c, [m1.seq, m2.seq]);
+        for (const t of [t1, t2]) {
+          const n = entriesWith(await c.hooks(), t).length;
+          assert(n === 1, `${c.label}: ${n} entries contain "${t}", expected 1`);
+        }
+      }
+    },
+  },
+  {
+    name: 'authentication: valid and bad token',
+    timeoutMs: 60000,
+    async run(ctx) {
+      const auth = await authBroker(ctx);
+      const token = async (sub, role) => {
+        const r = await run(env.ctl, ['token', '--secret-file', auth.auth.secretFile, '--sub', sub, '--role', role, '--booking', ctx.code, '--ttl', '3600']);
+        assert(r.code === 0 && r.stdout.trim(), `navietakie-ctl token failed (${r.code}): ${r.stderr.trim()}`);
+        return r.stdout.trim();
+      };
+      const { driver, passenger } = await openPair(ctx, {
+        driver: { broker: auth, token: await token('drv-e2e', 'driver') },
+        passenger: { broker: auth, token: await token('pas-e2e', 'passenger') },
+      });
+      const text = `authenticated hello [${randomTag()}]`;
+      await driver.send(text);
+      const m = await driver.untilConfirmed(text);
+      await untilShown(passenger, { seq: m.seq, sender: 'driver', text });
+      for (const c of [driver, passenger]) {
+        const h = await c.hooks();
+        assert(!h.error, `${c.label}: error shown with a valid token: ${JSON.stringify(h.error)}`);
+      }
+      ctx.log(`valid tokens: connected, message seq ${m.seq} confirmed and delivered`);
+
+      const bad = await open(ctx, 'driver', { broker: auth, token: 'garbage', label: 'driver-bad-token' });
+      await bad.until('error data-code=not_authorized shown, connection not connected', (h) => h.error?.code === 'not_authorized' && h.connection !== 'connected', 10000);
+      await holds('bad token: connection never connected', () => bad.hooks(), (h) => h.connection !== 'connected' && h.error?.code === 'not_authorized', { durationMs: 2000, show: describeHooks });
+      const h = await bad.hooks();
+      ctx.log(`bad token: connection=${h.connection}, error "${h.error.text}"`);
+      await bad.screenshot(artifact('driver-bad-token.png'));
+    },
+  },
+];
+
+// The authentication scenario's own broker: authentication on, a fresh secret.
+async function authBroker(ctx) {
+  const dir = fs.mkdtempSync(path.join(env.root, 'auth-'));
+  const secretFile = path.join(dir, 'jwt.secret');
+  const r = await run(env.ctl, ['secret']);
+  assert(r.code === 0 && r.stdout.trim().length >= 32, `navietakie-ctl secret failed (${r.code}): ${r.stderr.trim()}`);
+  fs.writeFileSync(secretFile, r.stdout, { mode: 0o600 });
+  const broker = new Broker({ name: 'auth', dir, mosquitto: env.mosquitto, plugin: env.plugin, webDir: env.webDir, auth: { secretFile } });
+  await broker.configure();
+  ctx.brokers.push(broker);
+  ctx.cleanups.add('broker auth', async () => {
+    await broker.stop();
+    broker.saveLog(env.artifacts);
+  });
+  await broker.start();
+  return broker;
+}
+
+// ---------------------------------------------------------------- per-scenario hooks
+
+const hooks = {
+  async beforeEach(ctx) {
+    ctx.clients = [];
+    ctx.brokers = [env.broker];
+    // A scenario that failed half-way through a restart leaves the broker down.
+    if (!env.broker.running) {
+      env.broker.unexpectedExit = null;
+      await env.broker.start();
+    }
+  },
+
+  async afterEach(ctx, error) {
+    const problems = [];
+    for (const c of ctx.clients) {
+      if (c.pageErrors.length) problems.push(`${c.label}: uncaught exception(s) in the page: ${c.pageErrors.join(' | ')}`);
+      if (c.consoleErrors.length) {
+        ctx.log(`${c.label}: console errors (reported, not failed on): ${c.consoleErrors.slice(0, 8).join(' | ')}${c.consoleErrors.length > 8 ? ` ... (${c.consoleErrors.length})` : ''}`);
+      }
+    }
+    for (const b of ctx.brokers ?? []) if (b.unexpectedExit) problems.push(b.unexpectedExit);
+    if (!error && problems.length) error = new Error(problems.join('; '));
+    else if (error && problems.length) error.message += `; also: ${problems.join('; ')}`;
+    if (error) {
+      for (const c of ctx.clients.filter((c) => !c.closed)) {
+        try {
+          ctx.log(`${c.label} at failure: ${describeHooks(await c.hooks())}`);
+          await c.screenshot(artifact(`FAIL-${ctx.index}-${c.label}.png`));
+        } catch (e) {
+          ctx.log(`${c.label}: no state at failure (${e.message.split('\n')[0]})`);
+        }
+      }
+      for (const b of ctx.brokers ?? []) ctx.log(`broker ${b.name} log, last lines:\n${b.logTail(15)}`);
+    }
+    return error;
+  },
+};
+
+// ---------------------------------------------------------------- main
+
+async function main() {
+  runner.watchdog(RUN_BUDGET_MS);
+  const pre = preflight();
+  if (pre.missing.length) {
+    for (const m of pre.missing) log(`e2e: FAIL prerequisite: ${m}`);
+    return false;
+  }
+  Object.assign(env, pre, {
+    plugin: path.resolve(args.plugin),
+    ctl: path.resolve(args.ctl),
+    artifacts: path.resolve(args.artifacts),
+  });
+  fs.mkdirSync(env.artifacts, { recursive: true });
+  for (const f of fs.readdirSync(env.artifacts)) {
+    if (/^(FAIL-.*|driver-.*|passenger-.*)\.png$|^broker-.*\.(log|stderr)$/.test(f)) fs.rmSync(path.join(env.artifacts, f), { force: true });
+  }
+
+  env.root = fs.mkdtempSync(path.join(os.tmpdir(), 'navietakie-e2e-'));
+  const removeRoot = () => fs.rmSync(env.root, { recursive: true, force: true });
+  lastResorts.add(removeRoot);
+  runner.cleanups.add('temp dir', removeRoot);
+  env.profilesDir = path.join(env.root, 'profiles');
+  fs.mkdirSync(env.profilesDir);
+
+  const dir = path.join(env.root, 'open');
+  fs.mkdirSync(dir);
+  env.broker = new Broker({ name: 'open', dir, mosquitto: env.mosquitto, plugin: env.plugin, webDir: env.webDir });
+  await env.broker.configure();
+  runner.cleanups.add('broker open', async () => {
+    await env.broker.stop();
+    env.broker.saveLog(env.artifacts);
+  });
+  await env.broker.start();
+  log(`e2e: broker pid ${env.broker.child.pid}, tcp ${env.broker.tcpPort}, websockets+http ${env.broker.wsPort}; web ${env.webDir}; artifacts ${env.artifacts}`);
+
+  let selected = scenarios.map((s, i) => ({ ...s, number: i + 1 }));
+  if (args.only) {
+    const wanted = args.only.split(',').map((s) => s.trim());
+    selected = selected.filter((s) => wanted.includes(String(s.number)) || wanted.some((w) => w && s.name.includes(w)));
+  }
+  if (selected.length === 0) {
+    log(`e2e: FAIL --only ${args.only} selects no scenario`);
+    return false;
+  }
+  return runner.run(selected, hooks);
+}
+
+let ok = false;
+try {
+  ok = await main();
+} catch (e) {
+  log(`e2e: FAIL ${e.stack ?? e}`);
+  ok = false;
+} finally {
+  await runner.finish();
+}
+if (ok) log(`e2e: screenshots in ${env.artifacts}`);
+process.exit(ok ? 0 : 1);
