@@ -19,6 +19,9 @@ constexpr auto kIdleWait = 200ms;      // how long the worker waits for a messag
 constexpr auto kMetricsEvery = 60s;
 constexpr auto kWakeEvery = 2ms;
 constexpr std::chrono::seconds kMintedTokenTtl = 24h;
+constexpr int kSessionExpiry = 86400;  // seconds the broker keeps the session while we are away
+constexpr auto kDrainMax = 3s;       // at stop: the longest spent answering what is queued
+constexpr auto kDrainQuiet = 200ms;  // at stop: done once nothing has come for this long
 
 // The one value of a user property, if the message carries it exactly once.
 std::optional<std::string> user_property(const mqtt::properties& props, std::string_view name) {
@@ -69,7 +72,7 @@ PahoHost::PahoHost(mqtt::async_client& client, Engine& engine, const Settings& s
                          .clean_start(false)
                          // Receive Maximum: without it a broker may cap our in-flight window at its
                          // default (Mosquitto: 20) and queue, then drop, requests past its queue limit.
-                         .properties({{mqtt::property::SESSION_EXPIRY_INTERVAL, 86400},
+                         .properties({{mqtt::property::SESSION_EXPIRY_INTERVAL, kSessionExpiry},
                                       {mqtt::property::RECEIVE_MAXIMUM, 65535}})
                          .keep_alive_interval(30s)
                          .finalize();
@@ -98,6 +101,11 @@ bool PahoHost::connect(const std::atomic<bool>& stop) {
   while (!stop) {
     try {
       set_credentials(connect_options_);
+      // Set on the member itself: Paho C++ 1.2.0 loses the properties of connect_options when the
+      // object is copied or assigned (its C struct keeps pointing at the old copy), and the broker
+      // then sees no Session Expiry (the session ends at disconnect) and no Receive Maximum.
+      connect_options_.set_properties({{mqtt::property::SESSION_EXPIRY_INTERVAL, kSessionExpiry},
+                                       {mqtt::property::RECEIVE_MAXIMUM, 65535}});
       auto token = client_.connect(connect_options_);
       if (token->wait_for(10s)) {
         log_line(LogLevel::info, "connected", {{"broker", settings_.broker_url}, {"client_id", settings_.client_id}});
@@ -159,6 +167,54 @@ void PahoHost::publish_metrics() {
   publish_all({Publish{settings_.topic_prefix + "/metrics/" + settings_.client_id, metrics, true, std::nullopt}});
 }
 
+std::size_t PahoHost::serve_batch(std::vector<Request>& batch, std::chrono::milliseconds wait,
+                                  std::vector<Publish>* keep) {
+  mqtt::const_message_ptr msg;
+  batch.clear();
+  // Drain what is queued, up to batch_max: one commit (one fsync) serves them all.
+  const bool got = wait.count() > 0 ? client_.try_consume_message_for(&msg, wait) : client_.try_consume_message(&msg);
+  if (got) {
+    do {
+      if (msg) batch.push_back(to_request(msg));  // a null message marks a lost connection
+    } while (batch.size() < settings_.batch_max && client_.try_consume_message(&msg));
+  }
+  if (batch.empty()) return 0;
+  auto out = engine_.handle(batch);
+  if (keep) keep->insert(keep->end(), out.begin(), out.end());
+  else publish_all(out);
+  return batch.size();
+}
+
+void PahoHost::publish_final(const std::vector<Publish>& publishes) {
+  try {
+    mqtt::async_client final_client(settings_.broker_url, settings_.client_id + "-final",
+                                     mqtt::create_options(MQTTVERSION_5));
+    auto options = mqtt::connect_options_builder().mqtt_version(MQTTVERSION_5).clean_start(true).finalize();
+    set_credentials(options);
+    if (!final_client.connect(options)->wait_for(5s)) throw std::runtime_error("connect timed out");
+    std::vector<mqtt::delivery_token_ptr> tokens;
+    for (const auto& p : publishes) {
+      auto msg = mqtt::make_message(p.topic, p.payload, kQos, p.retain);
+      if (p.correlation_data) {
+        mqtt::properties props;
+        props.add(mqtt::property(mqtt::property::CORRELATION_DATA, *p.correlation_data));
+        msg->set_properties(props);
+      }
+      tokens.push_back(final_client.publish(msg));
+    }
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!final_client.get_pending_delivery_tokens().empty() && std::chrono::steady_clock::now() < deadline) {
+      final_client.publish(wake_topic_, "", 0, 0, false);  // see run(): wakes Paho's send thread
+      std::this_thread::sleep_for(kWakeEvery);
+    }
+    final_client.disconnect(5s)->wait_for(10s);
+    log_line(LogLevel::info, "published_after_disconnect", {{"publishes", std::to_string(publishes.size())}});
+  } catch (const std::exception& e) {
+    // The requests are stored: their clients resend and get the original back.
+    log_line(LogLevel::warn, "final_publish_failed", {{"publishes", std::to_string(publishes.size())}, {"error", e.what()}});
+  }
+}
+
 bool PahoHost::run(const std::atomic<bool>& stop) {
   client_.start_consuming();
   if (!connect(stop)) return false;
@@ -185,27 +241,44 @@ bool PahoHost::run(const std::atomic<bool>& stop) {
         // disconnected: nothing to wake
       }
     }
-    mqtt::const_message_ptr msg;
-    batch.clear();
-    // Drain what is queued, up to batch_max: one commit (one fsync) serves them all.
-    if (client_.try_consume_message_for(&msg, wait)) {
-      do {
-        if (msg) batch.push_back(to_request(msg));  // a null message marks a lost connection
-      } while (batch.size() < settings_.batch_max && client_.try_consume_message(&msg));
-    }
-    if (!batch.empty()) publish_all(engine_.handle(batch));
+    serve_batch(batch, wait);
     publish_all(engine_.expire_calls());
     if (std::chrono::steady_clock::now() >= next_metrics) {
       publish_metrics();
       next_metrics += kMetricsEvery;
     }
   }
+  // Paho acknowledged (PUBACK) every request in its consumer queue: handle and answer them before
+  // leaving, until none has come for a moment (bounded).
+  const auto drain_until = std::chrono::steady_clock::now() + kDrainMax;
+  auto quiet_since = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() < drain_until &&
+         std::chrono::steady_clock::now() - quiet_since < kDrainQuiet) {
+    if (serve_batch(batch, 20ms) > 0) quiet_since = std::chrono::steady_clock::now();
+  }
   log_line(LogLevel::info, "stopping", {{"metrics", engine_.metrics().to_json()}});
-  client_.stop_consuming();
   try {
-    client_.disconnect(5s)->wait_for(10s);  // lets in-flight publishes complete first
+    // Lets in-flight publishes complete first. The session expiry is repeated in the DISCONNECT:
+    // without it Mosquitto 2.0.11 ended the session at a clean disconnect (CONNACK "session
+    // present" 0 at the next start), dropping the requests published while the bridge was away.
+    auto options = mqtt::disconnect_options_builder()
+                       .timeout(5s)
+                       .properties({{mqtt::property::SESSION_EXPIRY_INTERVAL, kSessionExpiry}})
+                       .finalize();
+    client_.disconnect(options)->wait_for(10s);
   } catch (const mqtt::exception& e) {
     log_line(LogLevel::warn, "disconnect_failed", {{"error", e.what()}});
+  }
+  // What arrived between the last drain and the DISCONNECT was acknowledged too: commit it, and
+  // send its replies and events over a short second connection that subscribes to nothing (the
+  // session, and the requests it keeps for the next start, stay untouched).
+  std::vector<Publish> late;
+  std::size_t late_requests = 0;
+  while (std::size_t n = serve_batch(batch, 0ms, &late)) late_requests += n;
+  client_.stop_consuming();
+  if (late_requests > 0) {
+    log_line(LogLevel::info, "handled_after_disconnect", {{"requests", std::to_string(late_requests)}});
+    publish_final(late);
   }
   return true;
 }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <mqtt/async_client.h>
 #include <string>
 
@@ -28,6 +29,12 @@ class PahoHost {
   void set_credentials(mqtt::connect_options& options) const;
   Request to_request(const mqtt::const_message_ptr& msg) const;
   void subscribe();
+  // Takes up to batch_max queued requests (waiting up to `wait` for the first), handles them as one
+  // batch and publishes the results (or, with `keep`, appends them there). Returns how many.
+  std::size_t serve_batch(std::vector<Request>& batch, std::chrono::milliseconds wait,
+                          std::vector<Publish>* keep = nullptr);
+  // After the DISCONNECT: publishes over a second, subscription-less connection (bounded).
+  void publish_final(const std::vector<Publish>& publishes);
   void publish_all(const std::vector<Publish>& publishes);
   void publish_metrics();
 

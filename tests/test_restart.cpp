@@ -242,4 +242,25 @@ NT_HOST_TEST(host_reconnects_and_resubscribes_after_a_broker_restart, 120) {
   NT_CHECK_OK(make_call(*client, code, call_request("start", "driver")));
 }
 
+// The bridge's broker session outlives the bridge: requests published while it is stopped are
+// queued by the broker and answered once it is back (regression: Paho C++ 1.2.0 dropped the Session
+// Expiry of the CONNECT, so a clean stop ended the session and those requests were lost).
+BOOST_AUTO_TEST_CASE(requests_published_while_the_bridge_is_stopped_are_answered_after_it_starts,
+                     *boost::unit_test::timeout(120)) {
+  System system(system_options(Host::bridge));
+  TestContext ctx(system);
+  auto client = ctx.client();
+  const std::string code = booking("away");
+  NT_REQUIRE_OK(send_message(*client, code, text_message("driver", "before")));
+  system.stop_host();
+  BOOST_REQUIRE(system.host_exit_code() == 0);
+  const auto pending = client->send_request(request_topic(code, "send_message"),
+                                            text_message("passenger", "while the bridge was away").dump());
+  BOOST_TEST(!client->try_await_reply(pending, 1s).has_value());  // nobody is there to answer
+  system.start_host();
+  const json reply = client->await_reply(pending, 10s);
+  NT_REQUIRE_OK(reply);
+  BOOST_TEST(reply["message"].value("seq", 0) == 2);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

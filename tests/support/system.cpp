@@ -229,7 +229,9 @@ void System::start_bridge() {
       options_.bridge_binary,
       "--broker_url", broker_uri(),
       "--data_dir", data_dir_,
-      "--client_id", options_.secure ? bridge_client_id_ : "nt-bridge-" + random_hex(8),
+      // One client id for the life of the system, as in production: a restarted bridge resumes its
+      // persistent session and gets the requests published while it was away.
+      "--client_id", bridge_client_id_,
       "--log_level", "debug",
       "--call_ring_timeout_s", std::to_string(options_.call_ring_timeout_s),
   };
