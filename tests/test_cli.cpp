@@ -71,6 +71,20 @@ BOOST_AUTO_TEST_CASE(process_stop_and_kill_are_bounded, *boost::unit_test::timeo
   BOOST_CHECK_THROW(Process({"/nonexistent/program"}, {dir.file("none.log"), "", 1s}), std::system_error);
 }
 
+// The simulator's verdict is not a rubber stamp: against a broker with no navietakie behind it,
+// nothing is answered, and it says so with exit code 1.
+BOOST_AUTO_TEST_CASE(navietakie_sim_fails_when_nothing_answers, *boost::unit_test::timeout(60)) {
+  TempDir dir("nt-harness");
+  Broker broker(dir);
+  broker.start();
+  Process sim({NAVIETAKIE_SIM_BIN, "--url", broker.uri(), "--bookings", "2", "--rate", "5", "--duration", "2",
+               "--reply-timeout", "2", "--json", "--quiet"},
+              {dir.file("sim.out"), dir.file("sim.err"), 5s});
+  BOOST_TEST(sim.wait_exit(40s).value_or(-1) == 1);
+  const std::string out = read_file(dir.file("sim.out"));
+  BOOST_TEST(out.find("\"ok\":false") != std::string::npos, out);
+}
+
 BOOST_AUTO_TEST_CASE(broker_pub_sub_round_trip_v5_and_v311, *boost::unit_test::timeout(60)) {
   TempDir dir("nt-harness");
   Broker broker(dir);
@@ -402,6 +416,26 @@ NT_HOST_TEST(navietakie_ctl_tokens_work_with_mosquitto_rr, 90) {
   BOOST_TEST(anonymous.exit_code.value_or(0) != 0);
   const bool said_why = anonymous.err.find("ot authori") != std::string::npos;
   BOOST_TEST(said_why, anonymous.err);
+}
+
+// navietakie-sim, the simulator and load generator: a short verified run with chat, history and
+// calls of every outcome passes (exit 0, "ok":true, no violations) against each host.
+NT_HOST_TEST(navietakie_sim_verifies_a_short_run, 120) {
+  SystemOptions options = system_options(host, 2);  // short ring timeout: missed calls end quickly
+  TestContext ctx(shared_system("cli-sim", options));
+  System& system = ctx.system();
+  const CliResult run = run_cli(system,
+                                {NAVIETAKIE_SIM_BIN, "--url", system.broker_uri(), "--bookings", "4", "--rate", "10",
+                                 "--duration", "6", "--calls", "20", "--ring-timeout", "2", "--history-every", "1",
+                                 "--json", "--quiet"},
+                                90s);
+  BOOST_TEST(run.exit_code.value_or(-1) == 0, run.err);
+  const json summary = printed_json(run);
+  BOOST_TEST(summary.value("ok", false));
+  BOOST_TEST(summary.value("violations", json::object()).empty(), summary.dump());
+  BOOST_TEST(summary.value("confirmed", 0) > 100);
+  BOOST_TEST(summary.value("confirmed", 0) == summary.value("sent", -1));
+  BOOST_TEST(summary["calls"].value("started", 0) > 0);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
