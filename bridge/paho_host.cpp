@@ -36,6 +36,17 @@ std::optional<std::string> user_property(const mqtt::properties& props, std::str
   return value;
 }
 
+// An engine Publish as a Paho message (QoS 1, with the reply's Correlation Data).
+mqtt::message_ptr to_message(const Publish& p) {
+  auto msg = mqtt::make_message(p.topic, p.payload, kQos, p.retain);
+  if (p.correlation_data) {
+    mqtt::properties props;
+    props.add(mqtt::property(mqtt::property::CORRELATION_DATA, *p.correlation_data));
+    msg->set_properties(props);
+  }
+  return msg;
+}
+
 std::string read_password_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
@@ -147,14 +158,8 @@ void PahoHost::subscribe() {
 
 void PahoHost::publish_all(const std::vector<Publish>& publishes) {
   for (const auto& p : publishes) {
-    auto msg = mqtt::make_message(p.topic, p.payload, kQos, p.retain);
-    if (p.correlation_data) {
-      mqtt::properties props;
-      props.add(mqtt::property(mqtt::property::CORRELATION_DATA, *p.correlation_data));
-      msg->set_properties(props);
-    }
     try {
-      client_.publish(msg);
+      client_.publish(to_message(p));
     } catch (const mqtt::exception& e) {
       log_line(LogLevel::error, "publish_failed", {{"topic", p.topic}, {"error", e.what()}});
     }
@@ -192,16 +197,7 @@ void PahoHost::publish_final(const std::vector<Publish>& publishes) {
     auto options = mqtt::connect_options_builder().mqtt_version(MQTTVERSION_5).clean_start(true).finalize();
     set_credentials(options);
     if (!final_client.connect(options)->wait_for(5s)) throw std::runtime_error("connect timed out");
-    std::vector<mqtt::delivery_token_ptr> tokens;
-    for (const auto& p : publishes) {
-      auto msg = mqtt::make_message(p.topic, p.payload, kQos, p.retain);
-      if (p.correlation_data) {
-        mqtt::properties props;
-        props.add(mqtt::property(mqtt::property::CORRELATION_DATA, *p.correlation_data));
-        msg->set_properties(props);
-      }
-      tokens.push_back(final_client.publish(msg));
-    }
+    for (const auto& p : publishes) final_client.publish(to_message(p));
     const auto deadline = std::chrono::steady_clock::now() + 10s;
     while (!final_client.get_pending_delivery_tokens().empty() && std::chrono::steady_clock::now() < deadline) {
       final_client.publish(wake_topic_, "", 0, 0, false);  // see run(): wakes Paho's send thread

@@ -30,17 +30,20 @@ navietakie_install_deps() {
   for package in "${navietakie_packages[@]}"; do
     navietakie_package_installed "$package" || missing+=("$package")
   done
-  if ((${#missing[@]} == 0)); then
-    return 0
-  fi
+  navietakie_apt_install "${missing[@]}"
+}
+
+# Installs the given Debian packages (none: nothing to do); as a user, prints the command instead.
+navietakie_apt_install() {
+  (($# > 0)) || return 0
   if [[ "$(id -u)" -ne 0 ]]; then
-    echo "error: missing packages: ${missing[*]}" >&2
-    echo "install them with: sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+    echo "error: missing packages: $*" >&2
+    echo "install them with: sudo apt-get update && sudo apt-get install -y $*" >&2
     return 1
   fi
-  echo "installing missing packages: ${missing[*]}" >&2
+  echo "installing missing packages: $*" >&2
   apt-get update
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"
 }
 
 # The web client (web/): Node.js and npm to fetch mqtt.js from the npm registry and copy its browser
@@ -54,16 +57,7 @@ navietakie_install_web_deps() {
   if [[ "$browser" == --browser ]] && ! navietakie_package_installed chromium; then
     packages+=(chromium)
   fi
-  if ((${#packages[@]} > 0)); then
-    if [[ "$(id -u)" -ne 0 ]]; then
-      echo "error: missing packages: ${packages[*]}" >&2
-      echo "install them with: sudo apt-get update && sudo apt-get install -y ${packages[*]}" >&2
-      return 1
-    fi
-    echo "installing missing packages: ${packages[*]}" >&2
-    apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${packages[@]}"
-  fi
+  navietakie_apt_install "${packages[@]}" || return 1
   # npm ci only when the lock file changed since the last install (a copy is kept as a stamp).
   local stamp="$root/web/node_modules/.navietakie-installed-lock.json"
   if ! cmp -s "$root/web/package-lock.json" "$stamp" 2>/dev/null; then
