@@ -111,10 +111,12 @@ bool service_allows(const AclPolicy& policy, const Identity& identity, std::stri
 
 }  // namespace
 
-const char* const default_service_grants =
-    "*:pub:{prefix}/bookings/+/send_message, *:pub:{prefix}/bookings/+/get_message, "
-    "*:pub:{prefix}/bookings/+/make_call, *:pub:{prefix}/bookings/+/presence, "
-    "*:sub:{prefix}/bookings/+/events/#, *:sub:{prefix}/bookings/+/errors, *:sub:{prefix}/errors";
+std::string default_service_grants() {
+  for (const auto& key : config_schema()) {
+    if (key.key == "auth_service_grants") return key.default_value;
+  }
+  throw std::logic_error("config schema has no auth_service_grants key");
+}
 
 std::vector<Grant> parse_grants(std::string_view text, std::string_view topic_prefix) {
   std::vector<Grant> grants;

@@ -34,8 +34,9 @@ struct Grant {
 std::vector<Grant> parse_grants(std::string_view text, std::string_view topic_prefix);
 
 // What every service may do unless configured otherwise: publish requests for any booking, and
-// receive any booking's events and errors and the global errors.
-extern const char* const default_service_grants;
+// receive any booking's events and errors and the global errors. The default of the config key
+// auth_service_grants (config/config.cpp holds the one copy of the text).
+std::string default_service_grants();
 
 // A topic filter as MQTT allows it: not empty, no NUL, '#' only as the whole last level, '+' only
 // as a whole level.

@@ -489,7 +489,7 @@ BOOST_AUTO_TEST_SUITE_END()
 BOOST_AUTO_TEST_SUITE(grants)
 
 BOOST_AUTO_TEST_CASE(default_grants_parse_with_the_prefix) {
-  const auto grants = nt::parse_grants(nt::default_service_grants, kPrefix);
+  const auto grants = nt::parse_grants(nt::default_service_grants(), kPrefix);
   BOOST_TEST_REQUIRE(grants.size() == 7u);
   BOOST_TEST(grants[0].subject == "*");
   BOOST_TEST(grants[0].publish);
@@ -654,7 +654,7 @@ void check(const nt::AclPolicy& policy, const nt::Identity& identity, const std:
 nt::AclPolicy default_policy() {
   nt::AclPolicy policy;
   policy.topic_prefix = kPrefix;
-  policy.service_grants = nt::parse_grants(nt::default_service_grants, kPrefix);
+  policy.service_grants = nt::parse_grants(nt::default_service_grants(), kPrefix);
   return policy;
 }
 

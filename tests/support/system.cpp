@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "auth/acl.hpp"
 #include "auth/jwt.hpp"
 
 namespace navietakie::test {
@@ -184,9 +185,7 @@ std::vector<std::string> System::auth_only_plugin_conf() const {
       // The bridge takes every request and publishes under the prefix; other services get the
       // default grants.
       "plugin_opt_auth_service_grants " + bridge_client_id_ + ":sub:{prefix}/bookings/+/+, " + bridge_client_id_ +
-          ":pub:{prefix}/#, *:pub:{prefix}/bookings/+/send_message, *:pub:{prefix}/bookings/+/get_message, "
-          "*:pub:{prefix}/bookings/+/make_call, *:pub:{prefix}/bookings/+/presence, "
-          "*:sub:{prefix}/bookings/+/events/#, *:sub:{prefix}/bookings/+/errors, *:sub:{prefix}/errors",
+          ":pub:{prefix}/#, " + default_service_grants(),
   };
   conf.insert(conf.end(), options_.extra_plugin_conf.begin(), options_.extra_plugin_conf.end());
   return conf;
