@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "auth/jwt.hpp"
-#include "bridge/topics.hpp"
+#include "core/topics.hpp"
 #include "config/config.hpp"
 
 namespace navietakie {

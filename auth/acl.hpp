@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-#include "auth/identity.hpp"
+#include "core/identity.hpp"
 
 namespace navietakie {
 

@@ -13,7 +13,7 @@
 #define CXXOPTS_NO_REGEX 1
 #include <cxxopts.hpp>
 
-#include "auth/identity.hpp"
+#include "core/identity.hpp"
 #include "auth/jwt.hpp"
 
 namespace {

@@ -16,7 +16,7 @@
 #include <variant>
 #include <vector>
 
-#include "bridge/topics.hpp"
+#include "core/topics.hpp"
 #include "config/config.hpp"
 
 namespace navietakie {

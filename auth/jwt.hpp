@@ -13,7 +13,7 @@
 #include <string>
 #include <string_view>
 
-#include "auth/identity.hpp"
+#include "core/identity.hpp"
 
 namespace navietakie {
 

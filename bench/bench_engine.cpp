@@ -9,8 +9,8 @@
 
 #include <unistd.h>
 
-#include "bridge/engine.hpp"
-#include "bridge/log.hpp"
+#include "core/engine.hpp"
+#include "core/log.hpp"
 
 namespace {
 
@@ -44,7 +44,7 @@ Result run(const std::filesystem::path& dir, SyncMode sync, std::size_t batch_si
   }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::filesystem::remove_all(dir);
-  return Result{to_string(sync), batch_size, static_cast<double>(total) / secs};
+  return Result{sync == SyncMode::full ? "full" : "nosync", batch_size, static_cast<double>(total) / secs};
 }
 
 }  // namespace

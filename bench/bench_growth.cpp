@@ -12,8 +12,8 @@
 
 #include <unistd.h>
 
-#include "bridge/engine.hpp"
-#include "bridge/log.hpp"
+#include "core/engine.hpp"
+#include "core/log.hpp"
 
 namespace {
 

@@ -11,7 +11,7 @@
 //                                    subscribes to, ending at its delivery: the transport's own cost)
 #include <mqtt/async_client.h>
 
-#include "bridge/tcp_nodelay.hpp"
+#include "bridge/paho_compat.hpp"
 
 #include <algorithm>
 #include <chrono>

@@ -4,8 +4,9 @@
 #include <cstdio>
 #include <iostream>
 
-#include "bridge/engine.hpp"
-#include "bridge/log.hpp"
+#include "core/engine.hpp"
+#include "core/store_setup.hpp"
+#include "core/log.hpp"
 #include "bridge/paho_host.hpp"
 #include "config/config.hpp"
 
@@ -40,7 +41,7 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
 
   try {
-    auto store = open_lmdb_store(lmdb_options(settings));
+    auto store = open_store(settings);
     EngineOptions options = engine_options(settings);
     options.require_identity = settings.trust_identity_property;
     Engine engine(*store, options);

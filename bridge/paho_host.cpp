@@ -7,8 +7,8 @@
 #include <thread>
 
 #include "auth/jwt.hpp"
-#include "bridge/log.hpp"
-#include "bridge/tcp_nodelay.hpp"
+#include "core/log.hpp"
+#include "bridge/paho_compat.hpp"
 
 namespace navietakie {
 namespace {

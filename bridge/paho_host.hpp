@@ -8,7 +8,7 @@
 #include <mqtt/async_client.h>
 #include <string>
 
-#include "bridge/engine.hpp"
+#include "core/engine.hpp"
 #include "config/config.hpp"
 
 namespace navietakie {

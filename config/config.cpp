@@ -198,8 +198,8 @@ std::string checked_share_group(const Resolved& resolved) {
   return group;
 }
 
-std::optional<SyncMode> sync_mode_named(const std::string& name) {
-  for (SyncMode mode : {SyncMode::full, SyncMode::nometasync, SyncMode::nosync}) {
+std::optional<SyncSetting> sync_mode_named(const std::string& name) {
+  for (SyncSetting mode : {SyncSetting::full, SyncSetting::nometasync, SyncSetting::nosync}) {
     if (name == to_string(mode)) return mode;
   }
   return std::nullopt;
@@ -503,19 +503,19 @@ LogLevel parse_log_level(const std::string& value) {
   return *level;
 }
 
-SyncMode parse_sync_mode(const std::string& value) {
+SyncSetting parse_sync_setting(const std::string& value) {
   const auto mode = sync_mode_named(value);
   if (!mode) throw ConfigError(std::string("sync mode: ") + sync_choices + ", got " + quote(value));
   return *mode;
 }
 
-std::string to_string(SyncMode mode) {
+std::string to_string(SyncSetting mode) {
   switch (mode) {
-    case SyncMode::full:
+    case SyncSetting::full:
       return "full";
-    case SyncMode::nometasync:
+    case SyncSetting::nometasync:
       return "nometasync";
-    case SyncMode::nosync:
+    case SyncSetting::nosync:
       return "nosync";
   }
   return "full";
@@ -533,10 +533,6 @@ std::string to_string(LogLevel level) {
       return "error";
   }
   return "info";
-}
-
-LmdbOptions lmdb_options(const Settings& settings) {
-  return LmdbOptions{settings.data_dir, settings.map_size_mb * std::size_t{1024} * 1024, settings.sync};
 }
 
 }  // namespace navietakie

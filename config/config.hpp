@@ -11,9 +11,11 @@
 #include <utility>
 #include <vector>
 
-#include "store/store.hpp"
 
 namespace navietakie {
+
+// How durable a commit is (the store maps it to its own mode: core/store_setup.hpp).
+enum class SyncSetting { full, nometasync, nosync };
 
 enum class LogLevel { debug = 0, info = 1, warn = 2, error = 3 };
 
@@ -65,7 +67,7 @@ struct Settings {
   std::string topic_prefix;
   std::string data_dir;
   std::size_t map_size_mb = 0;
-  SyncMode sync = SyncMode::full;
+  SyncSetting sync = SyncSetting::full;
   int call_ring_timeout_s = 0;
   std::size_t max_payload_bytes = 0;
   std::size_t max_text_bytes = 0;
@@ -105,12 +107,9 @@ Settings load_settings(const CommandLine& command_line, const char* const* envp)
 // Applies the layers over the defaults, later layers winning, and validates every value.
 Settings resolve_settings(const std::vector<ConfigLayer>& layers);
 
-// The store options the settings describe (data_dir, map_size_mb, sync), for either host.
-LmdbOptions lmdb_options(const Settings& settings);
-
 LogLevel parse_log_level(const std::string& value);  // throws ConfigError
-SyncMode parse_sync_mode(const std::string& value);  // throws ConfigError
-std::string to_string(SyncMode mode);
+SyncSetting parse_sync_setting(const std::string& value);  // throws ConfigError
+std::string to_string(SyncSetting mode);
 std::string to_string(LogLevel level);
 
 }  // namespace navietakie

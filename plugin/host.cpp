@@ -8,7 +8,7 @@
 
 #include <chrono>
 
-#include "bridge/log.hpp"
+#include "core/log.hpp"
 
 namespace navietakie {
 namespace {
@@ -164,7 +164,7 @@ std::string AuthMetrics::to_json() const {
 PluginHost::PluginHost(const Settings& settings)
     : settings_(settings), topics_(settings.topic_prefix), jwt_(jwt_options(settings)), acl_(acl_policy(settings)) {
   if (settings.handlers) {
-    store_ = open_lmdb_store(lmdb_options(settings));
+    store_ = open_store(settings);
     engine_ = std::make_unique<Engine>(*store_, plugin_engine_options(settings));
     // Constructed on the broker thread: that is the thread the worker wakes.
     worker_ = std::make_unique<EngineWorker>(*engine_, settings.batch_max, ThreadWaker());

@@ -20,7 +20,8 @@
 
 #include "auth/acl.hpp"
 #include "auth/jwt.hpp"
-#include "bridge/engine.hpp"
+#include "core/engine.hpp"
+#include "core/store_setup.hpp"
 #include "config/config.hpp"
 #include "plugin/worker.hpp"
 

@@ -9,7 +9,7 @@
 #include <memory>
 #include <string>
 
-#include "bridge/log.hpp"
+#include "core/log.hpp"
 #include "config/config.hpp"
 #include "plugin/host.hpp"
 

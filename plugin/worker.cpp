@@ -4,7 +4,7 @@
 #include <chrono>
 #include <csignal>
 
-#include "bridge/log.hpp"
+#include "core/log.hpp"
 
 namespace navietakie {
 namespace {

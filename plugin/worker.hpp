@@ -16,7 +16,7 @@
 #include <thread>
 #include <vector>
 
-#include "bridge/engine.hpp"
+#include "core/engine.hpp"
 
 namespace navietakie {
 

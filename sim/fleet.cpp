@@ -3,7 +3,7 @@
 #include <deque>
 #include <utility>
 
-#include "bridge/tcp_nodelay.hpp"
+#include "bridge/paho_compat.hpp"
 
 namespace navietakie::sim {
 namespace {

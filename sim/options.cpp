@@ -11,7 +11,7 @@
 #define CXXOPTS_NO_REGEX 1
 #include <cxxopts.hpp>
 
-#include "bridge/topics.hpp"
+#include "core/topics.hpp"
 
 namespace navietakie::sim {
 namespace {

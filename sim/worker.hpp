@@ -19,7 +19,7 @@
 #include <unordered_set>
 #include <vector>
 
-#include "bridge/topics.hpp"
+#include "core/topics.hpp"
 #include "sim/ledger.hpp"
 #include "sim/link.hpp"
 #include "sim/options.hpp"

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "auth/acl.hpp"
-#include "auth/identity.hpp"
+#include "core/identity.hpp"
 #include "auth/jwt.hpp"
 #include "temp_dir.hpp"
 

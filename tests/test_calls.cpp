@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "bridge/calls.hpp"
-#include "bridge/errors.hpp"
+#include "core/calls.hpp"
+#include "core/errors.hpp"
 
 using namespace navietakie;
 

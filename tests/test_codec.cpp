@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "bridge/codec.hpp"
-#include "bridge/errors.hpp"
-#include "bridge/topics.hpp"
+#include "core/codec.hpp"
+#include "core/errors.hpp"
+#include "core/topics.hpp"
 
 using namespace navietakie;
 

@@ -121,7 +121,7 @@ BOOST_AUTO_TEST_CASE(defaults) {
   BOOST_TEST(settings.topic_prefix == "navietakie/v1");
   BOOST_TEST(settings.data_dir == "./data");
   BOOST_TEST(settings.map_size_mb == 1024u);
-  BOOST_TEST((settings.sync == nt::SyncMode::full));
+  BOOST_TEST((settings.sync == nt::SyncSetting::full));
   BOOST_TEST(settings.call_ring_timeout_s == 30);
   BOOST_TEST(settings.max_payload_bytes == 65536u);
   BOOST_TEST(settings.max_text_bytes == 4096u);
@@ -161,7 +161,7 @@ BOOST_AUTO_TEST_CASE(precedence_file_then_env_then_flag) {
 
   // Later layers win in resolve_settings too.
   BOOST_TEST((nt::resolve_settings({{{"sync", "nosync"}}, {{"sync", "nometasync"}}}).sync ==
-              nt::SyncMode::nometasync));
+              nt::SyncSetting::nometasync));
 }
 
 BOOST_AUTO_TEST_CASE(file_comments_blank_lines_and_values_with_spaces) {
@@ -253,7 +253,7 @@ BOOST_AUTO_TEST_CASE(command_line_forms) {
 
   const nt::Settings settings = nt::load_settings(command_line, nullptr);
   BOOST_TEST(settings.client_id == "a b");
-  BOOST_TEST((settings.sync == nt::SyncMode::nosync));
+  BOOST_TEST((settings.sync == nt::SyncSetting::nosync));
   BOOST_TEST(settings.batch_max == 7u);
 
   // The last of a repeated flag wins; --config=FILE works like --config FILE.
@@ -353,7 +353,7 @@ BOOST_AUTO_TEST_CASE(integers_are_strict_and_ranged) {
 }
 
 BOOST_AUTO_TEST_CASE(enumerations) {
-  BOOST_TEST((settings_with("sync", "nometasync").sync == nt::SyncMode::nometasync));
+  BOOST_TEST((settings_with("sync", "nometasync").sync == nt::SyncSetting::nometasync));
   BOOST_TEST((settings_with("log_level", "debug").log_level == nt::LogLevel::debug));
   BOOST_TEST(
       error_with("sync", "Full") ==
@@ -366,11 +366,11 @@ BOOST_AUTO_TEST_CASE(enumerations) {
        {nt::LogLevel::debug, nt::LogLevel::info, nt::LogLevel::warn, nt::LogLevel::error}) {
     BOOST_TEST((nt::parse_log_level(nt::to_string(level)) == level));
   }
-  for (auto mode : {nt::SyncMode::full, nt::SyncMode::nometasync, nt::SyncMode::nosync}) {
-    BOOST_TEST((nt::parse_sync_mode(nt::to_string(mode)) == mode));
+  for (auto mode : {nt::SyncSetting::full, nt::SyncSetting::nometasync, nt::SyncSetting::nosync}) {
+    BOOST_TEST((nt::parse_sync_setting(nt::to_string(mode)) == mode));
   }
   BOOST_TEST(contains(config_error([] { nt::parse_log_level("trace"); }), "'trace'"));
-  BOOST_TEST(contains(config_error([] { nt::parse_sync_mode("async"); }), "'async'"));
+  BOOST_TEST(contains(config_error([] { nt::parse_sync_setting("async"); }), "'async'"));
 }
 
 BOOST_AUTO_TEST_CASE(strings) {

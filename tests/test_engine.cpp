@@ -14,7 +14,7 @@
 #include <system_error>
 #include <vector>
 
-#include "bridge/engine.hpp"
+#include "core/engine.hpp"
 #include "store/store.hpp"
 
 using namespace navietakie;

@@ -11,8 +11,8 @@
 #include <utility>
 #include <vector>
 
-#include "auth/identity.hpp"
-#include "bridge/engine.hpp"
+#include "core/identity.hpp"
+#include "core/engine.hpp"
 #include "store/store.hpp"
 
 using namespace navietakie;

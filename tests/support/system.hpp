@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "auth/identity.hpp"
+#include "core/identity.hpp"
 #include "support/mqtt_client.hpp"
 #include "support/processes.hpp"
 

@@ -15,10 +15,10 @@
 #include <string>
 #include <vector>
 
-#include "bridge/codec.hpp"
-#include "bridge/errors.hpp"
-#include "bridge/topics.hpp"
-#include "auth/identity.hpp"
+#include "core/codec.hpp"
+#include "core/errors.hpp"
+#include "core/topics.hpp"
+#include "core/identity.hpp"
 #include "config/config.hpp"
 #include "store/store.hpp"
 

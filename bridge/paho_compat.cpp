@@ -1,4 +1,4 @@
-#include "bridge/tcp_nodelay.hpp"
+#include "bridge/paho_compat.hpp"
 
 #include <dirent.h>
 #include <netinet/in.h>

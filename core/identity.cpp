@@ -1,9 +1,9 @@
-#include "auth/identity.hpp"
+#include "core/identity.hpp"
 
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "bridge/topics.hpp"
+#include "core/topics.hpp"
 
 namespace navietakie {
 namespace {

@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-#include "bridge/calls.hpp"
+#include "core/calls.hpp"
 #include "store/records.hpp"
 
 namespace navietakie {

@@ -1,6 +1,6 @@
-#include "bridge/calls.hpp"
+#include "core/calls.hpp"
 
-#include "bridge/errors.hpp"
+#include "core/errors.hpp"
 
 namespace navietakie {
 namespace {

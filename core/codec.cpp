@@ -1,8 +1,8 @@
-#include "bridge/codec.hpp"
+#include "core/codec.hpp"
 
 #include <limits>
 
-#include "bridge/errors.hpp"
+#include "core/errors.hpp"
 
 namespace navietakie {
 namespace {

@@ -1,4 +1,4 @@
-#include "bridge/topics.hpp"
+#include "core/topics.hpp"
 
 #include <array>
 

@@ -1,4 +1,4 @@
-#include "bridge/errors.hpp"
+#include "core/errors.hpp"
 
 namespace navietakie {
 

@@ -1,10 +1,10 @@
-#include "bridge/engine.hpp"
+#include "core/engine.hpp"
 
 #include <chrono>
 #include <random>
 
-#include "bridge/calls.hpp"
-#include "bridge/log.hpp"
+#include "core/calls.hpp"
+#include "core/log.hpp"
 
 namespace navietakie {
 namespace {
@@ -55,7 +55,7 @@ void check_send(const Identity& identity, const SendMessageRequest& r) {
 }
 
 // A participant acts on calls as its own role; which role may take which action is the state
-// machine's rule (bridge/calls.*), applied after this.
+// machine's rule (core/calls.*), applied after this.
 void check_call(const Identity& identity, const MakeCallRequest& r) {
   auto role = own_role(identity);
   if (role && r.by && *r.by != *role) forbid("'by' contradicts the authenticated role");

@@ -1,0 +1,18 @@
+// The store a host runs on, as the settings describe it. Mapping settings to store options lives
+// here, with whoever builds the store, so that config/ knows nothing of store/.
+#pragma once
+
+#include <memory>
+
+#include "config/config.hpp"
+#include "store/store.hpp"
+
+namespace navietakie {
+
+// The LMDB options the settings describe (data_dir, map_size_mb, sync).
+LmdbOptions lmdb_options(const Settings& settings);
+
+// Opens the store the settings describe (one per process).
+std::unique_ptr<Store> open_store(const Settings& settings);
+
+}  // namespace navietakie
