@@ -1,55 +1,55 @@
 #include "core/calls.hpp"
 
+#include "core/codec.hpp"
 #include "core/errors.hpp"
+#include "core/wire.hpp"
 
 namespace navietakie {
 namespace {
 
 Role other_party(Role role) { return role == Role::driver ? Role::passenger : Role::driver; }
 
-void require_party(bool allowed, CallAction action, const char* who) {
-  if (!allowed) {
-    throw ProtocolError(ErrorCode::forbidden,
-                        std::string("only the ") + who + " may " + to_string(action) + " a call");
+bool may_act(wire::CallParty party, const Call& call, Role by) {
+  switch (party) {
+    case wire::CallParty::caller: return by == call.from;
+    case wire::CallParty::callee: return by == call.to;
+    case wire::CallParty::either: return by == call.from || by == call.to;
+    case wire::CallParty::system: break;
   }
+  return false;
 }
 
-void require_state(const Call& call, CallState state, CallAction action) {
-  if (call.state != state) {
-    static const char* names[] = {"ringing", "connected", "ended"};
-    throw ProtocolError(ErrorCode::invalid_state,
-                        std::string("cannot ") + to_string(action) + " a call that is " +
-                            names[static_cast<int>(call.state)]);
+// The party in words, for "only the ... may accept a call".
+const char* party_words(wire::CallParty party) {
+  switch (party) {
+    case wire::CallParty::caller: return "caller";
+    case wire::CallParty::callee: return "callee";
+    case wire::CallParty::either: return "caller or the callee";
+    case wire::CallParty::system: break;
   }
+  return "system";
 }
 
-Call ended(Call call, EndReason reason, Millis at) {
-  call.state = CallState::ended;
-  call.end_reason = reason;
-  call.ended_at = at;
-  return call;
+Call take(const Call& call, const wire::CallTransition& transition, Millis at) {
+  Call next = call;
+  next.state = transition.to;
+  if (transition.to == CallState::connected) next.connected_at = at;
+  if (transition.to == CallState::ended) {
+    next.end_reason = transition.end_reason;
+    next.ended_at = at;
+  }
+  return next;
 }
 
 }  // namespace
 
 std::optional<CallAction> parse_call_action(std::string_view name) {
-  for (auto action : {CallAction::start, CallAction::accept, CallAction::decline, CallAction::cancel,
-                      CallAction::end, CallAction::get}) {
-    if (name == to_string(action)) return action;
-  }
-  return std::nullopt;
+  return wire::parse(wire::kCallActions, name);
 }
 
 const char* to_string(CallAction action) {
-  switch (action) {
-    case CallAction::start: return "start";
-    case CallAction::accept: return "accept";
-    case CallAction::decline: return "decline";
-    case CallAction::cancel: return "cancel";
-    case CallAction::end: return "end";
-    case CallAction::get: return "get";
-  }
-  return "?";
+  // The names are literals, so the view is NUL-terminated.
+  return wire::name_of(wire::kCallActions, action).data();
 }
 
 Call start_call(const std::string& booking, const std::string& call_id, Role caller, Millis now,
@@ -59,42 +59,28 @@ Call start_call(const std::string& booking, const std::string& call_id, Role cal
   call.call_id = call_id;
   call.from = caller;
   call.to = other_party(caller);
-  call.state = CallState::ringing;
+  call.state = wire::transition_for(CallAction::start)->to;
   call.created_at = now;
   call.ring_deadline = now + ring_timeout_ms;
   return call;
 }
 
 Call apply_call_action(const Call& call, CallAction action, Role by, Millis now) {
-  switch (action) {
-    case CallAction::accept:
-      require_party(by == call.to, action, "callee");
-      require_state(call, CallState::ringing, action);
-      {
-        Call next = call;
-        next.state = CallState::connected;
-        next.connected_at = now;
-        return next;
-      }
-    case CallAction::decline:
-      require_party(by == call.to, action, "callee");
-      require_state(call, CallState::ringing, action);
-      return ended(call, EndReason::declined, now);
-    case CallAction::cancel:
-      require_party(by == call.from, action, "caller");
-      require_state(call, CallState::ringing, action);
-      return ended(call, EndReason::cancelled, now);
-    case CallAction::end:
-      require_party(by == call.from || by == call.to, action, "caller or the callee");
-      require_state(call, CallState::connected, action);
-      return ended(call, EndReason::completed, now);
-    case CallAction::start:
-    case CallAction::get:
-      break;
+  const wire::CallTransition* transition = wire::transition_for(action);
+  if (!transition || !transition->from) {
+    throw ProtocolError(ErrorCode::internal, "apply_call_action: not a transition");
   }
-  throw ProtocolError(ErrorCode::internal, "apply_call_action: not a transition");
+  if (!may_act(transition->by, call, by)) {
+    throw ProtocolError(ErrorCode::forbidden, std::string("only the ") + party_words(transition->by) + " may " +
+                                                  to_string(action) + " a call");
+  }
+  if (call.state != *transition->from) {
+    throw ProtocolError(ErrorCode::invalid_state,
+                        std::string("cannot ") + to_string(action) + " a call that is " + to_string(call.state));
+  }
+  return take(call, *transition, now);
 }
 
-Call expire_call(const Call& call) { return ended(call, EndReason::missed, call.ring_deadline); }
+Call expire_call(const Call& call) { return take(call, wire::ring_timeout(), call.ring_deadline); }
 
 }  // namespace navietakie

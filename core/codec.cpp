@@ -3,12 +3,24 @@
 #include <limits>
 
 #include "core/errors.hpp"
+#include "core/wire.hpp"
 
 namespace navietakie {
 namespace {
 
-constexpr std::size_t kMaxSenderIdBytes = 128;
-constexpr int kMaxDataDepth = 32;
+// The first `count` names of a wire table in words: `"a", "b" or "c"` (quoted) or `a, b, c`.
+template <typename E, std::size_t N>
+std::string listed(const std::array<wire::Named<E>, N>& table, std::size_t count, bool quoted,
+                   std::string_view last_joiner) {
+  std::string out;
+  for (std::size_t i = 0; i < count && i < N; ++i) {
+    if (i > 0) out += i + 1 == count ? last_joiner : std::string_view(", ");
+    if (quoted) out += '"';
+    out += table[i].name;
+    if (quoted) out += '"';
+  }
+  return out;
+}
 
 [[noreturn]] void invalid(const std::string& field, const std::string& why) {
   throw ProtocolError(ErrorCode::invalid_request, "'" + field + "' " + why);
@@ -53,19 +65,19 @@ std::optional<Millis> optional_millis(const Json& body, const char* name) {
   invalid(name, "must be an integer (milliseconds since the Unix epoch)");
 }
 
+// A party of the booking (driver, passenger), or with `allow_system` any role.
 Role party(const std::string& value, const char* name, bool allow_system) {
-  if (value == "driver") return Role::driver;
-  if (value == "passenger") return Role::passenger;
-  if (allow_system && value == "system") return Role::system;
-  invalid(name, allow_system ? "must be \"driver\", \"passenger\" or \"system\""
-                             : "must be \"driver\" or \"passenger\"");
+  const std::size_t allowed = allow_system ? wire::kRoles.size() : wire::kParties;
+  auto role = wire::parse(wire::kRoles, value);
+  if (role && static_cast<std::size_t>(*role) < allowed) return *role;
+  invalid(name, "must be " + listed(wire::kRoles, allowed, true, " or "));
 }
 
-std::optional<MessageType> parse_type(const std::string& value) {
-  if (value == "text") return MessageType::text;
-  if (value == "call") return MessageType::call;
-  if (value == "system") return MessageType::system;
-  return std::nullopt;
+std::optional<MessageType> parse_type(const std::string& value) { return wire::parse(wire::kMessageTypes, value); }
+
+std::string client_key_rule() {
+  return "must be " + std::to_string(wire::kClientKey.min_length) + " to " + std::to_string(wire::kClientKey.max_length) +
+         " printable ASCII characters without spaces";
 }
 
 int depth(const Json& value, int limit) {
@@ -80,42 +92,12 @@ int depth(const Json& value, int limit) {
 
 }  // namespace
 
-const char* to_string(MessageType type) {
-  switch (type) {
-    case MessageType::text: return "text";
-    case MessageType::call: return "call";
-    case MessageType::system: return "system";
-  }
-  return "?";
-}
-
-const char* to_string(Role role) {
-  switch (role) {
-    case Role::driver: return "driver";
-    case Role::passenger: return "passenger";
-    case Role::system: return "system";
-  }
-  return "?";
-}
-
-const char* to_string(CallState state) {
-  switch (state) {
-    case CallState::ringing: return "ringing";
-    case CallState::connected: return "connected";
-    case CallState::ended: return "ended";
-  }
-  return "?";
-}
-
+// The wire tables' names are literals, so each view is NUL-terminated.
+const char* to_string(MessageType type) { return wire::name_of(wire::kMessageTypes, type).data(); }
+const char* to_string(Role role) { return wire::name_of(wire::kRoles, role).data(); }
+const char* to_string(CallState state) { return wire::name_of(wire::kCallStates, state).data(); }
 const char* to_string(EndReason reason) {
-  switch (reason) {
-    case EndReason::none: return "none";
-    case EndReason::completed: return "completed";
-    case EndReason::declined: return "declined";
-    case EndReason::cancelled: return "cancelled";
-    case EndReason::missed: return "missed";
-  }
-  return "?";
+  return reason == EndReason::none ? "none" : wire::name_of(wire::kEndReasons, reason).data();
 }
 
 Json to_json(const Message& m) {
@@ -160,29 +142,23 @@ Json parse_payload(std::string_view payload) {
   }
 }
 
-bool valid_client_key(std::string_view key) {
-  if (key.empty() || key.size() > 128) return false;
-  for (char c : key) {
-    if (c < 0x21 || c > 0x7E) return false;
-  }
-  return true;
-}
+bool valid_client_key(std::string_view key) { return wire::matches(wire::kClientKey, key); }
 
 SendMessageRequest decode_send_message(const Json& body, std::size_t max_text_bytes) {
   SendMessageRequest r;
   r.message_id = optional_string(body, "message_id");
   if (r.message_id && !valid_client_key(*r.message_id)) {
-    invalid("message_id", "must be 1 to 128 printable ASCII characters without spaces");
+    invalid("message_id", client_key_rule());
   }
   if (auto type = optional_string(body, "type")) {
     auto parsed = parse_type(*type);
-    if (!parsed) invalid("type", "must be \"text\", \"call\" or \"system\"");
+    if (!parsed) invalid("type", "must be " + listed(wire::kMessageTypes, wire::kMessageTypes.size(), true, " or "));
     r.type = *parsed;
   }
   r.sender = party(required_string(body, "sender"), "sender", true);
   r.sender_id = optional_string(body, "sender_id");
-  if (r.sender_id && (r.sender_id->empty() || r.sender_id->size() > kMaxSenderIdBytes)) {
-    invalid("sender_id", "must be 1 to 128 bytes");
+  if (r.sender_id && (r.sender_id->empty() || r.sender_id->size() > wire::kSenderIdMaxBytes)) {
+    invalid("sender_id", "must be 1 to " + std::to_string(wire::kSenderIdMaxBytes) + " bytes");
   }
   if (auto text = optional_string(body, "text")) r.text = std::move(*text);
   if (r.text.size() > max_text_bytes) {
@@ -191,8 +167,8 @@ SendMessageRequest decode_send_message(const Json& body, std::size_t max_text_by
   if (r.type == MessageType::text && r.text.empty()) invalid("text", "is required for a text message");
   if (const Json* data = field(body, "data")) {
     if (!data->is_object()) invalid("data", "must be a JSON object");
-    if (depth(*data, kMaxDataDepth) > kMaxDataDepth) {
-      invalid("data", "is nested deeper than " + std::to_string(kMaxDataDepth) + " levels");
+    if (depth(*data, wire::kDataMaxDepth) > wire::kDataMaxDepth) {
+      invalid("data", "is nested deeper than " + std::to_string(wire::kDataMaxDepth) + " levels");
     }
     r.data_json = data->dump();
   }
@@ -201,11 +177,15 @@ SendMessageRequest decode_send_message(const Json& body, std::size_t max_text_by
 
 HistoryQuery decode_get_message(const Json& body) {
   HistoryQuery q;
+  q.limit = wire::kHistoryLimitDefault;
   if (const Json* limit = field(body, "limit")) {
-    if (!limit->is_number_integer()) invalid("limit", "must be an integer from 1 to 200");
-    auto value = limit->get<std::int64_t>();
-    if (limit->is_number_unsigned() && limit->get<std::uint64_t>() > 200) value = 201;
-    if (value < 1 || value > 200) invalid("limit", "must be an integer from 1 to 200");
+    const std::string rule = "must be an integer from " + std::to_string(wire::kHistoryLimitMin) + " to " +
+                             std::to_string(wire::kHistoryLimitMax);
+    if (!limit->is_number_integer()) invalid("limit", rule);
+    // A negative integer is a signed number; any other is read unsigned.
+    if (!limit->is_number_unsigned() && limit->get<std::int64_t>() < 0) invalid("limit", rule);
+    const auto value = limit->get<std::uint64_t>();
+    if (value < wire::kHistoryLimitMin || value > wire::kHistoryLimitMax) invalid("limit", rule);
     q.limit = static_cast<std::size_t>(value);
   }
   q.before_seq = optional_unsigned(body, "before_seq");
@@ -215,7 +195,9 @@ HistoryQuery decode_get_message(const Json& body) {
     if (!types->is_array()) invalid("types", "must be an array of message types");
     for (const auto& t : *types) {
       auto parsed = t.is_string() ? parse_type(t.get<std::string>()) : std::nullopt;
-      if (!parsed) invalid("types", "may hold only \"text\", \"call\" and \"system\"");
+      if (!parsed) {
+        invalid("types", "may hold only " + listed(wire::kMessageTypes, wire::kMessageTypes.size(), true, " and "));
+      }
       q.types.push_back(*parsed);
     }
   }
@@ -228,11 +210,11 @@ HistoryQuery decode_get_message(const Json& body) {
 MakeCallRequest decode_make_call(const Json& body) {
   MakeCallRequest r;
   auto action = parse_call_action(required_string(body, "action"));
-  if (!action) invalid("action", "must be one of start, accept, decline, cancel, end, get");
+  if (!action) invalid("action", "must be one of " + listed(wire::kCallActions, wire::kCallActions.size(), false, ", "));
   r.action = *action;
   r.call_id = optional_string(body, "call_id");
   if (r.call_id && !valid_client_key(*r.call_id)) {
-    invalid("call_id", "must be 1 to 128 printable ASCII characters without spaces");
+    invalid("call_id", client_key_rule());
   }
   if (!r.call_id && r.action != CallAction::start && r.action != CallAction::get) {
     invalid("call_id", "is required");
@@ -254,7 +236,7 @@ PresenceRequest decode_presence(const Json& body) {
   r.online = online->get<bool>();
   r.client_id = optional_string(body, "client_id");
   if (r.client_id && !valid_client_key(*r.client_id)) {
-    invalid("client_id", "must be 1 to 128 printable ASCII characters without spaces");
+    invalid("client_id", client_key_rule());
   }
   return r;
 }

@@ -1,58 +1,53 @@
 #include "core/topics.hpp"
 
-#include <array>
+#include "core/wire.hpp"
 
 namespace navietakie {
 namespace {
 
-constexpr std::array<Action, 4> kActions{Action::send_message, Action::get_message, Action::make_call,
-                                         Action::presence};
-
-bool is_alnum(char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+std::string event_leaf(wire::Event event) {
+  std::string leaf(wire::kEventsLevel);
+  leaf += '/';
+  leaf += wire::event_name(event);
+  return leaf;
 }
 
 }  // namespace
 
 const char* to_string(Action action) {
-  switch (action) {
-    case Action::send_message: return "send_message";
-    case Action::get_message: return "get_message";
-    case Action::make_call: return "make_call";
-    case Action::presence: return "presence";
-  }
-  return "?";
+  // The names are literals, so the view is NUL-terminated.
+  return wire::name_of(wire::kActions, action).data();
 }
 
-bool valid_booking_code(std::string_view code) {
-  if (code.empty() || code.size() > 64 || !is_alnum(code.front())) return false;
-  for (char c : code) {
-    if (!is_alnum(c) && c != '_' && c != '-') return false;
-  }
-  return true;
-}
+bool valid_booking_code(std::string_view code) { return wire::matches(wire::kBookingCode, code); }
 
 std::optional<RequestTopic> Topics::parse_request(std::string_view topic) const {
-  const std::string head = prefix_ + "/bookings/";
+  const std::string head = bookings_level();
   if (topic.size() <= head.size() || topic.substr(0, head.size()) != head) return std::nullopt;
   std::string_view rest = topic.substr(head.size());
   auto slash = rest.find('/');
   if (slash == std::string_view::npos) return std::nullopt;
   std::string_view booking = rest.substr(0, slash);
-  std::string_view leaf = rest.substr(slash + 1);
-  for (Action action : kActions) {
-    if (leaf == to_string(action)) return RequestTopic{std::string(booking), action};
+  if (auto action = wire::parse(wire::kActions, rest.substr(slash + 1))) {
+    return RequestTopic{std::string(booking), *action};
   }
   return std::nullopt;
 }
 
 std::string Topics::request_filter(Action action) const {
-  return prefix_ + "/bookings/+/" + to_string(action);
+  return bookings_level() + "+/" + to_string(action);
+}
+
+std::string Topics::bookings_level() const {
+  std::string head = prefix_;
+  head += '/';
+  head += wire::kBookingsLevel;
+  head += '/';
+  return head;
 }
 
 std::string Topics::booking_topic(const std::string& booking, std::string_view leaf) const {
-  std::string topic = prefix_;
-  topic += "/bookings/";
+  std::string topic = bookings_level();
   topic += booking;
   topic += '/';
   topic += leaf;
@@ -63,18 +58,24 @@ std::string Topics::request(const std::string& booking, Action action) const {
   return booking_topic(booking, to_string(action));
 }
 std::string Topics::message_events(const std::string& booking) const {
-  return booking_topic(booking, "events/message");
+  return booking_topic(booking, event_leaf(wire::Event::message));
 }
 std::string Topics::call_events(const std::string& booking) const {
-  return booking_topic(booking, "events/call");
+  return booking_topic(booking, event_leaf(wire::Event::call));
 }
 std::string Topics::presence_events(const std::string& booking) const {
-  return booking_topic(booking, "events/presence");
+  return booking_topic(booking, event_leaf(wire::Event::presence));
+}
+std::string Topics::booking_events_filter(const std::string& booking) const {
+  return booking_topic(booking, std::string(wire::kEventsLevel) + "/#");
 }
 std::string Topics::booking_errors(const std::string& booking) const {
-  return booking_topic(booking, "errors");
+  return booking_topic(booking, wire::kErrorsLevel);
 }
-std::string Topics::global_errors() const { return prefix_ + "/errors"; }
+std::string Topics::global_errors() const { return prefix_ + '/' + std::string(wire::kErrorsLevel); }
+std::string Topics::replies(std::string_view client_id) const {
+  return prefix_ + '/' + std::string(wire::kRepliesLevel) + '/' + std::string(client_id);
+}
 
 bool Topics::valid_reply_topic(std::string_view topic) const {
   if (topic.empty() || topic.size() > 65535) return false;

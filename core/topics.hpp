@@ -10,7 +10,7 @@ namespace navietakie {
 enum class Action { send_message, get_message, make_call, presence };
 const char* to_string(Action action);
 
-// 1 to 64 characters of A-Z a-z 0-9 _ -, starting with a letter or digit.
+// 1 to 64 characters of A-Z a-z 0-9 _ -, starting with a letter or digit (wire::kBookingCode).
 bool valid_booking_code(std::string_view code);
 
 struct RequestTopic {
@@ -31,14 +31,19 @@ class Topics {
   std::string message_events(const std::string& booking) const;
   std::string call_events(const std::string& booking) const;
   std::string presence_events(const std::string& booking) const;
+  // Every event of one booking: `{prefix}/bookings/{booking}/events/#`.
+  std::string booking_events_filter(const std::string& booking) const;
   std::string booking_errors(const std::string& booking) const;
   std::string global_errors() const;
+  // A client's reply namespace, `{prefix}/replies/{client id}` (no trailing slash).
+  std::string replies(std::string_view client_id) const;
 
   // A topic the system may publish a reply to: a valid topic name (no wildcards, not empty) that is
   // not a request topic, so a reply can never loop back in as a request.
   bool valid_reply_topic(std::string_view topic) const;
 
  private:
+  std::string bookings_level() const;  // `{prefix}/bookings/`
   std::string booking_topic(const std::string& booking, std::string_view leaf) const;
   std::string prefix_;
 };

@@ -1,0 +1,281 @@
+// The wire rules of docs/protocol.md, each written once, as data: topic levels, request actions,
+// events, error codes and their precedence, limits, the character rules of booking codes and
+// client keys, and the call state machine. The codec, topics, errors and calls read these tables;
+// the web client reads them as web/public/wire.js (generated from them by navietakie-wire), and a
+// unit test (tests/test_wire.cpp) checks that file and the protocol doc's tables against them, so
+// a rule changed here cannot silently disagree elsewhere.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <optional>
+#include <string_view>
+
+#include "core/calls.hpp"
+#include "core/errors.hpp"
+#include "core/topics.hpp"
+#include "store/records.hpp"
+
+namespace navietakie::wire {
+
+// An enum value and its spelling on the wire.
+template <typename E>
+struct Named {
+  E value;
+  std::string_view name;
+};
+
+template <typename E, std::size_t N>
+constexpr std::optional<E> parse(const std::array<Named<E>, N>& table, std::string_view name) {
+  for (const auto& entry : table) {
+    if (entry.name == name) return entry.value;
+  }
+  return std::nullopt;
+}
+
+template <typename E, std::size_t N>
+constexpr std::string_view name_of(const std::array<Named<E>, N>& table, E value) {
+  for (const auto& entry : table) {
+    if (entry.value == value) return entry.name;
+  }
+  return "?";
+}
+
+// Whether each table lists its enum in declaration order, so that the enum value is the index.
+template <typename E, std::size_t N>
+constexpr bool in_enum_order(const std::array<Named<E>, N>& table, std::size_t first = 0) {
+  for (std::size_t i = 0; i < N; ++i) {
+    if (static_cast<std::size_t>(table[i].value) != first + i) return false;
+  }
+  return true;
+}
+
+// ---- Topics: `{prefix}/bookings/{code}/{action}`, `.../events/{event}`, `.../errors`,
+// `{prefix}/errors`, replies under `{prefix}/replies/{client id}/`.
+
+inline constexpr std::string_view kBookingsLevel = "bookings";
+inline constexpr std::string_view kEventsLevel = "events";
+inline constexpr std::string_view kErrorsLevel = "errors";
+inline constexpr std::string_view kRepliesLevel = "replies";
+
+inline constexpr std::array<Named<Action>, 4> kActions{{
+    {Action::send_message, "send_message"},
+    {Action::get_message, "get_message"},
+    {Action::make_call, "make_call"},
+    {Action::presence, "presence"},
+}};
+
+enum class Event { message, call, presence };
+struct EventRule {
+  Event event;
+  std::string_view name;  // the topic's last level, after `events/`
+  bool retained;
+};
+inline constexpr std::array<EventRule, 3> kEvents{{
+    {Event::message, "message", false},
+    {Event::call, "call", false},
+    {Event::presence, "presence", true},
+}};
+constexpr std::string_view event_name(Event event) {
+  for (const auto& rule : kEvents) {
+    if (rule.event == event) return rule.name;
+  }
+  return "?";
+}
+
+// ---- Errors, in ErrorCode order.
+
+inline constexpr std::array<Named<ErrorCode>, 12> kErrorCodes{{
+    {ErrorCode::invalid_json, "invalid_json"},
+    {ErrorCode::invalid_request, "invalid_request"},
+    {ErrorCode::payload_too_large, "payload_too_large"},
+    {ErrorCode::invalid_booking_code, "invalid_booking_code"},
+    {ErrorCode::forbidden, "forbidden"},
+    {ErrorCode::not_found, "not_found"},
+    {ErrorCode::invalid_state, "invalid_state"},
+    {ErrorCode::busy, "busy"},
+    {ErrorCode::booking_closed, "booking_closed"},
+    {ErrorCode::rate_limited, "rate_limited"},
+    {ErrorCode::unavailable, "unavailable"},
+    {ErrorCode::internal, "internal"},
+}};
+
+// When a request breaks several rules, the error of the lowest rank is the one reported. Codes
+// of equal rank exclude each other; codes not listed (storage, internal) are outside the order.
+struct ErrorRank {
+  ErrorCode code;
+  int rank;
+};
+inline constexpr std::array<ErrorRank, 8> kErrorPrecedence{{
+    {ErrorCode::payload_too_large, 1},
+    {ErrorCode::invalid_json, 2},
+    {ErrorCode::invalid_booking_code, 3},
+    {ErrorCode::invalid_request, 4},
+    {ErrorCode::forbidden, 5},
+    {ErrorCode::not_found, 6},
+    {ErrorCode::invalid_state, 7},
+    {ErrorCode::busy, 7},
+}};
+
+// ---- Character rules, written as the inside of a regular-expression bracket (`a-z_`: ranges
+// and single characters), so that the browser can use them as they are.
+
+struct CharRule {
+  std::string_view first;  // the first character
+  std::string_view rest;   // every other character
+  std::size_t min_length;
+  std::size_t max_length;
+};
+
+// A booking code: 1 to 64 characters of A-Z a-z 0-9 _ -, starting with a letter or digit.
+inline constexpr CharRule kBookingCode{"A-Za-z0-9", "A-Za-z0-9_-", 1, 64};
+// message_id, call_id, client_id: 1 to 128 characters from 0x21 to 0x7E.
+inline constexpr CharRule kClientKey{"!-~", "!-~", 1, 128};
+
+constexpr bool in_bracket(std::string_view bracket, char c) {
+  for (std::size_t i = 0; i < bracket.size(); ++i) {
+    if (i + 2 < bracket.size() && bracket[i + 1] == '-') {
+      if (c >= bracket[i] && c <= bracket[i + 2]) return true;
+      i += 2;
+    } else if (c == bracket[i]) {
+      return true;
+    }
+  }
+  return false;
+}
+
+constexpr bool matches(const CharRule& rule, std::string_view text) {
+  if (text.size() < rule.min_length || text.size() > rule.max_length) return false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (!in_bracket(i == 0 ? rule.first : rule.rest, text[i])) return false;
+  }
+  return true;
+}
+
+// ---- Limits that are not configuration (the configurable ones, max_text_bytes and
+// max_payload_bytes, have their defaults in the config schema).
+
+inline constexpr std::size_t kSenderIdMaxBytes = 128;
+inline constexpr int kDataMaxDepth = 32;
+inline constexpr std::size_t kHistoryLimitMin = 1;
+inline constexpr std::size_t kHistoryLimitMax = 200;
+inline constexpr std::size_t kHistoryLimitDefault = 50;
+
+// ---- Records' enumerations.
+
+inline constexpr std::array<Named<Role>, 3> kRoles{{
+    {Role::driver, "driver"},
+    {Role::passenger, "passenger"},
+    {Role::system, "system"},
+}};
+// The parties of a booking (and of a call): the roles without `system`.
+inline constexpr std::size_t kParties = 2;
+
+inline constexpr std::array<Named<MessageType>, 3> kMessageTypes{{
+    {MessageType::text, "text"},
+    {MessageType::call, "call"},
+    {MessageType::system, "system"},
+}};
+
+// ---- The call state machine.
+
+inline constexpr std::array<Named<CallState>, 3> kCallStates{{
+    {CallState::ringing, "ringing"},
+    {CallState::connected, "connected"},
+    {CallState::ended, "ended"},
+}};
+
+// EndReason::none is "not ended" (null on the wire), not a reason.
+inline constexpr std::array<Named<EndReason>, 4> kEndReasons{{
+    {EndReason::completed, "completed"},
+    {EndReason::declined, "declined"},
+    {EndReason::cancelled, "cancelled"},
+    {EndReason::missed, "missed"},
+}};
+
+inline constexpr std::array<Named<CallAction>, 6> kCallActions{{
+    {CallAction::start, "start"},
+    {CallAction::accept, "accept"},
+    {CallAction::decline, "decline"},
+    {CallAction::cancel, "cancel"},
+    {CallAction::end, "end"},
+    {CallAction::get, "get"},
+}};
+
+// Who may take a transition: the call's `from`, its `to`, either of them, or nobody (the system:
+// the ring timeout).
+enum class CallParty { caller, callee, either, system };
+inline constexpr std::array<Named<CallParty>, 4> kCallParties{{
+    {CallParty::caller, "caller"},
+    {CallParty::callee, "callee"},
+    {CallParty::either, "either"},
+    {CallParty::system, "system"},
+}};
+
+struct CallTransition {
+  std::optional<CallState> from;   // nullopt: no call yet
+  std::optional<CallAction> action;  // nullopt: the ring timeout
+  CallParty by;
+  CallState to;
+  EndReason end_reason;
+};
+
+// Every state change a call can make; anything else is `invalid_state`. `get` changes nothing.
+inline constexpr std::array<CallTransition, 6> kCallTransitions{{
+    {std::nullopt, CallAction::start, CallParty::caller, CallState::ringing, EndReason::none},
+    {CallState::ringing, CallAction::accept, CallParty::callee, CallState::connected, EndReason::none},
+    {CallState::ringing, CallAction::decline, CallParty::callee, CallState::ended, EndReason::declined},
+    {CallState::ringing, CallAction::cancel, CallParty::caller, CallState::ended, EndReason::cancelled},
+    {CallState::ringing, std::nullopt, CallParty::system, CallState::ended, EndReason::missed},
+    {CallState::connected, CallAction::end, CallParty::either, CallState::ended, EndReason::completed},
+}};
+
+// The transition `action` makes; nullptr for `get`.
+constexpr const CallTransition* transition_for(CallAction action) {
+  for (const auto& t : kCallTransitions) {
+    if (t.action == action) return &t;
+  }
+  return nullptr;
+}
+
+// The transition of a ringing call nobody answered.
+constexpr const CallTransition& ring_timeout() {
+  for (const auto& t : kCallTransitions) {
+    if (!t.action) return t;
+  }
+  return kCallTransitions[0];  // unreachable: the table has one
+}
+
+// Whether a call may go from `from` (nullopt: not yet known) to `to` in one step.
+constexpr bool may_follow(std::optional<CallState> from, CallState to) {
+  for (const auto& t : kCallTransitions) {
+    if (t.from == from && t.to == to) return true;
+  }
+  return false;
+}
+
+// Active (ringing or connected): a state some transition leaves. One per booking at a time.
+constexpr bool is_active(CallState state) {
+  for (const auto& t : kCallTransitions) {
+    if (t.from == state) return true;
+  }
+  return false;
+}
+
+static_assert(in_enum_order(kErrorCodes) && kErrorCodes.size() == error_code_count);
+static_assert(in_enum_order(kActions) && in_enum_order(kCallActions) && in_enum_order(kRoles) &&
+              in_enum_order(kMessageTypes) && in_enum_order(kCallStates) && in_enum_order(kEndReasons, 1));
+// Ranks start at 1 and grow by at most one from row to row.
+constexpr bool ranks_consecutive() {
+  int rank = 0;
+  for (const auto& entry : kErrorPrecedence) {
+    if (entry.rank != rank && entry.rank != rank + 1) return false;
+    rank = entry.rank;
+  }
+  return kErrorPrecedence[0].rank == 1;
+}
+
+static_assert(ranks_consecutive());
+static_assert(ring_timeout().to == CallState::ended && !is_active(CallState::ended));
+
+}  // namespace navietakie::wire
