@@ -6,6 +6,7 @@
 
 #include "auth/jwt.hpp"
 #include "core/topics.hpp"
+#include "core/wire.hpp"
 #include "config/config.hpp"
 
 namespace navietakie {
@@ -15,9 +16,6 @@ constexpr std::string_view kSharePrefix = "$share/";
 constexpr std::size_t kMaxTopicBytes = 65535;
 constexpr std::size_t kMaxClientIdBytes = 128;
 constexpr std::size_t kMaxSubjectChars = 128;
-
-constexpr Action kActions[] = {Action::send_message, Action::get_message, Action::make_call,
-                               Action::presence};
 
 bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
 
@@ -66,7 +64,7 @@ std::string replace_all(std::string_view text, std::string_view from, std::strin
 }
 
 std::string reply_namespace(const AclPolicy& policy, std::string_view client_id) {
-  return policy.topic_prefix + "/replies/" + std::string(client_id) + "/#";
+  return Topics(policy.topic_prefix).replies(client_id) + "/#";
 }
 
 // Whether a filter the identity holds lets it read or write `topic`, or subscribe to the filter
@@ -80,13 +78,13 @@ bool participant_allows(const AclPolicy& policy, const Identity& identity,
                         std::string_view client_id, Access access, std::string_view topic) {
   const Topics topics(policy.topic_prefix);
   if (access == Access::write) {
-    for (Action action : kActions) {
-      if (topic == topics.request(identity.booking, action)) return true;
+    for (const auto& action : wire::kActions) {
+      if (topic == topics.request(identity.booking, action.value)) return true;
     }
     return false;
   }
   const std::string readable[] = {
-      policy.topic_prefix + "/bookings/" + identity.booking + "/events/#",
+      topics.booking_events_filter(identity.booking),
       topics.booking_errors(identity.booking), reply_namespace(policy, client_id)};
   for (const std::string& filter : readable) {
     if (filter_allows(filter, access, topic)) return true;

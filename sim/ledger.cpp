@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <charconv>
 
+#include "core/codec.hpp"
+#include "core/wire.hpp"
+
 namespace navietakie::sim {
 namespace {
 
@@ -305,9 +308,10 @@ CallEventKind BookingLedger::call_event(Role subscriber, const CallView& call, s
     }
     return CallEventKind::repeated;
   }
-  const bool allowed = (state.empty() && call.state == "ringing") ||
-                       (state == "ringing" && (call.state == "connected" || call.state == "ended")) ||
-                       (state == "connected" && call.state == "ended");
+  // The state machine's own table (core/wire.hpp) says which step is legal; an unknown state never is.
+  const auto from = wire::parse(wire::kCallStates, state);
+  const auto to = wire::parse(wire::kCallStates, call.state);
+  const bool allowed = to && (state.empty() || from) && wire::may_follow(from, *to);
   if (!allowed) {
     stats_.violation("call_state", who + ": `" + (state.empty() ? std::string("(none)") : state) + "` -> `" +
                                        call.state + "`");

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "auth/jwt.hpp"
+#include "core/topics.hpp"
 #include "sim/fleet.hpp"
 
 namespace navietakie::sim {
@@ -95,7 +96,7 @@ int Run::setup() {
   // A token per participant lives through the run and its drain (a day when the run is unbounded).
   const double run_bound = options_.duration_s > 0 ? options_.duration_s : 86400;
   const std::int64_t expires = unix_seconds() + static_cast<std::int64_t>(run_bound) + 3600;
-  const std::string bookings_prefix = options_.prefix + "/bookings/";
+  const Topics topics(options_.prefix);
   std::vector<ConnectPlan> connects;
   std::vector<SubscribePlan> subscribes;
   for (auto& w : workers_) {
@@ -106,7 +107,7 @@ int Run::setup() {
         Identity identity{ref.role == Role::driver ? Principal::driver : Principal::passenger, subject, ref.booking};
         login = std::make_pair(subject, mint_token(identity, secret, expires));
       }
-      connects.push_back({ref.link, participant_connect_options(options_, bookings_prefix + ref.booking + "/presence",
+      connects.push_back({ref.link, participant_connect_options(options_, topics.request(ref.booking, Action::presence),
                                                                 ref.role, ref.link->id(), login)});
       subscribes.push_back({ref.link, w->subscriptions(ref.booking, ref.link->id())});
     }

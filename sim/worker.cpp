@@ -5,6 +5,9 @@
 #include <cmath>
 #include <cstdio>
 
+#include "core/codec.hpp"
+#include "core/wire.hpp"
+
 namespace navietakie::sim {
 namespace {
 
@@ -53,12 +56,12 @@ std::string error_code(const json& reply) {
 
 const char* Worker::request_name(RequestKind kind) {
   switch (kind) {
-    case RequestKind::send_message: return "send_message";
-    case RequestKind::make_call: return "make_call";
-    case RequestKind::presence: return "presence";
+    case RequestKind::send_message: return to_string(Action::send_message);
+    case RequestKind::make_call: return to_string(Action::make_call);
+    case RequestKind::presence: return to_string(Action::presence);
     case RequestKind::history:
     case RequestKind::baseline:
-    case RequestKind::last_seq: return "get_message";
+    case RequestKind::last_seq: return to_string(Action::get_message);
   }
   return "?";
 }
@@ -94,7 +97,7 @@ void Worker::add_booking(const std::string& code, const ClientFactory& make_clie
     p.link = std::make_unique<ClientLink>(make_client(ids[index_of(role)]), inbox_, index);
     p.booking = bookings_.size();
     p.role = role;
-    p.reply_topic = options_.prefix + "/replies/" + ids[index_of(role)] + "/r";
+    p.reply_topic = topics_.replies(ids[index_of(role)]) + "/r";
     p.wake_topic = options_.prefix + "/sim/" + ids[index_of(role)] + "/wake";
     b->clients[index_of(role)] = index;
     participants_.push_back(std::move(p));
@@ -109,8 +112,7 @@ std::vector<Worker::ParticipantRef> Worker::participants() {
 }
 
 std::vector<std::string> Worker::subscriptions(const std::string& booking, const std::string& client_id) const {
-  return {options_.prefix + "/bookings/" + booking + "/events/#", topics_.booking_errors(booking),
-          options_.prefix + "/replies/" + client_id + "/#"};
+  return {topics_.booking_events_filter(booking), topics_.booking_errors(booking), topics_.replies(client_id) + "/#"};
 }
 
 void Worker::start() { thread_ = std::thread([this] { run(); }); }
@@ -422,10 +424,10 @@ void Worker::on_call_reply(Booking& b, Participant& p, const Pending& request, c
     stats_.violation("reply_malformed", p.link->id() + " make_call " + request.action + ": " + reply.dump().substr(0, 200));
     return;
   }
-  static const std::unordered_map<std::string, std::string> kStateAfter{
-      {"start", "ringing"}, {"accept", "connected"}, {"decline", "ended"}, {"end", "ended"}, {"cancel", "ended"}};
-  auto expected = kStateAfter.find(request.action);
-  if (expected != kStateAfter.end() && view->state != expected->second) {
+  // The state the action leads to, from the state machine's table.
+  const auto action = parse_call_action(request.action);
+  const wire::CallTransition* expected = action ? wire::transition_for(*action) : nullptr;
+  if (expected && view->state != to_string(expected->to)) {
     stats_.violation("call_state", b.code + " call " + request.id + ": `" + request.action + "` answered with state `" +
                                        view->state + "`");
   }
