@@ -1,7 +1,7 @@
 // Request/response load against a running navietakie: send_message with an MQTT v5 response
 // topic, `window` requests in flight, each timed from publish to its reply (the reply goes out
 // only after the durable commit). Prints throughput and latency percentiles.
-// Usage: bench_rr --url tcp://127.0.0.1:1883 [--count 2000] [--window 1] [--booking BENCH]
+// Usage (`bench_rr --help`): bench_rr --url tcp://127.0.0.1:1883 [--count 2000] [--window 1] [--booking BENCH]
 //                 [--username U --password TOKEN] [--action send_message --payload JSON]
 //                 [--call-rounds]   (each of `count` units is then a call round: start, accept,
 //                                    end, in `window` bookings at a time; latency is per round)
@@ -12,11 +12,15 @@
 #include <mqtt/async_client.h>
 
 #include "bridge/paho_compat.hpp"
+#include "core/calls.hpp"
+#include "core/topics.hpp"
+#include "core/wire.hpp"
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -26,6 +30,93 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+const char* const kUsage =
+    "Usage: bench_rr [--url tcp://127.0.0.1:1883] [--count 2000] [--window 1] [--booking BENCH]\n"
+    "                [--prefix navietakie/v1] [--username U --password TOKEN]\n"
+    "                [--action send_message --payload JSON] [--call-rounds] [--until-event] [--raw]\n"
+    "\n"
+    "Request/response load against a running navietakie; prints one JSON line of throughput and\n"
+    "latency percentiles. Exit 0 when every unit got an ok reply, 1 otherwise, 2 on bad arguments.\n"
+    "\n"
+    "  --url URL          the broker (default tcp://127.0.0.1:1883)\n"
+    "  --count N          units of work (default 2000)\n"
+    "  --window N         units in flight at a time (default 1)\n"
+    "  --booking CODE     the booking requests go to (default BENCH)\n"
+    "  --prefix PREFIX    the topic prefix (default navietakie/v1)\n"
+    "  --username U       MQTT user name (with --password)\n"
+    "  --password TOKEN   MQTT password, e.g. a driver token of --booking\n"
+    "  --action ACTION    the request topic's action (default send_message)\n"
+    "  --payload JSON     the request payload (default a 100-byte driver chat line)\n"
+    "  --call-rounds      a unit is a call round (start, accept, end) in one of `window` bookings\n"
+    "  --until-event      send_message: a unit ends when its events/message arrives\n"
+    "  --raw              no navietakie: a unit is a QoS 1 publish to a topic this client follows\n"
+    "  --help             this text\n";
+
+// Bad arguments: the message goes to stderr, exit 2.
+class UsageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct Options {
+  std::string url = "tcp://127.0.0.1:1883";
+  std::string booking = "BENCH";
+  std::string prefix = "navietakie/v1";
+  std::size_t count = 2000;
+  std::size_t window = 1;
+  std::string username;  // with --password: e.g. a driver token of --booking (authentication on)
+  std::string password;
+  navietakie::Action action = navietakie::Action::send_message;
+  std::string payload =
+      R"({"sender":"driver","text":"benchmark message of about one hundred bytes, as a chat line would be......"})";
+  bool call_rounds = false;
+  bool until_event = false;
+  bool raw = false;
+  bool help = false;
+};
+
+std::size_t count_option(const std::string& flag, const std::string& value) {
+  if (value.empty() || value.find_first_not_of("0123456789") != std::string::npos || value.size() > 9) {
+    throw UsageError(flag + ": expected a whole number, got '" + value + "'");
+  }
+  return std::stoul(value);
+}
+
+Options parse_options(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (flag == "--help" || flag == "-h") o.help = true;
+    else if (flag == "--call-rounds") o.call_rounds = true;
+    else if (flag == "--until-event") o.until_event = true;
+    else if (flag == "--raw") o.raw = true;
+    else {
+      std::string* text = flag == "--url"        ? &o.url
+                          : flag == "--booking"  ? &o.booking
+                          : flag == "--prefix"   ? &o.prefix
+                          : flag == "--username" ? &o.username
+                          : flag == "--password" ? &o.password
+                          : flag == "--payload"  ? &o.payload
+                                                 : nullptr;
+      std::size_t* number = flag == "--count" ? &o.count : flag == "--window" ? &o.window : nullptr;
+      if (flag == "--action") {
+        if (i + 1 >= argc) throw UsageError(flag + " needs a value");
+        const auto action = navietakie::wire::parse(navietakie::wire::kActions, argv[++i]);
+        if (!action) throw UsageError("--action: not a request action: '" + std::string(argv[i]) + "'");
+        o.action = *action;
+        continue;
+      }
+      if (!text && !number) throw UsageError("unknown argument '" + flag + "'");
+      if (i + 1 >= argc) throw UsageError(flag + " needs a value");
+      const std::string value = argv[++i];
+      if (text) *text = value;
+      else *number = count_option(flag, value);
+    }
+  }
+  o.window = std::max<std::size_t>(1, o.window);
+  return o;
+}
+
 double percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -33,41 +124,21 @@ double percentile(std::vector<double> v, double p) {
   return v[i];
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  std::string url = "tcp://127.0.0.1:1883";
-  std::string booking = "BENCH";
-  std::size_t count = 2000;
-  std::size_t window = 1;
-  std::string username;  // with --password: e.g. a driver token of --booking (authentication on)
-  std::string password;
-  std::string action = "send_message";
-  std::string payload = R"({"sender":"driver","text":"benchmark message of about one hundred bytes, as a chat line would be......"})";
-  bool call_rounds = false;
-  bool until_event = false;
-  bool raw = false;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string flag = argv[i];
-    std::string value = argv[i + 1];
-    if (flag == "--url") url = value;
-    else if (flag == "--count") count = std::stoul(value);
-    else if (flag == "--window") window = std::max<std::size_t>(1, std::stoul(value));
-    else if (flag == "--booking") booking = value;
-    else if (flag == "--username") username = value;
-    else if (flag == "--password") password = value;
-    else if (flag == "--action") action = value;
-    else if (flag == "--payload") payload = value;
-  }
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (flag == "--call-rounds") call_rounds = true;
-    if (flag == "--until-event") until_event = true;
-    if (flag == "--raw") raw = true;
-  }
+int run(const Options& options) {
+  const std::string& url = options.url;
+  const std::string& booking = options.booking;
+  const std::size_t count = options.count;
+  const std::size_t window = options.window;
+  const std::string& username = options.username;
+  const std::string& password = options.password;
+  const std::string& payload = options.payload;
+  const bool call_rounds = options.call_rounds;
+  const bool until_event = options.until_event;
+  const bool raw = options.raw;
+  const navietakie::Topics topics(options.prefix);
   const std::string client_id = "bench-rr-" + std::to_string(::getpid());
-  const std::string reply_topic = "navietakie/v1/replies/" + client_id + "/r";
-  const std::string request_topic = "navietakie/v1/bookings/" + booking + "/" + action;
+  const std::string reply_topic = topics.replies(client_id) + "/r";
+  const std::string request_topic = topics.request(booking, options.action);
   mqtt::async_client client(url, client_id, mqtt::create_options(MQTTVERSION_5, 100000));
   client.start_consuming();
   auto opts = mqtt::connect_options_builder()
@@ -82,7 +153,7 @@ int main(int argc, char** argv) {
   client.connect(opts)->wait();
   navietakie::set_tcp_nodelay_on_open_sockets();
   client.subscribe(reply_topic, 1)->wait();
-  const std::string events_topic = "navietakie/v1/bookings/" + booking + "/events/message";
+  const std::string events_topic = topics.message_events(booking);
   const std::string raw_topic = "bench/raw/" + client_id;
   if (until_event) client.subscribe(events_topic, 1)->wait();
   if (raw) client.subscribe(raw_topic, 1)->wait();
@@ -115,12 +186,13 @@ int main(int argc, char** argv) {
     in_flight[key] = std::move(unit);
     client.publish(msg);
   };
-  const char* steps[] = {"start", "accept", "end"};
+  using navietakie::CallAction;
+  const char* steps[] = {to_string(CallAction::start), to_string(CallAction::accept), to_string(CallAction::end)};
   const char* by[] = {"driver", "passenger", "driver"};
   auto call_step = [&](Unit unit) {
     const std::string body = std::string(R"({"action":")") + steps[unit.step] + R"(","by":")" + by[unit.step] +
                              R"(","call_id":")" + unit.call_id + R"("})";
-    const std::string topic = "navietakie/v1/bookings/" + unit.booking + "/make_call";
+    const std::string topic = topics.request(unit.booking, navietakie::Action::make_call);
     publish(topic, body, std::move(unit));
   };
   auto send_one = [&] {
@@ -184,4 +256,23 @@ int main(int argc, char** argv) {
               static_cast<double>(latencies_us.size()) / secs,
               percentile(latencies_us, 0.5), percentile(latencies_us, 0.99), percentile(latencies_us, 0.999));
   return latencies_us.size() == count && failed == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    const Options options = parse_options(argc, argv);
+    if (options.help) {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    return run(options);
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "bench_rr: %s (bench_rr --help lists the options)\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_rr: %s\n", e.what());
+    return 1;
+  }
 }
