@@ -6,7 +6,7 @@
 //
 // Every scenario has its own booking code and its own browsers (fresh profiles): a driver on a
 // desktop-sized page and a passenger on a phone-sized one. Elements are found only through the
-// data-testid hooks of shared/WEB.md. A missing piece (Chromium, the built web app, playwright-core)
+// data-testid hooks of web/README.md. A missing piece (Chromium, the built web app, playwright-core)
 // is a failure, not a skip: the test command installs them.
 
 import fs from 'node:fs';
@@ -97,7 +97,7 @@ async function openPair(ctx, options = {}) {
 
 const artifact = (name) => path.join(env.artifacts, name);
 
-// Each seq exactly once on the page (WEB.md: one entry per seq).
+// Each seq exactly once on the page (web/README.md: one entry per seq).
 async function assertNoDuplicates(client, seqs = []) {
   const h = await client.hooks();
   const dups = duplicateSeqs(h);
@@ -148,7 +148,7 @@ const scenarios = [
       assert(h.connection === 'connected', `driver: connection ${h.connection} after the passenger left, expected connected`);
       ctx.log('passenger closed: the driver sees it offline');
 
-      // WEB.md: each tab is its own MQTT client (a fresh client id per page load, not shared
+      // web/README.md: each tab is its own MQTT client (a fresh client id per page load, not shared
       // through storage), so a second tab of the same browser does not knock the first one off.
       const tab = await openTab(driver, { label: 'driver-tab2', url: driver.page.url() });
       ctx.clients.push(tab);

@@ -7,18 +7,22 @@
  * its part of the page. The DOM is never read back as state, except for the
  * order of the timeline.
  *
- * Test hooks (data-testid) are a contract: see WEB.md in the steering repo.
+ * Test hooks (data-testid) are a contract: see web/README.md. Protocol names
+ * (actions, events, error codes, call states and transitions) come from the
+ * wire table through NavietakieProtocol, never restated here.
  */
 (function () {
   'use strict';
 
   const P = window.NavietakieProtocol;
+  const W = window.NavietakieWire;
+  const { Action, Event, ErrorCode, CallState, CallAction, EndReason, MessageType, Role } = P;
 
   const HISTORY_PAGE = 50;
   const CATCH_UP_PAGE = 200;
   const ENDED_BANNER_MS = 4000;
   const GAP_CHECK_DELAY_MS = 300;
-  const OTHER_ROLE = { driver: 'passenger', passenger: 'driver' };
+  const OTHER_ROLE = { [Role.driver]: Role.passenger, [Role.passenger]: Role.driver };
 
   const $ = (id) => document.getElementById(id);
 
@@ -218,7 +222,7 @@
 
     function onReady(first) {
       // Presence first, so the other party sees us as soon as possible.
-      conn.request('presence', { role, online: true })
+      conn.request(Action.presence, { role, online: true })
         .then((reply) => applyPresence(reply.presence))
         .catch(report);
       syncCall();
@@ -230,12 +234,12 @@
     }
 
     function onEvent(kind, payload) {
-      if (kind === 'message') {
+      if (kind === Event.message) {
         serverClock.sample(payload.ts);
         upsertMessage(payload, { live: true });
-      } else if (kind === 'call') {
+      } else if (kind === Event.call) {
         applyCall(payload, { live: true });
-      } else if (kind === 'presence') {
+      } else if (kind === Event.presence) {
         applyPresence(payload);
       } // other events: not for this page
     }
@@ -269,25 +273,27 @@
 
     let lastError = null;
 
+    // Keyed through ErrorCode, so a code the wire table drops fails loudly here.
     const ERROR_TITLES = {
-      invalid_json: 'The request could not be read',
-      invalid_request: 'The request was not valid',
-      payload_too_large: 'The message is too long',
-      invalid_booking_code: 'The booking code is not valid',
-      forbidden: 'Not allowed',
-      not_found: 'Not found',
-      invalid_state: 'That is no longer possible',
-      busy: 'A call is already in progress',
-      booking_closed: 'This booking is closed',
-      rate_limited: 'Too many requests, slow down',
-      unavailable: 'The service is unavailable right now',
-      internal: 'Something went wrong on the server',
+      [ErrorCode.invalid_json]: 'The request could not be read',
+      [ErrorCode.invalid_request]: 'The request was not valid',
+      [ErrorCode.payload_too_large]: 'The message is too long',
+      [ErrorCode.invalid_booking_code]: 'The booking code is not valid',
+      [ErrorCode.forbidden]: 'Not allowed',
+      [ErrorCode.not_found]: 'Not found',
+      [ErrorCode.invalid_state]: 'That is no longer possible',
+      [ErrorCode.busy]: 'A call is already in progress',
+      [ErrorCode.booking_closed]: 'This booking is closed',
+      [ErrorCode.rate_limited]: 'Too many requests, slow down',
+      [ErrorCode.unavailable]: 'The service is unavailable right now',
+      [ErrorCode.internal]: 'Something went wrong on the server',
+      // the client's own codes (see NavietakieProtocol.ProtocolError)
       timeout: 'No answer from the server',
       disconnected: 'Not connected',
     };
 
     function showError(error) {
-      const code = (error && error.code) || 'internal';
+      const code = (error && error.code) || ErrorCode.internal;
       lastError = { code, message: String((error && error.message) || code) };
       renderError();
     }
@@ -412,7 +418,7 @@
     }
 
     function fillMessage(li, m) {
-      const sender = typeof m.sender === 'string' ? m.sender : 'system';
+      const sender = typeof m.sender === 'string' ? m.sender : Role.system;
       li.dataset.seq = String(m.seq);
       li.dataset.type = m.type;
       li.dataset.sender = sender;
@@ -420,11 +426,11 @@
       li.dataset.messageId = String(m.message_id || '');
       const time = isTime(m.ts) ? h('time', { datetime: new Date(m.ts).toISOString() }, clockTime(m.ts)) : null;
 
-      if (m.type === 'call') {
+      if (m.type === MessageType.call) {
         const described = describeCallMessage(m);
         li.className = 'entry entry--center';
         li.append(h('span', { class: `pill${described.tone ? ` pill--${described.tone}` : ''}` }, icon('phone', 14), described.text, time));
-      } else if (m.type === 'text' && (sender === 'driver' || sender === 'passenger')) {
+      } else if (m.type === MessageType.text && P.isRole(sender)) {
         const own = sender === role;
         li.className = `entry ${own ? 'entry--own' : 'entry--other'}`;
         li.append(h('div', { class: 'bubble' },
@@ -440,16 +446,16 @@
     /** A call-type message in words. data: {call_id, state, end_reason, from, to, duration_ms}. */
     function describeCallMessage(m) {
       const data = m.data && typeof m.data === 'object' ? m.data : {};
-      if (data.state === 'ringing') {
+      if (data.state === CallState.ringing) {
         return { text: data.from === role ? 'Outgoing call' : `${capitalize(data.from || other)} is calling…` };
       }
-      if (data.state === 'connected') return { text: 'Call connected', tone: 'connected' };
-      if (data.state === 'ended') {
+      if (data.state === CallState.connected) return { text: 'Call connected', tone: 'connected' };
+      if (data.state === CallState.ended) {
         switch (data.end_reason) {
-          case 'missed': return { text: 'Missed call', tone: 'missed' };
-          case 'declined': return { text: 'Call declined' };
-          case 'cancelled': return { text: 'Call cancelled' };
-          case 'completed': {
+          case EndReason.missed: return { text: 'Missed call', tone: 'missed' };
+          case EndReason.declined: return { text: 'Call declined' };
+          case EndReason.cancelled: return { text: 'Call cancelled' };
+          case EndReason.completed: {
             const ms = typeof data.duration_ms === 'number' ? data.duration_ms : knownCallDuration(data.call_id);
             return { text: ms === null ? 'Call ended' : `Call ${duration(ms)}` };
           }
@@ -471,7 +477,7 @@
       if (loadingLatest) return;
       loadingLatest = true;
       try {
-        const reply = await conn.request('get_message', { limit: HISTORY_PAGE });
+        const reply = await conn.request(Action.get_message, { limit: HISTORY_PAGE });
         const messages = Array.isArray(reply.messages) ? reply.messages : [];
         for (const m of messages) upsertMessage(m);
         const top = messages.length ? messages[messages.length - 1].seq : 0;
@@ -512,7 +518,7 @@
           // right after the reconnect must not hide the hole before it.
           let after = timeline.contiguousTop;
           for (;;) {
-            const reply = await conn.request('get_message', { after_seq: after, limit: CATCH_UP_PAGE });
+            const reply = await conn.request(Action.get_message, { after_seq: after, limit: CATCH_UP_PAGE });
             const messages = Array.isArray(reply.messages) ? reply.messages : [];
             const stick = nearBottom();
             for (const m of messages) upsertMessage(m);
@@ -544,7 +550,7 @@
       timeline.loadingEarlier = true;
       renderTimelineChrome();
       try {
-        const reply = await conn.request('get_message', { before_seq: timeline.lowestSeq, limit: HISTORY_PAGE });
+        const reply = await conn.request(Action.get_message, { before_seq: timeline.lowestSeq, limit: HISTORY_PAGE });
         const messages = Array.isArray(reply.messages) ? reply.messages : [];
         // Keep what the reader is looking at in place while the page grows above it.
         const fromBottom = dom.scroller.scrollHeight - dom.scroller.scrollTop;
@@ -593,7 +599,7 @@
       entry.error = null;
       renderOutgoing(entry);
       // The server deduplicates by message_id, so a resend is always safe.
-      conn.request('send_message', { message_id: entry.id, sender: role, text: entry.text })
+      conn.request(Action.send_message, { message_id: entry.id, sender: role, text: entry.text })
         .then((reply) => {
           if (isMessage(reply.message)) {
             if (typeof reply.message.ts === 'number') serverClock.sample(reply.message.ts);
@@ -623,7 +629,7 @@
       const li = entry.el;
       const failed = entry.status === 'failed';
       li.className = 'entry entry--own';
-      li.dataset.type = 'text';
+      li.dataset.type = MessageType.text;
       li.dataset.sender = role;
       li.dataset.pending = 'true';
       li.dataset.messageId = entry.id;
@@ -663,7 +669,8 @@
 
     // ---------------------------------------------------------- calls
 
-    const CALL_RANK = { ringing: 0, connected: 1, ended: 2 };
+    // A call's states in the order it goes through them (the wire table's order).
+    const CALL_RANK = Object.fromEntries(W.call.states.map((state, i) => [state, i]));
 
     const call = {
       current: null,          // the call shown in the banner (the Call record)
@@ -674,7 +681,7 @@
     };
 
     function isActive(c) {
-      return !!c && (c.state === 'ringing' || c.state === 'connected');
+      return P.isActiveCall(c);
     }
 
     function isCall(c) {
@@ -689,14 +696,14 @@
       const current = call.current;
       if (current && current.call_id === c.call_id && CALL_RANK[c.state] < CALL_RANK[current.state]) return;
       // Another call's end while this one is active: not news for the banner.
-      if (current && current.call_id !== c.call_id && isActive(current) && c.state === 'ended') {
+      if (current && current.call_id !== c.call_id && isActive(current) && c.state === CallState.ended) {
         call.endedIds.add(c.call_id);
         return;
       }
-      if (live && c.state === 'connected' && typeof c.connected_at === 'number') serverClock.sample(c.connected_at);
+      if (live && c.state === CallState.connected && typeof c.connected_at === 'number') serverClock.sample(c.connected_at);
       clearTimeout(call.endedTimer);
       call.current = c;
-      if (c.state === 'ended') {
+      if (c.state === CallState.ended) {
         call.endedIds.add(c.call_id);
         call.endedTimer = setTimeout(() => {
           if (call.current === c) {
@@ -710,10 +717,10 @@
 
     /** On (re)connect: is a call ringing or connected? */
     function syncCall() {
-      conn.request('make_call', { action: 'get' })
+      conn.request(Action.make_call, { action: CallAction.get })
         .then((reply) => applyCall(reply.call))
         .catch((error) => {
-          if (error.code === 'not_found') {
+          if (error.code === ErrorCode.not_found) {
             // None active: one we showed ended while we were away.
             if (isActive(call.current)) {
               call.endedIds.add(call.current.call_id);
@@ -729,7 +736,7 @@
     function startCall() {
       if (isActive(call.current) || call.busy) return;
       // A client call_id makes a resent start harmless.
-      callRequest({ action: 'start', by: role, call_id: `c-${P.randomHex(8)}` });
+      callRequest({ action: CallAction.start, by: role, call_id: `c-${P.randomHex(8)}` });
     }
 
     function actOnCall(action) {
@@ -740,7 +747,7 @@
     function callRequest(body) {
       call.busy = true;
       renderCall();
-      conn.request('make_call', body)
+      conn.request(Action.make_call, body)
         .then((reply) => {
           call.busy = false;
           applyCall(reply.call);
@@ -751,11 +758,19 @@
           report(error);
           renderCall();
           // The call moved on without us (or another one is active): look again.
-          if (['busy', 'invalid_state', 'not_found'].includes(error.code)) syncCall();
+          if ([ErrorCode.busy, ErrorCode.invalid_state, ErrorCode.not_found].includes(error.code)) syncCall();
         });
     }
 
     dom.callButton.addEventListener('click', startCall);
+
+    // The call banner's buttons, in display order: [action, data-testid, class, label, icon].
+    const CALL_BUTTONS = [
+      [CallAction.decline, 'decline', 'btn-decline', 'Decline', 'hangup'],
+      [CallAction.accept, 'accept', 'btn-accept', 'Accept', 'phone'],
+      [CallAction.cancel, 'cancel', 'btn-cancel', 'Cancel', null],
+      [CallAction.end, 'hangup', 'btn-hangup', 'Hang up', 'hangup'],
+    ];
 
     function renderCallButton() {
       dom.callButton.disabled = isActive(call.current) || call.busy || connection !== 'connected';
@@ -776,22 +791,23 @@
       const title = h('p', { class: 'call-title' });
       const sub = h('p', { class: 'call-sub' });
       const actions = h('div', { class: 'call-actions' });
-      const button = (testid, cls, label, action, iconName) =>
-        h('button', { class: `btn ${cls}`, type: 'button', 'data-testid': testid, disabled: call.busy, onclick: () => actOnCall(action) },
-          iconName ? icon(iconName, 16) : null, label);
+      // The buttons are the actions the state machine lets this party take now, in this order.
+      const allowed = P.callActionsFor(c, role);
+      for (const [action, testid, cls, label, iconName] of CALL_BUTTONS) {
+        if (!allowed.includes(action)) continue;
+        actions.append(h('button', { class: `btn ${cls}`, type: 'button', 'data-testid': testid, disabled: call.busy, onclick: () => actOnCall(action) },
+          iconName ? icon(iconName, 16) : null, label));
+      }
 
-      if (c.state === 'ringing') {
+      if (c.state === CallState.ringing) {
         if (incoming) {
           title.textContent = `${peer} is calling…`;
           sub.textContent = 'Incoming call';
-          actions.append(button('decline', 'btn-decline', 'Decline', 'decline', 'hangup'),
-            button('accept', 'btn-accept', 'Accept', 'accept', 'phone'));
         } else {
           title.textContent = `Calling ${peer.toLowerCase()}…`;
           sub.textContent = 'Ringing';
-          actions.append(button('cancel', 'btn-cancel', 'Cancel', 'cancel'));
         }
-      } else if (c.state === 'connected') {
+      } else if (c.state === CallState.connected) {
         title.textContent = `On call with ${peer.toLowerCase()}`;
         const clock = h('span', { class: 'call-timer' });
         sub.append(clock);
@@ -801,21 +817,20 @@
         };
         update();
         call.tick = setInterval(update, 1000);
-        actions.append(button('hangup', 'btn-hangup', 'Hang up', 'end', 'hangup'));
       } else {
         const reasons = {
-          completed: `Call ended · ${duration(c.duration_ms || 0)}`,
-          missed: incoming ? 'Missed call' : 'No answer',
-          declined: 'Call declined',
-          cancelled: 'Call cancelled',
+          [EndReason.completed]: `Call ended · ${duration(c.duration_ms || 0)}`,
+          [EndReason.missed]: incoming ? 'Missed call' : 'No answer',
+          [EndReason.declined]: 'Call declined',
+          [EndReason.cancelled]: 'Call cancelled',
         };
         title.textContent = reasons[c.end_reason] || 'Call ended';
         sub.textContent = `with the ${peer.toLowerCase()}`;
       }
 
-      const answering = c.state === 'ringing' && incoming;
+      const answering = c.state === CallState.ringing && incoming;
       dom.callSlot.append(h('section', { class: `call-banner${answering ? ' call-banner--answer' : ''}`, role: 'status', 'data-testid': 'call-state', 'data-state': c.state },
-        h('div', { class: 'call-icon' }, icon(c.state === 'ended' ? 'hangup' : 'phone', 18)),
+        h('div', { class: 'call-icon' }, icon(c.state === CallState.ended ? 'hangup' : 'phone', 18)),
         h('div', { class: 'call-text' }, title, sub),
         actions));
     }

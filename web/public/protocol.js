@@ -4,20 +4,46 @@
  *
  * It knows topics, request/response and the connection lifecycle; it knows
  * nothing of the page. The page (app.js) gets a BookingConnection and a few
- * callbacks. Defines one global, NavietakieProtocol; needs the global `mqtt`
- * (vendor/mqtt.min.js).
+ * callbacks. Defines one global, NavietakieProtocol; needs the globals `mqtt`
+ * (vendor/mqtt.min.js) and `NavietakieWire` (wire.js: the wire rules,
+ * generated from the server's table, core/wire.hpp).
  *
  * Contract: docs/protocol.md.
  */
 (function () {
   'use strict';
 
-  const PREFIX = 'navietakie/v1';
+  const W = window.NavietakieWire;
+
+  /** The names of one wire table as constants: `names(['a']).a === 'a'`.
+   *  A name the table does not have throws, so a rule changed on the server
+   *  breaks the page loudly (and its tests) instead of silently. */
+  function names(list, what) {
+    const table = Object.fromEntries(list.map((name) => [name, name]));
+    return new Proxy(Object.freeze(table), {
+      get(target, key) {
+        if (typeof key !== 'string' || Object.hasOwn(target, key)) return target[key];
+        throw new Error(`unknown ${what} (not in the wire table): ${key}`);
+      },
+    });
+  }
+
+  const Action = names(W.actions, 'request action');
+  const Event = names(W.events.map((e) => e.name), 'event');
+  const ErrorCode = names(W.error_codes, 'error code');
+  const CallState = names(W.call.states, 'call state');
+  const CallAction = names(W.call.actions, 'call action');
+  const EndReason = names(W.call.end_reasons, 'call end reason');
+  const MessageType = names(W.message_types, 'message type');
+  const Role = names(W.roles, 'role');
+
+  const PREFIX = W.default_prefix;
+  const LEVEL = W.topic_levels;
   const REQUEST_TIMEOUT_MS = 10000;
   const RECONNECT_PERIOD_MS = 1000;
   const CONNECT_TIMEOUT_MS = 10000;
-  const BOOKING_CODE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
-  const ROLES = ['driver', 'passenger'];
+  const BOOKING_CODE = new RegExp(W.booking_code.pattern);
+  const ROLES = W.parties;
 
   // CONNACK refusals: MQTT v5 "bad user name or password" / "not authorized",
   // and their MQTT 3.1.1 return codes.
@@ -39,11 +65,11 @@
   /** A protocol error code for an MQTT v5 failure reason code in a PUBACK or SUBACK. */
   function ackErrorCode(reasonCode) {
     switch (reasonCode) {
-      case 0x87: return 'forbidden';          // not authorized
-      case 0x8f: case 0x90: return 'invalid_request'; // topic filter / name invalid
-      case 0x95: return 'payload_too_large';  // packet too large
-      case 0x96: case 0x97: return 'rate_limited'; // message rate too high, quota exceeded
-      default: return 'unavailable';
+      case 0x87: return ErrorCode.forbidden;          // not authorized
+      case 0x8f: case 0x90: return ErrorCode.invalid_request; // topic filter / name invalid
+      case 0x95: return ErrorCode.payload_too_large;  // packet too large
+      case 0x96: case 0x97: return ErrorCode.rate_limited; // message rate too high, quota exceeded
+      default: return ErrorCode.unavailable;
     }
   }
 
@@ -104,15 +130,30 @@
     return ROLES.includes(role);
   }
 
+  /** Whether a call is ringing or connected. */
+  function isActiveCall(call) {
+    return !!call && W.call.active_states.includes(call.state);
+  }
+
+  /** The call actions `role` may take on `call` now, from the state
+   *  machine's table: who may (caller, callee, either) and from which state. */
+  function callActionsFor(call, role) {
+    if (!call) return [];
+    const may = { caller: call.from === role, callee: call.to === role, either: call.from === role || call.to === role };
+    return W.call.transitions
+      .filter((t) => t.action !== null && t.from === call.state && may[t.by] === true)
+      .map((t) => t.action);
+  }
+
   function bookingTopics(booking, clientId) {
-    const base = `${PREFIX}/bookings/${booking}`;
-    const replies = `${PREFIX}/replies/${clientId}`;
+    const base = `${PREFIX}/${LEVEL.bookings}/${booking}`;
+    const replies = `${PREFIX}/${LEVEL.replies}/${clientId}`;
     return {
       base,
-      request: (kind) => `${base}/${kind}`,
-      events: `${base}/events/#`,
-      eventPrefix: `${base}/events/`,
-      errors: `${base}/errors`,
+      request: (action) => `${base}/${Action[action]}`,
+      events: `${base}/${LEVEL.events}/#`,
+      eventPrefix: `${base}/${LEVEL.events}/`,
+      errors: `${base}/${LEVEL.errors}`,
       replies: `${replies}/#`,
       replyPrefix: `${replies}/`,
       replyTo: `${replies}/r`,
@@ -181,7 +222,7 @@
       resubscribe: false,
       // The broker records this participant as offline if the connection drops.
       will: {
-        topic: topics.request('presence'),
+        topic: topics.request(Action.presence),
         payload: JSON.stringify({ role, online: false }),
         qos: 1,
         retain: false,
@@ -273,12 +314,12 @@
       clearTimeout(entry.timer);
       const reply = parseJson(payload);
       if (!reply || typeof reply !== 'object') {
-        entry.reject(new ProtocolError('invalid_json', 'The server sent a reply that is not JSON.'));
+        entry.reject(new ProtocolError(ErrorCode.invalid_json, 'The server sent a reply that is not JSON.'));
       } else if (reply.ok === true) {
         entry.resolve(reply);
       } else {
         const error = reply.error || {};
-        entry.reject(new ProtocolError(String(error.code || 'internal'), String(error.message || 'request failed'), error));
+        entry.reject(new ProtocolError(String(error.code || ErrorCode.internal), String(error.message || 'request failed'), error));
       }
     }
 
@@ -327,8 +368,18 @@
 
   window.NavietakieProtocol = Object.freeze({
     PREFIX,
+    Action,
+    Event,
+    ErrorCode,
+    CallState,
+    CallAction,
+    EndReason,
+    MessageType,
+    Role,
     ProtocolError,
+    callActionsFor,
     connectBooking,
+    isActiveCall,
     isBookingCode,
     isRole,
     randomHex,

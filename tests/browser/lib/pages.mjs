@@ -1,5 +1,5 @@
 // One participant's page in its own headless Chromium with a fresh profile, and the reading of the
-// app's data-testid hooks (shared/WEB.md). Tests find elements only through these hooks; the only
+// app's data-testid hooks (web/README.md). Tests find elements only through these hooks; the only
 // text they look at is the human-readable content of timeline entries.
 
 import fs from 'node:fs';
@@ -181,7 +181,7 @@ export async function openClient({ chromium, profilesDir, role, label = role, de
     fs.rmSync(profileDir, { recursive: true, force: true });
     throw e;
   }
-  // A call is signalling only (WEB.md): the page gets no microphone or camera, and any attempt to
+  // A call is signalling only (web/README.md): the page gets no microphone or camera, and any attempt to
   // ask for one fails as a denied permission would, so a call that works here works without them.
   await context.addInitScript(() => {
     window.__e2eMediaRequests = 0;
