@@ -8,6 +8,7 @@
 
 #include "auth/jwt.hpp"
 #include "core/log.hpp"
+#include "core/topics.hpp"
 #include "bridge/paho_compat.hpp"
 
 namespace navietakie {
@@ -92,7 +93,7 @@ PahoHost::PahoHost(mqtt::async_client& client, Engine& engine, const Settings& s
   if (settings_.mqtt_password_file.empty() && !settings_.auth_jwt_secret_file.empty()) {
     jwt_secret_ = read_secret_file(settings_.auth_jwt_secret_file);
   }
-  wake_topic_ = settings_.topic_prefix + "/bridge/" + settings_.client_id + "/wake";
+  wake_topic_ = Topics(settings_.topic_prefix).bridge_wake(settings_.client_id);
   for (const auto& filter : engine_.request_filters()) {
     filters_.push_back(settings_.share_group.empty() ? filter : "$share/" + settings_.share_group + "/" + filter);
   }
@@ -169,7 +170,7 @@ void PahoHost::publish_all(const std::vector<Publish>& publishes) {
 void PahoHost::publish_metrics() {
   std::string metrics = engine_.metrics().to_json();
   log_line(LogLevel::info, "metrics", {{"counters", metrics}});
-  publish_all({Publish{settings_.topic_prefix + "/metrics/" + settings_.client_id, metrics, true, std::nullopt}});
+  publish_all({Publish{Topics(settings_.topic_prefix).bridge_metrics(settings_.client_id), metrics, true, std::nullopt}});
 }
 
 std::size_t PahoHost::serve_batch(std::vector<Request>& batch, std::chrono::milliseconds wait,

@@ -76,6 +76,13 @@ std::string Topics::global_errors() const { return prefix_ + '/' + std::string(w
 std::string Topics::replies(std::string_view client_id) const {
   return prefix_ + '/' + std::string(wire::kRepliesLevel) + '/' + std::string(client_id);
 }
+std::string Topics::bridge_metrics(std::string_view client_id) const {
+  return prefix_ + '/' + std::string(wire::kMetricsLevel) + '/' + std::string(client_id);
+}
+std::string Topics::bridge_wake(std::string_view client_id) const {
+  return prefix_ + '/' + std::string(wire::kBridgeLevel) + '/' + std::string(client_id) + '/' +
+         std::string(wire::kWakeLeaf);
+}
 
 bool Topics::valid_reply_topic(std::string_view topic) const {
   if (topic.empty() || topic.size() > 65535) return false;

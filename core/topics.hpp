@@ -37,6 +37,10 @@ class Topics {
   std::string global_errors() const;
   // A client's reply namespace, `{prefix}/replies/{client id}` (no trailing slash).
   std::string replies(std::string_view client_id) const;
+  // The bridge's counters, `{prefix}/metrics/{client id}`, and its wake-up topic,
+  // `{prefix}/bridge/{client id}/wake`.
+  std::string bridge_metrics(std::string_view client_id) const;
+  std::string bridge_wake(std::string_view client_id) const;
 
   // A topic the system may publish a reply to: a valid topic name (no wildcards, not empty) that is
   // not a request topic, so a reply can never loop back in as a request.

@@ -57,6 +57,11 @@ inline constexpr std::string_view kBookingsLevel = "bookings";
 inline constexpr std::string_view kEventsLevel = "events";
 inline constexpr std::string_view kErrorsLevel = "errors";
 inline constexpr std::string_view kRepliesLevel = "replies";
+// The bridge's own topics: `{prefix}/metrics/{bridge client id}` (its counters, retained) and
+// `{prefix}/bridge/{bridge client id}/wake` (a Paho work-around; clients ignore it).
+inline constexpr std::string_view kMetricsLevel = "metrics";
+inline constexpr std::string_view kBridgeLevel = "bridge";
+inline constexpr std::string_view kWakeLeaf = "wake";
 
 inline constexpr std::array<Named<Action>, 4> kActions{{
     {Action::send_message, "send_message"},

@@ -98,6 +98,8 @@ BOOST_AUTO_TEST_CASE(protocol_doc_topics_table_lists_every_request_and_event) {
   std::map<std::string, std::string> events;  // name -> what
   bool booking_errors = false;
   bool global_errors = false;
+  bool metrics = false;
+  bool wake = false;
   for (const auto& row : table_after(doc, "## Topics")) {
     BOOST_REQUIRE(row.size() == 3);
     const std::string topic = backticked(row[1]);
@@ -110,9 +112,16 @@ BOOST_AUTO_TEST_CASE(protocol_doc_topics_table_lists_every_request_and_event) {
       booking_errors = row[0] == "system";
     } else if (topic == "{prefix}/" + std::string(wire::kErrorsLevel)) {
       global_errors = row[0] == "system";
+    } else if (topic == "{prefix}/" + std::string(wire::kMetricsLevel) + "/{bridge client id}") {
+      metrics = row[0] == "system" && row[2].find("retained") != std::string::npos;
+    } else if (topic == "{prefix}/" + std::string(wire::kBridgeLevel) + "/{bridge client id}/" +
+                            std::string(wire::kWakeLeaf)) {
+      wake = row[0] == "system";
     } else if (topic.rfind(booking_level, 0) == 0) {
       BOOST_TEST(row[0] == "client", topic << " is published by a client");
       requests.insert(topic.substr(booking_level.size()));
+    } else {
+      BOOST_ERROR("docs/protocol.md's topics table has a topic core/wire.hpp does not know: " << topic);
     }
   }
   std::set<std::string> actions;
@@ -127,6 +136,8 @@ BOOST_AUTO_TEST_CASE(protocol_doc_topics_table_lists_every_request_and_event) {
   }
   BOOST_TEST(booking_errors);
   BOOST_TEST(global_errors);
+  BOOST_TEST(metrics, "a retained {prefix}/metrics/{bridge client id} row");
+  BOOST_TEST(wake, "a {prefix}/bridge/{bridge client id}/wake row");
 }
 
 BOOST_AUTO_TEST_CASE(protocol_doc_error_table_is_the_codes_in_precedence_order) {
@@ -265,6 +276,8 @@ BOOST_AUTO_TEST_CASE(topics_are_built_from_the_levels) {
   BOOST_TEST(topics.booking_events_filter("BK1") == "p/v1/bookings/BK1/events/#");
   BOOST_TEST(topics.replies("web-1") == "p/v1/replies/web-1");
   BOOST_TEST(topics.global_errors() == "p/v1/errors");
+  BOOST_TEST(topics.bridge_metrics("nb-1") == "p/v1/metrics/nb-1");
+  BOOST_TEST(topics.bridge_wake("nb-1") == "p/v1/bridge/nb-1/wake");
   BOOST_TEST(topics.call_events("BK1") == "p/v1/bookings/BK1/events/call");
   BOOST_TEST(topics.request_filter(Action::presence) == "p/v1/bookings/+/presence");
 }

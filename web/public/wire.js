@@ -15,7 +15,10 @@
       "bookings": "bookings",
       "events": "events",
       "errors": "errors",
-      "replies": "replies"
+      "replies": "replies",
+      "metrics": "metrics",
+      "bridge": "bridge",
+      "wake": "wake"
     },
     "actions": [
       "send_message",
