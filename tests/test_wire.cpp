@@ -92,6 +92,28 @@ BOOST_AUTO_TEST_CASE(web_module_carries_every_table) {
   BOOST_TEST(j["parties"] == (Json{"driver", "passenger"}));
 }
 
+// The web client spells protocol names through NavietakieWire, never as its own literals. Checked
+// for the names that cannot be anything else in a page (`presence` is also an element id, `ended`
+// and `connected` also connection states, `missed` also a style).
+BOOST_AUTO_TEST_CASE(web_client_does_not_restate_protocol_names) {
+  std::vector<std::string> names{std::string(wire::name_of(wire::kCallStates, CallState::ringing))};
+  for (const auto& code : wire::kErrorCodes) names.emplace_back(code.name);
+  for (const auto& action : wire::kActions) {
+    if (action.value != Action::presence) names.emplace_back(action.name);
+  }
+  for (const std::string file : {"web/public/protocol.js", "web/public/app.js"}) {
+    const std::string text = read_source(file);
+    for (const auto& name : names) {
+      for (const char quote : {'\'', '"', '`'}) {
+        const std::string literal = quote + name + quote;
+        BOOST_TEST(text.find(literal) == std::string::npos,
+                   file << " spells " << literal << "; use NavietakieProtocol's constants (from wire.js)");
+      }
+    }
+    BOOST_TEST(text.find("/bookings/") == std::string::npos, file << " builds topics from NavietakieWire.topic_levels");
+  }
+}
+
 BOOST_AUTO_TEST_CASE(protocol_doc_topics_table_lists_every_request_and_event) {
   const std::string doc = read_source("docs/protocol.md");
   std::set<std::string> requests;
