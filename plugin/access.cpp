@@ -5,7 +5,10 @@
 
 #include "plugin/access.hpp"
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <string_view>
 
 #include "core/codec.hpp"
 #include "core/log.hpp"
@@ -31,17 +34,6 @@ std::optional<JwtOptions> jwt_options(const Settings& settings) {
   return options;
 }
 
-AclPolicy acl_policy(const Settings& settings) {
-  AclPolicy policy;
-  policy.topic_prefix = settings.topic_prefix;
-  try {
-    policy.service_grants = parse_grants(settings.auth_service_grants, settings.topic_prefix);
-  } catch (const std::exception& e) {
-    throw ConfigError(std::string("config key 'auth_service_grants': ") + e.what());
-  }
-  return policy;
-}
-
 std::optional<Access> access_of(int access) {
   switch (access) {
     case MOSQ_ACL_READ: return Access::read;
@@ -63,6 +55,23 @@ const char* access_name(int access) {
 }
 
 std::string text_or_empty(const char* text) { return text ? std::string(text) : std::string(); }
+
+// What the log may say of a username. A client may put its token there by mistake (or a secret of
+// any kind): a username that looks like a JWT (two dots or more) or is longer than a subject needs is logged
+// only as a short hash (FNV-1a, 32 bits), enough to tell the lines of one client apart.
+std::string loggable_username(const char* username) {
+  constexpr std::size_t kMaxLoggedBytes = 64;
+  const std::string_view name = username ? std::string_view(username) : std::string_view();
+  if (name.size() <= kMaxLoggedBytes && std::count(name.begin(), name.end(), '.') < 2) return std::string(name);
+  std::uint32_t hash = 2166136261u;
+  for (char c : name) {
+    hash ^= static_cast<unsigned char>(c);
+    hash *= 16777619u;
+  }
+  char hex[9];
+  std::snprintf(hex, sizeof hex, "%08x", hash);
+  return std::string("redacted:") + hex;
+}
 
 // Whether a session whose token expires at `expires_at_s` is over (saturating: exp can be huge).
 bool expired(std::int64_t expires_at_s, int leeway_s, std::int64_t now) {
@@ -116,7 +125,7 @@ int AccessControl::on_basic_auth(const mosquitto_evt_basic_auth& event) {
     if (auth_log_.allow(now_s(), suppressed)) {
       log_line(LogLevel::warn, "auth_refused",
                {{"reason", reason}, {"detail", detail}, {"client_id", client_id}, {"address", address},
-                {"username", text_or_empty(event.username)}, {"suppressed_before", std::to_string(suppressed)}});
+                {"username", loggable_username(event.username)}, {"suppressed_before", std::to_string(suppressed)}});
     }
     return MOSQ_ERR_AUTH;
   };
@@ -127,12 +136,15 @@ int AccessControl::on_basic_auth(const mosquitto_evt_basic_auth& event) {
                                        *jwt_, now_s());
   if (!verified) return refuse(to_string(verified.failure), verified.detail);
   const Identity& identity = *verified.identity;
-  if (auto owner = owners_.find(client_id); owner != owners_.end() && owner->second != identity.subject) {
+  if (auto owner = owners_.find(client_id); owner != owners_.end() && owner->second.subject != identity.subject) {
     return refuse("client_id_taken", "client id in use by another subject");
   }
-  owners_[client_id] = identity.subject;
   // A reconnect before the last tick: the old session's entry may still be listed as ended.
-  sessions_[event.client] = Session{identity, client_id, verified.expires_at_s, ++generations_};
+  const Session& session = sessions_[event.client] =
+      Session{identity, client_id, verified.expires_at_s, ++generations_};
+  Owner& owner = owners_[client_id];
+  owner.subject = identity.subject;
+  owner.live.insert(session.generation);
   ++metrics_.accepted;
   log_line(LogLevel::info, "auth_ok",
            {{"client_id", client_id}, {"sub", identity.subject}, {"role", to_string(identity.principal)},
@@ -176,19 +188,17 @@ int AccessControl::check(const mosquitto_evt_acl_check& event) {
   return MOSQ_ERR_ACL_DENIED;
 }
 
-void AccessControl::on_disconnect(const mosquitto* client, const char* client_id) {
-  if (auto session = sessions_.find(client); session != sessions_.end()) {
-    ended_.emplace_back(client, session->second.generation);
-  }
-  if (!client_id) return;
-  // A clean session ends here: the id is free for anyone. A persistent one keeps its owner.
-  if (client && mosquitto_client_clean_session(client)) {
-    auto owner = owners_.find(client_id);
-    auto session = sessions_.find(client);
-    if (owner != owners_.end() && session != sessions_.end() && session->second.identity.subject == owner->second) {
-      owners_.erase(owner);
-    }
-  }
+void AccessControl::on_disconnect(const mosquitto* client) {
+  auto session = sessions_.find(client);
+  if (session == sessions_.end()) return;
+  ended_.emplace_back(client, session->second.generation);
+  // This connection no longer holds its id. A reconnect over a still-open socket authenticated
+  // before the broker closed the old one: the id stays with the live connection. When the last
+  // one ends with a clean session the id is free for anyone; a persistent session keeps its owner.
+  auto owner = owners_.find(session->second.client_id);
+  if (owner == owners_.end()) return;
+  owner->second.live.erase(session->second.generation);
+  if (owner->second.live.empty() && mosquitto_client_clean_session(client)) owners_.erase(owner);
 }
 
 void AccessControl::on_tick() {

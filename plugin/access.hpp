@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -73,7 +74,7 @@ class AccessControl {
   // The session of an authenticated connection; nullptr for any other (and in open mode).
   const Session* session_of(const mosquitto* client) const;
   // MOSQ_EVT_DISCONNECT: the session ends (forgotten at the next tick, after its Will).
-  void on_disconnect(const mosquitto* client, const char* client_id);
+  void on_disconnect(const mosquitto* client);
   // MOSQ_EVT_TICK: forgets ended sessions, disconnects clients whose token expired.
   void on_tick();
 
@@ -92,9 +93,15 @@ class AccessControl {
   std::unordered_map<const mosquitto*, Session> sessions_;  // authenticated connections
   std::vector<std::pair<const mosquitto*, std::uint64_t>> ended_;  // to forget at the next tick
   std::uint64_t generations_ = 0;
-  // Client id -> the subject that last authenticated with it: another subject may not take the id
-  // over (it would inherit the session and read the reply topics).
-  std::unordered_map<std::string, std::string> owners_;
+  // Who holds a client id: the subject that authenticated with it, and its live connections (by
+  // session generation). Another subject may not take the id over (it would inherit the session,
+  // kick the owner and read its reply topics) while any of them is open, nor while a persistent
+  // session of the owner lives in the broker.
+  struct Owner {
+    std::string subject;
+    std::set<std::uint64_t> live;
+  };
+  std::unordered_map<std::string, Owner> owners_;
   std::int64_t next_expiry_check_s_ = 0;
 };
 

@@ -5,6 +5,7 @@
 
 #include "plugin/host.hpp"
 
+#include "auth/acl.hpp"
 #include "core/log.hpp"
 #include "plugin/publish.hpp"
 
@@ -15,6 +16,7 @@ EngineOptions plugin_engine_options(const Settings& settings) {
   EngineOptions options = engine_options(settings);
   options.offline_at_start = true;  // the plugin starts with the broker: nobody is connected
   options.require_identity = !settings.auth_jwt_secret_file.empty();
+  if (options.require_identity) options.reply_allowed = reply_address_check(acl_policy(settings));
   return options;
 }
 
@@ -65,10 +67,10 @@ int PluginHost::on_acl_check(const mosquitto_evt_acl_check& event) {
 }
 
 void PluginHost::on_disconnect(const mosquitto* client, const char* client_id) {
-  access_.on_disconnect(client, client_id);
+  access_.on_disconnect(client);
   if (!client_id) return;
   disconnected_.emplace_back(client_id);
-  intake_.on_disconnect(client_id);
+  intake_.on_disconnect(client, client_id);
 }
 
 void PluginHost::on_tick() {

@@ -50,6 +50,9 @@ RequestIntake::RequestIntake(const Topics& topics, bool handlers, AccessControl&
 
 int RequestIntake::on_message(mosquitto_evt_message& event, std::vector<Request>& pending) {
   if (!event.topic || !topics_.parse_request(event.topic)) return MOSQ_ERR_SUCCESS;
+  // A request is consumed once, by the handlers or by the bridge: never kept as a retained message,
+  // which the broker would deliver again (with the publisher's stamp) at every subscription.
+  event.retain = false;
   if (!handlers_) {
     // Auth only: the bridge handles the request and trusts our stamp; a client may not bring its own.
     if (carries_stamp(event.properties)) {
@@ -67,8 +70,6 @@ int RequestIntake::on_message(mosquitto_evt_message& event, std::vector<Request>
     }
     return MOSQ_ERR_SUCCESS;
   }
-  // A request is consumed here: never kept as a retained message.
-  event.retain = false;
   Request request = copy_request(event.client, event.topic, event.payload, event.payloadlen, event.properties);
   if (const Session* session = access_.session_of(event.client)) request.identity = session->identity;
   pending.push_back(std::move(request));
@@ -79,23 +80,26 @@ int RequestIntake::on_request_write(const mosquitto_evt_acl_check& event, std::v
   // 2.0.11 sends a client's Will without a MESSAGE event: right after its DISCONNECT event, the
   // only trace is this write check. A Will on a request topic (presence offline) is a request.
   const char* id = mosquitto_client_id(event.client);
-  if (!id || !just_disconnected_.count(id)) return MOSQ_ERR_SUCCESS;
+  if (!id || !just_disconnected_.count({event.client, id})) return MOSQ_ERR_SUCCESS;
   const Session* session = access_.session_of(event.client);
   if (handlers_) {
     Request request = copy_request(event.client, event.topic, event.payload, event.payloadlen, event.properties);
     if (session) request.identity = session->identity;
     pending.push_back(std::move(request));
-  } else if (session) {
+  } else {
+    // Auth only: the Will goes out again at the next tick, stamped and not retained.
     std::string payload;
     if (event.payload && event.payloadlen > 0) payload.assign(static_cast<const char*>(event.payload), event.payloadlen);
-    stamped_wills_.push_back(StampedWill{event.topic, std::move(payload), event.retain, *session});
-    // Auth only: the Will goes out again, stamped, at the next tick; this unstamped one may not.
-    return MOSQ_ERR_ACL_DENIED;
+    std::optional<Session> stamp;
+    if (session) stamp = *session;
+    stamped_wills_.push_back(StampedWill{event.topic, std::move(payload), std::move(stamp)});
   }
-  return MOSQ_ERR_SUCCESS;
+  return MOSQ_ERR_ACL_DENIED;
 }
 
-void RequestIntake::on_disconnect(const char* client_id) { just_disconnected_.insert(client_id); }
+void RequestIntake::on_disconnect(const mosquitto* client, const char* client_id) {
+  just_disconnected_.insert({client, client_id});
+}
 
 std::vector<StampedWill> RequestIntake::end_of_pass() {
   just_disconnected_.clear();

@@ -5,7 +5,9 @@
 // publisher's verified identity.
 #pragma once
 
+#include <optional>
 #include <set>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -13,17 +15,18 @@
 #include "core/topics.hpp"
 #include "plugin/access.hpp"
 
+struct mosquitto;
 struct mosquitto_evt_acl_check;
 struct mosquitto_evt_message;
 
 namespace navietakie {
 
-// A Will re-published by the plugin (auth only) with the stamp of the session that left it.
+// A Will on a request topic, re-published by the plugin (auth only) with the stamp of the session
+// that left it (none in open mode), never retained.
 struct StampedWill {
   std::string topic;
   std::string payload;
-  bool retain = false;
-  Session session;
+  std::optional<Session> session;
 };
 
 class RequestIntake {
@@ -34,12 +37,12 @@ class RequestIntake {
   // MOSQ_EVT_MESSAGE: handlers on: appends a request to `pending`; handlers off: stamps it. A
   // request that carries a stamp of its own is refused (MOSQ_ERR_ACL_DENIED).
   int on_message(mosquitto_evt_message& event, std::vector<Request>& pending);
-  // An allowed write on a request topic: a Will of a client that just disconnected is a request
-  // (appended to `pending`, or re-published stamped at the next tick). MOSQ_ERR_ACL_DENIED for
-  // the unstamped original of a Will that will go out stamped.
+  // An allowed write on a request topic: a Will of a connection that just ended is a request
+  // (appended to `pending`, or re-published stamped at the next tick), and its original is refused
+  // (MOSQ_ERR_ACL_DENIED) so that the broker never keeps it as a retained message.
   int on_request_write(const mosquitto_evt_acl_check& event, std::vector<Request>& pending);
   // MOSQ_EVT_DISCONNECT: its Will may follow.
-  void on_disconnect(const char* client_id);
+  void on_disconnect(const mosquitto* client, const char* client_id);
 
   // At the tick: the Wills to re-publish with their stamp; the Wills of this pass are over.
   std::vector<StampedWill> end_of_pass();
@@ -49,7 +52,9 @@ class RequestIntake {
   bool handlers_;
   AccessControl& access_;
   std::vector<StampedWill> stamped_wills_;   // handlers off: Wills re-published with their stamp
-  std::set<std::string> just_disconnected_;  // since the last tick: their Will may follow
+  // Connections ended since the last tick, and their client ids: their Will may follow. The
+  // connection, not only the id: a reconnect of the same id may publish in the same pass.
+  std::set<std::pair<const mosquitto*, std::string>> just_disconnected_;
 };
 
 }  // namespace navietakie

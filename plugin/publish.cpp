@@ -19,9 +19,11 @@ constexpr int kQos = 1;
 void publish_stamped_wills(const std::vector<StampedWill>& wills) {
   for (const auto& will : wills) {
     mosquitto_property* props = nullptr;
-    if (add_stamp(&props, will.session.identity, will.session.client_id) != MOSQ_ERR_SUCCESS ||
-        mosquitto_broker_publish_copy(nullptr, will.topic.c_str(), static_cast<int>(will.payload.size()),
-                                      will.payload.data(), kQos, will.retain, props) != MOSQ_ERR_SUCCESS) {
+    const bool stamped = !will.session || add_stamp(&props, will.session->identity, will.session->client_id) ==
+                                              MOSQ_ERR_SUCCESS;
+    // Not retained: a request is handled once, never replayed to a later subscriber.
+    if (!stamped || mosquitto_broker_publish_copy(nullptr, will.topic.c_str(), static_cast<int>(will.payload.size()),
+                                                  will.payload.data(), kQos, false, props) != MOSQ_ERR_SUCCESS) {
       mosquitto_property_free_all(&props);
       log_line(LogLevel::error, "publish_failed", {{"topic", will.topic}, {"error", "stamped will"}});
     }
