@@ -76,6 +76,17 @@ Request PahoHost::to_request(const mqtt::const_message_ptr& msg) const {
   return r;
 }
 
+bool PahoHost::stored_copy(const mqtt::message& msg) {
+  if (!msg.is_retained()) return false;
+  // A live delivery never carries the retain flag (we do not subscribe with Retain As Published):
+  // this is a retained request the broker stored and hands to every new subscription. It was
+  // handled when it was published, under the identity of a publisher who may be long gone.
+  ++retained_ignored_;
+  log_line(LogLevel::warn, "retained_request_ignored",
+           {{"topic", msg.get_topic()}, {"ignored_so_far", std::to_string(retained_ignored_)}});
+  return true;
+}
+
 PahoHost::PahoHost(mqtt::async_client& client, Engine& engine, const Settings& settings)
     : client_(client), engine_(engine), settings_(settings) {
   connect_options_ = mqtt::connect_options_builder()
@@ -180,7 +191,8 @@ std::size_t PahoHost::serve_batch(std::vector<Request>& batch, std::chrono::mill
   const bool got = wait.count() > 0 ? client_.try_consume_message_for(&msg, wait) : client_.try_consume_message(&msg);
   if (got) {
     do {
-      if (msg) batch.push_back(to_request(msg));  // a null message marks a lost connection
+      // A null message marks a lost connection.
+      if (msg && !stored_copy(*msg)) batch.push_back(to_request(msg));
     } while (batch.size() < settings_.batch_max && client_.try_consume_message(&msg));
   }
   if (batch.empty()) return 0;
