@@ -264,7 +264,8 @@ bool PahoHost::run(const std::atomic<bool>& stop) {
          std::chrono::steady_clock::now() - quiet_since < kDrainQuiet) {
     if (serve_batch(batch, 20ms) > 0) quiet_since = std::chrono::steady_clock::now();
   }
-  log_line(LogLevel::info, "stopping", {{"metrics", engine_.metrics().to_json()}});
+  log_line(LogLevel::info, "stopping",
+           {{"metrics", engine_.metrics().to_json()}, {"retained_requests_ignored", std::to_string(retained_ignored_)}});
   try {
     // Lets in-flight publishes complete first. The session expiry is repeated in the DISCONNECT:
     // without it Mosquitto 2.0.11 ended the session at a clean disconnect (CONNACK "session
