@@ -215,6 +215,31 @@ bool valid_client_id_for_auth(std::string_view client_id) {
   return true;
 }
 
+AclPolicy acl_policy(const Settings& settings) {
+  AclPolicy policy;
+  policy.topic_prefix = settings.topic_prefix;
+  try {
+    policy.service_grants = parse_grants(settings.auth_service_grants, settings.topic_prefix);
+  } catch (const std::exception& e) {
+    throw ConfigError(std::string("config key 'auth_service_grants': ") + e.what());
+  }
+  return policy;
+}
+
+bool reply_address_allowed(const AclPolicy& policy, const Identity& identity, std::string_view client_id,
+                           std::string_view topic) {
+  if (!valid_client_id_for_auth(client_id) || identity_claims_problem(identity)) return false;
+  if (identity.principal == Principal::service) return service_allows(policy, identity, client_id, Access::read, topic);
+  const std::string own = policy.topic_prefix + "/replies/" + std::string(client_id) + "/";
+  return topic.size() > own.size() && topic.substr(0, own.size()) == own && topic_matches(own + "#", topic);
+}
+
+std::function<bool(const Identity&, const std::string&, const std::string&)> reply_address_check(AclPolicy policy) {
+  return [policy = std::move(policy)](const Identity& identity, const std::string& client_id, const std::string& topic) {
+    return reply_address_allowed(policy, identity, client_id, topic);
+  };
+}
+
 bool acl_allows(const AclPolicy& policy, const Identity& identity, std::string_view client_id,
                 Access access, std::string_view topic) {
   if (access == Access::unsubscribe) return true;

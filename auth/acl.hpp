@@ -8,10 +8,12 @@
 // denied.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "config/config.hpp"
 #include "core/identity.hpp"
 
 namespace navietakie {
@@ -63,11 +65,25 @@ struct AclPolicy {
   std::vector<Grant> service_grants;  // from parse_grants, with the same prefix
 };
 
+// The policy the settings describe (topic_prefix, auth_service_grants); throws ConfigError naming
+// the key when the grants do not parse.
+AclPolicy acl_policy(const Settings& settings);
+
 // Whether `identity`, connected with MQTT client id `client_id`, may do `access` on `topic` (for
 // subscribe and unsubscribe, `topic` is the subscription filter, possibly $share/...).
 // Unsubscribing is always allowed; everything else is denied for an invalid client id or an
 // identity no token could carry (see identity_claims_problem).
 bool acl_allows(const AclPolicy& policy, const Identity& identity, std::string_view client_id,
                 Access access, std::string_view topic);
+
+// Whether the system may answer `identity`, connected with MQTT client id `client_id`, at the reply
+// address `topic` (docs/protocol.md, Replies): a driver or passenger only under its own reply
+// namespace `{prefix}/replies/{client id}/`, a service on a topic its grants (or its own reply
+// namespace) let it receive. The engine refuses request, event and errors topics to everyone.
+bool reply_address_allowed(const AclPolicy& policy, const Identity& identity, std::string_view client_id,
+                           std::string_view topic);
+// reply_address_allowed over a copy of `policy`, in the form the engine takes it
+// (EngineOptions::reply_allowed); each host sets it when authentication is on.
+std::function<bool(const Identity&, const std::string&, const std::string&)> reply_address_check(AclPolicy policy);
 
 }  // namespace navietakie

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "auth/acl.hpp"
 #include "core/engine.hpp"
 #include "core/store_setup.hpp"
 #include "core/log.hpp"
@@ -44,6 +45,9 @@ int main(int argc, char** argv) {
     auto store = open_store(settings);
     EngineOptions options = engine_options(settings);
     options.require_identity = settings.trust_identity_property;
+    // The stamp names the publisher and its client id: its reply address is held to the same
+    // policy as in the broker (configure the same auth_service_grants on both).
+    if (settings.trust_identity_property) options.reply_allowed = reply_address_check(acl_policy(settings));
     Engine engine(*store, options);
     if (!settings.trust_identity_property) {
       log_line(LogLevel::warn, "OPEN_MODE",

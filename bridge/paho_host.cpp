@@ -77,6 +77,17 @@ Request PahoHost::to_request(const mqtt::const_message_ptr& msg) const {
   return r;
 }
 
+bool PahoHost::stored_copy(const mqtt::message& msg) {
+  if (!msg.is_retained()) return false;
+  // A live delivery never carries the retain flag (we do not subscribe with Retain As Published):
+  // this is a retained request the broker stored and hands to every new subscription. It was
+  // handled when it was published, under the identity of a publisher who may be long gone.
+  ++retained_ignored_;
+  log_line(LogLevel::warn, "retained_request_ignored",
+           {{"topic", msg.get_topic()}, {"ignored_so_far", std::to_string(retained_ignored_)}});
+  return true;
+}
+
 PahoHost::PahoHost(mqtt::async_client& client, Engine& engine, const Settings& settings)
     : client_(client), engine_(engine), settings_(settings) {
   connect_options_ = mqtt::connect_options_builder()
@@ -181,7 +192,8 @@ std::size_t PahoHost::serve_batch(std::vector<Request>& batch, std::chrono::mill
   const bool got = wait.count() > 0 ? client_.try_consume_message_for(&msg, wait) : client_.try_consume_message(&msg);
   if (got) {
     do {
-      if (msg) batch.push_back(to_request(msg));  // a null message marks a lost connection
+      // A null message marks a lost connection.
+      if (msg && !stored_copy(*msg)) batch.push_back(to_request(msg));
     } while (batch.size() < settings_.batch_max && client_.try_consume_message(&msg));
   }
   if (batch.empty()) return 0;
@@ -253,7 +265,8 @@ bool PahoHost::run(const std::atomic<bool>& stop) {
          std::chrono::steady_clock::now() - quiet_since < kDrainQuiet) {
     if (serve_batch(batch, 20ms) > 0) quiet_since = std::chrono::steady_clock::now();
   }
-  log_line(LogLevel::info, "stopping", {{"metrics", engine_.metrics().to_json()}});
+  log_line(LogLevel::info, "stopping",
+           {{"metrics", engine_.metrics().to_json()}, {"retained_requests_ignored", std::to_string(retained_ignored_)}});
   try {
     // Lets in-flight publishes complete first. The session expiry is repeated in the DISCONNECT:
     // without it Mosquitto 2.0.11 ended the session at a clean disconnect (CONNACK "session

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <mqtt/async_client.h>
 #include <string>
 
@@ -28,6 +29,8 @@ class PahoHost {
   // service token, or none.
   void set_credentials(mqtt::connect_options& options) const;
   Request to_request(const mqtt::const_message_ptr& msg) const;
+  // A delivery with the retain flag: a stored copy of a request, never run (logged, counted).
+  bool stored_copy(const mqtt::message& msg);
   void subscribe();
   // Takes up to batch_max queued requests (waiting up to `wait` for the first), handles them as one
   // batch and publishes the results (or, with `keep`, appends them there). Returns how many.
@@ -47,6 +50,7 @@ class PahoHost {
   std::atomic<bool> resubscribe_{false};
   std::atomic<bool> lost_{false};  // set by Paho's thread; the worker reconnects (fresh credentials)
   std::string jwt_secret_;          // empty: no minting
+  std::uint64_t retained_ignored_ = 0;  // worker thread only
 };
 
 }  // namespace navietakie

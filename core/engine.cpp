@@ -106,6 +106,7 @@ struct Engine::Handled {
   std::optional<Json> correlation_id;           // 3.1.1, echoed in the payload
   bool ignored = false;                         // not a request topic
   std::optional<ProtocolError> error;
+  std::optional<ProtocolError> refused_reply;  // `forbidden`, raised after the payload's own checks
   Json result = Json::object();
   std::vector<Publish> events;
   std::vector<Deadline> arm;
@@ -185,14 +186,13 @@ void Engine::handle_one(StoreWriter& w, const Request& request, Handled& h) {
   if (valid_booking_code(parsed->booking)) h.booking = parsed->booking;
   try {
     // A reply address is checked after the booking code (error precedence), but an unusable one is
-    // never used, not even for the errors found before it.
-    std::optional<std::string> bad_reply_address;
+    // never used, not even for the errors found before it: they go to the errors topic.
+    std::optional<ProtocolError> bad_reply_address;
     if (request.response_topic) {
-      if (topics_.valid_reply_topic(*request.response_topic)) {
+      bad_reply_address = reply_address_problem(request, *request.response_topic, "response topic");
+      if (!bad_reply_address) {
         h.reply_topic = request.response_topic;
         h.correlation_data = request.correlation_data;
-      } else {
-        bad_reply_address = "'response topic' must be a topic name without wildcards that is not a request topic";
       }
     }
     if (request.payload.size() > options_.max_payload_bytes) {
@@ -205,10 +205,10 @@ void Engine::handle_one(StoreWriter& w, const Request& request, Handled& h) {
       // MQTT 3.1.1 fallback: the reply address travels in the payload.
       if (auto it = body.find("correlation_id"); it != body.end()) h.correlation_id = *it;
       if (auto it = body.find("reply_to"); it != body.end()) {
-        if (it->is_string() && topics_.valid_reply_topic(it->get_ref<const std::string&>())) {
+        if (!it->is_string()) {
+          bad_reply_address = ProtocolError(ErrorCode::invalid_request, "'reply_to' must be a string");
+        } else if (!(bad_reply_address = reply_address_problem(request, it->get<std::string>(), "reply_to"))) {
           h.reply_topic = it->get<std::string>();
-        } else {
-          bad_reply_address = "'reply_to' must be a topic name without wildcards that is not a request topic";
         }
       }
     }
@@ -216,7 +216,10 @@ void Engine::handle_one(StoreWriter& w, const Request& request, Handled& h) {
       throw ProtocolError(ErrorCode::invalid_booking_code,
                           "booking code must be 1 to 64 of A-Z a-z 0-9 _ -, starting with a letter or digit");
     }
-    if (bad_reply_address) throw ProtocolError(ErrorCode::invalid_request, *bad_reply_address);
+    if (bad_reply_address) {
+      if (bad_reply_address->code() != ErrorCode::forbidden) throw *bad_reply_address;
+      h.refused_reply = std::move(bad_reply_address);  // `forbidden` comes after `invalid_request`
+    }
     if (!body.is_object()) throw ProtocolError(ErrorCode::invalid_request, "payload must be a JSON object");
     if (h.correlation_id && !h.correlation_id->is_string()) {
       throw ProtocolError(ErrorCode::invalid_request, "'correlation_id' must be a string");
@@ -242,21 +245,42 @@ void Engine::handle_one(StoreWriter& w, const Request& request, Handled& h) {
   if (h.error) h.discard_effects();
 }
 
-const Identity* Engine::authenticated(const Request& request, const std::string& booking) const {
-  if (!request.identity) {
-    if (options_.require_identity) forbid("not authenticated");
-    return nullptr;  // open mode
+const Identity* Engine::authenticated(const Request& request, const Handled& h) const {
+  const Identity* identity = nullptr;
+  if (request.identity) {
+    identity = &*request.identity;
+    if (identity->principal != Principal::service && identity->booking != h.booking) {
+      forbid("booking not allowed for this identity");
+    }
+  } else if (options_.require_identity) {
+    forbid("not authenticated");
   }
-  const Identity& identity = *request.identity;
-  if (identity.principal != Principal::service && identity.booking != booking) {
-    forbid("booking not allowed for this identity");
+  if (h.refused_reply) throw *h.refused_reply;
+  return identity;  // nullptr: open mode
+}
+
+std::optional<ProtocolError> Engine::reply_address_problem(const Request& request, const std::string& topic,
+                                                           const std::string& field) const {
+  const std::string name = "'" + field + "'";
+  if (!Topics::valid_topic_name(topic)) {
+    return ProtocolError(ErrorCode::invalid_request,
+                         name + " must be a topic name: not empty, no '+' or '#', not starting with '$'");
   }
-  return &identity;
+  if (topics_.system_topic(topic)) {
+    return ProtocolError(ErrorCode::forbidden,
+                         name + " is a request, event, errors or metrics topic: no reply is published there");
+  }
+  if (request.identity && options_.reply_allowed && !options_.reply_allowed(*request.identity, request.client_id, topic)) {
+    return ProtocolError(ErrorCode::forbidden,
+                         name + " is not the publisher's to use (a driver or passenger: under " + options_.topic_prefix +
+                             "/replies/{its own client id}/; a service: a topic its grants let it receive)");
+  }
+  return std::nullopt;
 }
 
 void Engine::handle_send(StoreWriter& w, const Request& request, const Json& body, Handled& h) {
   SendMessageRequest r = decode_send_message(body, options_.max_text_bytes);
-  const Identity* identity = authenticated(request, h.booking);
+  const Identity* identity = authenticated(request, h);
   if (identity) check_send(*identity, r);
   if (r.message_id) {
     if (auto first = w.message_by_id(h.booking, *r.message_id)) {
@@ -292,7 +316,7 @@ void Engine::handle_send(StoreWriter& w, const Request& request, const Json& bod
 
 void Engine::handle_get(StoreWriter& w, const Request& request, const Json& body, Handled& h) {
   HistoryQuery q = decode_get_message(body);
-  authenticated(request, h.booking);  // any identity of the booking may read all of it
+  authenticated(request, h);  // any identity of the booking may read all of it
   HistoryPage page = w.history(h.booking, q);
   Json messages = Json::array();
   for (const auto& m : page.messages) messages.push_back(to_json(m));
@@ -301,7 +325,7 @@ void Engine::handle_get(StoreWriter& w, const Request& request, const Json& body
 
 void Engine::handle_call(StoreWriter& w, const Request& request, const Json& body, Handled& h) {
   MakeCallRequest r = decode_make_call(body);
-  if (const Identity* identity = authenticated(request, h.booking)) check_call(*identity, r);
+  if (const Identity* identity = authenticated(request, h)) check_call(*identity, r);
   if (r.action == CallAction::get) {
     auto call = r.call_id ? w.call(h.booking, *r.call_id) : w.active_call(h.booking);
     if (!call) {
@@ -361,7 +385,7 @@ void Engine::record_call_change(StoreWriter& w, const Call& call, Role sender, H
 
 void Engine::handle_presence(StoreWriter& w, const Request& request, const Json& body, Handled& h) {
   PresenceRequest r = decode_presence(body);
-  if (const Identity* identity = authenticated(request, h.booking)) check_presence(*identity, r, request.client_id);
+  if (const Identity* identity = authenticated(request, h)) check_presence(*identity, r, request.client_id);
   // The bridge cannot see who published; without a client_id the role itself keys the connection.
   std::string key = r.client_id                  ? *r.client_id
                     : !request.client_id.empty() ? request.client_id

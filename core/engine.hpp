@@ -54,6 +54,12 @@ struct EngineOptions {
   bool offline_at_start = false;
   // Authentication is on: a request without an identity is `forbidden`.
   bool require_identity = false;
+  // Whether a request's identity, published by MQTT client `client_id`, may be answered at `topic`:
+  // the host's access policy (auth/acl.hpp reply_address_allowed), set by each host when
+  // authentication is on; a refused reply address is `forbidden`. Unset, or a request without an
+  // identity: any topic Topics::valid_reply_topic accepts. Called on the engine's thread.
+  std::function<bool(const Identity& identity, const std::string& client_id, const std::string& topic)>
+      reply_allowed;
 };
 
 // The engine options the settings describe, for either host (which sets offline_at_start itself).
@@ -117,8 +123,13 @@ class Engine {
   void handle_get(StoreWriter& w, const Request& request, const Json& body, Handled& h);
   void handle_call(StoreWriter& w, const Request& request, const Json& body, Handled& h);
   void handle_presence(StoreWriter& w, const Request& request, const Json& body, Handled& h);
-  // The identity a request acts under (nullptr in open mode), once it may act on `booking`.
-  const Identity* authenticated(const Request& request, const std::string& booking) const;
+  // The identity a request acts under (nullptr in open mode), once it may act on its booking and
+  // be answered at its reply address (else `forbidden`).
+  const Identity* authenticated(const Request& request, const Handled& h) const;
+  // Why `topic` (a request's `field`) cannot be its reply address: `invalid_request` for a topic
+  // that is not a topic name, `forbidden` for one the system or the requester may not use.
+  std::optional<ProtocolError> reply_address_problem(const Request& request, const std::string& topic,
+                                                     const std::string& field) const;
   void record_call_change(StoreWriter& w, const Call& call, Role sender, Handled& h);
   Presence refresh_presence(StoreWriter& w, const std::string& booking);
   std::vector<Publish> set_offline(const std::set<std::pair<std::string, std::string>>& connections);

@@ -84,13 +84,31 @@ std::string Topics::bridge_wake(std::string_view client_id) const {
          std::string(wire::kWakeLeaf);
 }
 
-bool Topics::valid_reply_topic(std::string_view topic) const {
+bool Topics::valid_topic_name(std::string_view topic) {
   if (topic.empty() || topic.size() > 65535) return false;
   for (char c : topic) {
     if (c == '+' || c == '#' || c == '\0') return false;
   }
-  if (topic.front() == '$') return false;
-  return !parse_request(topic).has_value();
+  return topic.front() != '$';
+}
+
+bool Topics::system_topic(std::string_view topic) const {
+  if (parse_request(topic)) return true;
+  const std::string root = prefix_ + "/";
+  if (topic.substr(0, root.size()) != root) return false;
+  const std::string_view rest = topic.substr(root.size());
+  const auto is_or_under = [](std::string_view t, std::string_view base) {
+    return t == base || (t.size() > base.size() && t.substr(0, base.size()) == base && t[base.size()] == '/');
+  };
+  if (rest == "errors" || is_or_under(rest, "metrics")) return true;
+  // bookings/{one level}/events[/...] and bookings/{one level}/errors
+  constexpr std::string_view bookings = "bookings/";
+  if (rest.substr(0, bookings.size()) != bookings) return false;
+  const std::string_view in_booking = rest.substr(bookings.size());
+  const std::size_t slash = in_booking.find('/');
+  if (slash == std::string_view::npos) return false;
+  const std::string_view leaf = in_booking.substr(slash + 1);
+  return leaf == "errors" || is_or_under(leaf, "events");
 }
 
 }  // namespace navietakie

@@ -42,9 +42,17 @@ class Topics {
   std::string bridge_metrics(std::string_view client_id) const;
   std::string bridge_wake(std::string_view client_id) const;
 
-  // A topic the system may publish a reply to: a valid topic name (no wildcards, not empty) that is
-  // not a request topic, so a reply can never loop back in as a request.
-  bool valid_reply_topic(std::string_view topic) const;
+  // A topic name a reply could be published to: not empty, at most 65535 bytes, no wildcard or NUL,
+  // not starting with '$' (the broker's own topics).
+  static bool valid_topic_name(std::string_view topic);
+  // A topic the system itself consumes or publishes: a request topic, a booking's `events` and
+  // anything under it, a booking's `errors`, `{prefix}/errors`, `{prefix}/metrics` and anything
+  // under it (any booking level, valid or not). A reply published there would loop back in as a
+  // request or pass for the system's own output, so no reply ever goes there.
+  bool system_topic(std::string_view topic) const;
+  // A topic the system may publish a reply to, whoever asks: a valid topic name that is not a
+  // system topic. Authentication narrows it further (the host's policy, EngineOptions).
+  bool valid_reply_topic(std::string_view topic) const { return valid_topic_name(topic) && !system_topic(topic); }
 
  private:
   std::string bookings_level() const;  // `{prefix}/bookings/`

@@ -1,5 +1,6 @@
-// The plugin host: a thin adapter between Mosquitto's plugin events and the Engine, plus
-// authentication (a JWT as the MQTT password), per-booking access control and identity.
+// The plugin host: a thin adapter between Mosquitto's plugin events and the Engine. It wires the
+// concerns together: authentication and access control (plugin/access.hpp), request intake
+// (plugin/intake.hpp), publishing (plugin/publish.hpp) and the engine thread (plugin/worker.hpp).
 //
 // Handlers on (the embedded default): MESSAGE only copies a request into the pending queue; TICK
 // (once per broker loop pass) hands the queue to the engine thread (plugin/worker.hpp), which
@@ -9,20 +10,15 @@
 // message, each stamped with the publisher's verified identity as MQTT v5 user properties.
 #pragma once
 
-#include <cstdint>
-#include <map>
 #include <memory>
-#include <optional>
-#include <set>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
-#include "auth/acl.hpp"
-#include "auth/jwt.hpp"
+#include "config/config.hpp"
 #include "core/engine.hpp"
 #include "core/store_setup.hpp"
-#include "config/config.hpp"
+#include "plugin/access.hpp"
+#include "plugin/intake.hpp"
 #include "plugin/worker.hpp"
 
 struct mosquitto;
@@ -32,32 +28,6 @@ struct mosquitto_evt_basic_auth;
 
 namespace navietakie {
 
-// What the plugin counted since start; logged at stop.
-struct AuthMetrics {
-  std::uint64_t accepted = 0;
-  std::map<std::string, std::uint64_t> refused;  // reason -> count
-  std::uint64_t acl_denied = 0;
-  std::uint64_t forged_stamps = 0;
-  std::uint64_t expired_kicked = 0;
-  std::string to_json() const;
-};
-
-// At most `per_second` lines a second for a kind of log line a client can trigger at will (denied
-// publishes, refused connects), so that a hostile client cannot flood the log; what was held back is
-// counted and reported with the next line let through.
-class LogBudget {
- public:
-  explicit LogBudget(unsigned per_second) : per_second_(per_second) {}
-  // Whether to log now; `suppressed` is how many were held back since the last one logged.
-  bool allow(std::int64_t now_s, std::uint64_t& suppressed);
-
- private:
-  unsigned per_second_;
-  std::int64_t second_ = 0;
-  unsigned used_ = 0;
-  std::uint64_t held_back_ = 0;
-};
-
 class PluginHost {
  public:
   // Reads the secret file when one is configured; throws (naming the key or file) if it cannot.
@@ -65,10 +35,10 @@ class PluginHost {
   ~PluginHost();
 
   // Authentication is on (a secret is configured): register BASIC_AUTH.
-  bool auth_enabled() const { return jwt_.has_value(); }
+  bool auth_enabled() const { return access_.enabled(); }
 
   // MOSQ_EVT_BASIC_AUTH: MOSQ_ERR_SUCCESS for a valid token, MOSQ_ERR_AUTH otherwise (logged).
-  int on_basic_auth(const mosquitto_evt_basic_auth& event);
+  int on_basic_auth(const mosquitto_evt_basic_auth& event) { return access_.on_basic_auth(event); }
   // MOSQ_EVT_MESSAGE: handlers on: queues a request; handlers off: stamps it. A request that
   // carries a stamp of its own is refused (MOSQ_ERR_ACL_DENIED).
   int on_message(mosquitto_evt_message& event);
@@ -82,44 +52,15 @@ class PluginHost {
   void on_disconnect(const mosquitto* client, const char* client_id);
 
  private:
-  struct Session {
-    Identity identity;
-    std::string client_id;
-    std::int64_t expires_at_s = 0;
-    std::uint64_t generation = 0;  // which authentication made it (a connection's address is reused)
-  };
-  const Session* session_of(const mosquitto* client) const;
-  void will_as_request(const mosquitto_evt_acl_check& event, const Session* session);
-  void kick_expired();
-  void publish_all(const std::vector<Publish>& publishes);
-
   Settings settings_;
+  Topics topics_;
+  AccessControl access_;
+  RequestIntake intake_;
   std::unique_ptr<Store> store_;    // handlers on only
   std::unique_ptr<Engine> engine_;  // handlers on only; used on the worker's thread only
   std::unique_ptr<EngineWorker> worker_;  // handlers on only; declared after engine_: stops first
-  Topics topics_;
-  std::optional<JwtOptions> jwt_;  // auth on
-  AclPolicy acl_;
-  AuthMetrics auth_metrics_;
-  LogBudget auth_log_{20};  // auth_refused lines
-  LogBudget acl_log_{20};   // acl_denied lines (writes, subscriptions)
   std::vector<Request> pending_;
-  struct StampedWill {
-    std::string topic;
-    std::string payload;
-    bool retain = false;
-    Session session;
-  };
-  std::vector<StampedWill> stamped_wills_;  // handlers off: Wills re-published with their stamp
   std::vector<std::string> disconnected_;
-  std::set<std::string> just_disconnected_;  // since the last tick: their Will may follow
-  std::unordered_map<const mosquitto*, Session> sessions_;  // authenticated connections
-  std::vector<std::pair<const mosquitto*, std::uint64_t>> ended_;  // to forget at the next tick
-  std::uint64_t generations_ = 0;
-  // Client id -> the subject that last authenticated with it: another subject may not take the id
-  // over (it would inherit the session and read the reply topics).
-  std::unordered_map<std::string, std::string> owners_;
-  std::int64_t next_expiry_check_s_ = 0;
 };
 
 }  // namespace navietakie

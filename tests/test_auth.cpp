@@ -798,4 +798,33 @@ BOOST_AUTO_TEST_CASE(specific_grants_apply_to_their_subject_only) {
          {A::subscribe, P + "/bookings/+/send_message", false}});
 }
 
+// The reply address a requester may ask for (docs/protocol.md, Replies): a participant only under
+// its own client id's reply namespace, a service where its grants let it receive.
+BOOST_AUTO_TEST_CASE(reply_addresses_follow_the_requesters_namespace_and_grants) {
+  const nt::AclPolicy policy = default_policy();
+  const auto driver = make_identity(nt::Principal::driver, "drv-1", "BK-1");
+  const auto allowed = [&](const nt::Identity& who, const std::string& client_id, const std::string& topic) {
+    return nt::reply_address_allowed(policy, who, client_id, topic);
+  };
+  BOOST_TEST(allowed(driver, "phone-1", P + "/replies/phone-1/1"));
+  BOOST_TEST(allowed(driver, "phone-1", P + "/replies/phone-1/a/b"));
+  BOOST_TEST(!allowed(driver, "phone-1", P + "/replies/phone-1"));  // under it, not the level itself
+  BOOST_TEST(!allowed(driver, "phone-1", P + "/replies/phone-2/1"));
+  BOOST_TEST(!allowed(driver, "phone-1", P + "/replies/phone-1x/1"));
+  BOOST_TEST(!allowed(driver, "phone-1", P + "/bookings/BK-1/events/message"));
+  BOOST_TEST(!allowed(driver, "phone-1", P + "/bookings/BK-1/errors"));
+  BOOST_TEST(!allowed(driver, "phone-1", "elsewhere/x"));
+  BOOST_TEST(!allowed(driver, "", P + "/replies//1"));
+  BOOST_TEST(!allowed(driver, "a/b", P + "/replies/a/b/1"));
+  const auto ops = make_identity(nt::Principal::service, "ops", "");
+  BOOST_TEST(allowed(ops, "ops-1", P + "/replies/ops-1/7"));
+  BOOST_TEST(!allowed(ops, "ops-1", P + "/replies/someone-else/7"));
+  BOOST_TEST(!allowed(ops, "ops-1", "elsewhere/x"));
+  // Within its sub grants (the engine itself refuses event and errors topics to everyone).
+  BOOST_TEST(allowed(ops, "ops-1", P + "/bookings/BK-9/events/message"));
+  // The policy as the engine takes it.
+  BOOST_TEST(nt::reply_address_check(policy)(driver, "phone-1", P + "/replies/phone-1/1"));
+  BOOST_TEST(!nt::reply_address_check(policy)(driver, "phone-1", P + "/replies/other/1"));
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <system_error>
+#include <tuple>
 #include <vector>
 
 #include "core/engine.hpp"
@@ -320,8 +321,7 @@ BOOST_FIXTURE_TEST_CASE(invalid_json_and_too_large_on_a_valid_booking_go_to_its_
 
 // An unusable reply_to means there is no reply address: the error goes to the booking's errors topic.
 BOOST_FIXTURE_TEST_CASE(invalid_reply_to_on_a_valid_booking_goes_to_its_errors_topic, EngineFixture) {
-  for (const Json& bad : {Json("a/+"), Json("a/#"), Json(""), Json(5), Json(topic("BK1", "send_message")),
-                          Json("$SYS/x")}) {
+  for (const Json& bad : {Json("a/+"), Json("a/#"), Json(""), Json(5), Json("$SYS/x")}) {
     BOOST_TEST_CONTEXT("reply_to " << bad.dump()) {
       auto out = handle(request("BK1", "send_message", {{"sender", "driver"}, {"text", "hi"}, {"reply_to", bad}}));
       BOOST_TEST(out.size() == 1u, topics_of(out));
@@ -336,6 +336,77 @@ BOOST_FIXTURE_TEST_CASE(invalid_reply_to_on_a_valid_booking_goes_to_its_errors_t
     }
   }
   BOOST_TEST(get("BK1", Json::object()).at("last_seq") == 0);
+}
+
+// In every mode, a reply never goes to a topic the system consumes or publishes: the request would
+// inject text into another booking's events or errors, or loop back in as a request. `forbidden`,
+// on the requester's booking's errors topic, and nothing is stored or published at the address.
+BOOST_FIXTURE_TEST_CASE(a_system_topic_as_reply_address_is_forbidden_and_never_published_to, EngineFixture) {
+  const std::vector<std::string> targets = {
+      topic("BK2", "events/message"), topic("BK2", "events/presence"), topic("BK2", "events/call"),
+      topic("BK2", "events"),         topic("BK2", "errors"),          topic("BK2", "send_message"),
+      topic("bad.code", "events/x"),  kPrefix + "/errors",             kPrefix + "/metrics/bridge-1",
+  };
+  for (const auto& target : targets) {
+    BOOST_TEST_CONTEXT("reply address " << target) {
+      for (const bool v5 : {true, false}) {
+        Request r = request("BK1", "send_message", {{"sender", "driver"}, {"text", "injected"}});
+        if (v5) {
+          r.response_topic = target;
+          r.correlation_data = "chosen";
+        } else {
+          r.payload = Json{{"sender", "driver"}, {"text", "injected"}, {"reply_to", target}, {"correlation_id", "c"}}.dump();
+        }
+        auto out = handle(r);
+        BOOST_TEST(on(out, target).empty(), topics_of(out));
+        BOOST_TEST(out.size() == 1u, topics_of(out));
+        const auto errors = on(out, topic("BK1", "errors"));
+        BOOST_REQUIRE(errors.size() == 1u);
+        check_error(Json::parse(errors[0].payload), "forbidden");
+        BOOST_CHECK(!errors[0].correlation_data.has_value());
+      }
+    }
+  }
+  BOOST_TEST(get("BK1", Json::object()).at("last_seq") == 0);
+  // Other topics of the prefix stay usable in open mode.
+  Request r = request("BK1", "send_message", {{"sender", "driver"}, {"text", "fine"}});
+  r.response_topic = topic("BK1", "reply");
+  BOOST_TEST(one(handle(r), topic("BK1", "reply")).at("ok") == true);
+}
+
+// The host's policy (EngineOptions::reply_allowed) refuses a reply address after the payload's own
+// checks (`invalid_request` first, then `forbidden`), before anything is read.
+BOOST_AUTO_TEST_CASE(a_reply_address_the_host_refuses_is_forbidden_in_the_documented_order) {
+  EngineFixture f;
+  std::vector<std::tuple<std::string, std::string, std::string>> asked;
+  f.options.require_identity = true;
+  f.options.reply_allowed = [&](const Identity& identity, const std::string& client_id, const std::string& t) {
+    asked.emplace_back(identity.subject, client_id, t);
+    return t.rfind(kPrefix + "/replies/" + client_id + "/", 0) == 0;
+  };
+  f.restart(false);
+  const Identity driver{Principal::driver, "drv-1", "BK1"};
+  Request r = request("BK1", "send_message", {{"sender", "driver"}, {"text", "hi"}});
+  r.identity = driver;
+  r.client_id = "phone-1";
+  r.response_topic = kPrefix + "/replies/victim/1";
+  auto out = f.handle(r);
+  BOOST_TEST(on(out, *r.response_topic).empty(), topics_of(out));
+  check_error(one(out, topic("BK1", "errors")), "forbidden");
+  BOOST_REQUIRE(asked.size() == 1u);
+  BOOST_TEST(std::get<0>(asked[0]) == "drv-1");
+  BOOST_TEST(std::get<1>(asked[0]) == "phone-1");
+  // A payload error comes first, and is not published at the refused address either.
+  r.payload = Json{{"text", "no sender"}}.dump();
+  out = f.handle(r);
+  BOOST_TEST(on(out, *r.response_topic).empty(), topics_of(out));
+  check_error(one(out, topic("BK1", "errors")), "invalid_request");
+  // Its own namespace is answered there.
+  r.payload = Json{{"sender", "driver"}, {"text", "hi"}}.dump();
+  r.response_topic = kPrefix + "/replies/phone-1/1";
+  const Json reply = one(f.handle(r), *r.response_topic);
+  BOOST_TEST(reply.at("ok") == true);
+  BOOST_TEST(reply.at("message").at("seq") == 1);  // the refused ones stored nothing
 }
 
 BOOST_FIXTURE_TEST_CASE(non_request_topics_are_ignored, EngineFixture) {
