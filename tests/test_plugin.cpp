@@ -494,6 +494,48 @@ BOOST_AUTO_TEST_CASE(plain_pub_sub_keeps_working_during_hostile_input, *utf::tim
   BOOST_TEST(ctx.system().host_alive());
 }
 
+BOOST_AUTO_TEST_CASE(a_flood_past_queue_max_is_answered_unavailable_and_others_are_served, *utf::timeout(120)) {
+  // A queue of one and a durable commit per request: many clients publishing at once overrun it.
+  SystemOptions options = system_options(Host::plugin);
+  options.extra_plugin_conf = {"plugin_opt_queue_max 1", "plugin_opt_batch_max 1", "plugin_opt_sync full"};
+  System system(options);
+  TestContext ctx(system);
+  const std::string code = booking("flood");
+  std::vector<std::unique_ptr<TestClient>> flooders;
+  for (int i = 0; i < 16; ++i) flooders.push_back(ctx.client());
+  std::vector<std::vector<PendingRequest>> pending(flooders.size());
+  for (int round = 0; round < 16; ++round) {
+    for (std::size_t c = 0; c < flooders.size(); ++c) {
+      const json body = {{"sender", "driver"}, {"text", "flood " + std::to_string(round)}};
+      pending[c].push_back(flooders[c]->send_request(request_topic(code, "send_message"), body.dump()));
+    }
+  }
+  std::size_t ok = 0;
+  std::size_t overloaded = 0;
+  for (std::size_t c = 0; c < flooders.size(); ++c) {
+    for (const auto& request : pending[c]) {
+      const json reply = flooders[c]->await_reply(request, 30s);  // every request is answered
+      if (is_ok(reply)) {
+        ++ok;
+      } else {
+        BOOST_TEST(error_code(reply) == "unavailable", reply.dump());
+        BOOST_TEST(error_message(reply).find("overloaded") != std::string::npos, reply.dump());
+        ++overloaded;
+      }
+    }
+  }
+  BOOST_TEST_MESSAGE(ok << " stored, " << overloaded << " refused as overloaded");
+  BOOST_TEST(overloaded > 0u);
+  BOOST_TEST(ok > 0u);
+  // Another client, once the flood is over, is served as usual, and the history holds exactly
+  // what was acknowledged.
+  auto other = ctx.client();
+  const json page = other->request(request_topic(code, "get_message"), {{"limit", 1}});
+  BOOST_TEST(is_ok(page), page.dump());
+  BOOST_TEST(page.value("last_seq", json()) == json(ok), page.dump());
+  BOOST_TEST(system.broker().wait_log_contains("error=unavailable", 5s));
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 // --- memory check ------------------------------------------------------------------------------------
