@@ -70,22 +70,12 @@ class RecordingWriter : public StoreWriter {
   std::optional<Presence> presence(const std::string& b) const override { return inner_.presence(b); }
   std::vector<Presence> all_presence() const override { return inner_.all_presence(); }
 
-  void append_message(const Message& m) override {
-    wrote_ = true;
-    inner_.append_message(m);
-  }
-  void put_call(const Call& c) override {
-    wrote_ = true;
-    inner_.put_call(c);
-  }
-  void put_connection(const Connection& c) override {
-    wrote_ = true;
-    inner_.put_connection(c);
-  }
-  void put_presence(const Presence& p) override {
-    wrote_ = true;
-    inner_.put_presence(p);
-  }
+  // clang-format off
+  void append_message(const Message& m) override { wrote_ = true; inner_.append_message(m); }
+  void put_call(const Call& c) override { wrote_ = true; inner_.put_call(c); }
+  void put_connection(const Connection& c) override { wrote_ = true; inner_.put_connection(c); }
+  void put_presence(const Presence& p) override { wrote_ = true; inner_.put_presence(p); }
+  // clang-format on
   void unit(const std::function<void()>& fn) override { inner_.unit(fn); }
 
  private:
@@ -192,6 +182,19 @@ class DeferringTransport : public EngineTransport {
   int wakes_ = 0;
 };
 
+// A store, an engine on it and a host of the bridge's kind; each test starts its own loop.
+struct LoopFixture {
+  static LoopOptions one_request_per_batch(std::size_t queue_max) {
+    LoopOptions options;
+    options.batch_max = 1;
+    options.queue_max = queue_max;
+    return options;
+  }
+  TestStore store;
+  Engine engine{store, EngineOptions{}};
+  RecordingTransport transport;
+};
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(engine_loop)
@@ -247,14 +250,8 @@ BOOST_AUTO_TEST_CASE(a_failed_commit_leaves_no_connection_behind) {
   BOOST_TEST(Json::parse(offline[0].payload).at("driver").at("online") == false);
 }
 
-BOOST_AUTO_TEST_CASE(a_flood_past_queue_max_is_answered_overloaded_and_others_go_on) {
-  TestStore store;
-  Engine engine(store, EngineOptions{});
-  RecordingTransport transport;
-  LoopOptions options;
-  options.batch_max = 1;
-  options.queue_max = 2;
-  EngineLoop loop(engine, transport, options);
+BOOST_FIXTURE_TEST_CASE(a_flood_past_queue_max_is_answered_overloaded_and_others_go_on, LoopFixture) {
+  EngineLoop loop(engine, transport, one_request_per_batch(2));
 
   // The engine is busy with a first request (a slow disk) while a flood comes in.
   store.close_gate();
@@ -335,13 +332,8 @@ BOOST_AUTO_TEST_CASE(a_host_that_publishes_itself_is_woken_until_it_takes_the_re
   BOOST_TEST(transport.wakes() == after_take);
 }
 
-BOOST_AUTO_TEST_CASE(requests_submitted_before_a_disconnect_are_handled_before_it) {
-  TestStore store;
-  Engine engine(store, EngineOptions{});
-  RecordingTransport transport;
-  LoopOptions options;
-  options.batch_max = 1;
-  EngineLoop loop(engine, transport, options);
+BOOST_FIXTURE_TEST_CASE(requests_submitted_before_a_disconnect_are_handled_before_it, LoopFixture) {
+  EngineLoop loop(engine, transport, one_request_per_batch(LoopOptions{}.queue_max));
   store.close_gate();
   loop.submit({asking("blocker", "BK0", "get_message", {})});
   BOOST_REQUIRE(store.wait_for_writer_at_gate());
