@@ -11,11 +11,15 @@
 #include <thread>
 
 #include <arpa/inet.h>
+#include <lmdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "auth/jwt.hpp"
+#include "core/calls.hpp"
+#include "store/keys.hpp"
+#include "store/store.hpp"
 #include "support/contract.hpp"
 
 #ifndef NAVIETAKIE_PLUGIN_SO
@@ -304,6 +308,43 @@ BOOST_AUTO_TEST_CASE(a_bad_setting_stops_the_broker_at_start_naming_the_key, *ut
                           "the log does not say 'navietakie:' and name " << c.key << ":\n" << log);
     }
   }
+}
+
+// A store whose ringing-call index names a call that is not there: the engine cannot re-arm the
+// ring timeouts (Engine::start throws), so the plugin's init fails and the broker does not start.
+BOOST_AUTO_TEST_CASE(an_engine_that_cannot_start_stops_the_broker_at_start_saying_why, *utf::timeout(60)) {
+  TempDir dir("nt-plugin-start");
+  const std::string data = dir.file("data");
+  const navietakie::Call call = navietakie::start_call("BK1", "c-1", navietakie::Role::driver, 1'000, 30'000);
+  {
+    auto store = navietakie::open_lmdb_store(navietakie::LmdbOptions{data});
+    store->write([&](navietakie::StoreWriter& w) { w.put_call(call); });
+  }
+  {  // drop the call record, keep its ringing index entry
+    MDB_env* env = nullptr;
+    BOOST_REQUIRE(mdb_env_create(&env) == 0);
+    BOOST_REQUIRE(mdb_env_set_maxdbs(env, 16) == 0);
+    BOOST_REQUIRE(mdb_env_set_mapsize(env, std::size_t{1} << 30) == 0);
+    BOOST_REQUIRE(mdb_env_open(env, data.c_str(), 0, 0644) == 0);
+    MDB_txn* txn = nullptr;
+    BOOST_REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == 0);
+    MDB_dbi calls = 0;
+    BOOST_REQUIRE(mdb_dbi_open(txn, navietakie::keys::db::calls, 0, &calls) == 0);
+    std::string key = navietakie::keys::call("BK1", "c-1");
+    MDB_val k{key.size(), key.data()};
+    BOOST_REQUIRE(mdb_del(txn, calls, &k, nullptr) == 0);
+    BOOST_REQUIRE(mdb_txn_commit(txn) == 0);
+    mdb_env_close(env);
+  }
+  Broker broker(dir, {"plugin " + std::string(NAVIETAKIE_PLUGIN_SO), "plugin_opt_data_dir " + data});
+  broker.spawn();
+  const auto exit_code = broker.wait_exit(10s);
+  BOOST_REQUIRE_MESSAGE(exit_code.has_value(), "mosquitto still runs with an engine that cannot start:\n"
+                                                   << broker.describe());
+  BOOST_TEST(*exit_code != 0);
+  const std::string log = read_file(broker.log_path());
+  BOOST_TEST(log.find("navietakie: cannot start") != std::string::npos, log);
+  BOOST_TEST(log.find("ringing index names a missing call") != std::string::npos, log);
 }
 
 // config/mosquitto.conf as shipped, with only its paths and ports made local: it starts, loads the
