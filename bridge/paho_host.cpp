@@ -15,12 +15,8 @@ namespace {
 
 using namespace std::chrono_literals;
 constexpr int kQos = 1;
-constexpr auto kIdleWait = 200ms;  // how long the host's thread waits for a message
-constexpr auto kMetricsEvery = 60s;
 constexpr std::chrono::seconds kMintedTokenTtl = 24h;
 constexpr int kSessionExpiry = 86400;  // seconds the broker keeps the session while we are away
-constexpr auto kDrainMax = 3s;       // at stop: the longest spent answering what is queued
-constexpr auto kDrainQuiet = 200ms;  // at stop: done once nothing has come for this long
 
 // The one value of a user property, if the message carries it exactly once.
 std::optional<std::string> user_property(const mqtt::properties& props, std::string_view name) {
@@ -75,8 +71,8 @@ Request PahoHost::to_request(const mqtt::const_message_ptr& msg) const {
   return r;
 }
 
-PahoHost::PahoHost(mqtt::async_client& client, Engine& engine, const Settings& settings)
-    : client_(client), engine_(engine), settings_(settings) {
+PahoHost::PahoHost(mqtt::async_client& client, Engine& engine, const Settings& settings, PahoHostTimings timings)
+    : client_(client), engine_(engine), settings_(settings), timings_(timings) {
   connect_options_ = mqtt::connect_options_builder()
                          .mqtt_version(MQTTVERSION_5)
                          .clean_start(false)
@@ -218,27 +214,26 @@ bool PahoHost::run(const std::atomic<bool>& stop) {
   client_.start_consuming();
   if (!connect(stop)) return false;
   EngineLoop loop(engine_, *this, loop_options(settings_));  // publishes the start-up presence first
-  auto next_metrics = std::chrono::steady_clock::now() + kMetricsEvery;
+  auto next_metrics = std::chrono::steady_clock::now() + timings_.metrics_every;
   while (!stop) {
     if (lost_.exchange(false) && !client_.is_connected() && !connect(stop)) break;
     if (resubscribe_.exchange(false)) subscribe();
-    const auto wait = nudge_send_thread(client_, wake_topic_) ? kSendNudgeEvery
-                                                               : std::chrono::milliseconds(kIdleWait);
+    const auto wait = nudge_send_thread(client_, wake_topic_) ? kSendNudgeEvery : timings_.poll;
     submit_arrived(loop, wait);
     if (std::chrono::steady_clock::now() >= next_metrics) {
       publish_metrics();
-      next_metrics += kMetricsEvery;
+      next_metrics += timings_.metrics_every;
     }
   }
   // Paho acknowledged (PUBACK) every request in its consumer queue: handle and answer them before
   // leaving, until none has come for a moment (bounded).
-  const auto drain_until = std::chrono::steady_clock::now() + kDrainMax;
+  const auto drain_until = std::chrono::steady_clock::now() + timings_.drain_max;
   auto quiet_since = std::chrono::steady_clock::now();
   while (std::chrono::steady_clock::now() < drain_until &&
-         std::chrono::steady_clock::now() - quiet_since < kDrainQuiet) {
+         std::chrono::steady_clock::now() - quiet_since < timings_.drain_quiet) {
     if (submit_arrived(loop, 20ms) > 0) quiet_since = std::chrono::steady_clock::now();
   }
-  loop.wait_idle(std::chrono::duration_cast<std::chrono::milliseconds>(kDrainMax));
+  loop.wait_idle(timings_.drain_max);
   log_line(LogLevel::info, "stopping", {{"metrics", engine_.metrics().to_json()}});
   try {
     // Lets in-flight publishes complete first. The session expiry is repeated in the DISCONNECT:

@@ -17,9 +17,20 @@
 
 namespace navietakie {
 
+// The host thread's timings (the engine's are LoopOptions).
+struct PahoHostTimings {
+  // Longest wait for a message: how soon the thread notices a stop, a lost connection or a due
+  // metrics report when nothing arrives.
+  std::chrono::milliseconds poll{200};
+  std::chrono::seconds metrics_every{60};
+  // At stop: the longest spent answering what is queued, and done once nothing came for `quiet`.
+  std::chrono::milliseconds drain_max{3000};
+  std::chrono::milliseconds drain_quiet{200};
+};
+
 class PahoHost : public EngineTransport {
  public:
-  PahoHost(mqtt::async_client& client, Engine& engine, const Settings& settings);
+  PahoHost(mqtt::async_client& client, Engine& engine, const Settings& settings, PahoHostTimings timings = {});
 
   // Connects (retrying with backoff until `stop`), starts the engine loop, subscribes, and serves
   // until `stop` is set; then answers what was acknowledged, waits for its publishes and
@@ -49,6 +60,7 @@ class PahoHost : public EngineTransport {
   mqtt::async_client& client_;
   Engine& engine_;
   const Settings& settings_;
+  const PahoHostTimings timings_;
   mqtt::connect_options connect_options_;
   std::vector<std::string> filters_;
   std::string wake_topic_;
