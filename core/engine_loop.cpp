@@ -96,9 +96,11 @@ void EngineLoop::hand_back(std::unique_lock<std::mutex>& lock) {
   if (results_.empty() || host_takes_) return;
   std::vector<Publish> out;
   out.swap(results_);
+  busy_ = true;  // not idle before they are out: a host stopping after wait_idle() would cut them off
   lock.unlock();
   const bool published = transport_.publish(out);
   lock.lock();
+  busy_ = false;
   if (!published) {
     // This host publishes from its own thread: from now on results wait for take_results(), in
     // order (refusals may have been added meanwhile; they came later).

@@ -110,7 +110,7 @@ class EngineLoop {
   std::vector<Publish> results_;           // guarded by mutex_: not yet handed back
   bool host_takes_ = false;                // guarded by mutex_: the transport publishes only from its thread
   bool host_polling_ = false;              // guarded by mutex_: take_results() was called once
-  bool busy_ = false;                      // guarded by mutex_: a batch is being handled
+  bool busy_ = false;                      // guarded by mutex_: a batch is being handled or published
   bool stopping_ = false;                  // guarded by mutex_
   Stats stats_;                            // guarded by mutex_
   std::thread thread_;
