@@ -51,10 +51,11 @@ std::size_t occurrences(const std::string& text, const std::string& part) {
   return n;
 }
 
-// Forwards everything to a real writer and notes whether anything was written.
+// Forwards everything to a real writer and notes whether anything was written; while
+// `fail_presence` is set, writing a booking's presence fails as a full store does.
 class RecordingWriter : public StoreWriter {
  public:
-  explicit RecordingWriter(StoreWriter& inner) : inner_(inner) {}
+  RecordingWriter(StoreWriter& inner, bool fail_presence) : inner_(inner), fail_presence_(fail_presence) {}
   bool wrote() const { return wrote_; }
 
   std::uint64_t last_seq(const std::string& b) const override { return inner_.last_seq(b); }
@@ -74,12 +75,17 @@ class RecordingWriter : public StoreWriter {
   void append_message(const Message& m) override { wrote_ = true; inner_.append_message(m); }
   void put_call(const Call& c) override { wrote_ = true; inner_.put_call(c); }
   void put_connection(const Connection& c) override { wrote_ = true; inner_.put_connection(c); }
-  void put_presence(const Presence& p) override { wrote_ = true; inner_.put_presence(p); }
+  void put_presence(const Presence& p) override {
+    if (fail_presence_) throw StoreError(StoreError::Kind::full, "mdb_put: MDB_MAP_FULL: Environment mapsize limit reached");
+    wrote_ = true;
+    inner_.put_presence(p);
+  }
   // clang-format on
   void unit(const std::function<void()>& fn) override { inner_.unit(fn); }
 
  private:
   StoreWriter& inner_;
+  const bool fail_presence_;
   bool wrote_ = false;
 };
 
@@ -92,6 +98,7 @@ class TestStore : public Store {
   // fdatasync: StoreError(io), nothing of it stored. Transactions that only read commit.
   bool fail_writes = false;
   std::size_t failed_commits = 0;
+  bool fail_presence_writes = false;
 
   // While closed, every write() waits (bounded) before it runs.
   void close_gate() {
@@ -120,7 +127,7 @@ class TestStore : public Store {
       --writers_at_gate_;
     }
     inner_->write([&](StoreWriter& w) {
-      RecordingWriter recording(w);
+      RecordingWriter recording(w, fail_presence_writes);
       fn(recording);
       if (fail_writes && recording.wrote()) {
         ++failed_commits;
@@ -197,6 +204,20 @@ struct LoopFixture {
 
 }  // namespace
 
+// After a presence of `client` (online, in BK1) failed: the engine kept no trace of it. Another
+// client (a service relaying for it) declares the same connection online; when `client`
+// disconnects, nothing goes offline, since it never declared anything that was stored.
+void expect_no_connection_left_for(const std::string& client, Engine& engine, Store& store) {
+  auto relayed = engine.handle(
+      {asking("relay", "BK1", "presence", {{"role", "driver"}, {"online", true}, {"client_id", client}})});
+  BOOST_REQUIRE(replies_to(relayed, "relay").at(0).at("ok") == true);
+  BOOST_TEST(engine.disconnected({client}).empty());
+  std::vector<Connection> connections;
+  store.read([&](const StoreReader& r) { connections = r.connections("BK1"); });
+  BOOST_REQUIRE(connections.size() == 1u);
+  BOOST_TEST(connections[0].online);
+}
+
 BOOST_AUTO_TEST_SUITE(engine_loop)
 
 BOOST_AUTO_TEST_CASE(a_read_sharing_a_batch_with_a_failing_write_still_succeeds) {
@@ -235,19 +256,31 @@ BOOST_AUTO_TEST_CASE(a_failed_commit_leaves_no_connection_behind) {
   auto out = engine.handle({asking("drv-phone", "BK1", "presence", {{"role", "driver"}, {"online", true}})});
   BOOST_TEST(replies_to(out, "drv-phone").at(0).at("error").at("code") == "unavailable");
 
-  // The client drops: it was never online as far as anyone knows, so nothing goes offline.
   store.fail_writes = false;
-  BOOST_TEST(engine.disconnected({"drv-phone"}).empty());
-  std::optional<Presence> stored;
-  store.read([&](const StoreReader& r) { stored = r.presence("BK1"); });
-  BOOST_TEST(!stored.has_value());
+  expect_no_connection_left_for("drv-phone", engine, store);
 
-  // The same, committed: the disconnect takes it offline.
-  out = engine.handle({asking("drv-phone", "BK1", "presence", {{"role", "driver"}, {"online", true}})});
+  // Committed: the disconnect takes it offline.
+  out = engine.handle({asking("drv-phone", "BK2", "presence", {{"role", "driver"}, {"online", true}})});
   BOOST_REQUIRE(replies_to(out, "drv-phone").at(0).at("ok") == true);
   auto offline = engine.disconnected({"drv-phone"});
   BOOST_REQUIRE(offline.size() == 1u);
   BOOST_TEST(Json::parse(offline[0].payload).at("driver").at("online") == false);
+}
+
+BOOST_AUTO_TEST_CASE(a_failed_unit_leaves_no_connection_behind) {
+  TestStore store;
+  Engine engine(store, EngineOptions{});
+  // The connection row is written, then the presence summary does not fit: the unit fails.
+  store.fail_presence_writes = true;
+  auto out = engine.handle({asking("drv-phone", "BK1", "presence", {{"role", "driver"}, {"online", true}}),
+                            asking("c2", "BK1", "get_message", {})});
+  const Json failed = replies_to(out, "drv-phone").at(0);
+  BOOST_TEST(failed.at("error").at("code") == "unavailable");
+  const std::string message = failed.at("error").at("message");
+  BOOST_TEST(occurrences(message, "storage full") == 1u, message);
+  BOOST_TEST(replies_to(out, "c2").at(0).at("ok") == true);
+  store.fail_presence_writes = false;
+  expect_no_connection_left_for("drv-phone", engine, store);
 }
 
 BOOST_FIXTURE_TEST_CASE(a_flood_past_queue_max_is_answered_overloaded_and_others_go_on, LoopFixture) {
