@@ -212,8 +212,7 @@ int run(const Options& options) {
   auto deadline = Clock::now() + std::chrono::seconds(120);
   while (latencies_us.size() + failed < count && Clock::now() < deadline) {
     mqtt::const_message_ptr msg;
-    // Wake Paho's send thread while publishes are queued (see bridge/paho_host.cpp).
-    if (!client.get_pending_delivery_tokens().empty()) client.publish("bench/wake", "", 0, 0, false);
+    navietakie::nudge_send_thread(client, "bench/wake");  // bridge/paho_compat.hpp
     if (!client.try_consume_message_for(&msg, std::chrono::milliseconds(2)) || !msg) continue;
     const auto& props = msg->get_properties();
     std::string key;

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include <cstdlib>
+#include <thread>
 
 namespace navietakie {
 
@@ -32,6 +33,26 @@ int set_tcp_nodelay_on_open_sockets() {
   }
   closedir(dir);
   return count;
+}
+
+bool nudge_send_thread(mqtt::async_client& client, const std::string& nudge_topic) {
+  if (client.get_pending_delivery_tokens().empty()) return false;
+  try {
+    client.publish(nudge_topic, "", 0, 0, false);
+  } catch (const mqtt::exception&) {
+    // disconnected: nothing to wake
+  }
+  return true;
+}
+
+bool wait_for_pending_publishes(mqtt::async_client& client, const std::string& nudge_topic,
+                                std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (nudge_send_thread(client, nudge_topic)) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(kSendNudgeEvery);
+  }
+  return true;
 }
 
 }  // namespace navietakie

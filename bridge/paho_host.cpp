@@ -16,13 +16,8 @@ namespace {
 
 using namespace std::chrono_literals;
 constexpr int kQos = 1;
-constexpr auto kIdleWait = 200ms;      // how long the worker waits for a message when nothing is due
-constexpr auto kMetricsEvery = 60s;
-constexpr auto kWakeEvery = 2ms;
 constexpr std::chrono::seconds kMintedTokenTtl = 24h;
 constexpr int kSessionExpiry = 86400;  // seconds the broker keeps the session while we are away
-constexpr auto kDrainMax = 3s;       // at stop: the longest spent answering what is queued
-constexpr auto kDrainQuiet = 200ms;  // at stop: done once nothing has come for this long
 
 // The one value of a user property, if the message carries it exactly once.
 std::optional<std::string> user_property(const mqtt::properties& props, std::string_view name) {
@@ -88,8 +83,8 @@ bool PahoHost::stored_copy(const mqtt::message& msg) {
   return true;
 }
 
-PahoHost::PahoHost(mqtt::async_client& client, Engine& engine, const Settings& settings)
-    : client_(client), engine_(engine), settings_(settings) {
+PahoHost::PahoHost(mqtt::async_client& client, Engine& engine, const Settings& settings, PahoHostTimings timings)
+    : client_(client), engine_(engine), settings_(settings), timings_(timings) {
   connect_options_ = mqtt::connect_options_builder()
                          .mqtt_version(MQTTVERSION_5)
                          .clean_start(false)
@@ -184,11 +179,9 @@ void PahoHost::publish_metrics() {
   publish_all({Publish{Topics(settings_.topic_prefix).bridge_metrics(settings_.client_id), metrics, true, std::nullopt}});
 }
 
-std::size_t PahoHost::serve_batch(std::vector<Request>& batch, std::chrono::milliseconds wait,
-                                  std::vector<Publish>* keep) {
+std::size_t PahoHost::submit_arrived(EngineLoop& loop, std::chrono::milliseconds wait) {
   mqtt::const_message_ptr msg;
-  batch.clear();
-  // Drain what is queued, up to batch_max: one commit (one fsync) serves them all.
+  std::vector<Request> batch;
   const bool got = wait.count() > 0 ? client_.try_consume_message_for(&msg, wait) : client_.try_consume_message(&msg);
   if (got) {
     do {
@@ -196,11 +189,21 @@ std::size_t PahoHost::serve_batch(std::vector<Request>& batch, std::chrono::mill
       if (msg && !stored_copy(*msg)) batch.push_back(to_request(msg));
     } while (batch.size() < settings_.batch_max && client_.try_consume_message(&msg));
   }
-  if (batch.empty()) return 0;
-  auto out = engine_.handle(batch);
-  if (keep) keep->insert(keep->end(), out.begin(), out.end());
-  else publish_all(out);
-  return batch.size();
+  const std::size_t n = batch.size();
+  loop.submit(std::move(batch));
+  return n;
+}
+
+bool PahoHost::publish(const std::vector<Publish>& results) {
+  {
+    std::lock_guard<std::mutex> lock(after_disconnect_mutex_);
+    if (after_disconnect_) {
+      late_.insert(late_.end(), results.begin(), results.end());
+      return true;
+    }
+  }
+  publish_all(results);
+  return true;
 }
 
 void PahoHost::publish_final(const std::vector<Publish>& publishes) {
@@ -211,11 +214,7 @@ void PahoHost::publish_final(const std::vector<Publish>& publishes) {
     set_credentials(options);
     if (!final_client.connect(options)->wait_for(5s)) throw std::runtime_error("connect timed out");
     for (const auto& p : publishes) final_client.publish(to_message(p));
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (!final_client.get_pending_delivery_tokens().empty() && std::chrono::steady_clock::now() < deadline) {
-      final_client.publish(wake_topic_, "", 0, 0, false);  // see run(): wakes Paho's send thread
-      std::this_thread::sleep_for(kWakeEvery);
-    }
+    wait_for_pending_publishes(final_client, wake_topic_, 10s);
     final_client.disconnect(5s)->wait_for(10s);
     log_line(LogLevel::info, "published_after_disconnect", {{"publishes", std::to_string(publishes.size())}});
   } catch (const std::exception& e) {
@@ -227,44 +226,27 @@ void PahoHost::publish_final(const std::vector<Publish>& publishes) {
 bool PahoHost::run(const std::atomic<bool>& stop) {
   client_.start_consuming();
   if (!connect(stop)) return false;
-  publish_all(engine_.start());
-  auto next_metrics = std::chrono::steady_clock::now() + kMetricsEvery;
-  std::vector<Request> batch;
-  batch.reserve(settings_.batch_max);
+  EngineLoop loop(engine_, *this, loop_options(settings_));  // publishes the start-up presence first
+  auto next_metrics = std::chrono::steady_clock::now() + timings_.metrics_every;
   while (!stop) {
     if (lost_.exchange(false) && !client_.is_connected() && !connect(stop)) break;
     if (resubscribe_.exchange(false)) subscribe();
-    auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(kIdleWait);
-    if (auto due = engine_.next_deadline()) {
-      auto until_due = std::chrono::milliseconds(std::max<Millis>(0, *due - system_clock_ms()));
-      wait = std::min(wait, until_due);
-    }
-    // Paho C 1.3 wakes its send thread only when a command is queued, not when a PUBACK frees a
-    // slot of the broker's receive window: publishes queued behind a full window would wait up to
-    // 1 s. While any are pending, queue a tiny QoS 0 publish every few ms to wake it.
-    if (!client_.get_pending_delivery_tokens().empty()) {
-      wait = std::min(wait, std::chrono::duration_cast<std::chrono::milliseconds>(kWakeEvery));
-      try {
-        client_.publish(wake_topic_, "", 0, 0, false);
-      } catch (const mqtt::exception&) {
-        // disconnected: nothing to wake
-      }
-    }
-    serve_batch(batch, wait);
-    publish_all(engine_.expire_calls());
+    const auto wait = nudge_send_thread(client_, wake_topic_) ? kSendNudgeEvery : timings_.poll;
+    submit_arrived(loop, wait);
     if (std::chrono::steady_clock::now() >= next_metrics) {
       publish_metrics();
-      next_metrics += kMetricsEvery;
+      next_metrics += timings_.metrics_every;
     }
   }
   // Paho acknowledged (PUBACK) every request in its consumer queue: handle and answer them before
   // leaving, until none has come for a moment (bounded).
-  const auto drain_until = std::chrono::steady_clock::now() + kDrainMax;
+  const auto drain_until = std::chrono::steady_clock::now() + timings_.drain_max;
   auto quiet_since = std::chrono::steady_clock::now();
   while (std::chrono::steady_clock::now() < drain_until &&
-         std::chrono::steady_clock::now() - quiet_since < kDrainQuiet) {
-    if (serve_batch(batch, 20ms) > 0) quiet_since = std::chrono::steady_clock::now();
+         std::chrono::steady_clock::now() - quiet_since < timings_.drain_quiet) {
+    if (submit_arrived(loop, 20ms) > 0) quiet_since = std::chrono::steady_clock::now();
   }
+  loop.wait_idle(timings_.drain_max);
   log_line(LogLevel::info, "stopping",
            {{"metrics", engine_.metrics().to_json()}, {"retained_requests_ignored", std::to_string(retained_ignored_)}});
   try {
@@ -282,14 +264,21 @@ bool PahoHost::run(const std::atomic<bool>& stop) {
   // What arrived between the last drain and the DISCONNECT was acknowledged too: commit it, and
   // send its replies and events over a short second connection that subscribes to nothing (the
   // session, and the requests it keeps for the next start, stay untouched).
-  std::vector<Publish> late;
-  std::size_t late_requests = 0;
-  while (std::size_t n = serve_batch(batch, 0ms, &late)) late_requests += n;
-  client_.stop_consuming();
-  if (late_requests > 0) {
-    log_line(LogLevel::info, "handled_after_disconnect", {{"requests", std::to_string(late_requests)}});
-    publish_final(late);
+  {
+    std::lock_guard<std::mutex> lock(after_disconnect_mutex_);
+    after_disconnect_ = true;
   }
+  std::size_t late_requests = 0;
+  while (std::size_t n = submit_arrived(loop, 0ms)) late_requests += n;
+  loop.stop();
+  client_.stop_consuming();
+  if (late_requests > 0) log_line(LogLevel::info, "handled_after_disconnect", {{"requests", std::to_string(late_requests)}});
+  std::vector<Publish> late;
+  {
+    std::lock_guard<std::mutex> lock(after_disconnect_mutex_);
+    late.swap(late_);
+  }
+  if (!late.empty()) publish_final(late);
   return true;
 }
 

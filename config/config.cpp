@@ -307,6 +307,8 @@ const std::vector<ConfigKey>& config_schema() {
       {"share_group", "",
        "empty: plain subscriptions; else subscribe as $share/<group>/... to spread load"},
       {"batch_max", "256", "most requests handled in one store transaction (1..10000)"},
+      {"queue_max", "10000",
+       "most requests waiting for the store; past it a request gets `unavailable` (1..1000000)"},
       {"environment", "development", "name of the deployment (development, staging, production)"},
       {"auth_jwt_secret_file", "",
        "file holding the HS256 JWT secret (32+ bytes); empty: open development mode, no auth"},
@@ -483,6 +485,7 @@ Settings resolve_settings(const std::vector<ConfigLayer>& layers) {
   settings.log_level = *log_level;
   settings.share_group = checked_share_group(resolved);
   settings.batch_max = static_cast<std::size_t>(resolved.integer("batch_max", 1, 10000));
+  settings.queue_max = static_cast<std::size_t>(resolved.integer("queue_max", 1, 1000000));
   settings.environment = resolved.non_empty("environment");
   settings.auth_jwt_secret_file = resolved.text("auth_jwt_secret_file");
   settings.auth_service_grants = resolved.text("auth_service_grants");

@@ -74,6 +74,7 @@ struct Settings {
   LogLevel log_level = LogLevel::info;
   std::string share_group;  // empty: plain subscription
   std::size_t batch_max = 0;
+  std::size_t queue_max = 0;  // requests waiting for the engine before new ones are refused
   std::string environment;
   // Authentication (see README "Security"). Empty secret file: open development mode.
   std::string auth_jwt_secret_file;

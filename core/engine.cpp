@@ -26,6 +26,12 @@ std::string random_id(std::string_view prefix) {
 
 void count(std::atomic<std::uint64_t>& counter) { counter.fetch_add(1, std::memory_order_relaxed); }
 
+// A store failure as a client reads it: the store's own message, prefixed once with what it means.
+ProtocolError storage_failure(const StoreError& e, ErrorCode code) {
+  return ProtocolError(code, std::string(e.kind() == StoreError::Kind::full ? "storage full: " : "storage error: ") +
+                                 e.what());
+}
+
 // ---- What an authenticated publisher may ask (docs/protocol.md, Identity) ----
 // The checks run after the payload is decoded and before the store is read: `forbidden` comes
 // after `invalid_request` and before `not_found` / `invalid_state` / `busy`, and a forbidden request
@@ -77,6 +83,7 @@ EngineOptions engine_options(const Settings& settings) {
   options.call_ring_timeout_ms = Millis{settings.call_ring_timeout_s} * 1000;
   options.max_payload_bytes = settings.max_payload_bytes;
   options.max_text_bytes = settings.max_text_bytes;
+  options.batch_max = settings.batch_max;
   return options;
 }
 
@@ -92,9 +99,18 @@ std::string EngineMetrics::to_json() const {
   }
   return Json{{"requests", requests.load()},         {"batches", batches.load()},
               {"messages_stored", messages_stored.load()}, {"duplicates", duplicates.load()},
-              {"calls_missed", calls_missed.load()}, {"errors", errors_by_code}}
+              {"calls_missed", calls_missed.load()}, {"overloaded", overloaded.load()},
+              {"errors", errors_by_code}}
       .dump();
 }
+
+// A connection a client declared (presence with its MQTT client id), to remember once committed.
+struct Engine::ConnectionChange {
+  std::string client_id;
+  std::string booking;
+  std::string key;
+  bool online = false;
+};
 
 // What one request produced, held until its batch commits.
 struct Engine::Handled {
@@ -111,6 +127,7 @@ struct Engine::Handled {
   std::vector<Publish> events;
   std::vector<Deadline> arm;
   std::vector<Deadline> disarm;
+  std::optional<ConnectionChange> connection;
   bool stored_message = false;
   bool duplicate = false;
 
@@ -119,6 +136,7 @@ struct Engine::Handled {
     events.clear();
     arm.clear();
     disarm.clear();
+    connection.reset();
     stored_message = duplicate = false;
   }
 };
@@ -138,13 +156,16 @@ std::vector<Publish> Engine::handle(const std::vector<Request>& batch) {
   std::vector<Handled> handled(batch.size());
   try {
     store_.write([&](StoreWriter& w) {
-      for (std::size_t i = 0; i < batch.size(); ++i) handle_one(w, batch[i], handled[i]);
+      for (std::size_t i = 0; i < batch.size(); ++i) handle_one(&w, batch[i], handled[i]);
     });
   } catch (const StoreError& e) {
-    if (e.kind() == StoreError::Kind::full && batch.size() > 1) {
-      // Nothing of the batch is stored. The commit's own pages did not fit: retry one request per
-      // transaction, so that only the requests that do not fit fail (and reads still answer).
-      log_line(LogLevel::warn, "commit_full_retrying_singly", {{"requests", std::to_string(batch.size())}});
+    if (batch.size() > 1) {
+      // Nothing of the batch is stored. Whatever failed (the commit's pages did not fit, or the
+      // disk reported EIO for one request's pages), retry one request per transaction, so that
+      // only the requests whose own commit fails get an error: a read, or a request that writes
+      // nothing, never fails because of a neighbour.
+      log_line(LogLevel::warn, "commit_failed_retrying_singly",
+               {{"error", e.what()}, {"requests", std::to_string(batch.size())}});
       metrics_.requests.fetch_sub(batch.size(), std::memory_order_relaxed);  // counted again below
       std::vector<Publish> out;
       for (const auto& request : batch) {
@@ -153,11 +174,11 @@ std::vector<Publish> Engine::handle(const std::vector<Request>& batch) {
       }
       return out;
     }
-    // Nothing of the batch is stored: no success may be reported, no event or timer armed.
+    // Nothing is stored: no success may be reported, no event, timer or connection kept.
     log_line(LogLevel::error, "commit_failed", {{"error", e.what()}, {"requests", std::to_string(batch.size())}});
     for (auto& h : handled) {
       if (h.error || h.ignored) continue;
-      h.error = ProtocolError(ErrorCode::unavailable, std::string("storage unavailable: ") + e.what());
+      h.error = storage_failure(e, ErrorCode::unavailable);
       h.discard_effects();
     }
   }
@@ -167,12 +188,31 @@ std::vector<Publish> Engine::handle(const std::vector<Request>& batch) {
     if (h.ignored) continue;
     for (const auto& d : h.disarm) deadlines_.erase(d);
     for (const auto& d : h.arm) deadlines_.insert(d);
+    if (h.connection) apply(*h.connection);
     finish(h, out);
   }
   return out;
 }
 
-void Engine::handle_one(StoreWriter& w, const Request& request, Handled& h) {
+std::vector<Publish> Engine::overloaded(const Request& request) {
+  count(metrics_.overloaded);
+  Handled h;
+  handle_one(nullptr, request, h);
+  std::vector<Publish> out;
+  if (!h.ignored) finish(h, out);
+  return out;
+}
+
+void Engine::apply(const ConnectionChange& change) {
+  if (change.online) {
+    client_connections_[change.client_id].insert({change.booking, change.key});
+  } else if (auto found = client_connections_.find(change.client_id); found != client_connections_.end()) {
+    found->second.erase({change.booking, change.key});
+    if (found->second.empty()) client_connections_.erase(found);
+  }
+}
+
+void Engine::handle_one(StoreWriter* store, const Request& request, Handled& h) {
   count(metrics_.requests);
   h.topic = request.topic;
   auto parsed = topics_.parse_request(request.topic);
@@ -224,6 +264,9 @@ void Engine::handle_one(StoreWriter& w, const Request& request, Handled& h) {
     if (h.correlation_id && !h.correlation_id->is_string()) {
       throw ProtocolError(ErrorCode::invalid_request, "'correlation_id' must be a string");
     }
+    // Checked last, so that the answer to a request is the same whatever the load, but for this.
+    if (!store) throw ProtocolError(ErrorCode::unavailable, "overloaded: too many requests waiting, retry later");
+    StoreWriter& w = *store;
     w.unit([&] {
       switch (parsed->action) {
         case Action::send_message: handle_send(w, request, body, h); break;
@@ -235,9 +278,7 @@ void Engine::handle_one(StoreWriter& w, const Request& request, Handled& h) {
   } catch (const ProtocolError& e) {
     h.error = e;
   } catch (const StoreError& e) {
-    h.error = e.kind() == StoreError::Kind::full
-                  ? ProtocolError(ErrorCode::unavailable, std::string("storage full: ") + e.what())
-                  : ProtocolError(ErrorCode::internal, std::string("storage error: ") + e.what());
+    h.error = storage_failure(e, e.kind() == StoreError::Kind::full ? ErrorCode::unavailable : ErrorCode::internal);
   } catch (const std::exception& e) {
     h.error = ProtocolError(ErrorCode::internal, e.what());
   }
@@ -391,15 +432,9 @@ void Engine::handle_presence(StoreWriter& w, const Request& request, const Json&
                     : !request.client_id.empty() ? request.client_id
                                                  : std::string("role:") + to_string(r.role);
   w.put_connection(Connection{h.booking, key, r.role, r.online, clock_()});
-  // A host that sees disconnects (the plugin) reports them by MQTT client id.
-  if (!request.client_id.empty()) {
-    if (r.online) {
-      client_connections_[request.client_id].insert({h.booking, key});
-    } else if (auto found = client_connections_.find(request.client_id); found != client_connections_.end()) {
-      found->second.erase({h.booking, key});
-      if (found->second.empty()) client_connections_.erase(found);
-    }
-  }
+  // A host that sees disconnects (the plugin) reports them by MQTT client id; remembered only
+  // once the commit succeeded (handle()).
+  if (!request.client_id.empty()) h.connection = ConnectionChange{request.client_id, h.booking, key, r.online};
   Presence presence = refresh_presence(w, h.booking);
   Json json = to_json(presence);
   h.events.push_back(Publish{topics_.presence_events(h.booking), json.dump(), true, std::nullopt});
@@ -515,7 +550,7 @@ std::vector<Publish> Engine::expire_calls() {
   Millis now = clock_();
   std::vector<Deadline> due;
   for (const auto& d : deadlines_) {
-    if (d.at > now || due.size() >= 256) break;
+    if (d.at > now || due.size() >= options_.batch_max) break;
     due.push_back(d);
   }
   if (due.empty() || now < expiry_retry_at_) return {};
@@ -536,14 +571,14 @@ std::vector<Publish> Engine::expire_calls() {
     });
   } catch (const StoreError& e) {
     log_line(LogLevel::error, "expire_failed", {{"error", e.what()}});
-    expiry_retry_at_ = now + 1000;
+    expiry_retry_at_ = now + options_.store_retry_ms;
     return {};
   }
   std::vector<Publish> out;
   for (std::size_t i = 0; i < due.size(); ++i) {
     if (handled[i].error) {
       log_line(LogLevel::error, "expire_failed", {{"call_id", due[i].call_id}, {"error", handled[i].error->what()}});
-      expiry_retry_at_ = now + 1000;
+      expiry_retry_at_ = now + options_.store_retry_ms;
       continue;
     }
     deadlines_.erase(due[i]);
@@ -579,7 +614,7 @@ std::vector<Publish> Engine::start() {
     out.push_back(Publish{topics_.presence_events(p.booking_code), to_json(p).dump(), true, std::nullopt});
   }
   // Calls left ringing through a restart end as missed once their deadline has passed.
-  // expire_calls() takes at most 256 at a time; stop when a pass makes no progress.
+  // expire_calls() takes at most batch_max at a time; stop when a pass makes no progress.
   for (std::size_t before = deadlines_.size() + 1; deadlines_.size() < before;) {
     before = deadlines_.size();
     auto expired = expire_calls();

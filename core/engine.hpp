@@ -60,6 +60,11 @@ struct EngineOptions {
   // identity: any topic Topics::valid_reply_topic accepts. Called on the engine's thread.
   std::function<bool(const Identity& identity, const std::string& client_id, const std::string& topic)>
       reply_allowed;
+  // Most ringing calls ended as missed in one store transaction (settings: batch_max).
+  std::size_t batch_max = 256;
+  // After a failed commit of expired calls, how long before the next try (a full or failing disk
+  // is not retried in a busy loop).
+  Millis store_retry_ms = 1000;
 };
 
 // The engine options the settings describe, for either host (which sets offline_at_start itself).
@@ -75,6 +80,7 @@ struct EngineMetrics {
   std::atomic<std::uint64_t> messages_stored{0};
   std::atomic<std::uint64_t> duplicates{0};
   std::atomic<std::uint64_t> calls_missed{0};
+  std::atomic<std::uint64_t> overloaded{0};  // requests refused because too many were waiting
   std::array<std::atomic<std::uint64_t>, error_code_count> errors{};
   std::string to_json() const;
 };
@@ -84,10 +90,18 @@ class Engine {
   Engine(Store& store, EngineOptions options, Clock clock = system_clock_ms);
 
   // Handles a batch in order inside one write transaction and one durable commit. Returns what to
-  // publish, only after the commit. If the commit fails because the store is full, the requests
-  // are retried one per transaction, so only those that do not fit get `unavailable`; on any other
-  // commit failure every request of the batch gets `unavailable` and nothing was stored. Logs one line per request (debug; errors at warn).
+  // publish, only after the commit; every effect of a request (stored rows, events, ring timers,
+  // the client's connections) is applied only once its commit succeeded. If the commit of a batch
+  // of several fails (whatever the cause), its requests are retried one per transaction, so that
+  // only those whose own commit fails get `unavailable` and reads still answer. Logs one line per
+  // request (debug; errors at warn).
   std::vector<Publish> handle(const std::vector<Request>& batch);
+
+  // The answer to a request refused before it reached the store because too many wait
+  // (`unavailable`, "overloaded"), sent like any error: to its reply address or the booking's
+  // errors topic. Counted. Reads no store and no engine state but the counters: safe from any
+  // thread, also while another runs handle().
+  std::vector<Publish> overloaded(const Request& request);
 
   // Ends the ringing calls whose deadline has passed as `missed`; returns their events.
   std::vector<Publish> expire_calls();
@@ -118,7 +132,9 @@ class Engine {
     }
   };
   struct Handled;
-  void handle_one(StoreWriter& w, const Request& request, Handled& h);
+  struct ConnectionChange;
+  // w == nullptr: the request is refused before the store (overloaded()).
+  void handle_one(StoreWriter* w, const Request& request, Handled& h);
   void handle_send(StoreWriter& w, const Request& request, const Json& body, Handled& h);
   void handle_get(StoreWriter& w, const Request& request, const Json& body, Handled& h);
   void handle_call(StoreWriter& w, const Request& request, const Json& body, Handled& h);
@@ -133,6 +149,7 @@ class Engine {
   void record_call_change(StoreWriter& w, const Call& call, Role sender, Handled& h);
   Presence refresh_presence(StoreWriter& w, const std::string& booking);
   std::vector<Publish> set_offline(const std::set<std::pair<std::string, std::string>>& connections);
+  void apply(const ConnectionChange& change);
   void finish(const Handled& h, std::vector<Publish>& out);
 
 

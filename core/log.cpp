@@ -11,6 +11,7 @@ namespace {
 
 std::atomic<int> g_level{static_cast<int>(LogLevel::info)};
 std::mutex g_mutex;
+LogSink g_sink = nullptr;  // guarded by g_mutex
 
 void append_value(std::string& out, std::string_view value) {
   bool quote = value.empty();
@@ -40,6 +41,11 @@ void append_value(std::string& out, std::string_view value) {
 
 }  // namespace
 
+void set_log_sink(LogSink sink) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  g_sink = sink;
+}
+
 void set_log_level(LogLevel level) { g_level = static_cast<int>(level); }
 
 bool log_enabled(LogLevel level) { return static_cast<int>(level) >= g_level.load(); }
@@ -67,8 +73,12 @@ void log_line(LogLevel level, std::string_view event, std::initializer_list<LogF
     line += '=';
     append_value(line, value);
   }
-  line += '\n';
   std::lock_guard<std::mutex> lock(g_mutex);
+  if (g_sink) {
+    g_sink(level, line);
+    return;
+  }
+  line += '\n';
   std::fputs(line.c_str(), stderr);
   std::fflush(stderr);
 }

@@ -1,4 +1,5 @@
-// Structured log lines on stderr: `ts=... level=... event=... key=value ...`.
+// Structured log lines `ts=... level=... event=... key=value ...`, on stderr unless a host routes
+// them elsewhere (the plugin: into the broker's log, so that mosquitto.conf's log_dest applies).
 #pragma once
 
 #include <initializer_list>
@@ -11,6 +12,11 @@
 namespace navietakie {
 
 using LogField = std::pair<std::string_view, std::string>;
+
+// Where a formatted line (no trailing newline) goes. Called from any thread that logs, one line at a
+// time (never concurrently). nullptr: stderr.
+using LogSink = void (*)(LogLevel level, const std::string& line);
+void set_log_sink(LogSink sink);
 
 void set_log_level(LogLevel level);
 bool log_enabled(LogLevel level);

@@ -30,24 +30,25 @@ PluginHost::PluginHost(const Settings& settings)
   if (settings.handlers) {
     store_ = open_store(settings);
     engine_ = std::make_unique<Engine>(*store_, plugin_engine_options(settings));
-    // Constructed on the broker thread: that is the thread the worker wakes.
-    worker_ = std::make_unique<EngineWorker>(*engine_, settings.batch_max, ThreadWaker());
+    // Constructed on the broker thread: that is the thread the loop wakes.
+    wakeup_ = std::make_unique<BrokerWakeup>();
+    loop_ = std::make_unique<EngineLoop>(*engine_, *wakeup_, loop_options(settings));
   }
 }
 
 PluginHost::~PluginHost() {
-  // The broker is stopping: commit what was acknowledged since the last tick (the worker finishes
+  // The broker is stopping: commit what was acknowledged since the last tick (the loop finishes
   // its queue before it stops). Replies can no longer be delivered; the clients resend and get
   // `duplicate`.
-  if (worker_) {
+  if (loop_) {
     const std::size_t flushed = pending_.size();
-    worker_->submit(std::move(pending_), std::move(disconnected_));
-    const EngineWorker::Stats before_stop = worker_->stats();
-    worker_.reset();
+    loop_->submit(std::move(pending_), std::move(disconnected_));
+    loop_->stop();
+    const EngineLoop::Stats stats = loop_->stats();
     if (flushed > 0) log_line(LogLevel::info, "flushed_at_shutdown", {{"requests", std::to_string(flushed)}});
     log_line(LogLevel::info, "engine_thread",
-             {{"batches", std::to_string(before_stop.batches)}, {"requests", std::to_string(before_stop.requests)},
-              {"largest_batch", std::to_string(before_stop.largest_batch)}});
+             {{"batches", std::to_string(stats.batches)}, {"requests", std::to_string(stats.requests)},
+              {"largest_batch", std::to_string(stats.largest_batch)}, {"overloaded", std::to_string(stats.overloaded)}});
   }
   log_line(LogLevel::info, "stopping",
            {{"metrics", engine_ ? engine_->metrics().to_json() : "{}"}, {"auth", access_.metrics().to_json()}});
@@ -74,10 +75,10 @@ void PluginHost::on_disconnect(const mosquitto* client, const char* client_id) {
 }
 
 void PluginHost::on_tick() {
-  if (worker_) {
-    worker_->submit(std::move(pending_), disconnected_);
+  if (loop_) {
+    loop_->submit(std::move(pending_), disconnected_);
     pending_.clear();
-    publish_all(worker_->take_results());
+    publish_all(loop_->take_results());
   }
   publish_stamped_wills(intake_.end_of_pass());
   disconnected_.clear();

@@ -1,11 +1,12 @@
 // The plugin host: a thin adapter between Mosquitto's plugin events and the Engine. It wires the
 // concerns together: authentication and access control (plugin/access.hpp), request intake
-// (plugin/intake.hpp), publishing (plugin/publish.hpp) and the engine thread (plugin/worker.hpp).
+// (plugin/intake.hpp), publishing (plugin/publish.hpp) and the broker wake-up (plugin/wakeup.hpp).
 //
 // Handlers on (the embedded default): MESSAGE only copies a request into the pending queue; TICK
-// (once per broker loop pass) hands the queue to the engine thread (plugin/worker.hpp), which
-// commits it as one batch (one LMDB transaction, one sync) while the broker goes on serving, and
-// publishes on the broker thread what the engine thread produced; it goes out in the next pass.
+// (once per broker loop pass) hands the queue to the engine loop (core/engine_loop.hpp), whose
+// thread commits it in batches (one LMDB transaction, one sync each) while the broker goes on
+// serving, and publishes on the broker thread what the loop produced (plugin/wakeup.hpp); it goes
+// out in the next pass.
 // Handlers off (auth only, for a bridge deployment): requests are routed to the bridge like any
 // message, each stamped with the publisher's verified identity as MQTT v5 user properties.
 #pragma once
@@ -16,10 +17,11 @@
 
 #include "config/config.hpp"
 #include "core/engine.hpp"
+#include "core/engine_loop.hpp"
 #include "core/store_setup.hpp"
 #include "plugin/access.hpp"
 #include "plugin/intake.hpp"
-#include "plugin/worker.hpp"
+#include "plugin/wakeup.hpp"
 
 struct mosquitto;
 struct mosquitto_evt_message;
@@ -30,7 +32,8 @@ namespace navietakie {
 
 class PluginHost {
  public:
-  // Reads the secret file when one is configured; throws (naming the key or file) if it cannot.
+  // Reads the secret file when one is configured and starts the engine; throws (naming the key or
+  // file, or why the engine cannot start) if it cannot.
   explicit PluginHost(const Settings& settings);
   ~PluginHost();
 
@@ -57,8 +60,9 @@ class PluginHost {
   AccessControl access_;
   RequestIntake intake_;
   std::unique_ptr<Store> store_;    // handlers on only
-  std::unique_ptr<Engine> engine_;  // handlers on only; used on the worker's thread only
-  std::unique_ptr<EngineWorker> worker_;  // handlers on only; declared after engine_: stops first
+  std::unique_ptr<Engine> engine_;  // handlers on only; after start-up, used on the loop's thread only
+  std::unique_ptr<BrokerWakeup> wakeup_;  // handlers on only
+  std::unique_ptr<EngineLoop> loop_;      // handlers on only; declared last: stops first
   std::vector<Request> pending_;
   std::vector<std::string> disconnected_;
 };

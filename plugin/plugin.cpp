@@ -7,10 +7,12 @@
 
 #include <exception>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "core/log.hpp"
 #include "config/config.hpp"
+#include "plugin/broker_log.hpp"
 #include "plugin/host.hpp"
 
 extern char** environ;
@@ -25,57 +27,65 @@ struct Context {
   std::vector<int> registered;  // events whose callback is registered
 };
 
-int on_message(int, void* event_data, void* userdata) {
-  auto* ctx = static_cast<Context*>(userdata);
+Context& context(void* userdata) { return *static_cast<Context*>(userdata); }
+
+// Runs the body of a broker callback so that no exception of any type reaches the broker (C code
+// that cannot unwind): a failure is logged and the callback returns its fail-safe value instead.
+template <typename Body>
+int guarded(const char* callback, int fail_safe, Body&& body) noexcept {
+  const char* failure = "unknown exception";
+  std::string what;
   try {
-    // Success, or ACL_DENIED for a request that forged an identity stamp: any other error would
-    // disconnect the publisher.
-    return ctx->host->on_message(*static_cast<mosquitto_evt_message*>(event_data));
+    return body();
   } catch (const std::exception& e) {
-    navietakie::log_line(navietakie::LogLevel::error, "message_callback_failed", {{"error", e.what()}});
+    try {
+      what = e.what();
+      failure = what.c_str();
+    } catch (...) {
+    }
+  } catch (...) {
   }
-  return MOSQ_ERR_ACL_DENIED;  // not handled: refused, so the publisher is not told it was taken
+  try {
+    navietakie::log_line(navietakie::LogLevel::error, "callback_failed", {{"callback", callback}, {"error", failure}});
+  } catch (...) {
+  }
+  return fail_safe;
+}
+
+int on_message(int, void* event_data, void* userdata) {
+  // Success, or ACL_DENIED for a request that forged an identity stamp: any other error would
+  // disconnect the publisher. Not handled: refused, so the publisher is not told it was taken.
+  return guarded("MESSAGE", MOSQ_ERR_ACL_DENIED, [&] {
+    return context(userdata).host->on_message(*static_cast<mosquitto_evt_message*>(event_data));
+  });
 }
 
 int on_basic_auth(int, void* event_data, void* userdata) {
-  auto* ctx = static_cast<Context*>(userdata);
-  try {
-    return ctx->host->on_basic_auth(*static_cast<mosquitto_evt_basic_auth*>(event_data));
-  } catch (const std::exception& e) {
-    navietakie::log_line(navietakie::LogLevel::error, "auth_callback_failed", {{"error", e.what()}});
-  } catch (...) {
-  }
-  return MOSQ_ERR_AUTH;  // a check that failed refuses
+  return guarded("BASIC_AUTH", MOSQ_ERR_AUTH, [&] {  // a check that failed refuses
+    return context(userdata).host->on_basic_auth(*static_cast<mosquitto_evt_basic_auth*>(event_data));
+  });
 }
 
 int on_acl_check(int, void* event_data, void* userdata) {
-  auto* ctx = static_cast<Context*>(userdata);
-  try {
-    return ctx->host->on_acl_check(*static_cast<mosquitto_evt_acl_check*>(event_data));
-  } catch (...) {
-    return MOSQ_ERR_ACL_DENIED;  // a check that failed denies
-  }
+  return guarded("ACL_CHECK", MOSQ_ERR_ACL_DENIED, [&] {  // a check that failed denies
+    return context(userdata).host->on_acl_check(*static_cast<mosquitto_evt_acl_check*>(event_data));
+  });
 }
 
 int on_tick(int, void*, void* userdata) {
-  auto* ctx = static_cast<Context*>(userdata);
-  try {
-    ctx->host->on_tick();
-  } catch (const std::exception& e) {
-    navietakie::log_line(navietakie::LogLevel::error, "tick_failed", {{"error", e.what()}});
-  }
-  return MOSQ_ERR_SUCCESS;
+  return guarded("TICK", MOSQ_ERR_SUCCESS, [&] {
+    navietakie::drain_broker_log();
+    context(userdata).host->on_tick();
+    return MOSQ_ERR_SUCCESS;
+  });
 }
 
 int on_disconnect(int, void* event_data, void* userdata) {
-  auto* ctx = static_cast<Context*>(userdata);
-  try {
+  return guarded("DISCONNECT", MOSQ_ERR_SUCCESS, [&] {
     const mosquitto* client = static_cast<mosquitto_evt_disconnect*>(event_data)->client;
-    ctx->host->on_disconnect(client, mosquitto_client_id(client));
-  } catch (const std::exception& e) {
-    navietakie::log_line(navietakie::LogLevel::error, "disconnect_callback_failed", {{"error", e.what()}});
-  }
-  return MOSQ_ERR_SUCCESS;
+    context(userdata).host->on_disconnect(client, mosquitto_client_id(client));
+    return MOSQ_ERR_SUCCESS;
+  });
 }
 
 struct Registration {
@@ -99,9 +109,14 @@ MOSQ_FUNC_generic_callback callback_of(int event) {
   return nullptr;
 }
 
-void cleanup(Context* ctx) {
+// Unregisters what was registered, stops the host (its engine loop first) and logs to stderr again.
+void cleanup(Context* ctx) noexcept {
   for (int event : ctx->registered) mosquitto_callback_unregister(ctx->id, event, callback_of(event), nullptr);
-  delete ctx;
+  try {
+    delete ctx;
+  } catch (...) {
+  }
+  navietakie::unroute_log_from_broker();
 }
 
 }  // namespace
@@ -120,9 +135,13 @@ NAVIETAKIE_EXPORT int mosquitto_plugin_version(int supported_version_count, cons
 
 NAVIETAKIE_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t* identifier, void** userdata, struct mosquitto_opt* options,
                           int option_count) {
-  auto* ctx = new Context;
-  ctx->id = identifier;
+  // init runs on the broker thread, which is the only one that may write the broker's log.
+  navietakie::route_log_to_broker();
+  Context* ctx = nullptr;
+  std::optional<std::string> failure;
   try {
+    ctx = new Context;
+    ctx->id = identifier;
     navietakie::ConfigLayer conf;
     for (int i = 0; i < option_count; ++i) {
       std::string key = options[i].key ? options[i].key : "";
@@ -137,8 +156,16 @@ NAVIETAKIE_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t* identifier, v
                           {"handlers", settings.handlers ? "on" : "off (auth only)"},
                           {"auth", ctx->host->auth_enabled() ? "jwt" : "OPEN"}});
   } catch (const std::exception& e) {
-    mosquitto_log_printf(MOSQ_LOG_ERR, "navietakie: cannot start: %s", e.what());
-    cleanup(ctx);
+    failure = e.what();
+  } catch (...) {
+    failure = "unknown exception";
+  }
+  if (failure) {
+    // Also when the engine cannot start (e.g. the store cannot re-arm ring deadlines): the broker
+    // does not start, and says why.
+    mosquitto_log_printf(MOSQ_LOG_ERR, "navietakie: cannot start: %s", failure->c_str());
+    if (ctx) cleanup(ctx);
+    navietakie::unroute_log_from_broker();
     return MOSQ_ERR_INVAL;
   }
   for (const auto& r : kRegistrations) {

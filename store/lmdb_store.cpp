@@ -28,7 +28,7 @@ constexpr MDB_dbi kMaxDbs = 16;
 
 [[noreturn]] void fail(int rc, const std::string& what) {
   if (rc == MDB_MAP_FULL || rc == ENOSPC) {
-    throw StoreError(StoreError::Kind::full, "storage full: " + what + ": " + mdb_strerror(rc));
+    throw StoreError(StoreError::Kind::full, what + ": " + mdb_strerror(rc));
   }
   throw StoreError(StoreError::Kind::io, what + ": " + mdb_strerror(rc));
 }

@@ -11,7 +11,8 @@
 
 namespace navietakie {
 
-// A storage failure. `full` means the map is full (or the disk): writes fail, reads go on.
+// A storage failure. `full` means the map is full (or the disk): writes fail, reads go on. The
+// message names the operation and the cause only; the engine says once what it means for a client.
 class StoreError : public std::runtime_error {
  public:
   enum class Kind { full, io };

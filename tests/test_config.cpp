@@ -108,7 +108,7 @@ BOOST_AUTO_TEST_CASE(schema_lists_every_key_in_order_with_help) {
   const std::vector<std::string> expected = {
       "broker_url",  "client_id",           "topic_prefix",      "data_dir",       "map_size_mb",
       "sync",        "call_ring_timeout_s", "max_payload_bytes", "max_text_bytes", "log_level",
-      "share_group", "batch_max",           "environment",       "auth_jwt_secret_file",
+      "share_group", "batch_max",           "queue_max",         "environment",       "auth_jwt_secret_file",
       "auth_service_grants", "auth_token_max_bytes", "auth_leeway_s", "handlers", "mqtt_username",
       "mqtt_password_file", "trust_identity_property"};
   BOOST_TEST(keys == expected, boost::test_tools::per_element());
@@ -128,6 +128,7 @@ BOOST_AUTO_TEST_CASE(defaults) {
   BOOST_TEST((settings.log_level == nt::LogLevel::info));
   BOOST_TEST(settings.share_group == "");
   BOOST_TEST(settings.batch_max == 256u);
+  BOOST_TEST(settings.queue_max == 10000u);
   BOOST_TEST(settings.environment == "development");
   BOOST_TEST(settings.auth_jwt_secret_file == "");  // open mode unless configured
   BOOST_TEST(settings.auth_token_max_bytes == 4096u);

@@ -11,11 +11,15 @@
 #include <thread>
 
 #include <arpa/inet.h>
+#include <lmdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "auth/jwt.hpp"
+#include "core/calls.hpp"
+#include "store/keys.hpp"
+#include "store/store.hpp"
 #include "support/contract.hpp"
 
 #ifndef NAVIETAKIE_PLUGIN_SO
@@ -306,6 +310,43 @@ BOOST_AUTO_TEST_CASE(a_bad_setting_stops_the_broker_at_start_naming_the_key, *ut
   }
 }
 
+// A store whose ringing-call index names a call that is not there: the engine cannot re-arm the
+// ring timeouts (Engine::start throws), so the plugin's init fails and the broker does not start.
+BOOST_AUTO_TEST_CASE(an_engine_that_cannot_start_stops_the_broker_at_start_saying_why, *utf::timeout(60)) {
+  TempDir dir("nt-plugin-start");
+  const std::string data = dir.file("data");
+  const navietakie::Call call = navietakie::start_call("BK1", "c-1", navietakie::Role::driver, 1'000, 30'000);
+  {
+    auto store = navietakie::open_lmdb_store(navietakie::LmdbOptions{data});
+    store->write([&](navietakie::StoreWriter& w) { w.put_call(call); });
+  }
+  {  // drop the call record, keep its ringing index entry
+    MDB_env* env = nullptr;
+    BOOST_REQUIRE(mdb_env_create(&env) == 0);
+    BOOST_REQUIRE(mdb_env_set_maxdbs(env, 16) == 0);
+    BOOST_REQUIRE(mdb_env_set_mapsize(env, std::size_t{1} << 30) == 0);
+    BOOST_REQUIRE(mdb_env_open(env, data.c_str(), 0, 0644) == 0);
+    MDB_txn* txn = nullptr;
+    BOOST_REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == 0);
+    MDB_dbi calls = 0;
+    BOOST_REQUIRE(mdb_dbi_open(txn, navietakie::keys::db::calls, 0, &calls) == 0);
+    std::string key = navietakie::keys::call("BK1", "c-1");
+    MDB_val k{key.size(), key.data()};
+    BOOST_REQUIRE(mdb_del(txn, calls, &k, nullptr) == 0);
+    BOOST_REQUIRE(mdb_txn_commit(txn) == 0);
+    mdb_env_close(env);
+  }
+  Broker broker(dir, {"plugin " + std::string(NAVIETAKIE_PLUGIN_SO), "plugin_opt_data_dir " + data});
+  broker.spawn();
+  const auto exit_code = broker.wait_exit(10s);
+  BOOST_REQUIRE_MESSAGE(exit_code.has_value(), "mosquitto still runs with an engine that cannot start:\n"
+                                                   << broker.describe());
+  BOOST_TEST(*exit_code != 0);
+  const std::string log = read_file(broker.log_path());
+  BOOST_TEST(log.find("navietakie: cannot start") != std::string::npos, log);
+  BOOST_TEST(log.find("ringing index names a missing call") != std::string::npos, log);
+}
+
 // config/mosquitto.conf as shipped, with only its paths and ports made local: it starts, loads the
 // plugin, and serves on both listeners; then the same with its commented secure setup switched on
 // (a secret file, allow_anonymous false), where a client needs a token on both listeners.
@@ -492,6 +533,48 @@ BOOST_AUTO_TEST_CASE(plain_pub_sub_keeps_working_during_hostile_input, *utf::tim
   BOOST_TEST(answered.load() == sent);
   BOOST_CHECK_MESSAGE(slowest < 1s, "a plain round trip took " << slowest.count() << " ms during hostile input");
   BOOST_TEST(ctx.system().host_alive());
+}
+
+BOOST_AUTO_TEST_CASE(a_flood_past_queue_max_is_answered_unavailable_and_others_are_served, *utf::timeout(120)) {
+  // A queue of one and a durable commit per request: many clients publishing at once overrun it.
+  SystemOptions options = system_options(Host::plugin);
+  options.extra_plugin_conf = {"plugin_opt_queue_max 1", "plugin_opt_batch_max 1", "plugin_opt_sync full"};
+  System system(options);
+  TestContext ctx(system);
+  const std::string code = booking("flood");
+  std::vector<std::unique_ptr<TestClient>> flooders;
+  for (int i = 0; i < 16; ++i) flooders.push_back(ctx.client());
+  std::vector<std::vector<PendingRequest>> pending(flooders.size());
+  for (int round = 0; round < 16; ++round) {
+    for (std::size_t c = 0; c < flooders.size(); ++c) {
+      const json body = {{"sender", "driver"}, {"text", "flood " + std::to_string(round)}};
+      pending[c].push_back(flooders[c]->send_request(request_topic(code, "send_message"), body.dump()));
+    }
+  }
+  std::size_t ok = 0;
+  std::size_t overloaded = 0;
+  for (std::size_t c = 0; c < flooders.size(); ++c) {
+    for (const auto& request : pending[c]) {
+      const json reply = flooders[c]->await_reply(request, 30s);  // every request is answered
+      if (is_ok(reply)) {
+        ++ok;
+      } else {
+        BOOST_TEST(error_code(reply) == "unavailable", reply.dump());
+        BOOST_TEST(error_message(reply).find("overloaded") != std::string::npos, reply.dump());
+        ++overloaded;
+      }
+    }
+  }
+  BOOST_TEST_MESSAGE(ok << " stored, " << overloaded << " refused as overloaded");
+  BOOST_TEST(overloaded > 0u);
+  BOOST_TEST(ok > 0u);
+  // Another client, once the flood is over, is served as usual, and the history holds exactly
+  // what was acknowledged.
+  auto other = ctx.client();
+  const json page = other->request(request_topic(code, "get_message"), {{"limit", 1}});
+  BOOST_TEST(is_ok(page), page.dump());
+  BOOST_TEST(page.value("last_seq", json()) == json(ok), page.dump());
+  BOOST_TEST(system.broker().wait_log_contains("error=unavailable", 5s));
 }
 
 BOOST_AUTO_TEST_SUITE_END()
