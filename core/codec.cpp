@@ -33,6 +33,15 @@ std::optional<std::string> optional_string(const Json& body, const char* name) {
   return v->get<std::string>();
 }
 
+// An id the client chooses (message_id, call_id, client_id): the printable-key rule.
+std::optional<std::string> optional_key(const Json& body, const char* name) {
+  auto key = optional_string(body, name);
+  if (key && !valid_printable_key(*key)) {
+    invalid(name, "must be 1 to 128 printable ASCII characters without spaces");
+  }
+  return key;
+}
+
 std::optional<std::uint64_t> optional_unsigned(const Json& body, const char* name) {
   const Json* v = field(body, name);
   if (!v) return std::nullopt;
@@ -160,20 +169,9 @@ Json parse_payload(std::string_view payload) {
   }
 }
 
-bool valid_client_key(std::string_view key) {
-  if (key.empty() || key.size() > 128) return false;
-  for (char c : key) {
-    if (c < 0x21 || c > 0x7E) return false;
-  }
-  return true;
-}
-
 SendMessageRequest decode_send_message(const Json& body, std::size_t max_text_bytes) {
   SendMessageRequest r;
-  r.message_id = optional_string(body, "message_id");
-  if (r.message_id && !valid_client_key(*r.message_id)) {
-    invalid("message_id", "must be 1 to 128 printable ASCII characters without spaces");
-  }
+  r.message_id = optional_key(body, "message_id");
   if (auto type = optional_string(body, "type")) {
     auto parsed = parse_type(*type);
     if (!parsed) invalid("type", "must be \"text\", \"call\" or \"system\"");
@@ -230,10 +228,7 @@ MakeCallRequest decode_make_call(const Json& body) {
   auto action = parse_call_action(required_string(body, "action"));
   if (!action) invalid("action", "must be one of start, accept, decline, cancel, end, get");
   r.action = *action;
-  r.call_id = optional_string(body, "call_id");
-  if (r.call_id && !valid_client_key(*r.call_id)) {
-    invalid("call_id", "must be 1 to 128 printable ASCII characters without spaces");
-  }
+  r.call_id = optional_key(body, "call_id");
   if (!r.call_id && r.action != CallAction::start && r.action != CallAction::get) {
     invalid("call_id", "is required");
   }
@@ -252,10 +247,7 @@ PresenceRequest decode_presence(const Json& body) {
   if (!online) invalid("online", "is required");
   if (!online->is_boolean()) invalid("online", "must be true or false");
   r.online = online->get<bool>();
-  r.client_id = optional_string(body, "client_id");
-  if (r.client_id && !valid_client_key(*r.client_id)) {
-    invalid("client_id", "must be 1 to 128 printable ASCII characters without spaces");
-  }
+  r.client_id = optional_key(body, "client_id");
   return r;
 }
 

@@ -81,20 +81,7 @@ Request copy_request(const mosquitto* client, const char* topic, const void* pay
 EngineOptions plugin_engine_options(const Settings& settings) {
   EngineOptions options = engine_options(settings);
   options.offline_at_start = true;  // the plugin starts with the broker: nobody is connected
-  options.require_identity = !settings.auth_jwt_secret_file.empty();
-  return options;
-}
-
-std::optional<JwtOptions> jwt_options(const Settings& settings) {
-  if (settings.auth_jwt_secret_file.empty()) return std::nullopt;
-  JwtOptions options;
-  try {
-    options.secret = read_secret_file(settings.auth_jwt_secret_file);
-  } catch (const std::exception& e) {
-    throw ConfigError(std::string("config key 'auth_jwt_secret_file': ") + e.what());
-  }
-  options.max_token_bytes = settings.auth_token_max_bytes;
-  options.leeway_s = settings.auth_leeway_s;
+  options.require_identity = authentication_configured(settings);
   return options;
 }
 
@@ -171,11 +158,12 @@ PluginHost::PluginHost(const Settings& settings)
   }
   if (!jwt_) {
     log_line(LogLevel::warn, "OPEN_MODE",
-             {{"warning", "no auth_jwt_secret_file: ANY client can read and write EVERY booking; "
+             {{"warning", "no auth_jwt_secret_file nor auth_jwt_public_key_file: ANY client can read and write EVERY booking; "
                           "development only, never expose this broker"}});
   } else {
     log_line(LogLevel::info, "auth_enabled",
-             {{"secret_file", settings.auth_jwt_secret_file}, {"grants", std::to_string(acl_.service_grants.size())}});
+             {{"secret_file", settings.auth_jwt_secret_file}, {"public_key_file", settings.auth_jwt_public_key_file},
+              {"grants", std::to_string(acl_.service_grants.size())}});
   }
 }
 
