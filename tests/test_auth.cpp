@@ -683,6 +683,162 @@ BOOST_AUTO_TEST_CASE(ctl_minted_rs256_es256_and_eddsa_tokens_verify) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(tokens_signed_by_openssl_itself_verify) {
+  // Interoperability: the signature scheme is the standard one, not only libjwt's or ours.
+  const std::string body = claims(R"("sub":"driver-7","role":"driver","booking":"BK-1",)" + kExp);
+  const std::string shell_base64url = " | base64 -w0 | tr '+/' '-_' | tr -d '='";
+  struct Case {
+    std::string key, alg, sign;
+  };
+  const std::vector<Case> cases = {
+      {keys().rsa, "RS256", "openssl dgst -sha256 -sign " + keys().rsa + ".pem"},
+      {keys().ed25519, "EdDSA", "openssl pkeyutl -sign -rawin -inkey " + keys().ed25519 + ".pem -in"},
+  };
+  const nt::test::UnitTempDir dir;
+  for (const auto& c : cases) {
+    BOOST_TEST_CONTEXT(c.alg) {
+      const std::string input =
+          base64url(R"({"alg":")" + c.alg + R"(","typ":"JWT"})") + "." + base64url(body);
+      const Run signature = run(c.sign + " " + write_file(dir, "input", input) + shell_base64url);
+      BOOST_TEST_REQUIRE(!signature.out.empty());
+      BOOST_TEST(outcome(input + "." + signature.out, public_key_options(c.key)) == "accepted");
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(each_key_verifies_only_its_own_algorithms) {
+  const std::string body = claims(R"("sub":"driver-7","role":"driver","booking":"BK-1",)" + kExp);
+  const nt::PemKey rsa_private = nt::read_private_key_file(keys().rsa + ".pem");
+  const std::string rs256 = nt::mint_token(kDriver, rsa_private, kNow + 600);
+  const std::string es256 =
+      nt::mint_token(kDriver, nt::read_private_key_file(keys().p256 + ".pem"), kNow + 600);
+  const std::string eddsa =
+      nt::mint_token(kDriver, nt::read_private_key_file(keys().ed25519 + ".pem"), kNow + 600);
+  const std::string hs256 = nt::mint_token(kDriver, kSecret, kNow + 600);
+  const auto rsa_only = public_key_options(keys().rsa);
+  const auto rsa_and_secret = public_key_options(keys().rsa, kSecret);
+
+  // Each token with its own key, whatever else is configured.
+  BOOST_TEST(outcome(rs256, rsa_only) == "accepted");
+  BOOST_TEST(outcome(rs256, rsa_and_secret) == "accepted");
+  BOOST_TEST(outcome(hs256, rsa_and_secret) == "accepted");
+  BOOST_TEST(outcome(es256, public_key_options(keys().p256)) == "accepted");
+  BOOST_TEST(outcome(eddsa, public_key_options(keys().ed25519)) == "accepted");
+
+  // Key confusion: HS256 signed with the PEM public key text as the HMAC secret.
+  const std::string public_pem = nt::read_public_key_file(keys().rsa + ".pub").pem;
+  const std::string confused = signed_token(body, public_pem, JWT_ALG_HS256);
+  BOOST_TEST(outcome(confused, rsa_only) == "bad_algorithm");       // no secret: HS never tried
+  BOOST_TEST(outcome(confused, rsa_and_secret) == "bad_signature");  // the secret, not the PEM
+  // An RS token against a secret-only configuration, and an algorithm of another key type.
+  BOOST_TEST(outcome(rs256) == "bad_algorithm");
+  BOOST_TEST(outcome(es256, rsa_and_secret) == "bad_algorithm");
+  BOOST_TEST(outcome(eddsa, rsa_and_secret) == "bad_algorithm");
+  BOOST_TEST(outcome(rs256, public_key_options(keys().ed25519)) == "bad_algorithm");
+  // The public key must not verify an RS token re-labelled as HS (nor the other way round).
+  const auto rs_parts = parts_of(rs256);
+  BOOST_TEST(outcome(base64url(R"({"alg":"HS256","typ":"JWT"})") + "." + rs_parts[1] + "." +
+                         rs_parts[2],
+                     rsa_and_secret) == "bad_signature");
+  const auto hs_parts = parts_of(hs256);
+  BOOST_TEST(outcome(base64url(R"({"alg":"RS256","typ":"JWT"})") + "." + hs_parts[1] + "." +
+                         hs_parts[2],
+                     rsa_and_secret) == "bad_signature");
+
+  // A wrong key of the right type.
+  BOOST_TEST(outcome(rs256, public_key_options(keys().other_rsa)) == "bad_signature");
+  BOOST_TEST(outcome(eddsa, public_key_options(keys().other_ed25519)) == "bad_signature");
+  // alg none, and tampering, under a public key.
+  BOOST_TEST(outcome(hand_made_token(R"({"alg":"none","typ":"JWT"})", body), rsa_only) ==
+             "bad_algorithm");
+  for (const std::string& token : {rs256, eddsa}) {
+    const auto parts = parts_of(token);
+    const std::string other = claims(R"("sub":"driver-7","role":"driver","booking":"BK-2",)" + kExp);
+    const auto& key = token == rs256 ? keys().rsa : keys().ed25519;
+    BOOST_TEST(outcome(parts[0] + "." + base64url(other) + "." + parts[2],
+                       public_key_options(key)) == "bad_signature");
+    BOOST_TEST(outcome(parts[0] + "." + parts[1] + ".AAAA", public_key_options(key)) ==
+               "bad_signature");
+  }
+  // Claims and lifetime rules are the same whatever signed the token.
+  BOOST_TEST(outcome(nt::mint_token(kDriver, rsa_private, kNow + 86400 * 30), rsa_only) ==
+             "ttl_too_long");
+  BOOST_TEST(outcome(nt::mint_token(kDriver, rsa_private, kNow - 3600), rsa_only) == "expired");
+}
+
+BOOST_AUTO_TEST_CASE(key_files_are_checked_by_path) {
+  const nt::test::UnitTempDir dir;
+  const auto public_error = [](const std::string& path) {
+    return error_of<std::runtime_error>([&] { nt::read_public_key_file(path); });
+  };
+  const auto private_error = [](const std::string& path) {
+    return error_of<std::runtime_error>([&] { nt::read_private_key_file(path); });
+  };
+  BOOST_TEST((nt::read_public_key_file(keys().rsa + ".pub").type == nt::KeyType::rsa));
+  BOOST_TEST((nt::read_public_key_file(keys().p256 + ".pub").type == nt::KeyType::ec_p256));
+  BOOST_TEST((nt::read_public_key_file(keys().ed25519 + ".pub").type == nt::KeyType::ed25519));
+  BOOST_TEST(!nt::read_public_key_file(keys().rsa + ".pub").is_private);
+
+  // A private key is refused where a public one is expected, even with a public key after it,
+  // and the message never quotes the key.
+  const std::string private_pem = nt::read_key_file(keys().ed25519 + ".pem", "key");
+  const std::string both = write_file(
+      dir, "both.pem", private_pem + nt::read_key_file(keys().ed25519 + ".pub", "key"));
+  for (const std::string& path : {keys().ed25519 + ".pem", both}) {
+    const std::string error = public_error(path);
+    BOOST_TEST(error.find(path) != std::string::npos, error);
+    BOOST_TEST(error.find("private key") != std::string::npos, error);
+    BOOST_TEST(error.find(private_pem.substr(30, 20)) == std::string::npos, error);
+  }
+  BOOST_TEST(public_error(write_file(dir, "garbage", "not a key\n")).find("garbage") !=
+             std::string::npos);
+  BOOST_TEST(!public_error(dir.path() + "/missing.pub").empty());
+  BOOST_TEST(!private_error(keys().rsa + ".pub").empty());
+  BOOST_TEST(!private_error(write_file(dir, "hmac", std::string(kSecret))).empty());
+
+  // Too weak or unsupported: RSA below 2048 bits, EC on another curve.
+  const Run weak = run("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:1024 2>/dev/null"
+                       " | openssl pkey -pubout -out " + dir.path() + "/weak.pub 2>&1");
+  BOOST_TEST_REQUIRE(weak.status == 0);
+  BOOST_TEST(public_error(dir.path() + "/weak.pub").find("2048") != std::string::npos);
+  const Run k256 = run("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:secp256k1"
+                       " 2>/dev/null | openssl pkey -pubout -out " + dir.path() + "/k256.pub 2>&1");
+  BOOST_TEST_REQUIRE(k256.status == 0);
+  BOOST_TEST(public_error(dir.path() + "/k256.pub").find("curve") != std::string::npos);
+
+  // Minting needs the private half.
+  BOOST_TEST(!error_of<std::runtime_error>([] {
+                nt::mint_token(kDriver, nt::read_public_key_file(keys().rsa + ".pub"), kNow + 60);
+              }).empty());
+}
+
+BOOST_AUTO_TEST_CASE(settings_map_to_verifier_options) {
+  nt::Settings settings = nt::resolve_settings({});
+  BOOST_TEST(!nt::authentication_configured(settings));
+  BOOST_TEST(!nt::jwt_options(settings).has_value());
+
+  settings.auth_jwt_public_key_file = keys().p256 + ".pub";
+  settings.auth_max_token_ttl_s = 600;
+  settings.auth_leeway_s = 5;
+  BOOST_TEST(nt::authentication_configured(settings));
+  const auto options = nt::jwt_options(settings);
+  BOOST_TEST_REQUIRE(options.has_value());
+  BOOST_TEST(options->secret.empty());
+  BOOST_TEST_REQUIRE(options->public_key.has_value());
+  BOOST_TEST((options->public_key->type == nt::KeyType::ec_p256));
+  BOOST_TEST(options->max_ttl_s == 600);
+  BOOST_TEST(options->leeway_s == 5);
+
+  const auto config_error = [&] {
+    return error_of<nt::ConfigError>([&] { nt::jwt_options(settings); });
+  };
+  settings.auth_jwt_public_key_file = keys().p256 + ".pem";  // the private half
+  BOOST_TEST(config_error().find("config key 'auth_jwt_public_key_file'") == 0u, config_error());
+  settings.auth_jwt_public_key_file = "";
+  settings.auth_jwt_secret_file = keys().p256 + ".missing";
+  BOOST_TEST(config_error().find("config key 'auth_jwt_secret_file'") == 0u, config_error());
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(grants)
