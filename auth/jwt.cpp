@@ -247,16 +247,16 @@ std::string libjwt_token(const std::string& claims, jwt_alg_t alg, std::string_v
   return std::string(token.get());
 }
 
-// Whether the token's signature verifies with the key its (already accepted) algorithm names.
-bool signature_verifies(std::string_view token, std::string_view alg,
+// Whether the token's signature verifies with the key its (already accepted) algorithm names:
+// HS* by libjwt with the secret, the others by auth/keys.cpp with the public key.
+bool token_signature_verifies(std::string_view token, std::string_view alg,
                         const std::vector<std::string_view>& parts, const JwtOptions& options) {
-  if (alg == "EdDSA") {
+  if (!is_hmac_algorithm(alg)) {
     const auto signature = base64url_decode(parts[2]);
     const std::string_view signing_input = token.substr(0, parts[0].size() + 1 + parts[1].size());
-    return signature && eddsa_verifies(*options.public_key, signing_input, *signature);
+    return signature && signature_verifies(*options.public_key, alg, signing_input, *signature);
   }
-  const std::string_view key = is_hmac_algorithm(alg) ? std::string_view(options.secret)
-                                                      : std::string_view(options.public_key->pem);
+  const std::string_view key = options.secret;
   if (key.size() > static_cast<std::size_t>(INT_MAX)) return false;
   jwt_t* decoded = nullptr;
   const int error = jwt_decode(&decoded, std::string(token).c_str(),
@@ -334,7 +334,7 @@ VerifyResult verify_token(std::string_view token, const JwtOptions& options, std
   const auto payload = payload_text ? parse_unique_object(*payload_text) : std::nullopt;
   if (!payload) return refuse(AuthFailure::malformed, "payload is not a base64url JSON object");
 
-  if (!signature_verifies(token, alg_name, parts, options)) {
+  if (!token_signature_verifies(token, alg_name, parts, options)) {
     return refuse(AuthFailure::bad_signature, "signature does not verify with the configured " +
                                                   std::string(is_hmac_algorithm(alg_name)
                                                                   ? "secret"

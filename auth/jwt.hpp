@@ -1,7 +1,8 @@
 // JSON Web Tokens carrying an Identity: verification (for the broker) and minting (for
 // navietakie-ctl, the bridge and tests). HS256/384/512 with a shared secret; RS256/384/512,
-// ES256/384/512 and EdDSA with a public key (auth/keys.hpp). Signatures are libjwt's (EdDSA:
-// OpenSSL's, libjwt 1.10 has none); the time and claim rules are ours, since libjwt checks neither.
+// ES256/384/512 and EdDSA with a public key (auth/keys.hpp). HMAC signatures are libjwt's, public
+// key ones OpenSSL's on the key parsed once (auth/keys.hpp says why); the time and claim rules are
+// ours, since libjwt checks neither.
 //
 // The claims: `sub` (1 to 128 characters from 0x21 to 0x7E), `role` (driver, passenger, service),
 // `booking` (a booking code: required for driver and passenger, absent for a service), `exp`

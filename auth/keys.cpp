@@ -1,7 +1,9 @@
 #include "auth/keys.hpp"
 
 #include <openssl/bio.h>
+#include <openssl/bn.h>
 #include <openssl/core_names.h>
+#include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -103,6 +105,47 @@ PemKey read_pem_key(const std::string& path, bool is_private) {
 
 bool is_eddsa(KeyType type) { return type == KeyType::ed25519 || type == KeyType::ed448; }
 
+// The bytes of each of r and s in a JWS ECDSA signature; 0 for a key that is not EC.
+std::size_t ec_coordinate_bytes(KeyType type) {
+  switch (type) {
+    case KeyType::ec_p256: return 32;
+    case KeyType::ec_p384: return 48;
+    case KeyType::ec_p521: return 66;
+    default: return 0;
+  }
+}
+
+// The digest of an RS or ES algorithm; nullptr for EdDSA, which hashes by itself.
+const EVP_MD* digest_of(std::string_view alg) {
+  if (alg == "RS256" || alg == "ES256") return EVP_sha256();
+  if (alg == "RS384" || alg == "ES384") return EVP_sha384();
+  if (alg == "RS512" || alg == "ES512") return EVP_sha512();
+  return nullptr;
+}
+
+// JWS carries an ECDSA signature as r || s, fixed width; OpenSSL verifies DER.
+std::optional<std::string> ecdsa_der(std::string_view raw, std::size_t coordinate_bytes) {
+  if (coordinate_bytes == 0 || raw.size() != 2 * coordinate_bytes) return std::nullopt;
+  const auto* bytes = reinterpret_cast<const unsigned char*>(raw.data());
+  const int width = static_cast<int>(coordinate_bytes);
+  ECDSA_SIG* signature = ECDSA_SIG_new();
+  BIGNUM* r = BN_bin2bn(bytes, width, nullptr);
+  BIGNUM* s = BN_bin2bn(bytes + coordinate_bytes, width, nullptr);
+  if (signature == nullptr || r == nullptr || s == nullptr || ECDSA_SIG_set0(signature, r, s) != 1) {
+    BN_free(r);
+    BN_free(s);
+    ECDSA_SIG_free(signature);
+    return std::nullopt;
+  }
+  unsigned char* der = nullptr;
+  const int length = i2d_ECDSA_SIG(signature, &der);  // signature owns r and s now
+  ECDSA_SIG_free(signature);
+  if (length <= 0) return std::nullopt;
+  std::string out(reinterpret_cast<const char*>(der), static_cast<std::size_t>(length));
+  OPENSSL_free(der);
+  return out;
+}
+
 }  // namespace
 
 const char* to_string(KeyType type) {
@@ -197,12 +240,19 @@ std::string eddsa_sign(const PemKey& private_key, std::string_view signing_input
   return signature;
 }
 
-bool eddsa_verifies(const PemKey& key, std::string_view signing_input, std::string_view signature) {
-  if (!is_eddsa(key.type) || !key.loaded) return false;
+bool signature_verifies(const PemKey& key, std::string_view alg, std::string_view signing_input,
+                        std::string_view signature) {
+  if (!key.loaded || !key_serves(key.type, alg)) return false;
+  std::optional<std::string> der;
+  if (ec_coordinate_bytes(key.type) > 0) {
+    der = ecdsa_der(signature, ec_coordinate_bytes(key.type));
+    if (!der) return false;
+    signature = *der;
+  }
   const MdContext context(EVP_MD_CTX_new());
   const bool verifies =
       context &&
-      EVP_DigestVerifyInit(context.get(), nullptr, nullptr, nullptr, key.loaded.get()) == 1 &&
+      EVP_DigestVerifyInit(context.get(), nullptr, digest_of(alg), nullptr, key.loaded.get()) == 1 &&
       EVP_DigestVerify(context.get(), reinterpret_cast<const unsigned char*>(signature.data()),
                        signature.size(),
                        reinterpret_cast<const unsigned char*>(signing_input.data()),
