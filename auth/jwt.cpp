@@ -66,25 +66,6 @@ std::optional<std::string> base64url_decode(std::string_view text) {
   return out;
 }
 
-std::string base64url_encode(std::string_view bytes) {
-  static constexpr char alphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  out.reserve((bytes.size() * 4 + 2) / 3);
-  std::uint32_t bits = 0;
-  int bit_count = 0;
-  for (char c : bytes) {
-    bits = (bits << 8) | static_cast<unsigned char>(c);
-    bit_count += 8;
-    while (bit_count >= 6) {
-      bit_count -= 6;
-      out += alphabet[(bits >> bit_count) & 0x3fu];
-    }
-  }
-  if (bit_count > 0) out += alphabet[(bits << (6 - bit_count)) & 0x3fu];
-  return out;
-}
-
 bool is_hmac_algorithm(std::string_view name) {
   return name == "HS256" || name == "HS384" || name == "HS512";
 }
@@ -285,6 +266,25 @@ const char* to_string(AuthFailure failure) {
     case AuthFailure::ttl_too_long: return "ttl_too_long";
   }
   return "?";
+}
+
+std::string base64url_encode(std::string_view bytes) {
+  static constexpr char alphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string out;
+  out.reserve((bytes.size() * 4 + 2) / 3);
+  std::uint32_t bits = 0;
+  int bit_count = 0;
+  for (char c : bytes) {
+    bits = (bits << 8) | static_cast<unsigned char>(c);
+    bit_count += 8;
+    while (bit_count >= 6) {
+      bit_count -= 6;
+      out += alphabet[(bits >> bit_count) & 0x3fu];
+    }
+  }
+  if (bit_count > 0) out += alphabet[(bits << (6 - bit_count)) & 0x3fu];
+  return out;
 }
 
 VerifyResult verify_token(std::string_view token, const JwtOptions& options, std::int64_t now_s) {

@@ -87,6 +87,9 @@ std::string mint_token(const Identity& identity, const PemKey& private_key,
                        std::optional<std::int64_t> not_before_s = std::nullopt,
                        std::optional<std::int64_t> issued_at_s = std::nullopt);
 
+// Unpadded base64url, as JWS writes each part of a token.
+std::string base64url_encode(std::string_view bytes);
+
 // The whole file with one trailing newline ("\n" or "\r\n") removed. Throws std::runtime_error
 // naming the path (never the content) if it cannot be read, is empty, longer than 64 KiB, or
 // shorter than 32 bytes (an HS256 key should hold at least 256 bits).

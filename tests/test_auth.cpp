@@ -43,23 +43,7 @@ const nt::Identity kDriver = make_identity(nt::Principal::driver, "driver-7", "B
 const nt::Identity kPassenger = make_identity(nt::Principal::passenger, "pax-3", "BK-1");
 const nt::Identity kService = make_identity(nt::Principal::service, "dispatch", "");
 
-std::string base64url(std::string_view bytes) {
-  static constexpr char alphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  std::uint32_t bits = 0;
-  int bit_count = 0;
-  for (char c : bytes) {
-    bits = (bits << 8) | static_cast<unsigned char>(c);
-    bit_count += 8;
-    while (bit_count >= 6) {
-      bit_count -= 6;
-      out += alphabet[(bits >> bit_count) & 0x3fu];
-    }
-  }
-  if (bit_count > 0) out += alphabet[(bits << (6 - bit_count)) & 0x3fu];
-  return out;
-}
+std::string base64url(std::string_view bytes) { return nt::base64url_encode(bytes); }
 
 // header.payload.signature, assembled by hand: no library would sign these.
 std::string hand_made_token(std::string_view header_json, std::string_view claims_json,
@@ -485,6 +469,14 @@ BOOST_AUTO_TEST_CASE(minted_token_is_plain_hs256) {
   BOOST_TEST(jwt_get_grant_int(jwt.get(), "nbf") == kNow);
   BOOST_TEST(jwt_get_grant_int(jwt.get(), "iat") == kNow - 5);
   BOOST_TEST(jwt_get_grant(jwt.get(), "booking") == nullptr);
+}
+
+BOOST_AUTO_TEST_CASE(base64url_is_unpadded_with_the_url_alphabet) {
+  BOOST_TEST(nt::base64url_encode("") == "");
+  BOOST_TEST(nt::base64url_encode("f") == "Zg");
+  BOOST_TEST(nt::base64url_encode("fo") == "Zm8");
+  BOOST_TEST(nt::base64url_encode("foo") == "Zm9v");
+  BOOST_TEST(nt::base64url_encode("\xfb\xff\xbf") == "-_-_");
 }
 
 BOOST_AUTO_TEST_CASE(lifetime_is_bounded) {
