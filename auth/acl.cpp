@@ -4,9 +4,9 @@
 #include <string>
 #include <vector>
 
+#include "config/config.hpp"
 #include "core/printable_key.hpp"
 #include "core/topics.hpp"
-#include "config/config.hpp"
 
 namespace navietakie {
 namespace {
@@ -129,7 +129,8 @@ std::vector<Grant> parse_grants(std::string_view text, std::string_view topic_pr
     grant.filter = replace_all(entry.substr(second + 1), "{prefix}", topic_prefix);
     if (grant.subject.empty()) throw bad("empty subject");
     if (!valid_grant_subject(grant.subject)) {
-      throw bad("the subject must be '*' or a token's sub (" + std::string(kPrintableKeyRule) + ")");
+      throw bad("the subject must be '*' or a token's sub (" + std::string(kPrintableKeyRule) +
+                ")");
     }
     if (access != "pub" && access != "sub") {
       throw bad("unknown access " + quote(access) + " (expected pub or sub)");

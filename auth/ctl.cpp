@@ -239,11 +239,14 @@ int run_verify(int argc, const char* const* argv) {
   const std::string secret_path = option_or_env(parsed, "secret-file", kSecretFileEnv);
   const std::string public_key_path = option_or_env(parsed, "public-key-file", kPublicKeyFileEnv);
   if (secret_path.empty() && public_key_path.empty()) {
-    throw UsageError(std::string("no key: give --secret-file FILE or --public-key-file FILE (or set ") +
-                     kSecretFileEnv + " or " + kPublicKeyFileEnv + ")");
+    throw UsageError(
+        std::string("no key: give --secret-file FILE or --public-key-file FILE (or set ") +
+        kSecretFileEnv + " or " + kPublicKeyFileEnv + ")");
   }
   if (!secret_path.empty()) jwt_options.secret = load(secret_path, read_secret_file);
-  if (!public_key_path.empty()) jwt_options.public_key = load(public_key_path, read_public_key_file);
+  if (!public_key_path.empty()) {
+    jwt_options.public_key = load(public_key_path, read_public_key_file);
+  }
   const VerifyResult result = verify_token(parsed["token"].as<std::string>(), jwt_options, now_s());
   if (!result) {
     std::cerr << "refused: " << to_string(result.failure) << ": " << result.detail << "\n";

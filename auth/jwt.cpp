@@ -76,7 +76,9 @@ std::string accepted_algorithms(const JwtOptions& options) {
   if (!options.secret.empty()) names = "HS256, HS384, HS512";
   if (options.public_key) {
     for (const char* alg : {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "EdDSA"}) {
-      if (key_serves(options.public_key->type, alg)) names += (names.empty() ? "" : ", ") + std::string(alg);
+      if (key_serves(options.public_key->type, alg)) {
+        names += (names.empty() ? "" : ", ") + std::string(alg);
+      }
     }
   }
   return names.empty() ? "none: no key is configured" : names;
@@ -87,8 +89,9 @@ std::optional<std::string> algorithm_problem(std::string_view alg, const JwtOpti
   const std::string named = "algorithm " + quote(alg, 16);
   if (is_hmac_algorithm(alg)) {
     if (!options.secret.empty()) return std::nullopt;
-    return named + " needs a secret and none is configured (accepted: " +
-           accepted_algorithms(options) + ")";
+    return named +
+           " needs a secret and none is configured (accepted: " + accepted_algorithms(options) +
+           ")";
   }
   if (is_public_key_algorithm(alg)) {
     if (!options.public_key) {
@@ -161,7 +164,7 @@ struct Claims {
 
 // An optional NumericDate claim, or what is wrong with it.
 std::variant<std::optional<std::int64_t>, std::string> optional_time(const Json& json,
-                                                                      const char* name) {
+                                                                     const char* name) {
   const auto found = json.find(name);
   if (found == json.end()) return std::optional<std::int64_t>();
   if (auto seconds = whole_seconds(*found)) return seconds;
@@ -231,7 +234,8 @@ std::string libjwt_token(const std::string& claims, jwt_alg_t alg, std::string_v
 // Whether the token's signature verifies with the key its (already accepted) algorithm names:
 // HS* by libjwt with the secret, the others by auth/keys.cpp with the public key.
 bool token_signature_verifies(std::string_view token, std::string_view alg,
-                        const std::vector<std::string_view>& parts, const JwtOptions& options) {
+                              const std::vector<std::string_view>& parts,
+                              const JwtOptions& options) {
   if (!is_hmac_algorithm(alg)) {
     const auto signature = base64url_decode(parts[2]);
     const std::string_view signing_input = token.substr(0, parts[0].size() + 1 + parts[1].size());
@@ -240,9 +244,9 @@ bool token_signature_verifies(std::string_view token, std::string_view alg,
   const std::string_view key = options.secret;
   if (key.size() > static_cast<std::size_t>(INT_MAX)) return false;
   jwt_t* decoded = nullptr;
-  const int error = jwt_decode(&decoded, std::string(token).c_str(),
-                               reinterpret_cast<const unsigned char*>(key.data()),
-                               static_cast<int>(key.size()));
+  const int error =
+      jwt_decode(&decoded, std::string(token).c_str(),
+                 reinterpret_cast<const unsigned char*>(key.data()), static_cast<int>(key.size()));
   const JwtPtr jwt(decoded);
   // A refused signature leaves entries in this thread's OpenSSL error queue; the broker's own TLS
   // reads that queue, so nothing of ours may stay there.
@@ -335,10 +339,9 @@ VerifyResult verify_token(std::string_view token, const JwtOptions& options, std
   if (!payload) return refuse(AuthFailure::malformed, "payload is not a base64url JSON object");
 
   if (!token_signature_verifies(token, alg_name, parts, options)) {
-    return refuse(AuthFailure::bad_signature, "signature does not verify with the configured " +
-                                                  std::string(is_hmac_algorithm(alg_name)
-                                                                  ? "secret"
-                                                                  : "public key"));
+    return refuse(AuthFailure::bad_signature,
+                  "signature does not verify with the configured " +
+                      std::string(is_hmac_algorithm(alg_name) ? "secret" : "public key"));
   }
 
   // The claims as signed: the payload bytes the signature covers, parsed by us.
@@ -398,7 +401,9 @@ std::string mint_token(const Identity& identity, const PemKey& private_key,
     throw std::runtime_error("cannot mint a token: a public key only verifies, it cannot sign");
   }
   const char* alg = minting_algorithm(private_key.type);
-  if (std::string_view(alg) != "EdDSA") return libjwt_token(claims, jwt_str_alg(alg), private_key.pem);
+  if (std::string_view(alg) != "EdDSA") {
+    return libjwt_token(claims, jwt_str_alg(alg), private_key.pem);
+  }
   const std::string signing_input =
       base64url_encode(R"({"alg":"EdDSA","typ":"JWT"})") + "." + base64url_encode(claims);
   return signing_input + "." + base64url_encode(eddsa_sign(private_key, signing_input));

@@ -79,7 +79,9 @@ PemKey read_pem_key(const std::string& path, bool is_private) {
   PemKey key;
   key.is_private = is_private;
   key.pem = read_key_file(path, is_private ? "private key file" : "public key file");
-  if (key.pem.size() > static_cast<std::size_t>(INT_MAX)) throw std::runtime_error(name + " is too long");
+  if (key.pem.size() > static_cast<std::size_t>(INT_MAX)) {
+    throw std::runtime_error(name + " is too long");
+  }
   const bool holds_private = key.pem.find("PRIVATE KEY-----") != std::string::npos;
   if (!is_private && holds_private) {
     // OpenSSL would skip to a public key further down the file; the private one is still there.
@@ -90,13 +92,14 @@ PemKey read_pem_key(const std::string& path, bool is_private) {
   const std::unique_ptr<BIO, BioDeleter> bio(
       BIO_new_mem_buf(key.pem.data(), static_cast<int>(key.pem.size())));
   if (!bio) throw std::runtime_error("cannot read " + name + ": out of memory");
-  EVP_PKEY* parsed = is_private ? PEM_read_bio_PrivateKey(bio.get(), nullptr, no_passphrase, nullptr)
-                                : PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr);
+  EVP_PKEY* parsed = is_private
+                         ? PEM_read_bio_PrivateKey(bio.get(), nullptr, no_passphrase, nullptr)
+                         : PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr);
   if (parsed == nullptr) {
     ERR_clear_error();
-    throw std::runtime_error(name + (is_private
-                                         ? " is not an unencrypted PEM private key"
-                                         : " is not a PEM public key (-----BEGIN PUBLIC KEY-----)"));
+    throw std::runtime_error(
+        name + (is_private ? " is not an unencrypted PEM private key"
+                           : " is not a PEM public key (-----BEGIN PUBLIC KEY-----)"));
   }
   key.loaded = shared_key(parsed);
   key.type = key_type(parsed, name);
@@ -131,7 +134,8 @@ std::optional<std::string> ecdsa_der(std::string_view raw, std::size_t coordinat
   ECDSA_SIG* signature = ECDSA_SIG_new();
   BIGNUM* r = BN_bin2bn(bytes, width, nullptr);
   BIGNUM* s = BN_bin2bn(bytes + coordinate_bytes, width, nullptr);
-  if (signature == nullptr || r == nullptr || s == nullptr || ECDSA_SIG_set0(signature, r, s) != 1) {
+  if (signature == nullptr || r == nullptr || s == nullptr ||
+      ECDSA_SIG_set0(signature, r, s) != 1) {
     BN_free(r);
     BN_free(s);
     ECDSA_SIG_free(signature);
@@ -185,8 +189,8 @@ const char* minting_algorithm(KeyType type) {
 }
 
 bool is_public_key_algorithm(std::string_view alg) {
-  for (KeyType type : {KeyType::rsa, KeyType::ec_p256, KeyType::ec_p384, KeyType::ec_p521,
-                       KeyType::ed25519}) {
+  for (KeyType type :
+       {KeyType::rsa, KeyType::ec_p256, KeyType::ec_p384, KeyType::ec_p521, KeyType::ed25519}) {
     if (key_serves(type, alg)) return true;
   }
   return false;
@@ -252,11 +256,11 @@ bool signature_verifies(const PemKey& key, std::string_view alg, std::string_vie
   const MdContext context(EVP_MD_CTX_new());
   const bool verifies =
       context &&
-      EVP_DigestVerifyInit(context.get(), nullptr, digest_of(alg), nullptr, key.loaded.get()) == 1 &&
-      EVP_DigestVerify(context.get(), reinterpret_cast<const unsigned char*>(signature.data()),
-                       signature.size(),
-                       reinterpret_cast<const unsigned char*>(signing_input.data()),
-                       signing_input.size()) == 1;
+      EVP_DigestVerifyInit(context.get(), nullptr, digest_of(alg), nullptr, key.loaded.get()) ==
+          1 &&
+      EVP_DigestVerify(
+          context.get(), reinterpret_cast<const unsigned char*>(signature.data()), signature.size(),
+          reinterpret_cast<const unsigned char*>(signing_input.data()), signing_input.size()) == 1;
   // A refused signature leaves entries in this thread's OpenSSL error queue; the broker's own TLS
   // reads that queue, so nothing of ours may stay there.
   ERR_clear_error();

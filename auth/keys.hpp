@@ -24,8 +24,8 @@ const char* to_string(KeyType type);
 struct PemKey {
   KeyType type = KeyType::rsa;
   bool is_private = false;
-  std::string pem;                        // the PEM text as read: libjwt takes keys as PEM
-  std::shared_ptr<evp_pkey_st> loaded;    // the same key, parsed once
+  std::string pem;                      // the PEM text as read: libjwt takes keys as PEM
+  std::shared_ptr<evp_pkey_st> loaded;  // the same key, parsed once
 };
 
 // Whether a key of this type verifies (or signs) the JWS algorithm `alg`: RS256/RS384/RS512 an

@@ -24,8 +24,8 @@ enum class LogLevel { debug = 0, info = 1, warn = 2, error = 3 };
 // `shown_max` bytes, so that a hostile or binary value cannot garble the line it ends up in.
 std::string quote(std::string_view value, std::size_t shown_max = 120);
 
-// `text` without the blanks around it (space, tab, CR, LF, FF, VT): the one whitespace set of config
-// lines and of the lists inside values (auth_service_grants).
+// `text` without the blanks around it (space, tab, CR, LF, FF, VT): the one whitespace set of
+// config lines and of the lists inside values (auth_service_grants).
 std::string_view trim(std::string_view text);
 
 struct ConfigKey {

@@ -37,7 +37,9 @@ std::optional<std::string> identity_claims_problem(const Identity& identity) {
     return "claim 'sub' must be " + std::string(kPrintableKeyRule);
   }
   if (!is_participant(identity.principal)) {
-    if (!identity.booking.empty()) return std::string("claim 'booking' must be absent for a service");
+    if (!identity.booking.empty()) {
+      return std::string("claim 'booking' must be absent for a service");
+    }
   } else if (!valid_booking_code(identity.booking)) {
     return std::string(
                "claim 'booking' must be 1 to 64 characters of A-Z a-z 0-9 _ -, starting with a "
