@@ -157,7 +157,9 @@ int run_token(int argc, const char* const* argv) {
   add("role", "driver, passenger or service", cxxopts::value<std::string>(), "ROLE");
   add("booking", "booking code (driver and passenger only)", cxxopts::value<std::string>(),
       "BOOKING");
-  add("ttl", "seconds from now until the token expires",
+  add("ttl",
+      "seconds from now until the token expires (brokers refuse more than their "
+      "auth_max_token_ttl_s, default 86400)",
       cxxopts::value<std::string>()->default_value("3600"), "SECONDS");
   add("nbf", "Unix time (seconds) before which the token is not valid",
       cxxopts::value<std::string>(), "UNIX_SECONDS");
