@@ -5,9 +5,10 @@
 #include <vector>
 
 #include "auth/jwt.hpp"
-#include "core/topics.hpp"
 #include "core/wire.hpp"
 #include "config/config.hpp"
+#include "core/printable_key.hpp"
+#include "core/topics.hpp"
 
 namespace navietakie {
 namespace {
@@ -15,15 +16,7 @@ namespace {
 constexpr std::string_view kSharePrefix = "$share/";
 constexpr std::size_t kMaxTopicBytes = 65535;
 constexpr std::size_t kMaxClientIdBytes = 128;
-constexpr std::size_t kMaxSubjectChars = 128;
 
-bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
-
-std::string_view trim(std::string_view text) {
-  while (!text.empty() && is_blank(text.front())) text.remove_prefix(1);
-  while (!text.empty() && is_blank(text.back())) text.remove_suffix(1);
-  return text;
-}
 
 // The levels of a topic or filter: "a//b" -> {"a", "", "b"}.
 std::vector<std::string_view> levels(std::string_view topic) {
@@ -44,12 +37,7 @@ bool valid_topic_name(std::string_view topic) {
 bool is_wildcard(std::string_view level) { return level == "+" || level == "#"; }
 
 bool valid_grant_subject(std::string_view subject) {
-  if (subject == "*") return true;
-  if (subject.empty() || subject.size() > kMaxSubjectChars) return false;
-  for (char c : subject) {
-    if (c < 0x21 || c > 0x7e) return false;
-  }
-  return true;
+  return subject == "*" || valid_subject(subject);
 }
 
 std::string replace_all(std::string_view text, std::string_view from, std::string_view to) {
@@ -141,7 +129,8 @@ std::vector<Grant> parse_grants(std::string_view text, std::string_view topic_pr
     grant.filter = replace_all(entry.substr(second + 1), "{prefix}", topic_prefix);
     if (grant.subject.empty()) throw bad("empty subject");
     if (!valid_grant_subject(grant.subject)) {
-      throw bad("the subject must be '*' or a token's sub (1 to 128 characters from 0x21 to 0x7E)");
+      throw bad("the subject must be '*' or a token's sub (" + std::string(kPrintableKeyRule) +
+                ")");
     }
     if (access != "pub" && access != "sub") {
       throw bad("unknown access " + quote(access) + " (expected pub or sub)");

@@ -1,5 +1,6 @@
-// navietakie-ctl: operator tools for authentication. Makes a shared secret, mints tokens with it
-// and verifies them, under the same rules as the broker. Never prints the secret.
+// navietakie-ctl: operator tools for authentication. Makes a shared secret, mints tokens with it or
+// with a private key, and verifies them under the same rules as the broker. Never prints a secret
+// or a key.
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -22,6 +23,7 @@ using namespace navietakie;
 
 constexpr const char* kProgram = "navietakie-ctl";
 constexpr const char* kSecretFileEnv = "NAVIETAKIE_AUTH_JWT_SECRET_FILE";
+constexpr const char* kPublicKeyFileEnv = "NAVIETAKIE_AUTH_JWT_PUBLIC_KEY_FILE";
 constexpr std::int64_t kMaxTtlSeconds = 10LL * 366 * 24 * 3600;
 
 // Bad input: the message is printed and the program exits with 2.
@@ -35,7 +37,8 @@ const char* const kUsage =
     "\n"
     "Commands:\n"
     "  secret    print a new random secret (64 hex characters), e.g. > secret.key\n"
-    "  token     print an HS256 token for a driver, passenger or service\n"
+    "  token     print a token for a driver, passenger or service (HS256 with the secret, or\n"
+    "            RS256 / ES256 / EdDSA with a private key)\n"
     "  verify    check a token as the broker would and print the identity it carries\n"
     "\n"
     "`navietakie-ctl COMMAND --help` describes each command.\n";
@@ -104,19 +107,19 @@ cxxopts::ParseResult parse(cxxopts::Options& options, const std::vector<std::str
   }
 }
 
-// --secret-file, else $NAVIETAKIE_AUTH_JWT_SECRET_FILE; read and checked.
-std::string load_secret(const cxxopts::ParseResult& parsed) {
-  std::string path;
-  if (parsed.count("secret-file") > 0) {
-    path = parsed["secret-file"].as<std::string>();
-  } else if (const char* from_env = std::getenv(kSecretFileEnv)) {
-    path = from_env;
-  }
-  if (path.empty()) {
-    throw UsageError(std::string("no secret: give --secret-file FILE or set ") + kSecretFileEnv);
-  }
+// The value of --<option>, else of the environment variable; "" if neither is set.
+std::string option_or_env(const cxxopts::ParseResult& parsed, const std::string& option,
+                          const char* env) {
+  if (parsed.count(option) > 0) return parsed[option].as<std::string>();
+  const char* from_env = env != nullptr ? std::getenv(env) : nullptr;
+  return from_env != nullptr ? from_env : "";
+}
+
+// Reads a key file with `reader`; a file that cannot be used is a usage error.
+template <typename Reader>
+auto load(const std::string& path, Reader&& reader) {
   try {
-    return read_secret_file(path);
+    return reader(path);
   } catch (const std::runtime_error& error) {
     throw UsageError(error.what());
   }
@@ -140,23 +143,30 @@ int run_secret(int argc, const char* const* argv) {
 int run_token(int argc, const char* const* argv) {
   cxxopts::Options options(
       "navietakie-ctl token",
-      "Prints an HS256 token for one identity, signed with the shared secret.\n"
+      "Prints a token for one identity: HS256 signed with the shared secret, or, with\n"
+      "--private-key-file, signed with that key (RSA: RS256, EC P-256/384/521: ES256/384/512,\n"
+      "Ed25519/Ed448: EdDSA) for brokers that hold only the public half.\n"
       "Drivers and passengers need --booking; a service must not have one.\n");
   auto add = options.add_options();
   add("secret-file", std::string("file holding the secret (default: $") + kSecretFileEnv + ")",
+      cxxopts::value<std::string>(), "FILE");
+  add("private-key-file", "PEM private key to sign with instead of the secret",
       cxxopts::value<std::string>(), "FILE");
   add("sub", "the token's subject: 1 to 128 characters from 0x21 to 0x7E",
       cxxopts::value<std::string>(), "SUB");
   add("role", "driver, passenger or service", cxxopts::value<std::string>(), "ROLE");
   add("booking", "booking code (driver and passenger only)", cxxopts::value<std::string>(),
       "BOOKING");
-  add("ttl", "seconds from now until the token expires",
+  add("ttl",
+      "seconds from now until the token expires (brokers refuse more than their "
+      "auth_max_token_ttl_s, default 86400)",
       cxxopts::value<std::string>()->default_value("3600"), "SECONDS");
   add("nbf", "Unix time (seconds) before which the token is not valid",
       cxxopts::value<std::string>(), "UNIX_SECONDS");
   add("h,help", "print this help and exit");
   const auto parsed =
-      parse(options, {"secret-file", "sub", "role", "booking", "ttl", "nbf"}, argc, argv);
+      parse(options, {"secret-file", "private-key-file", "sub", "role", "booking", "ttl", "nbf"},
+            argc, argv);
   if (parsed.count("help") > 0) {
     std::cout << options.help();
     return 0;
@@ -186,24 +196,41 @@ int run_token(int argc, const char* const* argv) {
     throw UsageError(
         "--nbf is not before the expiry (now + --ttl): the token would never be valid");
   }
-  const std::string secret = load_secret(parsed);
+  if (parsed.count("private-key-file") > 0) {
+    if (parsed.count("secret-file") > 0) {
+      throw UsageError("--secret-file and --private-key-file exclude each other");
+    }
+    const PemKey key = load(parsed["private-key-file"].as<std::string>(), read_private_key_file);
+    std::cout << mint_token(identity, key, now + ttl, not_before, now) << "\n";
+    return 0;
+  }
+  const std::string secret_path = option_or_env(parsed, "secret-file", kSecretFileEnv);
+  if (secret_path.empty()) {
+    throw UsageError(std::string("no key: give --secret-file FILE (or set ") + kSecretFileEnv +
+                     ") or --private-key-file FILE");
+  }
+  const std::string secret = load(secret_path, read_secret_file);
   std::cout << mint_token(identity, secret, now + ttl, not_before, now) << "\n";
   return 0;
 }
 
 int run_verify(int argc, const char* const* argv) {
   cxxopts::Options options("navietakie-ctl verify",
-                           "Checks TOKEN as the broker would (signature, claims, exp and nbf with "
-                           "30 s leeway).\nPrints the identity as JSON and exits 0, or prints "
-                           "`refused: <failure>: <detail>` and exits 1.\n");
+                           "Checks TOKEN as the broker would with the broker's defaults (signature "
+                           "with the\nsecret and/or the public key, claims, exp and nbf with 30 s "
+                           "leeway, a lifetime of at\nmost 86400 s). Prints the identity as JSON "
+                           "and exits 0, or prints\n`refused: <failure>: <detail>` and exits 1.\n");
   options.positional_help("TOKEN");
   auto add = options.add_options();
   add("secret-file", std::string("file holding the secret (default: $") + kSecretFileEnv + ")",
       cxxopts::value<std::string>(), "FILE");
+  add("public-key-file",
+      std::string("PEM public key for RS*/ES*/EdDSA tokens (default: $") + kPublicKeyFileEnv + ")",
+      cxxopts::value<std::string>(), "FILE");
   add("token", "the token", cxxopts::value<std::string>());
   add("h,help", "print this help and exit");
   options.parse_positional({"token"});
-  const auto parsed = parse(options, {"secret-file"}, argc, argv);
+  const auto parsed = parse(options, {"secret-file", "public-key-file"}, argc, argv);
   if (parsed.count("help") > 0) {
     std::cout << options.help({""});
     return 0;
@@ -211,7 +238,17 @@ int run_verify(int argc, const char* const* argv) {
   if (parsed.count("token") == 0) throw UsageError("a TOKEN is required (see --help)");
 
   JwtOptions jwt_options;
-  jwt_options.secret = load_secret(parsed);
+  const std::string secret_path = option_or_env(parsed, "secret-file", kSecretFileEnv);
+  const std::string public_key_path = option_or_env(parsed, "public-key-file", kPublicKeyFileEnv);
+  if (secret_path.empty() && public_key_path.empty()) {
+    throw UsageError(
+        std::string("no key: give --secret-file FILE or --public-key-file FILE (or set ") +
+        kSecretFileEnv + " or " + kPublicKeyFileEnv + ")");
+  }
+  if (!secret_path.empty()) jwt_options.secret = load(secret_path, read_secret_file);
+  if (!public_key_path.empty()) {
+    jwt_options.public_key = load(public_key_path, read_public_key_file);
+  }
   const VerifyResult result = verify_token(parsed["token"].as<std::string>(), jwt_options, now_s());
   if (!result) {
     std::cerr << "refused: " << to_string(result.failure) << ": " << result.detail << "\n";

@@ -1,6 +1,7 @@
 #include "auth/jwt.hpp"
 
 #include <jwt.h>
+#include <openssl/err.h>
 
 #include <cerrno>
 #include <climits>
@@ -11,12 +12,10 @@
 #include <limits>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <set>
 #include <stdexcept>
 #include <variant>
 #include <vector>
 
-#include "core/topics.hpp"
 #include "config/config.hpp"
 
 namespace navietakie {
@@ -25,9 +24,7 @@ namespace {
 using Json = nlohmann::json;
 
 constexpr std::size_t kMinSecretBytes = 32;
-constexpr std::size_t kMaxSecretBytes = 64 * 1024;
 constexpr std::size_t kSecretRandomBytes = 32;
-constexpr std::size_t kMaxSubjectChars = 128;
 
 struct JwtDeleter {
   void operator()(jwt_t* jwt) const { jwt_free(jwt); }
@@ -69,37 +66,43 @@ std::optional<std::string> base64url_decode(std::string_view text) {
   return out;
 }
 
-// A JSON object without duplicate keys at its top level: two parsers (ours and libjwt's jansson)
-// could disagree on which of two equal keys wins.
-std::optional<Json> parse_object(std::string_view text) {
-  bool duplicate_key = false;
-  std::set<std::string> keys;
-  const auto no_duplicates = [&](int depth, Json::parse_event_t event, Json& parsed) {
-    if (event == Json::parse_event_t::key && depth == 1 &&
-        !keys.insert(parsed.get<std::string>()).second) {
-      duplicate_key = true;
-    }
-    return true;
-  };
-  Json json = Json::parse(text.begin(), text.end(), no_duplicates, false);
-  if (json.is_discarded() || duplicate_key || !json.is_object()) return std::nullopt;
-  return json;
-}
-
-bool accepted_algorithm(std::string_view name) {
+bool is_hmac_algorithm(std::string_view name) {
   return name == "HS256" || name == "HS384" || name == "HS512";
 }
 
-bool accepted_algorithm(jwt_alg_t alg) {
-  return alg == JWT_ALG_HS256 || alg == JWT_ALG_HS384 || alg == JWT_ALG_HS512;
+// The algorithms this configuration accepts, for messages.
+std::string accepted_algorithms(const JwtOptions& options) {
+  std::string names;
+  if (!options.secret.empty()) names = "HS256, HS384, HS512";
+  if (options.public_key) {
+    for (const char* alg : {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "EdDSA"}) {
+      if (key_serves(options.public_key->type, alg)) {
+        names += (names.empty() ? "" : ", ") + std::string(alg);
+      }
+    }
+  }
+  return names.empty() ? "none: no key is configured" : names;
 }
 
-bool valid_subject(std::string_view subject) {
-  if (subject.empty() || subject.size() > kMaxSubjectChars) return false;
-  for (char c : subject) {
-    if (c < 0x21 || c > 0x7e) return false;
+// Why the header's algorithm cannot be checked with this configuration; nullopt if it can.
+std::optional<std::string> algorithm_problem(std::string_view alg, const JwtOptions& options) {
+  const std::string named = "algorithm " + quote(alg, 16);
+  if (is_hmac_algorithm(alg)) {
+    if (!options.secret.empty()) return std::nullopt;
+    return named +
+           " needs a secret and none is configured (accepted: " + accepted_algorithms(options) +
+           ")";
   }
-  return true;
+  if (is_public_key_algorithm(alg)) {
+    if (!options.public_key) {
+      return named + " needs a public key and none is configured (accepted: " +
+             accepted_algorithms(options) + ")";
+    }
+    if (key_serves(options.public_key->type, alg)) return std::nullopt;
+    return named + " does not match the configured " + to_string(options.public_key->type) +
+           " public key (accepted: " + accepted_algorithms(options) + ")";
+  }
+  return named + " is not accepted (accepted: " + accepted_algorithms(options) + ")";
 }
 
 // A NumericDate in whole seconds that fits an int64; nullopt for anything else.
@@ -125,6 +128,16 @@ std::optional<std::int64_t> whole_seconds(const Json& value) {
   return std::nullopt;
 }
 
+std::int64_t saturating_sub(std::int64_t a, std::int64_t b) {
+  if (b < 0 && a > std::numeric_limits<std::int64_t>::max() + b) {
+    return std::numeric_limits<std::int64_t>::max();
+  }
+  if (b > 0 && a < std::numeric_limits<std::int64_t>::min() + b) {
+    return std::numeric_limits<std::int64_t>::min();
+  }
+  return a - b;
+}
+
 std::int64_t saturating_add(std::int64_t a, std::int64_t b) {
   if (b > 0 && a > std::numeric_limits<std::int64_t>::max() - b) {
     return std::numeric_limits<std::int64_t>::max();
@@ -146,56 +159,100 @@ struct Claims {
   Identity identity;
   std::int64_t expires_at = 0;
   std::optional<std::int64_t> not_before;
+  std::optional<std::int64_t> issued_at;
 };
+
+// An optional NumericDate claim, or what is wrong with it.
+std::variant<std::optional<std::int64_t>, std::string> optional_time(const Json& json,
+                                                                     const char* name) {
+  const auto found = json.find(name);
+  if (found == json.end()) return std::optional<std::int64_t>();
+  if (auto seconds = whole_seconds(*found)) return seconds;
+  return "claim '" + std::string(name) + "' must be whole Unix seconds";
+}
 
 // The claims of a verified token, or what is wrong with them (naming the claim).
 std::variant<Claims, std::string> read_claims(const Json& json) {
   Claims claims;
-  const auto sub = json.find("sub");
-  if (sub == json.end() || !sub->is_string()) {
-    return std::string("claim 'sub' is missing or not a string");
-  }
-  if (!valid_subject(sub->get_ref<const std::string&>())) {
-    return std::string("claim 'sub' must be 1 to 128 characters from 0x21 to 0x7E");
-  }
-  claims.identity.subject = sub->get<std::string>();
+  auto identity = identity_from_claims(json);
+  if (auto* problem = std::get_if<std::string>(&identity)) return std::move(*problem);
+  claims.identity = std::move(std::get<Identity>(identity));
 
-  const auto role = json.find("role");
-  if (role == json.end() || !role->is_string()) {
-    return std::string("claim 'role' is missing or not a string");
+  if (json.find("exp") == json.end()) return std::string("claim 'exp' is missing");
+  std::optional<std::int64_t> expires_at;
+  const std::pair<const char*, std::optional<std::int64_t>*> times[] = {
+      {"exp", &expires_at}, {"nbf", &claims.not_before}, {"iat", &claims.issued_at}};
+  for (const auto& [name, slot] : times) {
+    auto read = optional_time(json, name);
+    if (auto* problem = std::get_if<std::string>(&read)) return std::move(*problem);
+    *slot = std::get<std::optional<std::int64_t>>(read);
   }
-  const auto principal = principal_from_string(role->get_ref<const std::string&>());
-  if (!principal) return std::string("claim 'role' must be driver, passenger or service");
-  claims.identity.principal = *principal;
-
-  const auto booking = json.find("booking");
-  if (*principal == Principal::service) {
-    if (booking != json.end()) return std::string("claim 'booking' must be absent for a service");
-  } else {
-    if (booking == json.end() || !booking->is_string()) {
-      return std::string("claim 'booking' is missing or not a string (required for a ") +
-             to_string(*principal) + ")";
-    }
-    if (!valid_booking_code(booking->get_ref<const std::string&>())) {
-      return std::string(
-          "claim 'booking' must be 1 to 64 characters of A-Z a-z 0-9 _ -, starting with a letter "
-          "or digit");
-    }
-    claims.identity.booking = booking->get<std::string>();
-  }
-
-  const auto exp = json.find("exp");
-  if (exp == json.end()) return std::string("claim 'exp' is missing");
-  const auto expires_at = whole_seconds(*exp);
-  if (!expires_at) return std::string("claim 'exp' must be whole Unix seconds");
   claims.expires_at = *expires_at;
-
-  const auto nbf = json.find("nbf");
-  if (nbf != json.end()) {
-    claims.not_before = whole_seconds(*nbf);
-    if (!claims.not_before) return std::string("claim 'nbf' must be whole Unix seconds");
-  }
   return claims;
+}
+
+// The claims JSON a minted token carries.
+std::string claims_text(const Identity& identity, std::int64_t expires_at_s,
+                        std::optional<std::int64_t> not_before_s,
+                        std::optional<std::int64_t> issued_at_s) {
+  if (const auto problem = identity_claims_problem(identity)) {
+    throw std::runtime_error("cannot mint a token: " + *problem);
+  }
+  nlohmann::ordered_json claims = {{"sub", identity.subject},
+                                   {"role", to_string(identity.principal)}};
+  if (!identity.booking.empty()) claims["booking"] = identity.booking;
+  claims["exp"] = expires_at_s;
+  if (not_before_s) claims["nbf"] = *not_before_s;
+  if (issued_at_s) claims["iat"] = *issued_at_s;
+  return claims.dump();
+}
+
+// A token signed by libjwt: HS* with a secret, RS*/ES* with a PEM private key.
+std::string libjwt_token(const std::string& claims, jwt_alg_t alg, std::string_view key) {
+  if (key.size() > static_cast<std::size_t>(INT_MAX)) {
+    throw std::runtime_error("cannot mint a token: the key is too long");
+  }
+  jwt_t* created = nullptr;
+  if (jwt_new(&created) != 0 || created == nullptr) {
+    throw std::runtime_error("cannot mint a token: jwt_new failed");
+  }
+  const JwtPtr jwt(created);
+  if (jwt_add_grants_json(jwt.get(), claims.c_str()) != 0) {
+    throw std::runtime_error("cannot mint a token: libjwt refused the claims");
+  }
+  if (jwt_set_alg(jwt.get(), alg, reinterpret_cast<const unsigned char*>(key.data()),
+                  static_cast<int>(key.size())) != 0) {
+    throw std::runtime_error(std::string("cannot mint a token: libjwt refused ") +
+                             jwt_alg_str(alg) + " with this key");
+  }
+  const MallocString token(jwt_encode_str(jwt.get()));
+  ERR_clear_error();
+  if (!token) throw std::runtime_error("cannot mint a token: libjwt could not sign it");
+  return std::string(token.get());
+}
+
+// Whether the token's signature verifies with the key its (already accepted) algorithm names:
+// HS* by libjwt with the secret, the others by auth/keys.cpp with the public key.
+bool token_signature_verifies(std::string_view token, std::string_view alg,
+                              const std::vector<std::string_view>& parts,
+                              const JwtOptions& options) {
+  if (!is_hmac_algorithm(alg)) {
+    const auto signature = base64url_decode(parts[2]);
+    const std::string_view signing_input = token.substr(0, parts[0].size() + 1 + parts[1].size());
+    return signature && signature_verifies(*options.public_key, alg, signing_input, *signature);
+  }
+  const std::string_view key = options.secret;
+  if (key.size() > static_cast<std::size_t>(INT_MAX)) return false;
+  jwt_t* decoded = nullptr;
+  const int error =
+      jwt_decode(&decoded, std::string(token).c_str(),
+                 reinterpret_cast<const unsigned char*>(key.data()), static_cast<int>(key.size()));
+  const JwtPtr jwt(decoded);
+  // A refused signature leaves entries in this thread's OpenSSL error queue; the broker's own TLS
+  // reads that queue, so nothing of ours may stay there.
+  ERR_clear_error();
+  // Belt and braces: libjwt must have checked the very algorithm we accepted.
+  return error == 0 && jwt && jwt_get_alg(jwt.get()) == jwt_str_alg(std::string(alg).c_str());
 }
 
 }  // namespace
@@ -210,8 +267,28 @@ const char* to_string(AuthFailure failure) {
     case AuthFailure::expired: return "expired";
     case AuthFailure::not_yet_valid: return "not_yet_valid";
     case AuthFailure::bad_claims: return "bad_claims";
+    case AuthFailure::ttl_too_long: return "ttl_too_long";
   }
   return "?";
+}
+
+std::string base64url_encode(std::string_view bytes) {
+  static constexpr char alphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string out;
+  out.reserve((bytes.size() * 4 + 2) / 3);
+  std::uint32_t bits = 0;
+  int bit_count = 0;
+  for (char c : bytes) {
+    bits = (bits << 8) | static_cast<unsigned char>(c);
+    bit_count += 8;
+    while (bit_count >= 6) {
+      bit_count -= 6;
+      out += alphabet[(bits >> bit_count) & 0x3fu];
+    }
+  }
+  if (bit_count > 0) out += alphabet[(bits << (6 - bit_count)) & 0x3fu];
+  return out;
 }
 
 VerifyResult verify_token(std::string_view token, const JwtOptions& options, std::int64_t now_s) {
@@ -243,48 +320,32 @@ VerifyResult verify_token(std::string_view token, const JwtOptions& options, std
     return refuse(AuthFailure::malformed, "token has an empty header or payload");
   }
   const auto header_text = base64url_decode(parts[0]);
-  const auto header = header_text ? parse_object(*header_text) : std::nullopt;
+  const auto header = header_text ? parse_unique_object(*header_text) : std::nullopt;
   if (!header) return refuse(AuthFailure::malformed, "header is not a base64url JSON object");
 
-  // The algorithm, before libjwt sees the token: `none` and the public-key algorithms never reach
-  // it, so no confusion between a public key and an HMAC secret is possible.
+  // The algorithm, before libjwt sees the token: `none` and every algorithm without a configured
+  // key of its own kind never reach it, so a key is only ever used for the algorithms it serves.
   const auto alg = header->find("alg");
   if (alg == header->end() || !alg->is_string()) {
     return refuse(AuthFailure::bad_algorithm, "header has no string 'alg'");
   }
-  if (!accepted_algorithm(alg->get_ref<const std::string&>())) {
-    return refuse(AuthFailure::bad_algorithm, "algorithm " +
-                                                  quote(alg->get_ref<const std::string&>(), 16) +
-                                                  " is not accepted (HS256, HS384, HS512 only)");
+  const std::string& alg_name = alg->get_ref<const std::string&>();
+  if (auto problem = algorithm_problem(alg_name, options)) {
+    return refuse(AuthFailure::bad_algorithm, std::move(*problem));
   }
   if (parts[2].empty()) return refuse(AuthFailure::malformed, "token has an empty signature");
   const auto payload_text = base64url_decode(parts[1]);
-  if (!payload_text || !parse_object(*payload_text)) {
-    return refuse(AuthFailure::malformed, "payload is not a base64url JSON object");
-  }
+  const auto payload = payload_text ? parse_unique_object(*payload_text) : std::nullopt;
+  if (!payload) return refuse(AuthFailure::malformed, "payload is not a base64url JSON object");
 
-  if (options.secret.empty()) return refuse(AuthFailure::bad_signature, "no secret configured");
-  if (options.secret.size() > static_cast<std::size_t>(INT_MAX)) {
-    return refuse(AuthFailure::bad_signature, "the secret is too long for libjwt");
-  }
-  jwt_t* decoded = nullptr;
-  const int error = jwt_decode(&decoded, std::string(token).c_str(),
-                               reinterpret_cast<const unsigned char*>(options.secret.data()),
-                               static_cast<int>(options.secret.size()));
-  const JwtPtr jwt(decoded);
-  if (error != 0 || !jwt) {
+  if (!token_signature_verifies(token, alg_name, parts, options)) {
     return refuse(AuthFailure::bad_signature,
-                  "signature does not verify with the configured secret");
-  }
-  if (!accepted_algorithm(jwt_get_alg(jwt.get()))) {
-    return refuse(AuthFailure::bad_algorithm,
-                  "libjwt decoded an algorithm other than HS256/384/512");
+                  "signature does not verify with the configured " +
+                      std::string(is_hmac_algorithm(alg_name) ? "secret" : "public key"));
   }
 
-  const MallocString grants(jwt_get_grants_json(jwt.get(), nullptr));
-  const auto claims_json = grants ? parse_object(grants.get()) : std::nullopt;
-  if (!claims_json) return refuse(AuthFailure::bad_claims, "claims are not a JSON object");
-  auto read = read_claims(*claims_json);
+  // The claims as signed: the payload bytes the signature covers, parsed by us.
+  auto read = read_claims(*payload);
   if (auto* problem = std::get_if<std::string>(&read)) {
     return refuse(AuthFailure::bad_claims, std::move(*problem));
   }
@@ -302,82 +363,55 @@ VerifyResult verify_token(std::string_view token, const JwtOptions& options, std
                       std::to_string(now_s) + " (leeway " + std::to_string(leeway) + " s)");
   }
 
+  // The lifetime: as issued (exp - iat), and as left (exp - now), so that an `iat` in the future
+  // cannot stretch it.
+  const std::int64_t max_ttl = options.max_ttl_s;
+  if (claims.issued_at && saturating_sub(claims.expires_at, *claims.issued_at) > max_ttl) {
+    return refuse(AuthFailure::ttl_too_long,
+                  "token lives from iat " + std::to_string(*claims.issued_at) + " to exp " +
+                      std::to_string(claims.expires_at) + ", longer than the limit of " +
+                      std::to_string(max_ttl) + " s");
+  }
+  if (saturating_sub(claims.expires_at, now_s) > saturating_add(max_ttl, leeway)) {
+    return refuse(AuthFailure::ttl_too_long,
+                  "token expires at " + std::to_string(claims.expires_at) + ", more than " +
+                      std::to_string(max_ttl) + " s from now " + std::to_string(now_s) +
+                      " (leeway " + std::to_string(leeway) + " s)");
+  }
+
   VerifyResult result;
   result.identity = std::move(claims.identity);
   result.expires_at_s = claims.expires_at;
   return result;
 }
 
-std::optional<std::string> identity_claims_problem(const Identity& identity) {
-  if (!valid_subject(identity.subject)) {
-    return std::string("sub must be 1 to 128 characters from 0x21 to 0x7E");
-  }
-  if (identity.principal == Principal::service) {
-    if (!identity.booking.empty()) return std::string("booking must be absent for a service");
-  } else if (!valid_booking_code(identity.booking)) {
-    return std::string("booking is required for a ") + to_string(identity.principal) +
-           ": 1 to 64 characters of A-Z a-z 0-9 _ -, starting with a letter or digit";
-  }
-  return std::nullopt;
-}
-
 std::string mint_token(const Identity& identity, std::string_view secret, std::int64_t expires_at_s,
                        std::optional<std::int64_t> not_before_s,
                        std::optional<std::int64_t> issued_at_s) {
-  if (const auto problem = identity_claims_problem(identity)) {
-    throw std::runtime_error("cannot mint a token: " + *problem);
-  }
+  const std::string claims = claims_text(identity, expires_at_s, not_before_s, issued_at_s);
   if (secret.empty()) throw std::runtime_error("cannot mint a token: the secret is empty");
-  if (secret.size() > static_cast<std::size_t>(INT_MAX)) {
-    throw std::runtime_error("cannot mint a token: the secret is too long");
-  }
+  return libjwt_token(claims, JWT_ALG_HS256, secret);
+}
 
-  nlohmann::ordered_json claims = {{"sub", identity.subject},
-                                   {"role", to_string(identity.principal)}};
-  if (!identity.booking.empty()) claims["booking"] = identity.booking;
-  claims["exp"] = expires_at_s;
-  if (not_before_s) claims["nbf"] = *not_before_s;
-  if (issued_at_s) claims["iat"] = *issued_at_s;
-
-  jwt_t* created = nullptr;
-  if (jwt_new(&created) != 0 || created == nullptr) {
-    throw std::runtime_error("cannot mint a token: jwt_new failed");
+std::string mint_token(const Identity& identity, const PemKey& private_key,
+                       std::int64_t expires_at_s, std::optional<std::int64_t> not_before_s,
+                       std::optional<std::int64_t> issued_at_s) {
+  const std::string claims = claims_text(identity, expires_at_s, not_before_s, issued_at_s);
+  if (!private_key.is_private) {
+    throw std::runtime_error("cannot mint a token: a public key only verifies, it cannot sign");
   }
-  const JwtPtr jwt(created);
-  if (jwt_add_grants_json(jwt.get(), claims.dump().c_str()) != 0) {
-    throw std::runtime_error("cannot mint a token: libjwt refused the claims");
+  const char* alg = minting_algorithm(private_key.type);
+  if (std::string_view(alg) != "EdDSA") {
+    return libjwt_token(claims, jwt_str_alg(alg), private_key.pem);
   }
-  if (jwt_set_alg(jwt.get(), JWT_ALG_HS256, reinterpret_cast<const unsigned char*>(secret.data()),
-                  static_cast<int>(secret.size())) != 0) {
-    throw std::runtime_error("cannot mint a token: libjwt refused HS256 with this secret");
-  }
-  const MallocString token(jwt_encode_str(jwt.get()));
-  if (!token) throw std::runtime_error("cannot mint a token: jwt_encode_str failed");
-  return std::string(token.get());
+  const std::string signing_input =
+      base64url_encode(R"({"alg":"EdDSA","typ":"JWT"})") + "." + base64url_encode(claims);
+  return signing_input + "." + base64url_encode(eddsa_sign(private_key, signing_input));
 }
 
 std::string read_secret_file(const std::string& path) {
   const std::string name = "secret file " + quote(path);
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    const int error = errno;
-    throw std::runtime_error("cannot open " + name + ": " +
-                             (error != 0 ? std::strerror(error) : "unknown error"));
-  }
-  // Read one byte past the limit, so that a huge file (or /dev/zero) is refused, not swallowed.
-  std::string secret(kMaxSecretBytes + 1, '\0');
-  try {
-    in.read(secret.data(), static_cast<std::streamsize>(secret.size()));
-  } catch (const std::exception&) {  // libstdc++ throws on a read error, e.g. a directory
-    throw std::runtime_error("cannot read " + name);
-  }
-  if (in.bad()) throw std::runtime_error("cannot read " + name);
-  secret.resize(static_cast<std::size_t>(in.gcount()));
-  if (secret.size() > kMaxSecretBytes) {
-    throw std::runtime_error(name + " is longer than " + std::to_string(kMaxSecretBytes) +
-                             " bytes");
-  }
-
+  std::string secret = read_key_file(path, "secret file");
   if (secret.size() >= 2 && secret.compare(secret.size() - 2, 2, "\r\n") == 0) {
     secret.resize(secret.size() - 2);
   } else if (!secret.empty() && secret.back() == '\n') {
@@ -407,6 +441,35 @@ std::string generate_secret() {
     secret += hex[byte & 0x0f];
   }
   return secret;
+}
+
+bool authentication_configured(const Settings& settings) {
+  return !settings.auth_jwt_secret_file.empty() || !settings.auth_jwt_public_key_file.empty();
+}
+
+std::optional<JwtOptions> jwt_options(const Settings& settings) {
+  if (!authentication_configured(settings)) return std::nullopt;
+  JwtOptions options;
+  const auto read = [](const char* key, auto&& reader) {
+    try {
+      return reader();
+    } catch (const std::runtime_error& e) {
+      throw ConfigError(std::string("config key '") + key + "': " + e.what());
+    }
+  };
+  if (!settings.auth_jwt_secret_file.empty()) {
+    options.secret = read("auth_jwt_secret_file",
+                          [&] { return read_secret_file(settings.auth_jwt_secret_file); });
+  }
+  if (!settings.auth_jwt_public_key_file.empty()) {
+    options.public_key = read("auth_jwt_public_key_file", [&] {
+      return read_public_key_file(settings.auth_jwt_public_key_file);
+    });
+  }
+  options.max_token_bytes = settings.auth_token_max_bytes;
+  options.leeway_s = settings.auth_leeway_s;
+  options.max_ttl_s = settings.auth_max_token_ttl_s;
+  return options;
 }
 
 }  // namespace navietakie

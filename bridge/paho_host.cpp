@@ -98,6 +98,13 @@ PahoHost::PahoHost(mqtt::async_client& client, Engine& engine, const Settings& s
   // credentials: a minted token expires, a password file may have been rotated.
   if (settings_.mqtt_password_file.empty() && !settings_.auth_jwt_secret_file.empty()) {
     jwt_secret_ = read_secret_file(settings_.auth_jwt_secret_file);
+  } else if (settings_.mqtt_password_file.empty() && !settings_.auth_jwt_public_key_file.empty()) {
+    // Without a secret nothing here can sign: connecting without credentials would only be refused.
+    throw ConfigError(
+        "config key 'mqtt_password_file': required when the bridge has auth_jwt_public_key_file and no "
+        "auth_jwt_secret_file (a public key only verifies, the bridge cannot mint its own token): give it "
+        "a service token, e.g. from `navietakie-ctl token --private-key-file KEY --role service --sub " +
+        settings_.client_id + "`");
   }
   wake_topic_ = Topics(settings_.topic_prefix).bridge_wake(settings_.client_id);
   for (const auto& filter : engine_.request_filters()) {
@@ -144,7 +151,10 @@ void PahoHost::set_credentials(mqtt::connect_options& options) const {
     password = read_password_file(settings_.mqtt_password_file);
   } else if (!jwt_secret_.empty()) {
     Identity self{Principal::service, settings_.client_id, ""};
-    password = mint_token(self, jwt_secret_, system_clock_ms() / 1000 + kMintedTokenTtl.count());
+    // Within the broker's auth_max_token_ttl_s (the bridge reads the same key), else it is refused.
+    const std::int64_t now = system_clock_ms() / 1000;
+    const std::int64_t ttl = std::min<std::int64_t>(kMintedTokenTtl.count(), settings_.auth_max_token_ttl_s);
+    password = mint_token(self, jwt_secret_, now + ttl, std::nullopt, now);
   } else {
     return;
   }

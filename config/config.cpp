@@ -18,12 +18,8 @@ namespace {
 
 constexpr std::string_view env_prefix = "NAVIETAKIE_";
 
-bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v'; }
-
-std::string_view trim(std::string_view text) {
-  while (!text.empty() && is_blank(text.front())) text.remove_prefix(1);
-  while (!text.empty() && is_blank(text.back())) text.remove_suffix(1);
-  return text;
+bool is_blank(char c) {
+  return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v';
 }
 
 bool starts_with(std::string_view text, std::string_view prefix) {
@@ -260,6 +256,12 @@ std::string help_text(const std::string& program) {
 
 }  // namespace
 
+std::string_view trim(std::string_view text) {
+  while (!text.empty() && is_blank(text.front())) text.remove_prefix(1);
+  while (!text.empty() && is_blank(text.back())) text.remove_suffix(1);
+  return text;
+}
+
 std::string quote(std::string_view value, std::size_t shown_max) {
   static constexpr char hex[] = "0123456789abcdef";
   std::string out = "'";
@@ -311,7 +313,11 @@ const std::vector<ConfigKey>& config_schema() {
        "most requests waiting for the store; past it a request gets `unavailable` (1..1000000)"},
       {"environment", "development", "name of the deployment (development, staging, production)"},
       {"auth_jwt_secret_file", "",
-       "file holding the HS256 JWT secret (32+ bytes); empty: open development mode, no auth"},
+       "file holding the HS256 JWT secret (32+ bytes); empty: no HS* tokens (with no public key "
+       "either: open development mode, no auth)"},
+      {"auth_jwt_public_key_file", "",
+       "PEM public key verifying RS*/ES*/EdDSA tokens (RSA 2048+, EC P-256/384/521, Ed25519); "
+       "empty: none"},
       {"auth_service_grants",
        "*:pub:{prefix}/bookings/+/send_message, *:pub:{prefix}/bookings/+/get_message, "
        "*:pub:{prefix}/bookings/+/make_call, *:pub:{prefix}/bookings/+/presence, "
@@ -319,6 +325,8 @@ const std::vector<ConfigKey>& config_schema() {
        "what service identities may do: comma-separated SUBJECT:pub|sub:FILTER (SUBJECT * = any)"},
       {"auth_token_max_bytes", "4096", "largest accepted token (MQTT password), in bytes (64..65535)"},
       {"auth_leeway_s", "30", "clock skew allowed when checking a token's exp and nbf (0..3600)"},
+      {"auth_max_token_ttl_s", "86400",
+       "longest token lifetime accepted, exp - iat (or exp - now), in seconds (60..31622400)"},
       {"handlers", "true",
        "plugin: true = handle requests in the broker; false = auth only, for a bridge deployment"},
       {"mqtt_username", "", "bridge: MQTT username (empty: the client id when a password is used)"},
@@ -488,10 +496,13 @@ Settings resolve_settings(const std::vector<ConfigLayer>& layers) {
   settings.queue_max = static_cast<std::size_t>(resolved.integer("queue_max", 1, 1000000));
   settings.environment = resolved.non_empty("environment");
   settings.auth_jwt_secret_file = resolved.text("auth_jwt_secret_file");
+  settings.auth_jwt_public_key_file = resolved.text("auth_jwt_public_key_file");
   settings.auth_service_grants = resolved.text("auth_service_grants");
   settings.auth_token_max_bytes =
       static_cast<std::size_t>(resolved.integer("auth_token_max_bytes", 64, 65535));
   settings.auth_leeway_s = static_cast<int>(resolved.integer("auth_leeway_s", 0, 3600));
+  settings.auth_max_token_ttl_s =
+      static_cast<std::int64_t>(resolved.integer("auth_max_token_ttl_s", 60, 31622400));
   settings.handlers = resolved.boolean("handlers");
   settings.mqtt_username = resolved.text("mqtt_username");
   settings.mqtt_password_file = resolved.text("mqtt_password_file");

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -22,6 +23,10 @@ enum class LogLevel { debug = 0, info = 1, warn = 2, error = 3 };
 // A value as it appears in an error or log message: quoted, control bytes escaped, cut after
 // `shown_max` bytes, so that a hostile or binary value cannot garble the line it ends up in.
 std::string quote(std::string_view value, std::size_t shown_max = 120);
+
+// `text` without the blanks around it (space, tab, CR, LF, FF, VT): the one whitespace set of
+// config lines and of the lists inside values (auth_service_grants).
+std::string_view trim(std::string_view text);
 
 struct ConfigKey {
   std::string key;
@@ -76,11 +81,14 @@ struct Settings {
   std::size_t batch_max = 0;
   std::size_t queue_max = 0;  // requests waiting for the engine before new ones are refused
   std::string environment;
-  // Authentication (see README "Security"). Empty secret file: open development mode.
+  // Authentication (see README "Security"). No secret file and no public key file: open
+  // development mode. Each verifies only its own algorithms (HS*; RS*, ES*, EdDSA).
   std::string auth_jwt_secret_file;
+  std::string auth_jwt_public_key_file;
   std::string auth_service_grants;  // "SUBJECT:pub|sub:FILTER, ..."; parsed by auth/acl.hpp
   std::size_t auth_token_max_bytes = 0;
   int auth_leeway_s = 0;
+  std::int64_t auth_max_token_ttl_s = 0;  // longest exp - iat (and exp - now) accepted
   // Plugin: host the handlers in the broker (true) or only authenticate, authorise and stamp the
   // verified identity on requests for a bridge (false).
   bool handlers = true;

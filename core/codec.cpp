@@ -45,6 +45,18 @@ std::optional<std::string> optional_string(const Json& body, const char* name) {
   return v->get<std::string>();
 }
 
+// An id the client chooses (message_id, call_id, client_id): the printable-key rule.
+std::string client_key_rule() {
+  return "must be " + std::to_string(wire::kClientKey.min_length) + " to " + std::to_string(wire::kClientKey.max_length) +
+         " printable ASCII characters without spaces";
+}
+
+std::optional<std::string> optional_key(const Json& body, const char* name) {
+  auto key = optional_string(body, name);
+  if (key && !valid_printable_key(*key)) invalid(name, client_key_rule());
+  return key;
+}
+
 std::optional<std::uint64_t> optional_unsigned(const Json& body, const char* name) {
   const Json* v = field(body, name);
   if (!v) return std::nullopt;
@@ -75,10 +87,6 @@ Role party(const std::string& value, const char* name, bool allow_system) {
 
 std::optional<MessageType> parse_type(const std::string& value) { return wire::parse(wire::kMessageTypes, value); }
 
-std::string client_key_rule() {
-  return "must be " + std::to_string(wire::kClientKey.min_length) + " to " + std::to_string(wire::kClientKey.max_length) +
-         " printable ASCII characters without spaces";
-}
 
 int depth(const Json& value, int limit) {
   if (limit < 0 || !value.is_structured()) return 0;
@@ -142,14 +150,9 @@ Json parse_payload(std::string_view payload) {
   }
 }
 
-bool valid_client_key(std::string_view key) { return wire::matches(wire::kClientKey, key); }
-
 SendMessageRequest decode_send_message(const Json& body, std::size_t max_text_bytes) {
   SendMessageRequest r;
-  r.message_id = optional_string(body, "message_id");
-  if (r.message_id && !valid_client_key(*r.message_id)) {
-    invalid("message_id", client_key_rule());
-  }
+  r.message_id = optional_key(body, "message_id");
   if (auto type = optional_string(body, "type")) {
     auto parsed = parse_type(*type);
     if (!parsed) invalid("type", "must be " + listed(wire::kMessageTypes, wire::kMessageTypes.size(), true, " or "));
@@ -212,10 +215,7 @@ MakeCallRequest decode_make_call(const Json& body) {
   auto action = parse_call_action(required_string(body, "action"));
   if (!action) invalid("action", "must be one of " + listed(wire::kCallActions, wire::kCallActions.size(), false, ", "));
   r.action = *action;
-  r.call_id = optional_string(body, "call_id");
-  if (r.call_id && !valid_client_key(*r.call_id)) {
-    invalid("call_id", client_key_rule());
-  }
+  r.call_id = optional_key(body, "call_id");
   if (!r.call_id && r.action != CallAction::start && r.action != CallAction::get) {
     invalid("call_id", "is required");
   }
@@ -234,10 +234,7 @@ PresenceRequest decode_presence(const Json& body) {
   if (!online) invalid("online", "is required");
   if (!online->is_boolean()) invalid("online", "must be true or false");
   r.online = online->get<bool>();
-  r.client_id = optional_string(body, "client_id");
-  if (r.client_id && !valid_client_key(*r.client_id)) {
-    invalid("client_id", client_key_rule());
-  }
+  r.client_id = optional_key(body, "client_id");
   return r;
 }
 

@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "core/calls.hpp"
+#include "core/printable_key.hpp"
 #include "store/records.hpp"
 
 namespace navietakie {
@@ -25,9 +26,6 @@ Json to_json(const Presence& presence);
 
 // Parses a payload: `invalid_json` if it is not JSON or not UTF-8.
 Json parse_payload(std::string_view payload);
-
-// 1 to 128 characters from 0x21 to 0x7E (message_id, call_id).
-bool valid_client_key(std::string_view key);
 
 struct SendMessageRequest {
   std::optional<std::string> message_id;

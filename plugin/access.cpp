@@ -21,19 +21,6 @@ std::int64_t now_s() {
   return duration_cast<seconds>(system_clock::now().time_since_epoch()).count();
 }
 
-std::optional<JwtOptions> jwt_options(const Settings& settings) {
-  if (settings.auth_jwt_secret_file.empty()) return std::nullopt;
-  JwtOptions options;
-  try {
-    options.secret = read_secret_file(settings.auth_jwt_secret_file);
-  } catch (const std::exception& e) {
-    throw ConfigError(std::string("config key 'auth_jwt_secret_file': ") + e.what());
-  }
-  options.max_token_bytes = settings.auth_token_max_bytes;
-  options.leeway_s = settings.auth_leeway_s;
-  return options;
-}
-
 std::optional<Access> access_of(int access) {
   switch (access) {
     case MOSQ_ACL_READ: return Access::read;
@@ -107,11 +94,12 @@ AccessControl::AccessControl(const Settings& settings)
     : settings_(settings), jwt_(jwt_options(settings)), acl_(acl_policy(settings)) {
   if (!jwt_) {
     log_line(LogLevel::warn, "OPEN_MODE",
-             {{"warning", "no auth_jwt_secret_file: ANY client can read and write EVERY booking; "
-                          "development only, never expose this broker"}});
+             {{"warning", "no auth_jwt_secret_file nor auth_jwt_public_key_file: ANY client can read and write "
+                          "EVERY booking; development only, never expose this broker"}});
   } else {
     log_line(LogLevel::info, "auth_enabled",
-             {{"secret_file", settings.auth_jwt_secret_file}, {"grants", std::to_string(acl_.service_grants.size())}});
+             {{"secret_file", settings.auth_jwt_secret_file}, {"public_key_file", settings.auth_jwt_public_key_file},
+              {"grants", std::to_string(acl_.service_grants.size())}});
   }
 }
 

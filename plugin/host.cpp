@@ -15,7 +15,7 @@ namespace {
 EngineOptions plugin_engine_options(const Settings& settings) {
   EngineOptions options = engine_options(settings);
   options.offline_at_start = true;  // the plugin starts with the broker: nobody is connected
-  options.require_identity = !settings.auth_jwt_secret_file.empty();
+  options.require_identity = authentication_configured(settings);
   if (options.require_identity) options.reply_allowed = reply_address_check(acl_policy(settings));
   return options;
 }

@@ -93,9 +93,10 @@ int Run::setup() {
     workers_[k % worker_count]->add_booking(options_.booking_prefix + "-" + std::to_string(mine[k]), make_client);
   }
 
-  // A token per participant lives through the run and its drain (a day when the run is unbounded).
-  const double run_bound = options_.duration_s > 0 ? options_.duration_s : 86400;
-  const std::int64_t expires = unix_seconds() + static_cast<std::int64_t>(run_bound) + 3600;
+  // A token per participant lives through the run and its drain, at most a day: the broker's
+  // default auth_max_token_ttl_s refuses longer ones.
+  const double run_bound = options_.duration_s > 0 ? options_.duration_s + 3600 : 86400;
+  const std::int64_t expires = unix_seconds() + static_cast<std::int64_t>(std::min(run_bound, 86400.0));
   const Topics topics(options_.prefix);
   std::vector<ConnectPlan> connects;
   std::vector<SubscribePlan> subscribes;

@@ -3,7 +3,9 @@
 #include <jwt.h>
 
 #include <boost/test/unit_test.hpp>
+#include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <memory>
@@ -11,11 +13,14 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 #include "auth/acl.hpp"
-#include "core/identity.hpp"
 #include "auth/jwt.hpp"
+#include "auth/keys.hpp"
+#include "config/config.hpp"
+#include "core/identity.hpp"
 #include "temp_dir.hpp"
 
 namespace nt = navietakie;
@@ -38,23 +43,7 @@ const nt::Identity kDriver = make_identity(nt::Principal::driver, "driver-7", "B
 const nt::Identity kPassenger = make_identity(nt::Principal::passenger, "pax-3", "BK-1");
 const nt::Identity kService = make_identity(nt::Principal::service, "dispatch", "");
 
-std::string base64url(std::string_view bytes) {
-  static constexpr char alphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  std::uint32_t bits = 0;
-  int bit_count = 0;
-  for (char c : bytes) {
-    bits = (bits << 8) | static_cast<unsigned char>(c);
-    bit_count += 8;
-    while (bit_count >= 6) {
-      bit_count -= 6;
-      out += alphabet[(bits >> bit_count) & 0x3fu];
-    }
-  }
-  if (bit_count > 0) out += alphabet[(bits << (6 - bit_count)) & 0x3fu];
-  return out;
-}
+std::string base64url(std::string_view bytes) { return nt::base64url_encode(bytes); }
 
 // header.payload.signature, assembled by hand: no library would sign these.
 std::string hand_made_token(std::string_view header_json, std::string_view claims_json,
@@ -192,10 +181,55 @@ BOOST_AUTO_TEST_CASE(decode_rejects_anything_else) {
       R"({"sub":"d","role":"service","booking":""})",
       R"({"sub":"d","role":"service","booking":null})",
       "{\"sub\":\"\xff\",\"role\":\"service\"}",
+      // Subjects no token can carry: the stamp takes the token's subject rule.
+      R"({"sub":"a b","role":"service"})",
+      R"({"sub":"a\u0000b","role":"service"})",
+      R"({"sub":"a\nb","role":"driver","booking":"BK-1"})",
+      R"({"sub":"a\tb","role":"service"})",
+      R"({"sub":"\u00e9","role":"service"})",
+      R"({"sub":")" + std::string(129, 's') + R"(","role":"service"})",
   };
   for (const auto& value : rejected) {
     BOOST_TEST_CONTEXT(value) { BOOST_TEST(!nt::decode_identity(value).has_value()); }
   }
+}
+
+BOOST_AUTO_TEST_CASE(one_subject_rule_for_token_stamp_and_grant) {
+  for (const std::string& good :
+       std::vector<std::string>{"d", "drv-42", std::string(128, '~'), "!~"}) {
+    BOOST_TEST(nt::valid_subject(good), good);
+    const auto stamp = nt::decode_identity(R"({"sub":")" + good + R"(","role":"service"})");
+    BOOST_TEST(stamp.has_value(), good);
+  }
+  for (const std::string& bad : std::vector<std::string>{
+           "", "a b", std::string("a\0b", 3), "a\nb", std::string(129, 'x'), "\x7f", "\xc3\xa9"}) {
+    BOOST_TEST(!nt::valid_subject(bad));
+    nt::Identity identity = make_identity(nt::Principal::service, bad, "");
+    BOOST_TEST(nt::identity_claims_problem(identity).has_value());
+    // Neither can a token carry it (mint refuses what verify would) nor a grant name it.
+    BOOST_TEST(!error_of<std::runtime_error>([&] {
+                  nt::mint_token(identity, kSecret, kNow + 60);
+                }).empty());
+    BOOST_TEST(!error_of<std::invalid_argument>([&] {
+                  nt::parse_grants(bad + ":pub:a/b", kPrefix);
+                }).empty());
+  }
+}
+
+BOOST_AUTO_TEST_CASE(claims_problems_name_the_claim) {
+  const auto from = [](const std::string& json) {
+    auto parsed = nt::parse_unique_object(json);
+    BOOST_TEST_REQUIRE(parsed.has_value());
+    auto read = nt::identity_from_claims(*parsed);
+    const auto* problem = std::get_if<std::string>(&read);
+    return problem ? *problem : std::string("ok");
+  };
+  BOOST_TEST(from(R"({"sub":"d","role":"driver","booking":"BK-1","exp":1})") == "ok");
+  BOOST_TEST(from(R"({"sub":"a b","role":"service"})").find("'sub'") != std::string::npos);
+  BOOST_TEST(from(R"({"sub":"d","role":"admin"})").find("'role'") != std::string::npos);
+  BOOST_TEST(from(R"({"sub":"d","role":"driver"})").find("'booking'") != std::string::npos);
+  BOOST_TEST(!nt::parse_unique_object(R"({"a":1,"a":2})").has_value());
+  BOOST_TEST(!nt::parse_unique_object("[1]").has_value());
 }
 
 BOOST_AUTO_TEST_SUITE_END()
@@ -256,7 +290,10 @@ BOOST_AUTO_TEST_CASE(expiry_and_not_before_with_leeway) {
   BOOST_TEST(outcome(token(kNow), negative) == "accepted");
 
   // Arithmetic at the edges of int64 does not wrap.
-  BOOST_TEST(outcome(token(INT64_MAX)) == "accepted");
+  auto unlimited = options();
+  unlimited.max_ttl_s = INT64_MAX;
+  BOOST_TEST(outcome(token(INT64_MAX), unlimited) == "accepted");
+  BOOST_TEST(outcome(token(INT64_MAX)) == "ttl_too_long");
   BOOST_TEST(outcome(token(INT64_MIN)) == "expired");
   BOOST_TEST(outcome(token(INT64_MAX, INT64_MAX)) == "not_yet_valid");
 }
@@ -275,7 +312,8 @@ BOOST_AUTO_TEST_CASE(tampered_payload_or_wrong_secret_is_bad_signature) {
 
   const std::string token = nt::mint_token(kDriver, kSecret, kNow + 600);
   BOOST_TEST(outcome(token, options("another secret, 32 bytes long...")) == "bad_signature");
-  BOOST_TEST(outcome(token, options("")) == "bad_signature");  // no secret verifies nothing
+  // No secret: no HS token is even tried (and a public key would not stand in for it).
+  BOOST_TEST(outcome(token, options("")) == "bad_algorithm");
   std::string flipped = token;
   flipped.back() = flipped.back() == 'A' ? 'B' : 'A';
   BOOST_TEST(outcome(flipped) == "bad_signature");
@@ -433,6 +471,43 @@ BOOST_AUTO_TEST_CASE(minted_token_is_plain_hs256) {
   BOOST_TEST(jwt_get_grant(jwt.get(), "booking") == nullptr);
 }
 
+BOOST_AUTO_TEST_CASE(base64url_is_unpadded_with_the_url_alphabet) {
+  const std::pair<std::string, std::string> vectors[] = {
+      {"", ""}, {"f", "Zg"}, {"fo", "Zm8"}, {"foo", "Zm9v"}, {"\xfb\xff\xbf", "-_-_"}};
+  for (const auto& [bytes, text] : vectors) BOOST_TEST(nt::base64url_encode(bytes) == text, text);
+}
+
+BOOST_AUTO_TEST_CASE(lifetime_is_bounded) {
+  BOOST_TEST(std::string(nt::to_string(nt::AuthFailure::ttl_too_long)) == "ttl_too_long");
+  const auto token = [](std::int64_t exp, std::optional<std::int64_t> iat) {
+    return nt::mint_token(kDriver, kSecret, exp, std::nullopt, iat);
+  };
+  // With iat: exp - iat, the default limit being a day.
+  BOOST_TEST(outcome(token(kNow + 86400, kNow)) == "accepted");
+  BOOST_TEST(outcome(token(kNow + 86401, kNow)) == "ttl_too_long");
+  BOOST_TEST(outcome(token(kNow + 600, kNow - 86400)) == "ttl_too_long");  // issued long ago
+  // Year 9999, as some issuers write "never".
+  BOOST_TEST(outcome(token(253402300799, kNow)) == "ttl_too_long");
+  BOOST_TEST(outcome(token(253402300799, std::nullopt)) == "ttl_too_long");
+  // Without iat: exp - now, with the leeway.
+  BOOST_TEST(outcome(token(kNow + 86400 + 30, std::nullopt)) == "accepted");
+  BOOST_TEST(outcome(token(kNow + 86400 + 31, std::nullopt)) == "ttl_too_long");
+  // An iat in the future cannot stretch it.
+  BOOST_TEST(outcome(token(kNow + 10 * 86400, kNow + 10 * 86400 - 60)) == "ttl_too_long");
+
+  auto hour = options();
+  hour.max_ttl_s = 3600;
+  BOOST_TEST(outcome(token(kNow + 3600, kNow), hour) == "accepted");
+  BOOST_TEST(outcome(token(kNow + 3601, kNow), hour) == "ttl_too_long");
+  const auto refused = nt::verify_token(token(kNow + 3601, kNow), hour, kNow);
+  BOOST_TEST(refused.detail.find("3600") != std::string::npos, refused.detail);
+
+  // iat is checked like exp and nbf; expiry comes first.
+  BOOST_TEST(outcome(signed_token(claims(R"("sub":"s","role":"service","iat":"now",)" + kExp))) ==
+             "bad_claims");
+  BOOST_TEST(outcome(token(kNow - 3600, kNow - 86400 * 2)) == "expired");
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(secret_file)
@@ -482,6 +557,280 @@ BOOST_AUTO_TEST_CASE(generated_secrets_are_64_hex_and_fresh) {
   BOOST_TEST(first != second);
   const nt::test::UnitTempDir dir;
   BOOST_TEST(nt::read_secret_file(write_file(dir, "generated", first + "\n")) == first);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+namespace {
+
+// What a command prints on stdout, and its exit status.
+struct Run {
+  int status = -1;
+  std::string out;
+};
+
+Run run(const std::string& command) {
+  Run result;
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.c_str(), "r"), pclose);
+  BOOST_REQUIRE_MESSAGE(pipe != nullptr, command);
+  char buffer[4096];
+  for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe.get())) > 0;) {
+    result.out.append(buffer, n);
+  }
+  result.status = pclose(pipe.release());
+  return result;
+}
+
+// Throw-away key pairs made by `openssl` in a temp dir, once for the suite: PATH.pem is the
+// private key, PATH.pub the public half.
+struct KeyPairs {
+  nt::test::UnitTempDir dir{"navietakie-keys"};
+  std::string make(const std::string& name, const std::string& genpkey_args) {
+    const std::string path = dir.path() + "/" + name;
+    const Run made = run("openssl genpkey " + genpkey_args + " -out " + path + ".pem 2>&1 && " +
+                         "openssl pkey -in " + path + ".pem -pubout -out " + path + ".pub 2>&1");
+    BOOST_REQUIRE_MESSAGE(made.status == 0, "openssl: " << made.out);
+    return path;
+  }
+  std::string rsa = make("rsa", "-algorithm RSA -pkeyopt rsa_keygen_bits:2048");
+  std::string other_rsa = make("other-rsa", "-algorithm RSA -pkeyopt rsa_keygen_bits:2048");
+  std::string p256 = make("p256", "-algorithm EC -pkeyopt ec_paramgen_curve:P-256");
+  std::string ed25519 = make("ed25519", "-algorithm ED25519");
+  std::string other_ed25519 = make("other-ed25519", "-algorithm ED25519");
+};
+
+KeyPairs& keys() {
+  static KeyPairs pairs;
+  return pairs;
+}
+
+nt::JwtOptions public_key_options(const std::string& key_path, std::string_view secret = "") {
+  nt::JwtOptions result;
+  result.secret = std::string(secret);
+  result.public_key = nt::read_public_key_file(key_path + ".pub");
+  return result;
+}
+
+// A token minted by navietakie-ctl with a private key.
+std::string ctl_token(const std::string& key_path, const std::string& identity_args) {
+  const Run minted = run(std::string(NAVIETAKIE_CTL_BIN) + " token --private-key-file " + key_path +
+                         ".pem " + identity_args + " --ttl 600");
+  BOOST_REQUIRE_MESSAGE(minted.status == 0, "navietakie-ctl token failed");
+  return minted.out.substr(0, minted.out.find('\n'));
+}
+
+// The `alg` of a token's header (unpadded base64url JSON).
+std::string header_alg(const std::string& token) {
+  static const std::string alphabet =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string header;
+  std::uint32_t bits = 0;
+  int bit_count = 0;
+  const auto parts = parts_of(token);
+  for (char c : parts.front()) {
+    bits = (bits << 6) | static_cast<std::uint32_t>(alphabet.find(c));
+    bit_count += 6;
+    if (bit_count >= 8) {
+      bit_count -= 8;
+      header += static_cast<char>((bits >> bit_count) & 0xffu);
+    }
+  }
+  const auto json = nt::parse_unique_object(header);
+  BOOST_REQUIRE_MESSAGE(json.has_value(), header);
+  return json->value("alg", "");
+}
+
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(public_keys)
+
+BOOST_AUTO_TEST_CASE(ctl_minted_rs256_es256_and_eddsa_tokens_verify) {
+  struct Case {
+    std::string key;
+    std::string alg;
+  };
+  const std::vector<Case> cases = {
+      {keys().rsa, "RS256"}, {keys().p256, "ES256"}, {keys().ed25519, "EdDSA"}};
+  for (const auto& c : cases) {
+    BOOST_TEST_CONTEXT(c.alg) {
+      const std::string token = ctl_token(c.key, "--sub driver-7 --role driver --booking BK-1");
+      BOOST_TEST(header_alg(token) == c.alg);
+      const auto result = nt::verify_token(token, public_key_options(c.key), unix_now());
+      BOOST_TEST_REQUIRE(static_cast<bool>(result), result.detail);
+      BOOST_TEST((*result.identity == kDriver));
+      // The same key verifies with navietakie-ctl, as the broker would.
+      const Run verified = run(std::string(NAVIETAKIE_CTL_BIN) + " verify --public-key-file " +
+                               c.key + ".pub " + token);
+      BOOST_TEST(verified.status == 0);
+      BOOST_TEST(verified.out.find(R"("sub":"driver-7")") != std::string::npos, verified.out);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(tokens_signed_by_openssl_itself_verify) {
+  // Interoperability: the signature scheme is the standard one, not only libjwt's or ours.
+  const std::string body = claims(R"("sub":"driver-7","role":"driver","booking":"BK-1",)" + kExp);
+  const std::string shell_base64url = " | base64 -w0 | tr '+/' '-_' | tr -d '='";
+  struct Case {
+    std::string key, alg, sign;
+  };
+  const std::vector<Case> cases = {
+      {keys().rsa, "RS256", "openssl dgst -sha256 -sign " + keys().rsa + ".pem"},
+      {keys().ed25519, "EdDSA",
+       "openssl pkeyutl -sign -rawin -inkey " + keys().ed25519 + ".pem -in"},
+  };
+  const nt::test::UnitTempDir dir;
+  for (const auto& c : cases) {
+    BOOST_TEST_CONTEXT(c.alg) {
+      const std::string input =
+          base64url(R"({"alg":")" + c.alg + R"(","typ":"JWT"})") + "." + base64url(body);
+      const Run signature = run(c.sign + " " + write_file(dir, "input", input) + shell_base64url);
+      BOOST_TEST_REQUIRE(!signature.out.empty());
+      BOOST_TEST(outcome(input + "." + signature.out, public_key_options(c.key)) == "accepted");
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(each_key_verifies_only_its_own_algorithms) {
+  const std::string body = claims(R"("sub":"driver-7","role":"driver","booking":"BK-1",)" + kExp);
+  const nt::PemKey rsa_private = nt::read_private_key_file(keys().rsa + ".pem");
+  const std::string rs256 = nt::mint_token(kDriver, rsa_private, kNow + 600);
+  const std::string es256 =
+      nt::mint_token(kDriver, nt::read_private_key_file(keys().p256 + ".pem"), kNow + 600);
+  const std::string eddsa =
+      nt::mint_token(kDriver, nt::read_private_key_file(keys().ed25519 + ".pem"), kNow + 600);
+  const std::string hs256 = nt::mint_token(kDriver, kSecret, kNow + 600);
+  const auto rsa_only = public_key_options(keys().rsa);
+  const auto rsa_and_secret = public_key_options(keys().rsa, kSecret);
+
+  // Each token with its own key, whatever else is configured.
+  BOOST_TEST(outcome(rs256, rsa_only) == "accepted");
+  BOOST_TEST(outcome(rs256, rsa_and_secret) == "accepted");
+  BOOST_TEST(outcome(hs256, rsa_and_secret) == "accepted");
+  BOOST_TEST(outcome(es256, public_key_options(keys().p256)) == "accepted");
+  BOOST_TEST(outcome(eddsa, public_key_options(keys().ed25519)) == "accepted");
+
+  // Key confusion: HS256 signed with the PEM public key text as the HMAC secret.
+  const std::string public_pem = nt::read_public_key_file(keys().rsa + ".pub").pem;
+  const std::string confused = signed_token(body, public_pem, JWT_ALG_HS256);
+  BOOST_TEST(outcome(confused, rsa_only) == "bad_algorithm");        // no secret: HS never tried
+  BOOST_TEST(outcome(confused, rsa_and_secret) == "bad_signature");  // the secret, not the PEM
+  // An RS token against a secret-only configuration, and an algorithm of another key type.
+  BOOST_TEST(outcome(rs256) == "bad_algorithm");
+  BOOST_TEST(outcome(es256, rsa_and_secret) == "bad_algorithm");
+  BOOST_TEST(outcome(eddsa, rsa_and_secret) == "bad_algorithm");
+  BOOST_TEST(outcome(rs256, public_key_options(keys().ed25519)) == "bad_algorithm");
+  // The public key must not verify an RS token re-labelled as HS (nor the other way round).
+  const auto rs_parts = parts_of(rs256);
+  BOOST_TEST(
+      outcome(base64url(R"({"alg":"HS256","typ":"JWT"})") + "." + rs_parts[1] + "." + rs_parts[2],
+              rsa_and_secret) == "bad_signature");
+  const auto hs_parts = parts_of(hs256);
+  BOOST_TEST(
+      outcome(base64url(R"({"alg":"RS256","typ":"JWT"})") + "." + hs_parts[1] + "." + hs_parts[2],
+              rsa_and_secret) == "bad_signature");
+
+  // A wrong key of the right type.
+  BOOST_TEST(outcome(rs256, public_key_options(keys().other_rsa)) == "bad_signature");
+  BOOST_TEST(outcome(eddsa, public_key_options(keys().other_ed25519)) == "bad_signature");
+  // alg none, and tampering, under a public key.
+  BOOST_TEST(outcome(hand_made_token(R"({"alg":"none","typ":"JWT"})", body), rsa_only) ==
+             "bad_algorithm");
+  for (const std::string& token : {rs256, eddsa}) {
+    const auto parts = parts_of(token);
+    const std::string other =
+        claims(R"("sub":"driver-7","role":"driver","booking":"BK-2",)" + kExp);
+    const auto& key = token == rs256 ? keys().rsa : keys().ed25519;
+    BOOST_TEST(outcome(parts[0] + "." + base64url(other) + "." + parts[2],
+                       public_key_options(key)) == "bad_signature");
+    BOOST_TEST(outcome(parts[0] + "." + parts[1] + ".AAAA", public_key_options(key)) ==
+               "bad_signature");
+  }
+  // Claims and lifetime rules are the same whatever signed the token.
+  BOOST_TEST(outcome(nt::mint_token(kDriver, rsa_private, kNow + 86400 * 30), rsa_only) ==
+             "ttl_too_long");
+  BOOST_TEST(outcome(nt::mint_token(kDriver, rsa_private, kNow - 3600), rsa_only) == "expired");
+}
+
+BOOST_AUTO_TEST_CASE(key_files_are_checked_by_path) {
+  const nt::test::UnitTempDir dir;
+  const auto public_error = [](const std::string& path) {
+    return error_of<std::runtime_error>([&] { nt::read_public_key_file(path); });
+  };
+  const auto private_error = [](const std::string& path) {
+    return error_of<std::runtime_error>([&] { nt::read_private_key_file(path); });
+  };
+  BOOST_TEST((nt::read_public_key_file(keys().rsa + ".pub").type == nt::KeyType::rsa));
+  BOOST_TEST((nt::read_public_key_file(keys().p256 + ".pub").type == nt::KeyType::ec_p256));
+  BOOST_TEST((nt::read_public_key_file(keys().ed25519 + ".pub").type == nt::KeyType::ed25519));
+  BOOST_TEST(!nt::read_public_key_file(keys().rsa + ".pub").is_private);
+
+  // A private key is refused where a public one is expected, even with a public key after it,
+  // and the message never quotes the key.
+  const std::string private_pem = nt::read_key_file(keys().ed25519 + ".pem", "key");
+  const std::string both =
+      write_file(dir, "both.pem", private_pem + nt::read_key_file(keys().ed25519 + ".pub", "key"));
+  for (const std::string& path : {keys().ed25519 + ".pem", both}) {
+    const std::string error = public_error(path);
+    BOOST_TEST(error.find(path) != std::string::npos, error);
+    BOOST_TEST(error.find("private key") != std::string::npos, error);
+    BOOST_TEST(error.find(private_pem.substr(30, 20)) == std::string::npos, error);
+  }
+  BOOST_TEST(public_error(write_file(dir, "garbage", "not a key\n")).find("garbage") !=
+             std::string::npos);
+  BOOST_TEST(!public_error(dir.path() + "/missing.pub").empty());
+  BOOST_TEST(!private_error(keys().rsa + ".pub").empty());
+  BOOST_TEST(!private_error(write_file(dir, "hmac", std::string(kSecret))).empty());
+
+  // Too weak or unsupported: RSA below 2048 bits, EC on another curve.
+  const std::pair<std::string, std::string> unaccepted[] = {
+      {"-algorithm RSA -pkeyopt rsa_keygen_bits:1024", "2048"},
+      {"-algorithm EC -pkeyopt ec_paramgen_curve:secp256k1", "curve"}};
+  for (const auto& [genpkey_args, named] : unaccepted) {
+    const std::string path = dir.path() + "/unaccepted.pub";
+    const Run made = run("openssl genpkey " + genpkey_args +
+                         " 2>/dev/null | openssl pkey -pubout -out " + path + " 2>&1");
+    BOOST_TEST_REQUIRE(made.status == 0);
+    BOOST_TEST(public_error(path).find(named) != std::string::npos, public_error(path));
+  }
+
+  // Minting needs the private half.
+  BOOST_TEST(!error_of<std::runtime_error>([] {
+                nt::mint_token(kDriver, nt::read_public_key_file(keys().rsa + ".pub"), kNow + 60);
+              }).empty());
+}
+
+BOOST_AUTO_TEST_CASE(settings_map_to_verifier_options) {
+  nt::Settings settings = nt::resolve_settings({});
+  BOOST_TEST(!nt::authentication_configured(settings));
+  BOOST_TEST(!nt::jwt_options(settings).has_value());
+
+  settings.auth_jwt_public_key_file = keys().p256 + ".pub";
+  settings.auth_max_token_ttl_s = 600;
+  settings.auth_leeway_s = 5;
+  BOOST_TEST(nt::authentication_configured(settings));
+  const auto options = nt::jwt_options(settings);
+  BOOST_TEST_REQUIRE(options.has_value());
+  BOOST_TEST(options->secret.empty());
+  BOOST_TEST_REQUIRE(options->public_key.has_value());
+  BOOST_TEST((options->public_key->type == nt::KeyType::ec_p256));
+  BOOST_TEST(options->max_ttl_s == 600);
+  BOOST_TEST(options->leeway_s == 5);
+
+  const auto config_error = [&] {
+    return error_of<nt::ConfigError>([&] { nt::jwt_options(settings); });
+  };
+  settings.auth_jwt_public_key_file = keys().p256 + ".pem";  // the private half
+  BOOST_TEST(config_error().find("config key 'auth_jwt_public_key_file'") == 0u, config_error());
+  settings.auth_jwt_public_key_file = "";
+  settings.auth_jwt_secret_file = keys().p256 + ".missing";
+  BOOST_TEST(config_error().find("config key 'auth_jwt_secret_file'") == 0u, config_error());
 }
 
 BOOST_AUTO_TEST_SUITE_END()

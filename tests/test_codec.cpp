@@ -351,16 +351,16 @@ BOOST_AUTO_TEST_CASE(send_message_id_rules) {
   check_send_invalid(with(kSend, "message_id", nullptr), "message_id");
 }
 
-BOOST_AUTO_TEST_CASE(valid_client_key_edges) {
-  BOOST_TEST(valid_client_key("a"));
-  BOOST_TEST(valid_client_key(std::string(128, '~')));
-  BOOST_TEST(!valid_client_key(std::string(129, 'a')));
-  BOOST_TEST(!valid_client_key(""));
-  BOOST_TEST(!valid_client_key(" "));
-  BOOST_TEST(!valid_client_key(std::string("a\0b", 3)));
-  BOOST_TEST(!valid_client_key("\x7f"));
-  BOOST_TEST(!valid_client_key("\x80"));
-  BOOST_TEST(valid_client_key("\x21\x7e"));
+BOOST_AUTO_TEST_CASE(valid_printable_key_edges) {
+  BOOST_TEST(valid_printable_key("a"));
+  BOOST_TEST(valid_printable_key(std::string(128, '~')));
+  BOOST_TEST(!valid_printable_key(std::string(129, 'a')));
+  BOOST_TEST(!valid_printable_key(""));
+  BOOST_TEST(!valid_printable_key(" "));
+  BOOST_TEST(!valid_printable_key(std::string("a\0b", 3)));
+  BOOST_TEST(!valid_printable_key("\x7f"));
+  BOOST_TEST(!valid_printable_key("\x80"));
+  BOOST_TEST(valid_printable_key("\x21\x7e"));
 }
 
 BOOST_AUTO_TEST_CASE(send_sender_id_rules) {

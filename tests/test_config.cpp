@@ -109,8 +109,9 @@ BOOST_AUTO_TEST_CASE(schema_lists_every_key_in_order_with_help) {
       "broker_url",  "client_id",           "topic_prefix",      "data_dir",       "map_size_mb",
       "sync",        "call_ring_timeout_s", "max_payload_bytes", "max_text_bytes", "log_level",
       "share_group", "batch_max",           "queue_max",         "environment",       "auth_jwt_secret_file",
-      "auth_service_grants", "auth_token_max_bytes", "auth_leeway_s", "handlers", "mqtt_username",
-      "mqtt_password_file", "trust_identity_property"};
+      "auth_jwt_public_key_file", "auth_service_grants", "auth_token_max_bytes", "auth_leeway_s",
+      "auth_max_token_ttl_s", "handlers", "mqtt_username", "mqtt_password_file",
+      "trust_identity_property"};
   BOOST_TEST(keys == expected, boost::test_tools::per_element());
 }
 
@@ -133,6 +134,8 @@ BOOST_AUTO_TEST_CASE(defaults) {
   BOOST_TEST(settings.auth_jwt_secret_file == "");  // open mode unless configured
   BOOST_TEST(settings.auth_token_max_bytes == 4096u);
   BOOST_TEST(settings.auth_leeway_s == 30);
+  BOOST_TEST(settings.auth_jwt_public_key_file == "");
+  BOOST_TEST(settings.auth_max_token_ttl_s == 86400);  // a day
   BOOST_TEST(settings.handlers);
   BOOST_TEST(!settings.trust_identity_property);
   BOOST_TEST(settings.mqtt_password_file == "");
@@ -416,6 +419,28 @@ BOOST_AUTO_TEST_CASE(strings) {
   }
   BOOST_TEST(contains(error_with("auth_token_max_bytes", "10"), "config key 'auth_token_max_bytes'"));
   BOOST_TEST(contains(error_with("auth_leeway_s", "-1"), "config key 'auth_leeway_s'"));
+}
+
+BOOST_AUTO_TEST_CASE(trim_takes_one_whitespace_set) {
+  BOOST_TEST(nt::trim(" \t\r\n\f\va b\v\f\n\r\t ") == "a b");
+  BOOST_TEST(nt::trim(" \n ").empty());
+  BOOST_TEST(nt::trim("x") == "x");
+}
+
+BOOST_AUTO_TEST_CASE(token_lifetime_and_public_key_keys) {
+  BOOST_TEST(settings_with("auth_max_token_ttl_s", "60").auth_max_token_ttl_s == 60);
+  BOOST_TEST(settings_with("auth_max_token_ttl_s", "31622400").auth_max_token_ttl_s == 31622400);
+  for (const std::string bad : {"0", "59", "31622401", "-1", "1d", ""}) {
+    BOOST_TEST(error_with("auth_max_token_ttl_s", bad) ==
+                   "config key 'auth_max_token_ttl_s': expected an integer from 60 to 31622400, "
+                   "got '" + bad + "' (from --auth_max_token_ttl_s)",
+               bad);
+  }
+  // The file is read (and its key checked) by whoever verifies: auth/jwt.hpp jwt_options.
+  BOOST_TEST(settings_with("auth_jwt_public_key_file", "/etc/navietakie/jwt.pub")
+                 .auth_jwt_public_key_file == "/etc/navietakie/jwt.pub");
+  BOOST_TEST(contains(error_with("auth_jwt_public_key_file", std::string("a\0b", 3)),
+                      "config key 'auth_jwt_public_key_file': expected a value without NUL"));
 }
 
 BOOST_AUTO_TEST_CASE(sample_bridge_conf_is_the_defaults) {

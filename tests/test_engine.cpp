@@ -165,7 +165,7 @@ BOOST_FIXTURE_TEST_CASE(send_replies_and_broadcasts_the_same_message, EngineFixt
   BOOST_TEST(event.at("text") == "I'm at gate B");
   BOOST_TEST(event.at("data") == Json({{"gate", "B"}}));
   BOOST_TEST(event.at("ts") == kT0 + 123);
-  BOOST_TEST(valid_client_key(event.at("message_id").get<std::string>()));  // made by the system
+  BOOST_TEST(valid_printable_key(event.at("message_id").get<std::string>()));  // made by the system
   for (const auto& p : out) {
     BOOST_TEST(!p.retain);
     BOOST_CHECK(!p.correlation_data.has_value());
@@ -748,7 +748,7 @@ BOOST_FIXTURE_TEST_CASE(retried_start_returns_the_same_call_without_events, Engi
 BOOST_FIXTURE_TEST_CASE(get_without_call_id_returns_the_active_call, EngineFixture) {
   const Json started = call("BK1", {{"action", "start"}, {"by", "passenger"}}).at("call");
   const std::string id = started.at("call_id").get<std::string>();
-  BOOST_TEST(valid_client_key(id));  // made by the system
+  BOOST_TEST(valid_printable_key(id));  // made by the system
   BOOST_TEST(call("BK1", {{"action", "get"}}).at("call") == started);
   BOOST_TEST(call("BK1", {{"action", "get"}, {"by", "driver"}}).at("call") == started);
   now += 1'000;

@@ -569,3 +569,52 @@ BOOST_AUTO_TEST_CASE(a_bad_secret_stops_the_broker_naming_the_key, *boost::unit_
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(security_public_key)
+
+// A broker that holds only a public key: an RS256 token minted with the private half gets in, one
+// that lives longer than auth_max_token_ttl_s is refused with its reason logged.
+BOOST_AUTO_TEST_CASE(a_public_key_verifies_rs256_and_bounds_the_lifetime, *boost::unit_test::timeout(60)) {
+  TempDir dir("navietakie-sec-pk");
+  const std::string key = dir.file("jwt");
+  for (std::vector<std::string> argv : {std::vector<std::string>{"openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt",
+                                                                 "rsa_keygen_bits:2048", "-out", key + ".pem"},
+                                        std::vector<std::string>{"openssl", "pkey", "-in", key + ".pem", "-pubout",
+                                                                 "-out", key + ".pub"}}) {
+    Process openssl(argv, ProcessOptions(dir.file("openssl.log")));
+    BOOST_TEST_REQUIRE(openssl.wait_exit(30s).value_or(-1) == 0, openssl.describe());
+  }
+  Broker broker(dir, {"allow_anonymous false", "plugin " + std::string(NAVIETAKIE_PLUGIN_SO), "plugin_opt_handlers false",
+                      "plugin_opt_auth_jwt_public_key_file " + key + ".pub", "plugin_opt_auth_max_token_ttl_s 3600"});
+  broker.start();
+  const navietakie::PemKey private_key = navietakie::read_private_key_file(key + ".pem");
+  const Identity ops = service("ops-" + random_hex(6));
+  const auto login = [&](const std::string& token) {
+    ClientOptions options;
+    options.username = ops.subject;
+    options.password = token;
+    options.connect_timeout = 3s;
+    return std::make_unique<TestClient>(broker.uri(), options);
+  };
+
+  auto client = login(navietakie::mint_token(ops, private_key, now_s() + 3600, std::nullopt, now_s()));
+  BOOST_TEST(client->connected());
+  BOOST_TEST(client->subscribe_reason(errors_topic(booking("pk"))) < kRefused);  // the token's identity holds
+
+  BOOST_CHECK_THROW(login(navietakie::mint_token(ops, private_key, now_s() + 3601, std::nullopt, now_s())),
+                    std::exception);
+  BOOST_TEST(broker.wait_log_contains("reason=ttl_too_long", 5s));
+  // Signed with the public key's text as an HMAC secret: never tried against the public key.
+  const std::string public_pem = read_file(key + ".pub");
+  BOOST_CHECK_THROW(login(navietakie::mint_token(ops, public_pem, now_s() + 600)), std::exception);
+  BOOST_TEST(broker.wait_log_contains("reason=bad_algorithm", 5s));
+
+  // A bridge with only the public key cannot mint its own token: it says what it needs and stops.
+  Process bridge({NAVIETAKIE_BRIDGE_BIN, "--broker_url", broker.uri(), "--data_dir", dir.file("bridge-data"),
+                  "--auth_jwt_public_key_file", key + ".pub"},
+                 ProcessOptions(dir.file("bridge.log")));
+  BOOST_TEST(bridge.wait_exit(10s).value_or(0) != 0, bridge.describe());
+  BOOST_TEST(read_file(dir.file("bridge.log")).find("'mqtt_password_file'") != std::string::npos, bridge.describe());
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -12,6 +12,7 @@
 
 #include "auth/acl.hpp"
 #include "core/codec.hpp"
+#include "core/printable_key.hpp"
 #include "core/topics.hpp"
 #include "core/wire.hpp"
 #include "core/wire_json.hpp"
@@ -276,9 +277,9 @@ BOOST_AUTO_TEST_CASE(character_rules_read_as_brackets) {
   BOOST_TEST(valid_booking_code("a_-"));
   BOOST_TEST(valid_booking_code(std::string(64, 'x')));
   BOOST_TEST(!valid_booking_code(std::string(65, 'x')));
-  BOOST_TEST(valid_client_key("!"));
-  BOOST_TEST(!valid_client_key(""));
-  BOOST_TEST(!valid_client_key(std::string(129, 'k')));
+  BOOST_TEST(valid_printable_key("!"));
+  BOOST_TEST(!valid_printable_key(""));
+  BOOST_TEST(!valid_printable_key(std::string(129, 'k')));
 }
 
 BOOST_AUTO_TEST_CASE(call_steps_follow_the_table) {

@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Sourced by scripts/run and scripts/test: makes sure the Debian packages needed to build, test and
 # run navietakie are installed, installing the missing ones with apt-get when running as root.
-# (valgrind: test_plugin_valgrind runs the broker with the plugin under it.)
+# (valgrind: test_plugin_valgrind runs the broker with the plugin under it; libssl-dev: EdDSA
+# tokens and PEM keys in auth/keys.cpp; openssl: the tests make throw-away key pairs with it.)
 #
 # Shell variables here are lower case on purpose: an exported NAVIETAKIE_* variable would be read
 # (and rejected if unknown) by the bridge's configuration.
@@ -11,7 +12,7 @@ navietakie_packages=(
   libpaho-mqttpp-dev libpaho-mqtt-dev
   mosquitto mosquitto-dev libmosquitto-dev mosquitto-clients
   liblmdb-dev lmdb-utils libcereal-dev
-  libboost-test-dev nlohmann-json3-dev libcxxopts-dev libjwt-dev
+  libboost-test-dev nlohmann-json3-dev libcxxopts-dev libjwt-dev libssl-dev openssl
   valgrind
 )
 
