@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Sourced by scripts/run and scripts/test: makes sure the Debian packages needed to build, test and
 # run navietakie are installed, installing the missing ones with apt-get when running as root.
-# (valgrind: test_plugin_valgrind runs the broker with the plugin under it.)
+# (valgrind: test_plugin_valgrind runs the broker with the plugin under it; openssl: test_broker
+# makes a throw-away CA and server certificate for the TLS listeners.)
 #
 # Shell variables here are lower case on purpose: an exported NAVIETAKIE_* variable would be read
 # (and rejected if unknown) by the bridge's configuration.
@@ -12,7 +13,7 @@ navietakie_packages=(
   mosquitto mosquitto-dev libmosquitto-dev mosquitto-clients
   liblmdb-dev lmdb-utils libcereal-dev
   libboost-test-dev nlohmann-json3-dev libcxxopts-dev libjwt-dev
-  valgrind
+  valgrind openssl
 )
 
 # Installed means dpkg's "install ok installed", not merely known to dpkg (removed packages keep
