@@ -1,4 +1,5 @@
-// The configuration schema, its four sources and their precedence, and the error messages.
+// The configuration schema, its four sources and their precedence, and the error messages; the
+// Mosquitto config generator (config/mosquitto_conf.hpp) and the shipped broker confs.
 #include <unistd.h>
 
 #include <algorithm>
