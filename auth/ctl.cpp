@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 // cxxopts' own argument matcher instead of std::regex (see config/config.cpp).
 #define CXXOPTS_NO_REGEX 1
@@ -292,15 +293,14 @@ int run_broker_conf(int argc, const char* const* argv) {
   conf.websockets_port = port("ws-port");
   conf.mqtts_port = port("mqtts-port");
   conf.wss_port = port("wss-port");
-  conf.bind_address = text("bind");
-  conf.certfile = text("certfile");
-  conf.keyfile = text("keyfile");
-  conf.cafile = text("cafile");
-  conf.http_dir = text("http-dir");
-  conf.plugin = text("plugin");
-  conf.user = text("user");
-  conf.log_file = text("log-file");
-  conf.log_timestamp_format = text("log-timestamp-format");
+  const std::pair<const char*, std::string MosquittoConf::*> text_fields[] = {
+      {"bind", &MosquittoConf::bind_address}, {"certfile", &MosquittoConf::certfile},
+      {"keyfile", &MosquittoConf::keyfile},   {"cafile", &MosquittoConf::cafile},
+      {"http-dir", &MosquittoConf::http_dir}, {"plugin", &MosquittoConf::plugin},
+      {"user", &MosquittoConf::user},         {"log-file", &MosquittoConf::log_file},
+      {"log-timestamp-format", &MosquittoConf::log_timestamp_format},
+  };
+  for (const auto& [flag, field] : text_fields) conf.*field = text(flag);
   const std::string anonymous = text("allow-anonymous");
   if (anonymous != "true" && anonymous != "false") {
     throw UsageError("--allow-anonymous: expected true or false, got '" + anonymous + "'");

@@ -1,8 +1,6 @@
 // max_packet_size at work (issue 17): mosquitto refuses a packet whose header declares more than
 // the generated limit before reading (or reserving room for) it, whoever sends it, and keeps
 // serving everyone else. Raw sockets, because a real client library would not send such a header.
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -20,14 +18,7 @@ namespace {
 
 class RawConnection {
  public:
-  explicit RawConnection(int port) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
-    BOOST_REQUIRE(fd_ >= 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(static_cast<std::uint16_t>(port));
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    BOOST_REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
-  }
+  explicit RawConnection(int port) : fd_(connect_loopback(port)) {}
   ~RawConnection() { ::close(fd_); }
   RawConnection(const RawConnection&) = delete;
   RawConnection& operator=(const RawConnection&) = delete;
