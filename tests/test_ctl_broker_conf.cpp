@@ -55,11 +55,7 @@ BOOST_AUTO_TEST_CASE(the_conf_it_writes_serves_tcp_and_websockets, *utf::timeout
        {"tcp://127.0.0.1:" + std::to_string(mqtt_port), "ws://127.0.0.1:" + std::to_string(ws_port)}) {
     BOOST_TEST_CONTEXT(uri) {
       TestClient client(uri);
-      std::optional<json> page;
-      for (int tries = 0; tries < 20 && !page; ++tries) {
-        page = client.try_await_reply(client.send_request(request_topic(booking("ctlconf"), "get_message"), "{}"),
-                                      500ms);
-      }
+      const auto page = first_reply(client, request_topic(booking("ctlconf"), "get_message"), "{}");
       BOOST_REQUIRE_MESSAGE(page, "no reply over " << uri << ":\n" << broker.describe());
       NT_CHECK_OK(*page);
     }

@@ -343,12 +343,8 @@ BOOST_DATA_TEST_CASE(the_shipped_mosquitto_conf_starts_and_serves, bdata::make({
         BOOST_CHECK_THROW(TestClient(uri, anonymous), std::exception);
       }
       TestClient client(uri, options);
-      std::optional<json> reply;
-      for (int tries = 0; tries < 20 && !reply; ++tries) {
-        reply = client.try_await_reply(client.send_request(request_topic(code, "send_message"),
-                                                           text_message("driver", "shipped conf").dump()),
-                                       500ms);
-      }
+      const auto reply =
+          first_reply(client, request_topic(code, "send_message"), text_message("driver", "shipped conf").dump());
       BOOST_REQUIRE_MESSAGE(reply, "no reply over " << uri << ":\n" << broker.describe());
       NT_CHECK_OK(*reply);
     }

@@ -115,13 +115,8 @@ BOOST_AUTO_TEST_CASE(smoke_exchange_over_mqtts_and_wss, *utf::timeout(120)) {
       const std::string code = booking("tls");
       passenger.subscribe(events_filter(code));
 
-      // The first request may still find the plugin starting: retried, bounded.
       const std::string text = "over " + uri.substr(0, uri.find(':'));
-      std::optional<json> sent;
-      for (int tries = 0; tries < 20 && !sent; ++tries) {
-        sent = driver.try_await_reply(
-            driver.send_request(request_topic(code, "send_message"), text_message("driver", text).dump()), 500ms);
-      }
+      const auto sent = first_reply(driver, request_topic(code, "send_message"), text_message("driver", text).dump());
       BOOST_REQUIRE_MESSAGE(sent, "no reply over " << uri << ":\n" << broker.describe());
       NT_REQUIRE_OK(*sent);
       const std::int64_t seq = (*sent)["message"]["seq"].get<std::int64_t>();
