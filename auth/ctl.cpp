@@ -41,10 +41,10 @@ const char* const kUsage =
     "Usage: navietakie-ctl COMMAND [OPTIONS]\n"
     "\n"
     "Commands:\n"
-    "  secret    print a new random secret (64 hex characters), e.g. > secret.key\n"
-    "  token     print an HS256 token for a driver, passenger or service\n"
-    "  verify    check a token as the broker would and print the identity it carries\n"
-  "  broker-conf  print a Mosquitto config for navietakie (listeners, TLS, plugin, limits)\n"
+    "  secret       print a new random secret (64 hex characters), e.g. > secret.key\n"
+    "  token        print an HS256 token for a driver, passenger or service\n"
+    "  verify       check a token as the broker would and print the identity it carries\n"
+    "  broker-conf  print a Mosquitto config for navietakie (listeners, TLS, plugin, limits)\n"
     "\n"
     "`navietakie-ctl COMMAND --help` describes each command.\n";
 
