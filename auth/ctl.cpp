@@ -1,21 +1,28 @@
-// navietakie-ctl: operator tools for authentication. Makes a shared secret, mints tokens with it or
-// with a private key, and verifies them under the same rules as the broker. Never prints a secret
-// or a key.
+// navietakie-ctl: operator tools. Makes a shared secret, mints tokens with it or with a private key,
+// and verifies them under the same rules as the broker (never printing a secret or a key), and writes
+// Mosquitto configs (broker-conf: the generator of config/mosquitto_conf.hpp, for the scripts that
+// are not C++).
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 // cxxopts' own argument matcher instead of std::regex (see config/config.cpp).
 #define CXXOPTS_NO_REGEX 1
 #include <cxxopts.hpp>
 
+#include "config/config.hpp"
+#include "config/mosquitto_conf.hpp"
 #include "core/identity.hpp"
 #include "auth/jwt.hpp"
+
+extern char** environ;
 
 namespace {
 
@@ -36,10 +43,11 @@ const char* const kUsage =
     "Usage: navietakie-ctl COMMAND [OPTIONS]\n"
     "\n"
     "Commands:\n"
-    "  secret    print a new random secret (64 hex characters), e.g. > secret.key\n"
-    "  token     print a token for a driver, passenger or service (HS256 with the secret, or\n"
-    "            RS256 / ES256 / EdDSA with a private key)\n"
-    "  verify    check a token as the broker would and print the identity it carries\n"
+    "  secret       print a new random secret (64 hex characters), e.g. > secret.key\n"
+    "  token        print a token for a driver, passenger or service (HS256 with the secret, or\n"
+    "               RS256 / ES256 / EdDSA with a private key)\n"
+    "  verify       check a token as the broker would and print the identity it carries\n"
+    "  broker-conf  print a Mosquitto config for navietakie (listeners, TLS, plugin, limits)\n"
     "\n"
     "`navietakie-ctl COMMAND --help` describes each command.\n";
 
@@ -258,6 +266,145 @@ int run_verify(int argc, const char* const* argv) {
   return 0;
 }
 
+
+int run_broker_conf(int argc, const char* const* argv) {
+  cxxopts::Options options(
+      "navietakie-ctl broker-conf",
+      "Prints (or writes to --out) a Mosquitto 2.0.11 config for navietakie: the generator behind\n"
+      "scripts/run, scripts/bench and the tests. max_packet_size is derived from max_payload_bytes\n"
+      "(--max-payload-bytes, else the settings of --plugin-settings / --settings with NAVIETAKIE_*\n"
+      "variables over them and --plugin-opt over both, as the hosts read them) unless given.\n");
+  auto add = options.add_options();
+  add("mqtt-port", "MQTT over TCP (required by 2.0.11)", cxxopts::value<std::string>()->default_value("1883"), "PORT");
+  add("ws-port", "MQTT over WebSockets (serves --http-dir)", cxxopts::value<std::string>(), "PORT");
+  add("mqtts-port", "MQTT over TLS", cxxopts::value<std::string>(), "PORT");
+  add("wss-port", "MQTT over WebSockets over TLS", cxxopts::value<std::string>(), "PORT");
+  add("bind", "address every listener binds to (default: every interface)", cxxopts::value<std::string>(), "ADDR");
+  add("certfile", "TLS listeners: the server's certificate chain (PEM)", cxxopts::value<std::string>(), "FILE");
+  add("keyfile", "TLS listeners: the server's private key (PEM)", cxxopts::value<std::string>(), "FILE");
+  add("cafile", "TLS listeners: CA to verify client certificates with (optional)", cxxopts::value<std::string>(),
+      "FILE");
+  add("http-dir", "directory the WebSockets listeners serve (the web app)", cxxopts::value<std::string>(), "DIR");
+  add("plugin", "mosquitto_navietakie.so", cxxopts::value<std::string>(), "FILE");
+  add("plugin-settings", "a settings file (config/bridge.conf format): each key becomes a plugin_opt_ line",
+      cxxopts::value<std::string>(), "FILE");
+  add("plugin-opt", "one plugin_opt_KEY VALUE line (repeatable; wins over --plugin-settings)",
+      cxxopts::value<std::string>(), "KEY=VALUE");
+  add("settings", "the settings file the hosts run with, read only for max_payload_bytes",
+      cxxopts::value<std::string>(), "FILE");
+  add("max-payload-bytes", "the hosts' max_payload_bytes, to derive max_packet_size from",
+      cxxopts::value<std::string>(), "N");
+  add("max-packet-size", "largest MQTT packet accepted (default: derived)", cxxopts::value<std::string>(), "N");
+  add("allow-anonymous", "true or false", cxxopts::value<std::string>()->default_value("true"), "BOOL");
+  add("user", "user mosquitto switches to when started as root", cxxopts::value<std::string>(), "NAME");
+  add("max-queued-messages", "per-client queue of QoS 1/2 messages",
+      cxxopts::value<std::string>()->default_value("10000"), "N");
+  add("max-inflight-messages", "QoS 1/2 messages in flight per client (default: the broker's, 20)",
+      cxxopts::value<std::string>(), "N");
+  add("log-file", "log to this file (default: stderr)", cxxopts::value<std::string>(), "FILE");
+  add("log-type", "a log_type line (repeatable; default error, warning, notice, information)",
+      cxxopts::value<std::string>(), "TYPE");
+  add("log-timestamp-format", "strftime format of the log's timestamps", cxxopts::value<std::string>(), "FORMAT");
+  add("out", "write the config to FILE instead of stdout", cxxopts::value<std::string>(), "FILE");
+  add("h,help", "print this help and exit");
+  const std::vector<std::string> value_options{
+      "mqtt-port", "ws-port",   "mqtts-port",      "wss-port",     "bind",         "certfile",
+      "keyfile",   "cafile",    "http-dir",        "plugin",       "plugin-settings", "plugin-opt",
+      "settings",  "max-payload-bytes", "max-packet-size", "allow-anonymous", "user", "max-queued-messages",
+      "max-inflight-messages", "log-file", "log-type", "log-timestamp-format", "out"};
+  const auto parsed = parse(options, value_options, argc, argv);
+  if (parsed.count("help") > 0) {
+    std::cout << options.help();
+    return 0;
+  }
+  // The option's value, its default, or "" (cxxopts counts only options given).
+  const auto text = [&](const std::string& name) {
+    return parsed.count(name) > 0 || parsed[name].has_default() ? parsed[name].as<std::string>() : std::string();
+  };
+  const auto port = [&](const std::string& name) {
+    return parsed.count(name) > 0 ? static_cast<int>(integer_option(name, text(name), 1, 65535)) : 0;
+  };
+
+  MosquittoConf conf;
+  conf.mqtt_port = static_cast<int>(integer_option("mqtt-port", text("mqtt-port"), 1, 65535));
+  conf.websockets_port = port("ws-port");
+  conf.mqtts_port = port("mqtts-port");
+  conf.wss_port = port("wss-port");
+  const std::pair<const char*, std::string MosquittoConf::*> text_fields[] = {
+      {"bind", &MosquittoConf::bind_address}, {"certfile", &MosquittoConf::certfile},
+      {"keyfile", &MosquittoConf::keyfile},   {"cafile", &MosquittoConf::cafile},
+      {"http-dir", &MosquittoConf::http_dir}, {"plugin", &MosquittoConf::plugin},
+      {"user", &MosquittoConf::user},         {"log-file", &MosquittoConf::log_file},
+      {"log-timestamp-format", &MosquittoConf::log_timestamp_format},
+  };
+  for (const auto& [flag, field] : text_fields) conf.*field = text(flag);
+  const std::string anonymous = text("allow-anonymous");
+  if (anonymous != "true" && anonymous != "false") {
+    throw UsageError("--allow-anonymous: expected true or false, got '" + anonymous + "'");
+  }
+  conf.allow_anonymous = anonymous == "true";
+  conf.max_queued_messages =
+      static_cast<std::size_t>(integer_option("max-queued-messages", text("max-queued-messages"), 0, 1000000000));
+  if (parsed.count("max-inflight-messages") > 0) {
+    conf.max_inflight_messages = static_cast<std::size_t>(
+        integer_option("max-inflight-messages", text("max-inflight-messages"), 1, 65535));
+  }
+  if (parsed.count("max-packet-size") > 0) {
+    conf.max_packet_size = static_cast<std::size_t>(integer_option(
+        "max-packet-size", text("max-packet-size"), 20, static_cast<std::int64_t>(kMqttMaxPacketSize)));
+  }
+
+  // The plugin's settings: the file's keys, then each --plugin-opt (a key given again replaces
+  // the earlier value in place).
+  ConfigLayer plugin_layer;
+  if (parsed.count("plugin-settings") > 0) {
+    plugin_layer = read_config_file(text("plugin-settings"));
+    for (const auto& [key, value] : plugin_layer) conf.plugin_options.emplace_back(key, value);
+  }
+  std::vector<std::string> log_types;
+  for (const auto& argument : parsed.arguments()) {
+    if (argument.key() == "log-type") log_types.push_back(argument.value());
+    if (argument.key() != "plugin-opt") continue;
+    const std::string& option = argument.value();
+    const std::size_t equals = option.find('=');
+    if (equals == std::string::npos || equals == 0) {
+      throw UsageError("--plugin-opt: expected KEY=VALUE, got '" + option + "'");
+    }
+    const std::string key = option.substr(0, equals);
+    const std::string value = option.substr(equals + 1);
+    plugin_layer.set(key, value, "--plugin-opt " + key);
+    bool replaced = false;
+    for (auto& entry : conf.plugin_options) {
+      if (entry.first == key) entry.second = value, replaced = true;
+    }
+    if (!replaced) conf.plugin_options.emplace_back(key, value);
+  }
+  if (!log_types.empty()) conf.log_types = log_types;
+
+  // The payload limit the hosts will run with: what they read, in their order.
+  if (parsed.count("max-payload-bytes") > 0) {
+    conf.max_payload_bytes = static_cast<std::size_t>(
+        integer_option("max-payload-bytes", text("max-payload-bytes"), 1, 268435455));
+  } else {
+    std::vector<ConfigLayer> layers;
+    if (parsed.count("settings") > 0) layers.push_back(read_config_file(text("settings")));
+    layers.push_back(config_from_env(environ));
+    layers.push_back(plugin_layer);
+    conf.max_payload_bytes = resolve_settings(layers).max_payload_bytes;
+  }
+
+  const std::string rendered = render_mosquitto_conf(conf);
+  if (parsed.count("out") == 0) {
+    std::cout << rendered;
+    return 0;
+  }
+  std::ofstream out(text("out"), std::ios::binary | std::ios::trunc);
+  out << rendered;
+  out.close();
+  if (!out) throw std::runtime_error("cannot write '" + text("out") + "'");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -267,6 +414,7 @@ int main(int argc, char** argv) {
     if (command == "secret") return run_secret(argc - 1, argv + 1);
     if (command == "token") return run_token(argc - 1, argv + 1);
     if (command == "verify") return run_verify(argc - 1, argv + 1);
+    if (command == "broker-conf") return run_broker_conf(argc - 1, argv + 1);
     if (command == "-h" || command == "--help" || command == "help") {
       std::cout << kUsage;
       return 0;
@@ -278,6 +426,9 @@ int main(int argc, char** argv) {
               << kUsage;
     return 2;
   } catch (const UsageError& error) {
+    std::cerr << kProgram << " " << command << ": " << error.what() << "\n";
+    return 2;
+  } catch (const ConfigError& error) {  // a bad setting or broker conf value: bad input too
     std::cerr << kProgram << " " << command << ": " << error.what() << "\n";
     return 2;
   } catch (const std::exception& error) {

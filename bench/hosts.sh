@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Both hosts side by side on fresh brokers and data dirs: send_message request/response at
 # window 1 (idle latency) and at a pipelined window (throughput), via bench_rr.
-# Usage: bench/hosts.sh [BUILD_DIR]   (default build-test; needs bench_rr, the plugin, the bridge)
+# Usage: bench/hosts.sh [BUILD_DIR]   (default build-test; needs bench_rr, the plugin, the bridge,
+# navietakie-ctl)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${1:-$root/build-test}"
@@ -17,19 +18,12 @@ run_host() {  # host sync
   local host="$1" sync="$2" port
   tmp="$(mktemp -d)"
   port="$(free_port)"
-  {
-    echo "listener $port 127.0.0.1"
-    echo "allow_anonymous true"
-    echo "user $(id -un)"
-    echo "max_queued_messages 10000"
-    echo "set_tcp_nodelay true"
-    if [ "$host" = plugin ]; then
-      echo "plugin $build/plugin/mosquitto_navietakie.so"
-      echo "plugin_opt_data_dir $tmp/data"
-      echo "plugin_opt_sync $sync"
-      echo "plugin_opt_log_level warn"
-    fi
-  } >"$tmp/m.conf"
+  local conf=(--mqtt-port "$port" --bind 127.0.0.1 --user "$(id -un)" --out "$tmp/m.conf")
+  if [ "$host" = plugin ]; then
+    conf+=(--plugin "$build/plugin/mosquitto_navietakie.so" --plugin-opt "data_dir=$tmp/data"
+      --plugin-opt "sync=$sync" --plugin-opt log_level=warn)
+  fi
+  "$build/auth/navietakie-ctl" broker-conf "${conf[@]}"
   "$mosquitto_bin" -c "$tmp/m.conf" >"$tmp/mosquitto.log" 2>&1 & pids+=($!)
   sleep 0.3
   if [ "$host" = bridge ]; then

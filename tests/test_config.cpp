@@ -1,15 +1,19 @@
-// The configuration schema, its four sources and their precedence, and the error messages.
+// The configuration schema, its four sources and their precedence, and the error messages; the
+// Mosquitto config generator (config/mosquitto_conf.hpp) and the shipped broker confs.
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/test/unit_test.hpp>
 #include <filesystem>
 #include <fstream>
 #include <initializer_list>
 #include <iterator>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "config/config.hpp"
+#include "config/mosquitto_conf.hpp"
 
 namespace nt = navietakie;
 
@@ -461,6 +465,170 @@ BOOST_AUTO_TEST_CASE(sample_bridge_conf_is_the_defaults) {
   const nt::Settings defaults = nt::resolve_settings({});
   BOOST_TEST(from_file.client_id == defaults.client_id);
   BOOST_TEST(from_file.share_group == defaults.share_group);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ---- the Mosquitto config generator (config/mosquitto_conf.hpp) ----
+
+namespace {
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+bool has_line(const std::string& text, const std::string& line) {
+  const auto lines = lines_of(text);
+  return std::find(lines.begin(), lines.end(), line) != lines.end();
+}
+
+// The lines of the listener block that starts with `listener_line`, up to the next blank line.
+std::vector<std::string> block(const std::string& text, const std::string& listener_line) {
+  std::vector<std::string> out;
+  bool inside = false;
+  for (const auto& line : lines_of(text)) {
+    if (line == listener_line) inside = true;
+    else if (inside && line.empty()) break;
+    if (inside) out.push_back(line);
+  }
+  return out;
+}
+
+std::string file_text(const std::string& path) {
+  std::ifstream in(path);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+std::string broker_conf_error(const nt::MosquittoConf& conf) {
+  return config_error([&] { nt::render_mosquitto_conf(conf); });
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(mosquitto_conf)
+
+BOOST_AUTO_TEST_CASE(max_packet_size_covers_a_bridge_history_page) {
+  // 200 messages of up to one payload each, plus headroom, in whole MiB.
+  BOOST_TEST(nt::derived_max_packet_size(65536) == 13u * 1024 * 1024);
+  for (const std::size_t payload : {256u, 4096u, 65536u, 1048576u}) {
+    const std::size_t size = nt::derived_max_packet_size(payload);
+    BOOST_TEST(size >= 200 * (payload + 1024), payload);
+    BOOST_TEST(size % (1024 * 1024) == 0u, payload);
+    BOOST_TEST(size < 256u * 1024 * 1024, payload);
+  }
+  BOOST_TEST(nt::derived_max_packet_size(268435455) == nt::kMqttMaxPacketSize);
+}
+
+BOOST_AUTO_TEST_CASE(defaults) {
+  const std::string conf = nt::render_mosquitto_conf({});
+  for (const std::string& line : std::vector<std::string>{"per_listener_settings false", "allow_anonymous true", "persistence false", "max_queued_messages 10000",
+        "max_packet_size 13631488", "set_tcp_nodelay true", "log_dest stderr", "log_type error",
+        "log_type warning", "log_type notice", "log_type information", "listener 1883"}) {
+    BOOST_TEST(has_line(conf, line), line);
+  }
+  BOOST_TEST(!contains(conf, "\nuser "));
+  BOOST_TEST(!contains(conf, "max_inflight_messages"));
+  BOOST_TEST(!contains(conf, "websockets"));
+  BOOST_TEST(!contains(conf, "plugin"));
+  BOOST_TEST(!contains(conf, "certfile"));
+}
+
+BOOST_AUTO_TEST_CASE(every_setting_reaches_its_line) {
+  nt::MosquittoConf in;
+  in.mqtt_port = 2883;
+  in.websockets_port = 2901;
+  in.mqtts_port = 2884;
+  in.wss_port = 2902;
+  in.bind_address = "127.0.0.1";
+  in.certfile = "/tls/server.crt";
+  in.keyfile = "/tls/server.key";
+  in.cafile = "/tls/ca.crt";
+  in.http_dir = "/srv/web";
+  in.plugin = "/lib/mosquitto_navietakie.so";
+  in.plugin_options = {{"data_dir", "/var/lib/nt"}, {"auth_service_grants", "*:pub:{prefix}/a, *:sub:{prefix}/b"}};
+  in.max_payload_bytes = 4096;
+  in.allow_anonymous = false;
+  in.user = "nt";
+  in.max_queued_messages = 100000;
+  in.max_inflight_messages = 40;
+  in.log_file = "/var/log/nt/mosquitto.log";
+  in.log_types = {"all"};
+  in.log_timestamp_format = "%H:%M:%S";
+  in.extra_lines = {"# the end"};
+  const std::string conf = nt::render_mosquitto_conf(in);
+  for (const std::string& line : std::vector<std::string>{"allow_anonymous false", "user nt", "max_queued_messages 100000", "max_inflight_messages 40",
+        "max_packet_size " + std::to_string(nt::derived_max_packet_size(4096)), "log_dest file /var/log/nt/mosquitto.log",
+        "log_type all", "log_timestamp_format %H:%M:%S", "plugin /lib/mosquitto_navietakie.so",
+        "plugin_opt_data_dir /var/lib/nt", "plugin_opt_auth_service_grants *:pub:{prefix}/a, *:sub:{prefix}/b",
+        "# the end"}) {
+    BOOST_TEST(has_line(conf, line), line);
+  }
+  BOOST_TEST(!has_line(conf, "log_type error"));
+  // Plugin options keep their order, after the plugin line.
+  BOOST_TEST(conf.find("plugin /lib") < conf.find("plugin_opt_data_dir"));
+  BOOST_TEST(conf.find("plugin_opt_data_dir") < conf.find("plugin_opt_auth_service_grants"));
+
+  using Lines = std::vector<std::string>;
+  BOOST_TEST(block(conf, "listener 2883 127.0.0.1") == Lines{"listener 2883 127.0.0.1"},
+             boost::test_tools::per_element());
+  BOOST_TEST(block(conf, "listener 2901 127.0.0.1") ==
+                 (Lines{"listener 2901 127.0.0.1", "protocol websockets", "socket_domain ipv4", "http_dir /srv/web"}),
+             boost::test_tools::per_element());
+  BOOST_TEST(block(conf, "listener 2884 127.0.0.1") ==
+                 (Lines{"listener 2884 127.0.0.1", "certfile /tls/server.crt", "keyfile /tls/server.key",
+                        "cafile /tls/ca.crt"}),
+             boost::test_tools::per_element());
+  BOOST_TEST(block(conf, "listener 2902 127.0.0.1") ==
+                 (Lines{"listener 2902 127.0.0.1", "protocol websockets", "socket_domain ipv4", "http_dir /srv/web",
+                        "certfile /tls/server.crt", "keyfile /tls/server.key", "cafile /tls/ca.crt"}),
+             boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(an_explicit_max_packet_size_wins) {
+  nt::MosquittoConf in;
+  in.max_packet_size = 1000;
+  BOOST_TEST(has_line(nt::render_mosquitto_conf(in), "max_packet_size 1000"));
+}
+
+BOOST_AUTO_TEST_CASE(values_the_broker_would_refuse_or_misread) {
+  const auto with = [](auto change) {
+    nt::MosquittoConf conf;
+    change(conf);
+    return broker_conf_error(conf);
+  };
+  BOOST_TEST(contains(with([](auto& c) { c.mqtt_port = 0; }), "mqtt_port"));
+  BOOST_TEST(contains(with([](auto& c) { c.websockets_port = 70000; }), "websockets_port"));
+  BOOST_TEST(contains(with([](auto& c) { c.websockets_port = 1883; }), "used twice"));
+  BOOST_TEST(contains(with([](auto& c) { c.mqtts_port = 8883; }), "certfile and keyfile"));
+  BOOST_TEST(contains(with([](auto& c) { c.wss_port = 8884, c.certfile = "c.pem"; }), "certfile and keyfile"));
+  BOOST_TEST(contains(with([](auto& c) { c.certfile = "c.pem"; }), "without a TLS listener"));
+  BOOST_TEST(contains(with([](auto& c) { c.http_dir = "/srv"; }), "without a WebSockets listener"));
+  BOOST_TEST(contains(with([](auto& c) { c.plugin = "/a b/p.so"; }), "plugin: whitespace"));
+  BOOST_TEST(contains(with([](auto& c) { c.user = "nt\nlistener 1"; }), "user: line break"));
+  BOOST_TEST(contains(with([](auto& c) { c.plugin_options = {{"sync", "full"}}; }), "without a plugin"));
+  BOOST_TEST(contains(with([](auto& c) { c.plugin = "p.so", c.plugin_options = {{"bogus", "1"}}; }), "'bogus'"));
+  BOOST_TEST(contains(with([](auto& c) { c.plugin = "p.so", c.plugin_options = {{"sync", "full\nuser root"}}; }),
+                      "plugin_opt_sync: line break"));
+  BOOST_TEST(contains(with([](auto& c) { c.max_packet_size = 19; }), "max_packet_size"));
+  BOOST_TEST(contains(with([](auto& c) { c.extra_lines = {"a\nb"}; }), "extra_lines"));
+  BOOST_TEST(with([](auto& c) { c.mqtts_port = 8883, c.certfile = "c.pem", c.keyfile = "k.pem"; }).empty());
+}
+
+// The shipped configs are what the generator writes for them, with comments: the same packet
+// limit, and a TLS listener to switch on.
+BOOST_AUTO_TEST_CASE(shipped_confs_carry_max_packet_size_and_a_tls_example) {
+  const std::string expected = "max_packet_size " + std::to_string(nt::derived_max_packet_size(65536));
+  for (const std::string name : {"mosquitto.conf", "mosquitto-bridge.conf"}) {
+    const std::string text = file_text(std::string(NAVIETAKIE_SOURCE_DIR) + "/config/" + name);
+    BOOST_TEST(has_line(text, expected), name);
+    BOOST_TEST(has_line(text, "#listener 8883"), name);
+    BOOST_TEST(has_line(text, "#certfile /etc/navietakie/tls/server.crt"), name);
+    BOOST_TEST(has_line(text, "#keyfile /etc/navietakie/tls/server.key"), name);
+    BOOST_TEST(has_line(text, "#listener 8884"), name);
+  }
 }
 
 BOOST_AUTO_TEST_SUITE_END()

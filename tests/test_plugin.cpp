@@ -10,9 +10,7 @@
 #include <sstream>
 #include <thread>
 
-#include <arpa/inet.h>
 #include <lmdb.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -80,13 +78,7 @@ PendingRequest publish_v5_request_checked(TestClient& client, const std::string&
 // and can close its socket without a DISCONNECT, which no Paho client can be made to do.
 class RawMqttClient {
  public:
-  RawMqttClient(int port, const std::string& client_id) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
-    BOOST_REQUIRE(fd_ >= 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(static_cast<std::uint16_t>(port));
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    BOOST_REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+  RawMqttClient(int port, const std::string& client_id) : fd_(connect_loopback(port)) {
     std::string connect = utf8("MQTT");
     connect += std::string{'\x04', '\x02', '\x00', '\x3c'};  // 3.1.1, clean session, keep-alive 60 s
     connect += utf8(client_id);
@@ -392,12 +384,8 @@ BOOST_DATA_TEST_CASE(the_shipped_mosquitto_conf_starts_and_serves, bdata::make({
         BOOST_CHECK_THROW(TestClient(uri, anonymous), std::exception);
       }
       TestClient client(uri, options);
-      std::optional<json> reply;
-      for (int tries = 0; tries < 20 && !reply; ++tries) {
-        reply = client.try_await_reply(client.send_request(request_topic(code, "send_message"),
-                                                           text_message("driver", "shipped conf").dump()),
-                                       500ms);
-      }
+      const auto reply =
+          first_reply(client, request_topic(code, "send_message"), text_message("driver", "shipped conf").dump());
       BOOST_REQUIRE_MESSAGE(reply, "no reply over " << uri << ":\n" << broker.describe());
       NT_CHECK_OK(*reply);
     }

@@ -2,7 +2,8 @@
 # Sourced by scripts/run and scripts/test: makes sure the Debian packages needed to build, test and
 # run navietakie are installed, installing the missing ones with apt-get when running as root.
 # (valgrind: test_plugin_valgrind runs the broker with the plugin under it; libssl-dev: EdDSA
-# tokens and PEM keys in auth/keys.cpp; openssl: the tests make throw-away key pairs with it.)
+# tokens and PEM keys in auth/keys.cpp; openssl: the tests make throw-away key pairs, and a
+# throw-away CA and server certificate for the TLS listeners, with it.)
 #
 # Shell variables here are lower case on purpose: an exported NAVIETAKIE_* variable would be read
 # (and rejected if unknown) by the bridge's configuration.

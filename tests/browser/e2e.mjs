@@ -419,7 +419,7 @@ async function authBroker(ctx) {
   const r = await run(env.ctl, ['secret']);
   assert(r.code === 0 && r.stdout.trim().length >= 32, `navietakie-ctl secret failed (${r.code}): ${r.stderr.trim()}`);
   fs.writeFileSync(secretFile, r.stdout, { mode: 0o600 });
-  const broker = new Broker({ name: 'auth', dir, mosquitto: env.mosquitto, plugin: env.plugin, webDir: env.webDir, auth: { secretFile } });
+  const broker = new Broker({ name: 'auth', dir, mosquitto: env.mosquitto, ctl: env.ctl, plugin: env.plugin, webDir: env.webDir, auth: { secretFile } });
   await broker.configure();
   ctx.brokers.push(broker);
   ctx.cleanups.add('broker auth', async () => {
@@ -497,7 +497,7 @@ async function main() {
 
   const dir = path.join(env.root, 'open');
   fs.mkdirSync(dir);
-  env.broker = new Broker({ name: 'open', dir, mosquitto: env.mosquitto, plugin: env.plugin, webDir: env.webDir });
+  env.broker = new Broker({ name: 'open', dir, mosquitto: env.mosquitto, ctl: env.ctl, plugin: env.plugin, webDir: env.webDir });
   await env.broker.configure();
   runner.cleanups.add('broker open', async () => {
     await env.broker.stop();

@@ -8,6 +8,7 @@
 #include <exception>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -171,6 +172,16 @@ inline json make_call(TestClient& client, const std::string& code, const json& b
 }
 inline json set_presence(TestClient& client, const std::string& code, const json& body) {
   return client.request(request_topic(code, "presence"), body);
+}
+
+// The reply to a request sent to a broker that was just started without waiting for its plugin
+// (its port opens first): resent every 500 ms, at most 20 times; nullopt if none came.
+inline std::optional<json> first_reply(TestClient& client, const std::string& topic, const std::string& payload) {
+  std::optional<json> reply;
+  for (int tries = 0; tries < 20 && !reply; ++tries) {
+    reply = client.try_await_reply(client.send_request(topic, payload), 500ms);
+  }
+  return reply;
 }
 
 inline json text_message(const std::string& sender, const std::string& text) {

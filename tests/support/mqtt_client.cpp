@@ -125,6 +125,13 @@ TestClient::TestClient(const std::string& server_uri, ClientOptions options) : o
   else connect.set_clean_session(true);
   if (options_.username) connect.set_user_name(*options_.username);
   if (options_.password) connect.set_password(*options_.password);
+  if (!options_.trust_store.empty()) {
+    connect.set_ssl(mqtt::ssl_options_builder()
+                        .trust_store(options_.trust_store)
+                        .enable_server_cert_auth(true)
+                        .verify(true)
+                        .finalize());
+  }
   if (options_.will) {
     connect.set_will(mqtt::will_options(options_.will->topic, options_.will->payload, options_.will->qos,
                                         options_.will->retain));

@@ -40,6 +40,9 @@ struct ClientOptions {
   // Credentials (a JWT as the password when authentication is on); unset: none sent.
   std::optional<std::string> username{};
   std::optional<std::string> password{};
+  // TLS (mqtts://, ssl://, wss:// URIs): the CA certificate (PEM) the server's certificate must
+  // chain to; its name must match the host of the URI. Empty: no TLS options.
+  std::string trust_store{};
 };
 
 // One received PUBLISH, copied out of Paho's message.

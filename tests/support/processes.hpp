@@ -23,6 +23,10 @@ int free_port();
 // True once a TCP connect to 127.0.0.1:port succeeds, false after `timeout`.
 bool wait_for_tcp(int port, Millis timeout);
 
+// A TCP socket connected to 127.0.0.1:port (the caller closes it); throws when it cannot connect.
+// For clients written by hand on the wire.
+int connect_loopback(int port);
+
 // The path of an executable: `name` searched in $PATH, then in the sbin directories (mosquitto
 // lives in /usr/sbin, which a non-login PATH may lack). `name` itself when not found.
 std::string find_executable(const std::string& name);

@@ -49,26 +49,32 @@ const std::vector<Host>& contract_hosts() {
   return hosts;
 }
 
-Broker::Broker(const TempDir& dir, std::vector<std::string> extra_conf, BrokerLaunch launch)
-    : dir_(dir), launch_(std::move(launch)), port_(free_port()), conf_path_(dir.file("mosquitto.conf")) {
-  std::string conf;
-  conf += "listener " + std::to_string(port_) + " 127.0.0.1\n";
-  bool anonymous_set = false;
-  for (const auto& line : extra_conf) anonymous_set = anonymous_set || line.rfind("allow_anonymous ", 0) == 0;
-  if (!anonymous_set) conf += "allow_anonymous true\n";
-  conf += "persistence false\n";
-  conf += "max_queued_messages 10000\n";
+MosquittoConf test_broker_conf() {
+  MosquittoConf conf;
+  conf.mqtt_port = 0;
+  conf.bind_address = "127.0.0.1";
   // max_inflight_messages stays at its default (20), as in production: it is also the Receive
   // Maximum a v5 client gets, and Paho C then waits up to a second for room when a burst fills it.
-  conf += "set_tcp_nodelay true\n";
-  conf += "log_dest stderr\n";
-  conf += "log_type all\n";
-  conf += "log_timestamp_format %H:%M:%S\n";
-  // As root, mosquitto would switch to the `mosquitto` user; stay who we are.
-  conf += "user " + current_user_name() + "\n";
-  for (const auto& line : extra_conf) conf += line + "\n";
-  write_file(conf_path_, conf);
+  conf.log_types = {"all"};
+  conf.log_timestamp_format = "%H:%M:%S";
+  conf.user = current_user_name();
+  return conf;
 }
+
+Broker::Broker(const TempDir& dir, MosquittoConf conf, BrokerLaunch launch)
+    : dir_(dir), launch_(std::move(launch)), conf_(std::move(conf)), conf_path_(dir.file("mosquitto.conf")) {
+  if (conf_.mqtt_port == 0) conf_.mqtt_port = free_port();
+  write_file(conf_path_, render_mosquitto_conf(conf_));
+}
+
+Broker::Broker(const TempDir& dir, std::vector<std::string> extra_conf, BrokerLaunch launch)
+    : Broker(dir,
+             [&] {
+               MosquittoConf conf = test_broker_conf();
+               conf.extra_lines = std::move(extra_conf);
+               return conf;
+             }(),
+             std::move(launch)) {}
 
 Broker::~Broker() = default;
 
@@ -91,9 +97,9 @@ void Broker::start() {
   if (process_ && process_->alive()) return;
   spawn();
   const auto deadline = std::chrono::steady_clock::now() + launch_.start_timeout;
-  while (!wait_for_tcp(port_, 100ms)) {
+  while (!wait_for_tcp(port(), 100ms)) {
     if (!process_->alive() || std::chrono::steady_clock::now() >= deadline) {
-      throw std::runtime_error("mosquitto did not accept TCP on port " + std::to_string(port_) + ":\n" + describe());
+      throw std::runtime_error("mosquitto did not accept TCP on port " + std::to_string(port()) + ":\n" + describe());
     }
   }
 }
@@ -144,7 +150,7 @@ System::System(SystemOptions options)
     case Host::bridge:
       if (options_.bridge_binary.empty()) throw std::invalid_argument("SystemOptions.bridge_binary is empty");
       broker_ = options_.secure ? std::make_unique<Broker>(dir_, auth_only_plugin_conf(), options_.broker_launch)
-                                : std::make_unique<Broker>(dir_);
+                                : std::make_unique<Broker>(dir_, test_broker_conf());
       broker_->start();
       start_bridge();
       break;
@@ -160,34 +166,36 @@ System::System(SystemOptions options)
   }
 }
 
-std::vector<std::string> System::plugin_conf() const {
-  std::vector<std::string> conf{
-      "plugin " + options_.plugin_path,
-      "plugin_opt_data_dir " + data_dir_,
-      "plugin_opt_call_ring_timeout_s " + std::to_string(options_.call_ring_timeout_s),
-      "plugin_opt_log_level debug",
+MosquittoConf System::plugin_conf() const {
+  MosquittoConf conf = test_broker_conf();
+  conf.plugin = options_.plugin_path;
+  conf.plugin_options = {
+      {"data_dir", data_dir_},
+      {"call_ring_timeout_s", std::to_string(options_.call_ring_timeout_s)},
+      {"log_level", "debug"},
   };
   if (options_.secure) {
-    conf.push_back("allow_anonymous false");
-    conf.push_back("plugin_opt_auth_jwt_secret_file " + secret_path_);
+    conf.allow_anonymous = false;
+    conf.plugin_options.emplace_back("auth_jwt_secret_file", secret_path_);
   }
-  conf.insert(conf.end(), options_.extra_plugin_conf.begin(), options_.extra_plugin_conf.end());
+  conf.extra_lines = options_.extra_plugin_conf;
   return conf;
 }
 
-std::vector<std::string> System::auth_only_plugin_conf() const {
-  std::vector<std::string> conf{
-      "allow_anonymous false",
-      "plugin " + options_.plugin_path,
-      "plugin_opt_handlers false",
-      "plugin_opt_log_level debug",
-      "plugin_opt_auth_jwt_secret_file " + secret_path_,
+MosquittoConf System::auth_only_plugin_conf() const {
+  MosquittoConf conf = test_broker_conf();
+  conf.allow_anonymous = false;
+  conf.plugin = options_.plugin_path;
+  conf.plugin_options = {
+      {"handlers", "false"},
+      {"log_level", "debug"},
+      {"auth_jwt_secret_file", secret_path_},
       // The bridge takes every request and publishes under the prefix; other services get the
       // default grants.
-      "plugin_opt_auth_service_grants " + bridge_client_id_ + ":sub:{prefix}/bookings/+/+, " + bridge_client_id_ +
-          ":pub:{prefix}/#, " + default_service_grants(),
+      {"auth_service_grants", bridge_client_id_ + ":sub:{prefix}/bookings/+/+, " + bridge_client_id_ +
+                                  ":pub:{prefix}/#, " + default_service_grants()},
   };
-  conf.insert(conf.end(), options_.extra_plugin_conf.begin(), options_.extra_plugin_conf.end());
+  conf.extra_lines = options_.extra_plugin_conf;
   return conf;
 }
 
@@ -327,7 +335,7 @@ std::unique_ptr<Process> Broker::start_abrupt_client(const std::string& client_i
   ProcessOptions options;
   options.stdout_path = dir_.file("abrupt-" + client_id + ".log");
   // It subscribes to its own reply namespace: a topic any authenticated client may read.
-  std::vector<std::string> argv{"mosquitto_sub", "-h", "127.0.0.1", "-p", std::to_string(port_), "-V", "5",
+  std::vector<std::string> argv{"mosquitto_sub", "-h", "127.0.0.1", "-p", std::to_string(port()), "-V", "5",
                                 "-i", client_id, "-t", "navietakie/v1/replies/" + client_id + "/abrupt",
                                 "--will-topic", will.topic, "--will-payload", will.payload,
                                 "--will-qos", std::to_string(will.qos)};

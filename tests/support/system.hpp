@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "config/mosquitto_conf.hpp"
 #include "core/identity.hpp"
 #include "support/mqtt_client.hpp"
 #include "support/processes.hpp"
@@ -38,10 +39,17 @@ struct BrokerLaunch {
   Millis stop_timeout = 5s;
 };
 
-// A mosquitto started from a conf file in `dir`; its log (stderr, log_type all) in `dir`.
+// The conf of a test broker (config/mosquitto_conf.hpp): TCP on 127.0.0.1 (the port is picked
+// by Broker), every log line with a readable time, and the current user (as root, mosquitto would
+// switch to `mosquitto`).
+MosquittoConf test_broker_conf();
+
+// A mosquitto started from a conf file in `dir`; its log (stderr) in `dir`.
 class Broker {
  public:
-  // `extra_conf`: more lines for the conf file (the plugin host adds its `plugin` lines here).
+  // `conf`: usually test_broker_conf() with changes; a free port is picked for mqtt_port 0.
+  Broker(const TempDir& dir, MosquittoConf conf, BrokerLaunch launch = {});
+  // test_broker_conf() with `extra_conf` lines appended (e.g. `plugin` lines written by hand).
   Broker(const TempDir& dir, std::vector<std::string> extra_conf = {}, BrokerLaunch launch = {});
   ~Broker();
 
@@ -61,8 +69,9 @@ class Broker {
   // The exit code of the last run, once it has ended.
   std::optional<int> exit_code() const;
 
-  int port() const { return port_; }
-  std::string uri() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
+  int port() const { return conf_.mqtt_port; }
+  std::string uri() const { return "tcp://127.0.0.1:" + std::to_string(port()); }
+  const MosquittoConf& conf() const { return conf_; }
   std::string log_path() const;
   // True once the broker log contains `text` (waits at most `timeout`).
   bool wait_log_contains(const std::string& text, Millis timeout) const;
@@ -77,7 +86,7 @@ class Broker {
  private:
   const TempDir& dir_;
   BrokerLaunch launch_;
-  int port_;
+  MosquittoConf conf_;
   std::string conf_path_;
   int starts_ = 0;
   std::unique_ptr<Process> process_;
@@ -155,8 +164,8 @@ class System {
 
  private:
   void start_bridge();
-  std::vector<std::string> plugin_conf() const;
-  std::vector<std::string> auth_only_plugin_conf() const;
+  MosquittoConf plugin_conf() const;
+  MosquittoConf auth_only_plugin_conf() const;
 
   TempDir dir_;
   SystemOptions options_;

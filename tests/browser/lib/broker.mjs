@@ -1,6 +1,7 @@
 // A real Mosquitto with the navietakie plugin, on free ports of 127.0.0.1: a TCP listener for the
-// mosquitto_* tools and a WebSockets listener that also serves the web app (`http_dir`). It can be
-// stopped and started again on the same ports and data dir, as a restarted server would be.
+// mosquitto_* tools and a WebSockets listener that also serves the web app (`http_dir`). Its conf
+// comes from the one generator, `navietakie-ctl broker-conf`. It can be stopped and started again
+// on the same ports and data dir, as a restarted server would be.
 
 import { spawn, execFile } from 'node:child_process';
 import fs from 'node:fs';
@@ -58,9 +59,10 @@ export function run(file, args, { timeoutMs = 10000 } = {}) {
 }
 
 export class Broker {
-  // dir: this broker's own temp dir (conf, log, data). auth: {secretFile} turns authentication on.
-  constructor({ name, dir, mosquitto, plugin, webDir, auth = null }) {
-    Object.assign(this, { name, dir, mosquitto, plugin, webDir, auth });
+  // dir: this broker's own temp dir (conf, log, data). ctl: navietakie-ctl, which writes the conf.
+  // auth: {secretFile} turns authentication on.
+  constructor({ name, dir, mosquitto, ctl, plugin, webDir, auth = null }) {
+    Object.assign(this, { name, dir, mosquitto, ctl, plugin, webDir, auth });
     this.child = null;
     this.confPath = path.join(dir, 'mosquitto.conf');
     this.logPath = path.join(dir, 'mosquitto.log');
@@ -75,32 +77,25 @@ export class Broker {
     this.wsPort = await freePort();
     while (this.wsPort === this.tcpPort) this.wsPort = await freePort();
     fs.mkdirSync(this.dataDir, { recursive: true });
-    const lines = [
-      '# written by tests/browser/e2e.mjs',
-      'per_listener_settings false',
-      `allow_anonymous ${this.auth ? 'false' : 'true'}`,
-      `user ${os.userInfo().username}`,
-      `listener ${this.tcpPort} 127.0.0.1`,
-      `listener ${this.wsPort} 127.0.0.1`,
-      'protocol websockets',
-      'socket_domain ipv4',
-      `http_dir ${path.resolve(this.webDir)}`,
-      `plugin ${path.resolve(this.plugin)}`,
-      `plugin_opt_data_dir ${this.dataDir}`,
+    const args = [
+      'broker-conf',
+      '--mqtt-port', String(this.tcpPort),
+      '--ws-port', String(this.wsPort),
+      '--bind', '127.0.0.1',
+      '--allow-anonymous', this.auth ? 'false' : 'true',
+      '--user', os.userInfo().username,
+      '--http-dir', path.resolve(this.webDir),
+      '--plugin', path.resolve(this.plugin),
+      '--plugin-opt', `data_dir=${this.dataDir}`,
       // Short, so that the missed-call scenario ends within seconds.
-      'plugin_opt_call_ring_timeout_s 3',
-      ...(this.auth ? [`plugin_opt_auth_jwt_secret_file ${this.auth.secretFile}`] : []),
-      'set_tcp_nodelay true',
-      `log_dest file ${this.logPath}`,
-      'log_type error',
-      'log_type warning',
-      'log_type notice',
-      'log_type information',
-      'connection_messages true',
-      'log_timestamp_format %H:%M:%S',
-      '',
+      '--plugin-opt', 'call_ring_timeout_s=3',
+      ...(this.auth ? ['--plugin-opt', `auth_jwt_secret_file=${this.auth.secretFile}`] : []),
+      '--log-file', this.logPath,
+      '--log-timestamp-format', '%H:%M:%S',
+      '--out', this.confPath,
     ];
-    fs.writeFileSync(this.confPath, lines.join('\n'));
+    const r = await run(this.ctl, args);
+    if (r.code !== 0) throw new Error(`navietakie-ctl broker-conf failed (${r.code}): ${r.stderr.trim()}`);
     return this;
   }
 
