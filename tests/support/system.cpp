@@ -49,6 +49,15 @@ const std::vector<Host>& contract_hosts() {
   return hosts;
 }
 
+std::vector<std::string> plugin_broker_env() {
+#ifdef NAVIETAKIE_SANITIZED_PRELOAD
+  // The plugin is ASan-built, mosquitto is not: its runtime has to be loaded before anything else.
+  return {"LD_PRELOAD=" NAVIETAKIE_SANITIZED_PRELOAD};
+#else
+  return {};
+#endif
+}
+
 Broker::Broker(const TempDir& dir, std::vector<std::string> extra_conf, BrokerLaunch launch)
     : dir_(dir), launch_(std::move(launch)), port_(free_port()), conf_path_(dir.file("mosquitto.conf")) {
   std::string conf;
@@ -82,6 +91,7 @@ void Broker::spawn() {
   options.stop_timeout = launch_.stop_timeout;
   options.drop_env_prefix = "NAVIETAKIE_";
   options.extra_env = launch_.env;
+  for (auto& entry : plugin_broker_env()) options.extra_env.push_back(std::move(entry));
   std::vector<std::string> argv = launch_.wrapper;
   argv.insert(argv.end(), {find_executable("mosquitto"), "-c", conf_path_});
   process_ = std::make_unique<Process>(std::move(argv), options);
