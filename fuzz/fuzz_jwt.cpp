@@ -1,9 +1,17 @@
 // JWT verification: a token as a client sends it in the MQTT password. verify_token returns a
 // result for every input; it must not throw, and an accepted token must carry an identity that a
-// token may carry, valid at the fixed `now`. The seed corpus has tokens signed with kSecret.
+// token may carry, valid at the fixed `now`.
+//
+// Input: a mode byte, then either a whole token (even mode byte) or, so that the fuzzer reaches the
+// claim checks behind the signature, a header and a claims text separated by a newline, which the
+// target encodes and signs with kSecret itself (odd: HS256, HS384 or HS512 from the mode byte).
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <string>
 #include <string_view>
 
 #include "auth/jwt.hpp"
@@ -16,6 +24,37 @@ namespace {
 constexpr std::string_view kSecret = "navietakie-fuzz-secret-0123456789abcdef";
 constexpr std::int64_t kNow = 1764160000;
 
+std::string base64url(std::string_view bytes) {
+  static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string out;
+  std::uint32_t bits = 0;
+  int count = 0;
+  for (char c : bytes) {
+    bits = (bits << 8) | static_cast<unsigned char>(c);
+    count += 8;
+    while (count >= 6) {
+      count -= 6;
+      out += alphabet[(bits >> count) & 0x3fU];
+    }
+  }
+  if (count > 0) out += alphabet[(bits << (6 - count)) & 0x3fU];
+  return out;
+}
+
+// `header.claims.signature`, signed with kSecret.
+std::string signed_token(std::string_view header, std::string_view claims, std::uint8_t mode) {
+  const EVP_MD* digests[] = {EVP_sha256(), EVP_sha384(), EVP_sha512()};
+  const std::string signing_input = base64url(header) + "." + base64url(claims);
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int mac_size = 0;
+  if (HMAC(digests[(mode / 2) % 3], kSecret.data(), static_cast<int>(kSecret.size()),
+           reinterpret_cast<const unsigned char*>(signing_input.data()), signing_input.size(), mac,
+           &mac_size) == nullptr) {
+    std::abort();
+  }
+  return signing_input + "." + base64url(std::string_view(reinterpret_cast<const char*>(mac), mac_size));
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -24,7 +63,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     o.secret = std::string(kSecret);
     return o;
   }();
-  const std::string_view token(reinterpret_cast<const char*>(data), size);
+  if (size == 0) return 0;
+  const std::uint8_t mode = data[0];
+  const std::string_view rest(reinterpret_cast<const char*>(data + 1), size - 1);
+  std::string token(rest);
+  if (mode % 2 == 1) {
+    const auto newline = rest.find('\n');
+    if (newline == std::string_view::npos) return 0;
+    token = signed_token(rest.substr(0, newline), rest.substr(newline + 1), mode);
+  }
   const VerifyResult result = verify_token(token, options, kNow);
   if (result) {
     if (identity_claims_problem(*result.identity)) std::abort();

@@ -103,21 +103,37 @@ def token(header, claims, key=JWT_SECRET, digest=hashlib.sha256):
 
 
 def jwt():
+    # Mode byte 0: a whole token follows. Odd: a header and claims follow, which the target signs
+    # (1 HS256, 3 HS384, 5 HS512).
     driver = {"sub": "drv-42", "role": "driver", "booking": "BK123", "exp": JWT_NOW + 3600}
     hs256 = {"alg": "HS256", "typ": "JWT"}
-    write("fuzz_jwt", "driver_hs256", token(hs256, driver))
-    write("fuzz_jwt", "service_hs384", token({"alg": "HS384", "typ": "JWT"},
-                                             {"sub": "svc-1", "role": "service", "exp": JWT_NOW + 60,
-                                              "nbf": JWT_NOW - 10}, digest=hashlib.sha384))
-    write("fuzz_jwt", "passenger_hs512", token({"alg": "HS512", "typ": "JWT"},
-                                               {"sub": "pax-7", "role": "passenger", "booking": "BK123",
-                                                "exp": JWT_NOW + 10, "iat": JWT_NOW}, digest=hashlib.sha512))
-    write("fuzz_jwt", "expired", token(hs256, dict(driver, exp=JWT_NOW - 3600)))
-    write("fuzz_jwt", "not_yet_valid", token(hs256, dict(driver, nbf=JWT_NOW + 600)))
-    write("fuzz_jwt", "wrong_secret", token(hs256, driver, key=b"another-secret-another-secret-xx"))
-    write("fuzz_jwt", "bad_claims", token(hs256, {"sub": "", "role": "admin", "booking": "bad.code", "exp": "soon"}))
-    write("fuzz_jwt", "alg_none", b64url(b'{"alg":"none"}') + "." + b64url(compact(driver).encode()) + ".")
-    write("fuzz_jwt", "not_a_token", "hello")
+    tokens = {
+        "driver_hs256": token(hs256, driver),
+        "service_hs384": token({"alg": "HS384", "typ": "JWT"},
+                               {"sub": "svc-1", "role": "service", "exp": JWT_NOW + 60, "nbf": JWT_NOW - 10},
+                               digest=hashlib.sha384),
+        "passenger_hs512": token({"alg": "HS512", "typ": "JWT"},
+                                 {"sub": "pax-7", "role": "passenger", "booking": "BK123", "exp": JWT_NOW + 10,
+                                  "iat": JWT_NOW}, digest=hashlib.sha512),
+        "expired": token(hs256, dict(driver, exp=JWT_NOW - 3600)),
+        "not_yet_valid": token(hs256, dict(driver, nbf=JWT_NOW + 600)),
+        "wrong_secret": token(hs256, driver, key=b"another-secret-another-secret-xx"),
+        "bad_claims": token(hs256, {"sub": "", "role": "admin", "booking": "bad.code", "exp": "soon"}),
+        "alg_none": b64url(b'{"alg":"none"}') + "." + b64url(compact(driver).encode()) + ".",
+        "not_a_token": "hello",
+    }
+    for name, text in tokens.items():
+        write("fuzz_jwt", name, "\x00" + text)
+    signed = {
+        "signed_driver": ("\x01", hs256, driver),
+        "signed_service_hs512": ("\x05", {"alg": "HS512"}, {"sub": "svc", "role": "service", "exp": JWT_NOW}),
+        "signed_fractional_exp": ("\x01", hs256, dict(driver, exp=JWT_NOW + 0.5, nbf=-1e300)),
+        "signed_huge_exp": ("\x01", hs256, dict(driver, exp=2 ** 63, nbf=JWT_NOW - 2 ** 62)),
+        "signed_extra_claims": ("\x03", {"alg": "HS384", "kid": "k1"},
+                                dict(driver, iat=JWT_NOW, aud=["a", "b"], nested={"x": [1, None]})),
+    }
+    for name, (mode, header, claims) in signed.items():
+        write("fuzz_jwt", name, mode + compact(header) + "\n" + compact(claims))
 
 
 def topic_acl():

@@ -2,7 +2,8 @@
 # Sourced by scripts/run and scripts/test: makes sure the Debian packages needed to build, test and
 # run navietakie are installed, installing the missing ones with apt-get when running as root.
 # (valgrind: test_plugin_valgrind runs the broker with the plugin under it. clang, libfuzzer-14-dev,
-# libclang-rt-14-dev: the libFuzzer targets in fuzz/, built with clang by `scripts/test -L fuzz`.)
+# libclang-rt-14-dev: the libFuzzer targets in fuzz/, built with clang by `scripts/test -L fuzz`;
+# libssl-dev: fuzz_jwt signs the tokens it makes up.)
 #
 # Shell variables here are lower case on purpose: an exported NAVIETAKIE_* variable would be read
 # (and rejected if unknown) by the bridge's configuration.
@@ -14,7 +15,7 @@ navietakie_packages=(
   liblmdb-dev lmdb-utils libcereal-dev
   libboost-test-dev nlohmann-json3-dev libcxxopts-dev libjwt-dev
   valgrind
-  clang libfuzzer-14-dev libclang-rt-14-dev
+  clang libfuzzer-14-dev libclang-rt-14-dev libssl-dev
 )
 
 # Installed means dpkg's "install ok installed", not merely known to dpkg (removed packages keep
