@@ -129,6 +129,7 @@ def jwt():
         "signed_service_hs512": ("\x05", {"alg": "HS512"}, {"sub": "svc", "role": "service", "exp": JWT_NOW}),
         "signed_fractional_exp": ("\x01", hs256, dict(driver, exp=JWT_NOW + 0.5, nbf=-1e300)),
         "signed_huge_exp": ("\x01", hs256, dict(driver, exp=2 ** 63, nbf=JWT_NOW - 2 ** 62)),
+        "signed_exp_int64_max": ("\x01", hs256, dict(driver, exp=2 ** 63 - 1, nbf=-(2 ** 63))),
         "signed_extra_claims": ("\x03", {"alg": "HS384", "kid": "k1"},
                                 dict(driver, iat=JWT_NOW, aud=["a", "b"], nested={"x": [1, None]})),
     }
