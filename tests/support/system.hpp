@@ -39,7 +39,8 @@ struct BrokerLaunch {
 };
 
 // `NAME=value` entries that any mosquitto loading this build's plugin needs in its environment:
-// in a NAVIETAKIE_SANITIZE build, LD_PRELOAD of the ASan runtime and libstdc++; else none.
+// in a NAVIETAKIE_SANITIZE build, LD_PRELOAD of the ASan runtime and libstdc++ (and no leak check,
+// see system.cpp); else none.
 std::vector<std::string> plugin_broker_env();
 
 // A mosquitto started from a conf file in `dir`; its log (stderr, log_type all) in `dir`.
