@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <istream>
 #include <sstream>
+#include <stdexcept>
 #include <streambuf>
 
 #include "store/store.hpp"
@@ -26,6 +27,38 @@ constexpr std::uint64_t kMaxFieldBytes = std::uint64_t{16} << 20;
 
 StoreError corrupt(const std::string& what) { return StoreError(StoreError::Kind::io, "corrupt record: " + what); }
 
+// Reads straight from the bytes (an MDB_val while its txn is open) without copying them first, and
+// tells the loading field helpers how many bytes are left, so that a declared length is checked
+// against them before anything is allocated for it.
+class ViewBuffer : public std::streambuf {
+ public:
+  explicit ViewBuffer(std::string_view bytes) {
+    // The get area is only ever read from; streambuf just has no const flavour.
+    char* begin = const_cast<char*>(bytes.data());
+    setg(begin, begin, begin + bytes.size());
+  }
+  std::uint64_t bytes_left() const { return static_cast<std::uint64_t>(egptr() - gptr()); }
+};
+
+// The archive decode_record reads with: cereal's portable binary one, knowing its ViewBuffer.
+// cereal hands serialize() the base type, so the helpers below cast back to this one (cereal's own
+// UserDataAdapter does the same, but is compiled only under CEREAL_FUTURE_EXPERIMENTAL).
+class ViewInputArchive : public cereal::PortableBinaryInputArchive {
+ public:
+  ViewInputArchive(ViewBuffer& buffer, std::istream& in)
+      : cereal::PortableBinaryInputArchive(in), buffer_(buffer) {}
+  std::uint64_t bytes_left() const { return buffer_.bytes_left(); }
+
+ private:
+  ViewBuffer& buffer_;
+};
+
+std::uint64_t bytes_left(cereal::PortableBinaryInputArchive& ar) {
+  const auto* view = dynamic_cast<const ViewInputArchive*>(&ar);
+  if (view == nullptr) throw std::logic_error("records are decoded only through decode_record");
+  return view->bytes_left();
+}
+
 // Field helpers: each writes an explicit, fixed format, and checks what it reads back.
 
 template <class Archive>
@@ -34,6 +67,10 @@ void string_field(Archive& ar, std::string& s) {
   ar(size);
   if constexpr (Archive::is_loading::value) {
     if (size > kMaxFieldBytes) throw corrupt("string length " + std::to_string(size));
+    const std::uint64_t left = bytes_left(ar);
+    if (size > left) {
+      throw corrupt("string length " + std::to_string(size) + " exceeds the " + std::to_string(left) + " bytes left");
+    }
     s.resize(static_cast<std::size_t>(size));
   }
   ar(cereal::binary_data(s.data(), s.size()));
@@ -145,16 +182,6 @@ void serialize(Archive& ar, Presence& p, std::uint32_t version) {
 
 namespace {
 
-// Reads straight from the bytes (an MDB_val while its txn is open) without copying them first.
-class ViewBuffer : public std::streambuf {
- public:
-  explicit ViewBuffer(std::string_view bytes) {
-    // The get area is only ever read from; streambuf just has no const flavour.
-    char* begin = const_cast<char*>(bytes.data());
-    setg(begin, begin, begin + bytes.size());
-  }
-};
-
 template <class Record>
 std::string encode_record(const Record& record) {
   std::ostringstream out(std::ios::binary);
@@ -171,7 +198,7 @@ Record decode_record(std::string_view bytes, const char* type) {
   std::istream in(&buffer);
   Record record;
   try {
-    cereal::PortableBinaryInputArchive ar(in);
+    ViewInputArchive ar(buffer, in);
     ar(record);
   } catch (const StoreError&) {
     throw;

@@ -368,7 +368,9 @@ BOOST_DATA_TEST_CASE(the_shipped_mosquitto_conf_starts_and_serves, bdata::make({
   BOOST_REQUIRE_EQUAL(replaced, secure ? 8 : 5);
   conf += "user " + current_user_name() + "\n";
   write_file(dir.file("mosquitto.conf"), conf);
-  Process broker({find_executable("mosquitto"), "-c", dir.file("mosquitto.conf")}, {dir.file("mosquitto.log"), "", 5s});
+  ProcessOptions broker_options(dir.file("mosquitto.log"), "", 5s);
+  broker_options.extra_env = plugin_broker_env();
+  Process broker({find_executable("mosquitto"), "-c", dir.file("mosquitto.conf")}, broker_options);
   BOOST_REQUIRE_MESSAGE(wait_for_tcp(mqtt_port, 5s) && wait_for_tcp(ws_port, 5s), broker.describe());
   const std::string code = booking("shipped");
   for (const std::string& uri : {"tcp://127.0.0.1:" + std::to_string(mqtt_port), "ws://127.0.0.1:" + std::to_string(ws_port)}) {

@@ -60,18 +60,20 @@ bool connect_refused(System& system, const std::string& username, const std::str
 std::string base64url(const std::string& in) {
   static const char* table = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
   std::string out;
+  // Widened before shifting: with -fsanitize, g++ warns (-Wsign-conversion) about int shifts.
+  const auto byte = [&in](std::size_t at) { return static_cast<unsigned>(static_cast<unsigned char>(in[at])); };
   std::size_t i = 0;
   for (; i + 2 < in.size(); i += 3) {
-    const unsigned n = (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8) |
-                       static_cast<unsigned char>(in[i + 2]);
+    const unsigned n = (byte(i) << 16) | (byte(i + 1) << 8) |
+                       byte(i + 2);
     for (int shift : {18, 12, 6, 0}) out += table[(n >> shift) & 63];
   }
   if (i + 1 == in.size()) {
-    const unsigned n = static_cast<unsigned char>(in[i]) << 16;
+    const unsigned n = byte(i) << 16;
     out += table[(n >> 18) & 63];
     out += table[(n >> 12) & 63];
   } else if (i + 2 == in.size()) {
-    const unsigned n = (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8);
+    const unsigned n = (byte(i) << 16) | (byte(i + 1) << 8);
     for (int shift : {18, 12, 6}) out += table[(n >> shift) & 63];
   }
   return out;

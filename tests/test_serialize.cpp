@@ -183,4 +183,18 @@ BOOST_AUTO_TEST_CASE(garbage_is_refused) {
   BOOST_CHECK_EXCEPTION(decode_message(bad), StoreError, is_io_error);
 }
 
+// A length under the 16 MiB cap but beyond the bytes that follow it is refused by comparing the
+// two, before anything is allocated for it (the error says so), not by a failed read afterwards.
+BOOST_AUTO_TEST_CASE(a_declared_length_beyond_the_bytes_left_is_refused_before_allocating) {
+  const auto names_bytes_left = [](const StoreError& e) {
+    return is_io_error(e) && std::string(e.what()).find("bytes left") != std::string::npos;
+  };
+  std::string bad = from_hex(kMessageV1);
+  bad[5 + 2] = '\x10';  // booking_code length 1 MiB + 3, in a record of 80 bytes
+  BOOST_CHECK_EXCEPTION(decode_message(bad), StoreError, names_bytes_left);
+  std::string call = from_hex(kCallV1);
+  call[5 + 8 + 3 + 1] = '\x7f';  // call_id length 0x7f03: far more than is left
+  BOOST_CHECK_EXCEPTION(decode_call(call), StoreError, names_bytes_left);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

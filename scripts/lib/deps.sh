@@ -2,8 +2,10 @@
 # Sourced by scripts/run and scripts/test: makes sure the Debian packages needed to build, test and
 # run navietakie are installed, installing the missing ones with apt-get when running as root.
 # (valgrind: test_plugin_valgrind runs the broker with the plugin under it; libssl-dev: EdDSA
-# tokens and PEM keys in auth/keys.cpp; openssl: the tests make throw-away key pairs, and a
-# throw-away CA and server certificate for the TLS listeners, with it.)
+# tokens and PEM keys in auth/keys.cpp, and fuzz_jwt signs the tokens it makes up; openssl: the
+# tests make throw-away key pairs, and a throw-away CA and server certificate for the TLS
+# listeners, with it. clang, libfuzzer-14-dev, libclang-rt-14-dev: the libFuzzer targets in fuzz/,
+# built with clang by `scripts/test -L fuzz`.)
 #
 # Shell variables here are lower case on purpose: an exported NAVIETAKIE_* variable would be read
 # (and rejected if unknown) by the bridge's configuration.
@@ -15,6 +17,7 @@ navietakie_packages=(
   liblmdb-dev lmdb-utils libcereal-dev
   libboost-test-dev nlohmann-json3-dev libcxxopts-dev libjwt-dev libssl-dev openssl
   valgrind
+  clang libfuzzer-14-dev libclang-rt-14-dev
 )
 
 # Installed means dpkg's "install ok installed", not merely known to dpkg (removed packages keep

@@ -39,6 +39,11 @@ struct BrokerLaunch {
   Millis stop_timeout = 5s;
 };
 
+// `NAME=value` entries that any mosquitto loading this build's plugin needs in its environment:
+// in a NAVIETAKIE_SANITIZE build, LD_PRELOAD of the ASan runtime and libstdc++ (and no leak check,
+// see system.cpp); else none.
+std::vector<std::string> plugin_broker_env();
+
 // The conf of a test broker (config/mosquitto_conf.hpp): TCP on 127.0.0.1 (the port is picked
 // by Broker), every log line with a readable time, and the current user (as root, mosquitto would
 // switch to `mosquitto`).
