@@ -17,7 +17,6 @@ constexpr std::string_view kSharePrefix = "$share/";
 constexpr std::size_t kMaxTopicBytes = 65535;
 constexpr std::size_t kMaxClientIdBytes = 128;
 
-
 // The levels of a topic or filter: "a//b" -> {"a", "", "b"}.
 std::vector<std::string_view> levels(std::string_view topic) {
   std::vector<std::string_view> out;
@@ -36,9 +35,7 @@ bool valid_topic_name(std::string_view topic) {
 
 bool is_wildcard(std::string_view level) { return level == "+" || level == "#"; }
 
-bool valid_grant_subject(std::string_view subject) {
-  return subject == "*" || valid_subject(subject);
-}
+bool valid_grant_subject(std::string_view subject) { return subject == "*" || valid_subject(subject); }
 
 std::string replace_all(std::string_view text, std::string_view from, std::string_view to) {
   std::string out;
@@ -58,12 +55,11 @@ std::string reply_namespace(const AclPolicy& policy, std::string_view client_id)
 // Whether a filter the identity holds lets it read or write `topic`, or subscribe to the filter
 // `topic` (shared or not).
 bool filter_allows(std::string_view filter, Access access, std::string_view topic) {
-  return access == Access::subscribe ? filter_covers(filter, strip_shared(topic))
-                                     : topic_matches(filter, topic);
+  return access == Access::subscribe ? filter_covers(filter, strip_shared(topic)) : topic_matches(filter, topic);
 }
 
-bool participant_allows(const AclPolicy& policy, const Identity& identity,
-                        std::string_view client_id, Access access, std::string_view topic) {
+bool participant_allows(const AclPolicy& policy, const Identity& identity, std::string_view client_id, Access access,
+                        std::string_view topic) {
   const Topics topics(policy.topic_prefix);
   if (access == Access::write) {
     for (const auto& action : wire::kActions) {
@@ -71,17 +67,16 @@ bool participant_allows(const AclPolicy& policy, const Identity& identity,
     }
     return false;
   }
-  const std::string readable[] = {
-      topics.booking_events_filter(identity.booking),
-      topics.booking_errors(identity.booking), reply_namespace(policy, client_id)};
+  const std::string readable[] = {topics.booking_events_filter(identity.booking),
+                                  topics.booking_errors(identity.booking), reply_namespace(policy, client_id)};
   for (const std::string& filter : readable) {
     if (filter_allows(filter, access, topic)) return true;
   }
   return false;
 }
 
-bool service_allows(const AclPolicy& policy, const Identity& identity, std::string_view client_id,
-                    Access access, std::string_view topic) {
+bool service_allows(const AclPolicy& policy, const Identity& identity, std::string_view client_id, Access access,
+                    std::string_view topic) {
   if (access != Access::write && filter_allows(reply_namespace(policy, client_id), access, topic)) {
     return true;
   }
@@ -109,8 +104,7 @@ std::vector<Grant> parse_grants(std::string_view text, std::string_view topic_pr
   if (trim(text).empty()) return grants;
   for (std::size_t start = 0; start <= text.size();) {
     const std::size_t comma = text.find(',', start);
-    const std::string_view entry =
-        trim(text.substr(start, comma == std::string_view::npos ? comma : comma - start));
+    const std::string_view entry = trim(text.substr(start, comma == std::string_view::npos ? comma : comma - start));
     start = comma == std::string_view::npos ? text.size() + 1 : comma + 1;
 
     const auto bad = [&](const std::string& why) {
@@ -129,8 +123,7 @@ std::vector<Grant> parse_grants(std::string_view text, std::string_view topic_pr
     grant.filter = replace_all(entry.substr(second + 1), "{prefix}", topic_prefix);
     if (grant.subject.empty()) throw bad("empty subject");
     if (!valid_grant_subject(grant.subject)) {
-      throw bad("the subject must be '*' or a token's sub (" + std::string(kPrintableKeyRule) +
-                ")");
+      throw bad("the subject must be '*' or a token's sub (" + std::string(kPrintableKeyRule) + ")");
     }
     if (access != "pub" && access != "sub") {
       throw bad("unknown access " + quote(access) + " (expected pub or sub)");
@@ -167,8 +160,7 @@ bool filter_covers(std::string_view outer, std::string_view inner) {
   const auto outer_levels = levels(outer);
   const auto inner_levels = levels(inner);
   // Wildcards in the first level never match a '$' topic; only a literal '$' level can.
-  if (is_wildcard(outer_levels.front()) && !inner_levels.front().empty() &&
-      inner_levels.front().front() == '$') {
+  if (is_wildcard(outer_levels.front()) && !inner_levels.front().empty() && inner_levels.front().front() == '$') {
     return false;
   }
   for (std::size_t i = 0; i < outer_levels.size(); ++i) {
@@ -224,18 +216,18 @@ bool reply_address_allowed(const AclPolicy& policy, const Identity& identity, st
 }
 
 std::function<bool(const Identity&, const std::string&, const std::string&)> reply_address_check(AclPolicy policy) {
-  return [policy = std::move(policy)](const Identity& identity, const std::string& client_id, const std::string& topic) {
-    return reply_address_allowed(policy, identity, client_id, topic);
-  };
+  return
+      [policy = std::move(policy)](const Identity& identity, const std::string& client_id, const std::string& topic) {
+        return reply_address_allowed(policy, identity, client_id, topic);
+      };
 }
 
-bool acl_allows(const AclPolicy& policy, const Identity& identity, std::string_view client_id,
-                Access access, std::string_view topic) {
+bool acl_allows(const AclPolicy& policy, const Identity& identity, std::string_view client_id, Access access,
+                std::string_view topic) {
   if (access == Access::unsubscribe) return true;
   if (!valid_client_id_for_auth(client_id) || identity_claims_problem(identity)) return false;
-  return identity.principal == Principal::service
-             ? service_allows(policy, identity, client_id, access, topic)
-             : participant_allows(policy, identity, client_id, access, topic);
+  return identity.principal == Principal::service ? service_allows(policy, identity, client_id, access, topic)
+                                                  : participant_allows(policy, identity, client_id, access, topic);
 }
 
 }  // namespace navietakie

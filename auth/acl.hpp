@@ -73,8 +73,8 @@ AclPolicy acl_policy(const Settings& settings);
 // subscribe and unsubscribe, `topic` is the subscription filter, possibly $share/...).
 // Unsubscribing is always allowed; everything else is denied for an invalid client id or an
 // identity no token could carry (see identity_claims_problem).
-bool acl_allows(const AclPolicy& policy, const Identity& identity, std::string_view client_id,
-                Access access, std::string_view topic);
+bool acl_allows(const AclPolicy& policy, const Identity& identity, std::string_view client_id, Access access,
+                std::string_view topic);
 
 // Whether the system may answer `identity`, connected with MQTT client id `client_id`, at the reply
 // address `topic` (docs/protocol.md, Replies): a driver or passenger only under its own reply

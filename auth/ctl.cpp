@@ -52,16 +52,13 @@ const char* const kUsage =
     "`navietakie-ctl COMMAND --help` describes each command.\n";
 
 std::int64_t now_s() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 // A decimal integer from low to high, nothing around it.
-std::int64_t integer_option(const std::string& name, const std::string& value, std::int64_t low,
-                            std::int64_t high) {
-  const std::string expectation = "--" + name + ": expected an integer from " +
-                                  std::to_string(low) + " to " + std::to_string(high);
+std::int64_t integer_option(const std::string& name, const std::string& value, std::int64_t low, std::int64_t high) {
+  const std::string expectation =
+      "--" + name + ": expected an integer from " + std::to_string(low) + " to " + std::to_string(high);
   if (value.empty() || value.find_first_not_of("0123456789") != std::string::npos) {
     throw UsageError(expectation + ", got '" + value + "'");
   }
@@ -76,8 +73,7 @@ std::int64_t integer_option(const std::string& name, const std::string& value, s
 
 // cxxopts takes the next argument as the value even if it is an option: `--sub --role x` would
 // set sub to "--role". Refuse that; `--sub=--role` still says it on purpose.
-void reject_option_as_value(const std::vector<std::string>& value_options, int argc,
-                            const char* const* argv) {
+void reject_option_as_value(const std::vector<std::string>& value_options, int argc, const char* const* argv) {
   for (int i = 1; i + 1 < argc; ++i) {
     const std::string_view arg = argv[i];
     if (arg == "--") return;
@@ -86,9 +82,8 @@ void reject_option_as_value(const std::vector<std::string>& value_options, int a
     if (!takes_value) continue;
     const std::string_view next = argv[i + 1];
     if (next.size() > 1 && next.front() == '-') {
-      throw UsageError("option '" + std::string(arg) + "' needs a value, got the option '" +
-                       std::string(next) + "' (write " + std::string(arg) + "=" +
-                       std::string(next) + " if that is the value)");
+      throw UsageError("option '" + std::string(arg) + "' needs a value, got the option '" + std::string(next) +
+                       "' (write " + std::string(arg) + "=" + std::string(next) + " if that is the value)");
     }
     ++i;
   }
@@ -96,16 +91,15 @@ void reject_option_as_value(const std::vector<std::string>& value_options, int a
 
 // Parses a subcommand's arguments (argv[0] is the subcommand's name); unknown options and stray
 // arguments are usage errors.
-cxxopts::ParseResult parse(cxxopts::Options& options, const std::vector<std::string>& value_options,
-                           int argc, const char* const* argv) {
+cxxopts::ParseResult parse(cxxopts::Options& options, const std::vector<std::string>& value_options, int argc,
+                           const char* const* argv) {
   reject_option_as_value(value_options, argc, argv);
   options.allow_unrecognised_options();  // reported below, in our words
   try {
     auto parsed = options.parse(argc, argv);
     for (const std::string& argument : parsed.unmatched()) {
       if (argument.size() > 1 && argument.front() == '-') {
-        throw UsageError("unknown option '" + argument.substr(0, argument.find('=')) +
-                         "' (see --help)");
+        throw UsageError("unknown option '" + argument.substr(0, argument.find('=')) + "' (see --help)");
       }
       throw UsageError("unexpected argument '" + argument + "' (see --help)");
     }
@@ -116,8 +110,7 @@ cxxopts::ParseResult parse(cxxopts::Options& options, const std::vector<std::str
 }
 
 // The value of --<option>, else of the environment variable; "" if neither is set.
-std::string option_or_env(const cxxopts::ParseResult& parsed, const std::string& option,
-                          const char* env) {
+std::string option_or_env(const cxxopts::ParseResult& parsed, const std::string& option, const char* env) {
   if (parsed.count(option) > 0) return parsed[option].as<std::string>();
   const char* from_env = env != nullptr ? std::getenv(env) : nullptr;
   return from_env != nullptr ? from_env : "";
@@ -149,32 +142,26 @@ int run_secret(int argc, const char* const* argv) {
 }
 
 int run_token(int argc, const char* const* argv) {
-  cxxopts::Options options(
-      "navietakie-ctl token",
-      "Prints a token for one identity: HS256 signed with the shared secret, or, with\n"
-      "--private-key-file, signed with that key (RSA: RS256, EC P-256/384/521: ES256/384/512,\n"
-      "Ed25519/Ed448: EdDSA) for brokers that hold only the public half.\n"
-      "Drivers and passengers need --booking; a service must not have one.\n");
+  cxxopts::Options options("navietakie-ctl token",
+                           "Prints a token for one identity: HS256 signed with the shared secret, or, with\n"
+                           "--private-key-file, signed with that key (RSA: RS256, EC P-256/384/521: ES256/384/512,\n"
+                           "Ed25519/Ed448: EdDSA) for brokers that hold only the public half.\n"
+                           "Drivers and passengers need --booking; a service must not have one.\n");
   auto add = options.add_options();
   add("secret-file", std::string("file holding the secret (default: $") + kSecretFileEnv + ")",
       cxxopts::value<std::string>(), "FILE");
-  add("private-key-file", "PEM private key to sign with instead of the secret",
-      cxxopts::value<std::string>(), "FILE");
-  add("sub", "the token's subject: 1 to 128 characters from 0x21 to 0x7E",
-      cxxopts::value<std::string>(), "SUB");
+  add("private-key-file", "PEM private key to sign with instead of the secret", cxxopts::value<std::string>(), "FILE");
+  add("sub", "the token's subject: 1 to 128 characters from 0x21 to 0x7E", cxxopts::value<std::string>(), "SUB");
   add("role", "driver, passenger or service", cxxopts::value<std::string>(), "ROLE");
-  add("booking", "booking code (driver and passenger only)", cxxopts::value<std::string>(),
-      "BOOKING");
+  add("booking", "booking code (driver and passenger only)", cxxopts::value<std::string>(), "BOOKING");
   add("ttl",
       "seconds from now until the token expires (brokers refuse more than their "
       "auth_max_token_ttl_s, default 86400)",
       cxxopts::value<std::string>()->default_value("3600"), "SECONDS");
-  add("nbf", "Unix time (seconds) before which the token is not valid",
-      cxxopts::value<std::string>(), "UNIX_SECONDS");
+  add("nbf", "Unix time (seconds) before which the token is not valid", cxxopts::value<std::string>(), "UNIX_SECONDS");
   add("h,help", "print this help and exit");
   const auto parsed =
-      parse(options, {"secret-file", "private-key-file", "sub", "role", "booking", "ttl", "nbf"},
-            argc, argv);
+      parse(options, {"secret-file", "private-key-file", "sub", "role", "booking", "ttl", "nbf"}, argc, argv);
   if (parsed.count("help") > 0) {
     std::cout << options.help();
     return 0;
@@ -186,23 +173,20 @@ int run_token(int argc, const char* const* argv) {
   identity.subject = parsed["sub"].as<std::string>();
   const auto principal = principal_from_string(parsed["role"].as<std::string>());
   if (!principal) {
-    throw UsageError("--role: expected driver, passenger or service, got '" +
-                     parsed["role"].as<std::string>() + "'");
+    throw UsageError("--role: expected driver, passenger or service, got '" + parsed["role"].as<std::string>() + "'");
   }
   identity.principal = *principal;
   if (parsed.count("booking") > 0) identity.booking = parsed["booking"].as<std::string>();
   if (const auto problem = identity_claims_problem(identity)) throw UsageError(*problem);
 
-  const std::int64_t ttl =
-      integer_option("ttl", parsed["ttl"].as<std::string>(), 1, kMaxTtlSeconds);
+  const std::int64_t ttl = integer_option("ttl", parsed["ttl"].as<std::string>(), 1, kMaxTtlSeconds);
   std::optional<std::int64_t> not_before;
   if (parsed.count("nbf") > 0) {
     not_before = integer_option("nbf", parsed["nbf"].as<std::string>(), 0, 253402300799);
   }
   const std::int64_t now = now_s();
   if (not_before && *not_before >= now + ttl) {
-    throw UsageError(
-        "--nbf is not before the expiry (now + --ttl): the token would never be valid");
+    throw UsageError("--nbf is not before the expiry (now + --ttl): the token would never be valid");
   }
   if (parsed.count("private-key-file") > 0) {
     if (parsed.count("secret-file") > 0) {
@@ -232,8 +216,7 @@ int run_verify(int argc, const char* const* argv) {
   auto add = options.add_options();
   add("secret-file", std::string("file holding the secret (default: $") + kSecretFileEnv + ")",
       cxxopts::value<std::string>(), "FILE");
-  add("public-key-file",
-      std::string("PEM public key for RS*/ES*/EdDSA tokens (default: $") + kPublicKeyFileEnv + ")",
+  add("public-key-file", std::string("PEM public key for RS*/ES*/EdDSA tokens (default: $") + kPublicKeyFileEnv + ")",
       cxxopts::value<std::string>(), "FILE");
   add("token", "the token", cxxopts::value<std::string>());
   add("h,help", "print this help and exit");
@@ -249,9 +232,8 @@ int run_verify(int argc, const char* const* argv) {
   const std::string secret_path = option_or_env(parsed, "secret-file", kSecretFileEnv);
   const std::string public_key_path = option_or_env(parsed, "public-key-file", kPublicKeyFileEnv);
   if (secret_path.empty() && public_key_path.empty()) {
-    throw UsageError(
-        std::string("no key: give --secret-file FILE or --public-key-file FILE (or set ") +
-        kSecretFileEnv + " or " + kPublicKeyFileEnv + ")");
+    throw UsageError(std::string("no key: give --secret-file FILE or --public-key-file FILE (or set ") +
+                     kSecretFileEnv + " or " + kPublicKeyFileEnv + ")");
   }
   if (!secret_path.empty()) jwt_options.secret = load(secret_path, read_secret_file);
   if (!public_key_path.empty()) {
@@ -265,7 +247,6 @@ int run_verify(int argc, const char* const* argv) {
   std::cout << encode_identity(*result.identity) << "\n";
   return 0;
 }
-
 
 int run_broker_conf(int argc, const char* const* argv) {
   cxxopts::Options options(
@@ -307,11 +288,29 @@ int run_broker_conf(int argc, const char* const* argv) {
   add("log-timestamp-format", "strftime format of the log's timestamps", cxxopts::value<std::string>(), "FORMAT");
   add("out", "write the config to FILE instead of stdout", cxxopts::value<std::string>(), "FILE");
   add("h,help", "print this help and exit");
-  const std::vector<std::string> value_options{
-      "mqtt-port", "ws-port",   "mqtts-port",      "wss-port",     "bind",         "certfile",
-      "keyfile",   "cafile",    "http-dir",        "plugin",       "plugin-settings", "plugin-opt",
-      "settings",  "max-payload-bytes", "max-packet-size", "allow-anonymous", "user", "max-queued-messages",
-      "max-inflight-messages", "log-file", "log-type", "log-timestamp-format", "out"};
+  const std::vector<std::string> value_options{"mqtt-port",
+                                               "ws-port",
+                                               "mqtts-port",
+                                               "wss-port",
+                                               "bind",
+                                               "certfile",
+                                               "keyfile",
+                                               "cafile",
+                                               "http-dir",
+                                               "plugin",
+                                               "plugin-settings",
+                                               "plugin-opt",
+                                               "settings",
+                                               "max-payload-bytes",
+                                               "max-packet-size",
+                                               "allow-anonymous",
+                                               "user",
+                                               "max-queued-messages",
+                                               "max-inflight-messages",
+                                               "log-file",
+                                               "log-type",
+                                               "log-timestamp-format",
+                                               "out"};
   const auto parsed = parse(options, value_options, argc, argv);
   if (parsed.count("help") > 0) {
     std::cout << options.help();
@@ -331,10 +330,14 @@ int run_broker_conf(int argc, const char* const* argv) {
   conf.mqtts_port = port("mqtts-port");
   conf.wss_port = port("wss-port");
   const std::pair<const char*, std::string MosquittoConf::*> text_fields[] = {
-      {"bind", &MosquittoConf::bind_address}, {"certfile", &MosquittoConf::certfile},
-      {"keyfile", &MosquittoConf::keyfile},   {"cafile", &MosquittoConf::cafile},
-      {"http-dir", &MosquittoConf::http_dir}, {"plugin", &MosquittoConf::plugin},
-      {"user", &MosquittoConf::user},         {"log-file", &MosquittoConf::log_file},
+      {"bind", &MosquittoConf::bind_address},
+      {"certfile", &MosquittoConf::certfile},
+      {"keyfile", &MosquittoConf::keyfile},
+      {"cafile", &MosquittoConf::cafile},
+      {"http-dir", &MosquittoConf::http_dir},
+      {"plugin", &MosquittoConf::plugin},
+      {"user", &MosquittoConf::user},
+      {"log-file", &MosquittoConf::log_file},
       {"log-timestamp-format", &MosquittoConf::log_timestamp_format},
   };
   for (const auto& [flag, field] : text_fields) conf.*field = text(flag);
@@ -346,12 +349,12 @@ int run_broker_conf(int argc, const char* const* argv) {
   conf.max_queued_messages =
       static_cast<std::size_t>(integer_option("max-queued-messages", text("max-queued-messages"), 0, 1000000000));
   if (parsed.count("max-inflight-messages") > 0) {
-    conf.max_inflight_messages = static_cast<std::size_t>(
-        integer_option("max-inflight-messages", text("max-inflight-messages"), 1, 65535));
+    conf.max_inflight_messages =
+        static_cast<std::size_t>(integer_option("max-inflight-messages", text("max-inflight-messages"), 1, 65535));
   }
   if (parsed.count("max-packet-size") > 0) {
-    conf.max_packet_size = static_cast<std::size_t>(integer_option(
-        "max-packet-size", text("max-packet-size"), 20, static_cast<std::int64_t>(kMqttMaxPacketSize)));
+    conf.max_packet_size = static_cast<std::size_t>(
+        integer_option("max-packet-size", text("max-packet-size"), 20, static_cast<std::int64_t>(kMqttMaxPacketSize)));
   }
 
   // The plugin's settings: the file's keys, then each --plugin-opt (a key given again replaces
@@ -383,8 +386,8 @@ int run_broker_conf(int argc, const char* const* argv) {
 
   // The payload limit the hosts will run with: what they read, in their order.
   if (parsed.count("max-payload-bytes") > 0) {
-    conf.max_payload_bytes = static_cast<std::size_t>(
-        integer_option("max-payload-bytes", text("max-payload-bytes"), 1, 268435455));
+    conf.max_payload_bytes =
+        static_cast<std::size_t>(integer_option("max-payload-bytes", text("max-payload-bytes"), 1, 268435455));
   } else {
     std::vector<ConfigLayer> layers;
     if (parsed.count("settings") > 0) layers.push_back(read_config_file(text("settings")));
@@ -420,8 +423,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     std::cerr << kProgram << ": "
-              << (command.empty() ? std::string("no command")
-                                  : "unknown command '" + std::string(command) + "'")
+              << (command.empty() ? std::string("no command") : "unknown command '" + std::string(command) + "'")
               << "\n\n"
               << kUsage;
     return 2;

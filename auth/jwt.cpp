@@ -66,9 +66,7 @@ std::optional<std::string> base64url_decode(std::string_view text) {
   return out;
 }
 
-bool is_hmac_algorithm(std::string_view name) {
-  return name == "HS256" || name == "HS384" || name == "HS512";
-}
+bool is_hmac_algorithm(std::string_view name) { return name == "HS256" || name == "HS384" || name == "HS512"; }
 
 // The algorithms this configuration accepts, for messages.
 std::string accepted_algorithms(const JwtOptions& options) {
@@ -89,14 +87,11 @@ std::optional<std::string> algorithm_problem(std::string_view alg, const JwtOpti
   const std::string named = "algorithm " + quote(alg, 16);
   if (is_hmac_algorithm(alg)) {
     if (!options.secret.empty()) return std::nullopt;
-    return named +
-           " needs a secret and none is configured (accepted: " + accepted_algorithms(options) +
-           ")";
+    return named + " needs a secret and none is configured (accepted: " + accepted_algorithms(options) + ")";
   }
   if (is_public_key_algorithm(alg)) {
     if (!options.public_key) {
-      return named + " needs a public key and none is configured (accepted: " +
-             accepted_algorithms(options) + ")";
+      return named + " needs a public key and none is configured (accepted: " + accepted_algorithms(options) + ")";
     }
     if (key_serves(options.public_key->type, alg)) return std::nullopt;
     return named + " does not match the configured " + to_string(options.public_key->type) +
@@ -119,8 +114,7 @@ std::optional<std::int64_t> whole_seconds(const Json& value) {
     const double number = value.get<double>();
     // 2^63 is exact as a double; every double below it in magnitude converts without overflow.
     constexpr double limit = 9223372036854775808.0;
-    if (!std::isfinite(number) || std::trunc(number) != number || number < -limit ||
-        number >= limit) {
+    if (!std::isfinite(number) || std::trunc(number) != number || number < -limit || number >= limit) {
       return std::nullopt;
     }
     return static_cast<std::int64_t>(number);
@@ -163,8 +157,7 @@ struct Claims {
 };
 
 // An optional NumericDate claim, or what is wrong with it.
-std::variant<std::optional<std::int64_t>, std::string> optional_time(const Json& json,
-                                                                     const char* name) {
+std::variant<std::optional<std::int64_t>, std::string> optional_time(const Json& json, const char* name) {
   const auto found = json.find(name);
   if (found == json.end()) return std::optional<std::int64_t>();
   if (auto seconds = whole_seconds(*found)) return seconds;
@@ -192,14 +185,12 @@ std::variant<Claims, std::string> read_claims(const Json& json) {
 }
 
 // The claims JSON a minted token carries.
-std::string claims_text(const Identity& identity, std::int64_t expires_at_s,
-                        std::optional<std::int64_t> not_before_s,
+std::string claims_text(const Identity& identity, std::int64_t expires_at_s, std::optional<std::int64_t> not_before_s,
                         std::optional<std::int64_t> issued_at_s) {
   if (const auto problem = identity_claims_problem(identity)) {
     throw std::runtime_error("cannot mint a token: " + *problem);
   }
-  nlohmann::ordered_json claims = {{"sub", identity.subject},
-                                   {"role", to_string(identity.principal)}};
+  nlohmann::ordered_json claims = {{"sub", identity.subject}, {"role", to_string(identity.principal)}};
   if (!identity.booking.empty()) claims["booking"] = identity.booking;
   claims["exp"] = expires_at_s;
   if (not_before_s) claims["nbf"] = *not_before_s;
@@ -220,10 +211,9 @@ std::string libjwt_token(const std::string& claims, jwt_alg_t alg, std::string_v
   if (jwt_add_grants_json(jwt.get(), claims.c_str()) != 0) {
     throw std::runtime_error("cannot mint a token: libjwt refused the claims");
   }
-  if (jwt_set_alg(jwt.get(), alg, reinterpret_cast<const unsigned char*>(key.data()),
-                  static_cast<int>(key.size())) != 0) {
-    throw std::runtime_error(std::string("cannot mint a token: libjwt refused ") +
-                             jwt_alg_str(alg) + " with this key");
+  if (jwt_set_alg(jwt.get(), alg, reinterpret_cast<const unsigned char*>(key.data()), static_cast<int>(key.size())) !=
+      0) {
+    throw std::runtime_error(std::string("cannot mint a token: libjwt refused ") + jwt_alg_str(alg) + " with this key");
   }
   const MallocString token(jwt_encode_str(jwt.get()));
   ERR_clear_error();
@@ -233,8 +223,7 @@ std::string libjwt_token(const std::string& claims, jwt_alg_t alg, std::string_v
 
 // Whether the token's signature verifies with the key its (already accepted) algorithm names:
 // HS* by libjwt with the secret, the others by auth/keys.cpp with the public key.
-bool token_signature_verifies(std::string_view token, std::string_view alg,
-                              const std::vector<std::string_view>& parts,
+bool token_signature_verifies(std::string_view token, std::string_view alg, const std::vector<std::string_view>& parts,
                               const JwtOptions& options) {
   if (!is_hmac_algorithm(alg)) {
     const auto signature = base64url_decode(parts[2]);
@@ -244,9 +233,8 @@ bool token_signature_verifies(std::string_view token, std::string_view alg,
   const std::string_view key = options.secret;
   if (key.size() > static_cast<std::size_t>(INT_MAX)) return false;
   jwt_t* decoded = nullptr;
-  const int error =
-      jwt_decode(&decoded, std::string(token).c_str(),
-                 reinterpret_cast<const unsigned char*>(key.data()), static_cast<int>(key.size()));
+  const int error = jwt_decode(&decoded, std::string(token).c_str(), reinterpret_cast<const unsigned char*>(key.data()),
+                               static_cast<int>(key.size()));
   const JwtPtr jwt(decoded);
   // A refused signature leaves entries in this thread's OpenSSL error queue; the broker's own TLS
   // reads that queue, so nothing of ours may stay there.
@@ -273,8 +261,7 @@ const char* to_string(AuthFailure failure) {
 }
 
 std::string base64url_encode(std::string_view bytes) {
-  static constexpr char alphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
   std::string out;
   out.reserve((bytes.size() * 4 + 2) / 3);
   std::uint32_t bits = 0;
@@ -339,9 +326,8 @@ VerifyResult verify_token(std::string_view token, const JwtOptions& options, std
   if (!payload) return refuse(AuthFailure::malformed, "payload is not a base64url JSON object");
 
   if (!token_signature_verifies(token, alg_name, parts, options)) {
-    return refuse(AuthFailure::bad_signature,
-                  "signature does not verify with the configured " +
-                      std::string(is_hmac_algorithm(alg_name) ? "secret" : "public key"));
+    return refuse(AuthFailure::bad_signature, "signature does not verify with the configured " +
+                                                  std::string(is_hmac_algorithm(alg_name) ? "secret" : "public key"));
   }
 
   // The claims as signed: the payload bytes the signature covers, parsed by us.
@@ -353,30 +339,27 @@ VerifyResult verify_token(std::string_view token, const JwtOptions& options, std
 
   const std::int64_t leeway = options.leeway_s > 0 ? options.leeway_s : 0;
   if (now_s > saturating_add(claims.expires_at, leeway)) {
-    return refuse(AuthFailure::expired, "token expired at " + std::to_string(claims.expires_at) +
-                                            ", now " + std::to_string(now_s) + " (leeway " +
-                                            std::to_string(leeway) + " s)");
+    return refuse(AuthFailure::expired, "token expired at " + std::to_string(claims.expires_at) + ", now " +
+                                            std::to_string(now_s) + " (leeway " + std::to_string(leeway) + " s)");
   }
   if (claims.not_before && saturating_add(now_s, leeway) < *claims.not_before) {
-    return refuse(AuthFailure::not_yet_valid,
-                  "token not valid before " + std::to_string(*claims.not_before) + ", now " +
-                      std::to_string(now_s) + " (leeway " + std::to_string(leeway) + " s)");
+    return refuse(AuthFailure::not_yet_valid, "token not valid before " + std::to_string(*claims.not_before) +
+                                                  ", now " + std::to_string(now_s) + " (leeway " +
+                                                  std::to_string(leeway) + " s)");
   }
 
   // The lifetime: as issued (exp - iat), and as left (exp - now), so that an `iat` in the future
   // cannot stretch it.
   const std::int64_t max_ttl = options.max_ttl_s;
   if (claims.issued_at && saturating_sub(claims.expires_at, *claims.issued_at) > max_ttl) {
-    return refuse(AuthFailure::ttl_too_long,
-                  "token lives from iat " + std::to_string(*claims.issued_at) + " to exp " +
-                      std::to_string(claims.expires_at) + ", longer than the limit of " +
-                      std::to_string(max_ttl) + " s");
+    return refuse(AuthFailure::ttl_too_long, "token lives from iat " + std::to_string(*claims.issued_at) + " to exp " +
+                                                 std::to_string(claims.expires_at) + ", longer than the limit of " +
+                                                 std::to_string(max_ttl) + " s");
   }
   if (saturating_sub(claims.expires_at, now_s) > saturating_add(max_ttl, leeway)) {
-    return refuse(AuthFailure::ttl_too_long,
-                  "token expires at " + std::to_string(claims.expires_at) + ", more than " +
-                      std::to_string(max_ttl) + " s from now " + std::to_string(now_s) +
-                      " (leeway " + std::to_string(leeway) + " s)");
+    return refuse(AuthFailure::ttl_too_long, "token expires at " + std::to_string(claims.expires_at) + ", more than " +
+                                                 std::to_string(max_ttl) + " s from now " + std::to_string(now_s) +
+                                                 " (leeway " + std::to_string(leeway) + " s)");
   }
 
   VerifyResult result;
@@ -386,16 +369,14 @@ VerifyResult verify_token(std::string_view token, const JwtOptions& options, std
 }
 
 std::string mint_token(const Identity& identity, std::string_view secret, std::int64_t expires_at_s,
-                       std::optional<std::int64_t> not_before_s,
-                       std::optional<std::int64_t> issued_at_s) {
+                       std::optional<std::int64_t> not_before_s, std::optional<std::int64_t> issued_at_s) {
   const std::string claims = claims_text(identity, expires_at_s, not_before_s, issued_at_s);
   if (secret.empty()) throw std::runtime_error("cannot mint a token: the secret is empty");
   return libjwt_token(claims, JWT_ALG_HS256, secret);
 }
 
-std::string mint_token(const Identity& identity, const PemKey& private_key,
-                       std::int64_t expires_at_s, std::optional<std::int64_t> not_before_s,
-                       std::optional<std::int64_t> issued_at_s) {
+std::string mint_token(const Identity& identity, const PemKey& private_key, std::int64_t expires_at_s,
+                       std::optional<std::int64_t> not_before_s, std::optional<std::int64_t> issued_at_s) {
   const std::string claims = claims_text(identity, expires_at_s, not_before_s, issued_at_s);
   if (!private_key.is_private) {
     throw std::runtime_error("cannot mint a token: a public key only verifies, it cannot sign");
@@ -404,8 +385,7 @@ std::string mint_token(const Identity& identity, const PemKey& private_key,
   if (std::string_view(alg) != "EdDSA") {
     return libjwt_token(claims, jwt_str_alg(alg), private_key.pem);
   }
-  const std::string signing_input =
-      base64url_encode(R"({"alg":"EdDSA","typ":"JWT"})") + "." + base64url_encode(claims);
+  const std::string signing_input = base64url_encode(R"({"alg":"EdDSA","typ":"JWT"})") + "." + base64url_encode(claims);
   return signing_input + "." + base64url_encode(eddsa_sign(private_key, signing_input));
 }
 
@@ -430,8 +410,7 @@ std::string generate_secret() {
   unsigned char bytes[kSecretRandomBytes] = {};
   std::ifstream random("/dev/urandom", std::ios::binary);
   if (!random.read(reinterpret_cast<char*>(bytes), sizeof bytes)) {
-    throw std::runtime_error("cannot read " + std::to_string(sizeof bytes) +
-                             " bytes from /dev/urandom");
+    throw std::runtime_error("cannot read " + std::to_string(sizeof bytes) + " bytes from /dev/urandom");
   }
   static constexpr char hex[] = "0123456789abcdef";
   std::string secret;
@@ -458,13 +437,11 @@ std::optional<JwtOptions> jwt_options(const Settings& settings) {
     }
   };
   if (!settings.auth_jwt_secret_file.empty()) {
-    options.secret = read("auth_jwt_secret_file",
-                          [&] { return read_secret_file(settings.auth_jwt_secret_file); });
+    options.secret = read("auth_jwt_secret_file", [&] { return read_secret_file(settings.auth_jwt_secret_file); });
   }
   if (!settings.auth_jwt_public_key_file.empty()) {
-    options.public_key = read("auth_jwt_public_key_file", [&] {
-      return read_public_key_file(settings.auth_jwt_public_key_file);
-    });
+    options.public_key =
+        read("auth_jwt_public_key_file", [&] { return read_public_key_file(settings.auth_jwt_public_key_file); });
   }
   options.max_token_bytes = settings.auth_token_max_bytes;
   options.leeway_s = settings.auth_leeway_s;

@@ -62,8 +62,8 @@ enum class AuthFailure {
 const char* to_string(AuthFailure failure);
 
 struct VerifyResult {
-  std::optional<Identity> identity;  // set iff the token is accepted
-  std::int64_t expires_at_s = 0;     // the accepted token's `exp`: a session must end with it
+  std::optional<Identity> identity;            // set iff the token is accepted
+  std::int64_t expires_at_s = 0;               // the accepted token's `exp`: a session must end with it
   AuthFailure failure = AuthFailure::missing;  // meaningful only when identity is not set
   // Human readable, for a log line; never contains the token or the secret.
   std::string detail;
@@ -82,8 +82,7 @@ std::string mint_token(const Identity& identity, std::string_view secret, std::i
 
 // The same signed with a private key, in the algorithm of its type (minting_algorithm): RS256,
 // ES256, ES384, ES512 or EdDSA. Throws std::runtime_error as above, or for a public key.
-std::string mint_token(const Identity& identity, const PemKey& private_key,
-                       std::int64_t expires_at_s,
+std::string mint_token(const Identity& identity, const PemKey& private_key, std::int64_t expires_at_s,
                        std::optional<std::int64_t> not_before_s = std::nullopt,
                        std::optional<std::int64_t> issued_at_s = std::nullopt);
 

@@ -41,8 +41,7 @@ int no_passphrase(char*, int, int, void*) { return -1; }
 std::optional<KeyType> ec_curve(const EVP_PKEY* key) {
   char group[64] = {};
   std::size_t length = 0;
-  if (EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group,
-                                     &length) != 1) {
+  if (EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group, &length) != 1) {
     return std::nullopt;
   }
   const std::string_view name(group, length);
@@ -57,9 +56,8 @@ KeyType key_type(const EVP_PKEY* key, const std::string& name) {
   switch (EVP_PKEY_get_base_id(key)) {
     case EVP_PKEY_RSA:
       if (EVP_PKEY_get_bits(key) < kMinRsaBits) {
-        throw std::runtime_error(name + " is an RSA key of " +
-                                 std::to_string(EVP_PKEY_get_bits(key)) + " bits; at least " +
-                                 std::to_string(kMinRsaBits) + " are required");
+        throw std::runtime_error(name + " is an RSA key of " + std::to_string(EVP_PKEY_get_bits(key)) +
+                                 " bits; at least " + std::to_string(kMinRsaBits) + " are required");
       }
       return KeyType::rsa;
     case EVP_PKEY_EC:
@@ -89,17 +87,14 @@ PemKey read_pem_key(const std::string& path, bool is_private) {
                              " holds a private key: give a verifier only the public half "
                              "(openssl pkey -in KEY -pubout)");
   }
-  const std::unique_ptr<BIO, BioDeleter> bio(
-      BIO_new_mem_buf(key.pem.data(), static_cast<int>(key.pem.size())));
+  const std::unique_ptr<BIO, BioDeleter> bio(BIO_new_mem_buf(key.pem.data(), static_cast<int>(key.pem.size())));
   if (!bio) throw std::runtime_error("cannot read " + name + ": out of memory");
-  EVP_PKEY* parsed = is_private
-                         ? PEM_read_bio_PrivateKey(bio.get(), nullptr, no_passphrase, nullptr)
-                         : PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr);
+  EVP_PKEY* parsed = is_private ? PEM_read_bio_PrivateKey(bio.get(), nullptr, no_passphrase, nullptr)
+                                : PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr);
   if (parsed == nullptr) {
     ERR_clear_error();
-    throw std::runtime_error(
-        name + (is_private ? " is not an unencrypted PEM private key"
-                           : " is not a PEM public key (-----BEGIN PUBLIC KEY-----)"));
+    throw std::runtime_error(name + (is_private ? " is not an unencrypted PEM private key"
+                                                : " is not a PEM public key (-----BEGIN PUBLIC KEY-----)"));
   }
   key.loaded = shared_key(parsed);
   key.type = key_type(parsed, name);
@@ -134,8 +129,7 @@ std::optional<std::string> ecdsa_der(std::string_view raw, std::size_t coordinat
   ECDSA_SIG* signature = ECDSA_SIG_new();
   BIGNUM* r = BN_bin2bn(bytes, width, nullptr);
   BIGNUM* s = BN_bin2bn(bytes + coordinate_bytes, width, nullptr);
-  if (signature == nullptr || r == nullptr || s == nullptr ||
-      ECDSA_SIG_set0(signature, r, s) != 1) {
+  if (signature == nullptr || r == nullptr || s == nullptr || ECDSA_SIG_set0(signature, r, s) != 1) {
     BN_free(r);
     BN_free(s);
     ECDSA_SIG_free(signature);
@@ -189,8 +183,7 @@ const char* minting_algorithm(KeyType type) {
 }
 
 bool is_public_key_algorithm(std::string_view alg) {
-  for (KeyType type :
-       {KeyType::rsa, KeyType::ec_p256, KeyType::ec_p384, KeyType::ec_p521, KeyType::ed25519}) {
+  for (KeyType type : {KeyType::rsa, KeyType::ec_p256, KeyType::ec_p384, KeyType::ec_p521, KeyType::ed25519}) {
     if (key_serves(type, alg)) return true;
   }
   return false;
@@ -205,8 +198,7 @@ std::string read_key_file(const std::string& path, const std::string& what) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     const int error = errno;
-    throw std::runtime_error("cannot open " + name + ": " +
-                             (error != 0 ? std::strerror(error) : "unknown error"));
+    throw std::runtime_error("cannot open " + name + ": " + (error != 0 ? std::strerror(error) : "unknown error"));
   }
   std::string bytes(kMaxKeyFileBytes + 1, '\0');
   try {
@@ -217,8 +209,7 @@ std::string read_key_file(const std::string& path, const std::string& what) {
   if (in.bad()) throw std::runtime_error("cannot read " + name);
   bytes.resize(static_cast<std::size_t>(in.gcount()));
   if (bytes.size() > kMaxKeyFileBytes) {
-    throw std::runtime_error(name + " is longer than " + std::to_string(kMaxKeyFileBytes) +
-                             " bytes");
+    throw std::runtime_error(name + " is longer than " + std::to_string(kMaxKeyFileBytes) + " bytes");
   }
   return bytes;
 }
@@ -230,14 +221,13 @@ std::string eddsa_sign(const PemKey& private_key, std::string_view signing_input
   const MdContext context(EVP_MD_CTX_new());
   std::size_t length = 0;
   const auto* input = reinterpret_cast<const unsigned char*>(signing_input.data());
-  if (!context ||
-      EVP_DigestSignInit(context.get(), nullptr, nullptr, nullptr, private_key.loaded.get()) != 1 ||
+  if (!context || EVP_DigestSignInit(context.get(), nullptr, nullptr, nullptr, private_key.loaded.get()) != 1 ||
       EVP_DigestSign(context.get(), nullptr, &length, input, signing_input.size()) != 1) {
     throw std::runtime_error("OpenSSL could not start an EdDSA signature");
   }
   std::string signature(length, '\0');
-  if (EVP_DigestSign(context.get(), reinterpret_cast<unsigned char*>(signature.data()), &length,
-                     input, signing_input.size()) != 1) {
+  if (EVP_DigestSign(context.get(), reinterpret_cast<unsigned char*>(signature.data()), &length, input,
+                     signing_input.size()) != 1) {
     throw std::runtime_error("OpenSSL could not make an EdDSA signature");
   }
   signature.resize(length);
@@ -255,12 +245,9 @@ bool signature_verifies(const PemKey& key, std::string_view alg, std::string_vie
   }
   const MdContext context(EVP_MD_CTX_new());
   const bool verifies =
-      context &&
-      EVP_DigestVerifyInit(context.get(), nullptr, digest_of(alg), nullptr, key.loaded.get()) ==
-          1 &&
-      EVP_DigestVerify(
-          context.get(), reinterpret_cast<const unsigned char*>(signature.data()), signature.size(),
-          reinterpret_cast<const unsigned char*>(signing_input.data()), signing_input.size()) == 1;
+      context && EVP_DigestVerifyInit(context.get(), nullptr, digest_of(alg), nullptr, key.loaded.get()) == 1 &&
+      EVP_DigestVerify(context.get(), reinterpret_cast<const unsigned char*>(signature.data()), signature.size(),
+                       reinterpret_cast<const unsigned char*>(signing_input.data()), signing_input.size()) == 1;
   // A refused signature leaves entries in this thread's OpenSSL error queue; the broker's own TLS
   // reads that queue, so nothing of ours may stay there.
   ERR_clear_error();

@@ -38,10 +38,11 @@ int main(int argc, char** argv) {
   JwtOptions options;
   options.secret = secret;
 
-  const double verify = ns_per_op(iterations / 10, [&](std::size_t) { return bool(verify_token(token, options, now)); });
+  const double verify =
+      ns_per_op(iterations / 10, [&](std::size_t) { return bool(verify_token(token, options, now)); });
   AclPolicy policy;
-  policy.service_grants = parse_grants(
-      "*:pub:{prefix}/bookings/+/send_message, *:sub:{prefix}/bookings/+/events/#", policy.topic_prefix);
+  policy.service_grants =
+      parse_grants("*:pub:{prefix}/bookings/+/send_message, *:sub:{prefix}/bookings/+/events/#", policy.topic_prefix);
   const double publish = ns_per_op(iterations, [&](std::size_t) {
     return acl_allows(policy, driver, "phone-1", Access::write, "navietakie/v1/bookings/BK123/send_message");
   });
@@ -60,8 +61,9 @@ int main(int argc, char** argv) {
   std::printf("acl read (participant, allowed)         %8.0f ns/op\n", read);
   std::printf("acl subscribe (participant, wildcard)   %8.0f ns/op\n", subscribe);
   std::printf("acl read (service, via grants)          %8.0f ns/op\n", service_read);
-  std::printf("{\"verify_token_ns\":%.0f,\"acl_publish_ns\":%.0f,\"acl_read_ns\":%.0f,\"acl_subscribe_ns\":%.0f,"
-              "\"acl_service_read_ns\":%.0f}\n",
-              verify, publish, read, subscribe, service_read);
+  std::printf(
+      "{\"verify_token_ns\":%.0f,\"acl_publish_ns\":%.0f,\"acl_read_ns\":%.0f,\"acl_subscribe_ns\":%.0f,"
+      "\"acl_service_read_ns\":%.0f}\n",
+      verify, publish, read, subscribe, service_read);
   return 0;
 }

@@ -54,8 +54,10 @@ int main(int argc, char** argv) {
   std::filesystem::path dir = std::filesystem::temp_directory_path() / ("navietakie-bench-" + std::to_string(getpid()));
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string flag = argv[i];
-    if (flag == "--messages") total = std::stoul(argv[i + 1]);
-    else if (flag == "--dir") dir = argv[i + 1];
+    if (flag == "--messages")
+      total = std::stoul(argv[i + 1]);
+    else if (flag == "--dir")
+      dir = argv[i + 1];
   }
   set_log_level(LogLevel::error);
   std::vector<Result> results;
@@ -70,7 +72,8 @@ int main(int argc, char** argv) {
   }
   std::printf("{");
   for (std::size_t i = 0; i < results.size(); ++i) {
-    std::printf("%s\"%s_batch%zu\":%.0f", i ? "," : "", results[i].sync.c_str(), results[i].batch, results[i].msgs_per_s);
+    std::printf("%s\"%s_batch%zu\":%.0f", i ? "," : "", results[i].sync.c_str(), results[i].batch,
+                results[i].msgs_per_s);
   }
   std::printf("}\n");
   return 0;

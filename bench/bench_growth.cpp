@@ -106,10 +106,11 @@ Row measure(const std::filesystem::path& dir, const std::string& name, std::size
   }
   row.bytes_per_message = static_cast<double>(bytes) / static_cast<double>(row.messages);
   std::filesystem::remove_all(dir);
-  std::printf("%-28s messages=%-8zu newest page p50=%6.0f us p99=%6.0f us | older page p50=%6.0f us p99=%6.0f us | "
-              "%.0f bytes/message on disk (fill %.1f s)\n",
-              row.name.c_str(), row.messages, row.newest.p50_us, row.newest.p99_us, row.scroll.p50_us,
-              row.scroll.p99_us, row.bytes_per_message, row.fill_s);
+  std::printf(
+      "%-28s messages=%-8zu newest page p50=%6.0f us p99=%6.0f us | older page p50=%6.0f us p99=%6.0f us | "
+      "%.0f bytes/message on disk (fill %.1f s)\n",
+      row.name.c_str(), row.messages, row.newest.p50_us, row.newest.p99_us, row.scroll.p50_us, row.scroll.p99_us,
+      row.bytes_per_message, row.fill_s);
   std::fflush(stdout);
   return row;
 }
@@ -122,8 +123,10 @@ int main(int argc, char** argv) {
       std::filesystem::temp_directory_path() / ("navietakie-growth-" + std::to_string(getpid()));
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
-    if (flag == "--max") max = std::stoul(argv[i + 1]);
-    else if (flag == "--dir") dir = argv[i + 1];
+    if (flag == "--max")
+      max = std::stoul(argv[i + 1]);
+    else if (flag == "--dir")
+      dir = argv[i + 1];
   }
   set_log_level(LogLevel::error);
   std::vector<Row> rows;
@@ -136,11 +139,11 @@ int main(int argc, char** argv) {
   std::printf("{");
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const Row& r = rows[i];
-    std::printf("%s\"%s_%zu\":{\"messages\":%zu,\"newest_p50_us\":%.0f,\"newest_p99_us\":%.0f,\"newest_p999_us\":%.0f,"
-                "\"older_p50_us\":%.0f,\"older_p99_us\":%.0f,\"bytes_per_message\":%.0f}",
-                i ? "," : "", r.name == "one booking" ? "one_booking" : "bookings_10000", r.messages, r.messages,
-                r.newest.p50_us, r.newest.p99_us, r.newest.p999_us, r.scroll.p50_us, r.scroll.p99_us,
-                r.bytes_per_message);
+    std::printf(
+        "%s\"%s_%zu\":{\"messages\":%zu,\"newest_p50_us\":%.0f,\"newest_p99_us\":%.0f,\"newest_p999_us\":%.0f,"
+        "\"older_p50_us\":%.0f,\"older_p99_us\":%.0f,\"bytes_per_message\":%.0f}",
+        i ? "," : "", r.name == "one booking" ? "one_booking" : "bookings_10000", r.messages, r.messages,
+        r.newest.p50_us, r.newest.p99_us, r.newest.p999_us, r.scroll.p50_us, r.scroll.p99_us, r.bytes_per_message);
   }
   std::printf("}\n");
   return 0;

@@ -86,10 +86,14 @@ Options parse_options(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
-    if (flag == "--help" || flag == "-h") o.help = true;
-    else if (flag == "--call-rounds") o.call_rounds = true;
-    else if (flag == "--until-event") o.until_event = true;
-    else if (flag == "--raw") o.raw = true;
+    if (flag == "--help" || flag == "-h")
+      o.help = true;
+    else if (flag == "--call-rounds")
+      o.call_rounds = true;
+    else if (flag == "--until-event")
+      o.until_event = true;
+    else if (flag == "--raw")
+      o.raw = true;
     else {
       std::string* text = flag == "--url"        ? &o.url
                           : flag == "--booking"  ? &o.booking
@@ -109,8 +113,10 @@ Options parse_options(int argc, char** argv) {
       if (!text && !number) throw UsageError("unknown argument '" + flag + "'");
       if (i + 1 >= argc) throw UsageError(flag + " needs a value");
       const std::string value = argv[++i];
-      if (text) *text = value;
-      else *number = count_option(flag, value);
+      if (text)
+        *text = value;
+      else
+        *number = count_option(flag, value);
     }
   }
   o.window = std::max<std::size_t>(1, o.window);
@@ -168,8 +174,8 @@ int run(const Options& options) {
   std::map<std::string, Unit> in_flight;  // correlation (or message_id, --until-event) -> unit
   std::vector<double> latencies_us;
   latencies_us.reserve(count);
-  std::size_t sent = 0;       // units started
-  std::size_t requests = 0;   // requests published
+  std::size_t sent = 0;      // units started
+  std::size_t requests = 0;  // requests published
   std::size_t failed = 0;
   const std::string id_prefix = "b" + std::to_string(::getpid()) + "-";
   auto publish = [&](const std::string& topic, const std::string& body, Unit unit) {
@@ -236,24 +242,27 @@ int run(const Options& options) {
     if (it == in_flight.end()) continue;
     Unit unit = std::move(it->second);
     in_flight.erase(it);
-    const bool ok = raw || (until_event && msg->get_topic() == events_topic) ||
-                    msg->to_string().rfind(R"({"ok":true)", 0) == 0;
+    const bool ok =
+        raw || (until_event && msg->get_topic() == events_topic) || msg->to_string().rfind(R"({"ok":true)", 0) == 0;
     if (call_rounds && ok && unit.step < 2) {
       ++unit.step;
       call_step(std::move(unit));
       continue;
     }
-    if (ok) latencies_us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - unit.started).count());
-    else if (++failed == 1) std::fprintf(stderr, "first error: %s\n", msg->to_string().c_str());
+    if (ok)
+      latencies_us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - unit.started).count());
+    else if (++failed == 1)
+      std::fprintf(stderr, "first error: %s\n", msg->to_string().c_str());
     if (sent < count) send_one();
   }
   double secs = std::chrono::duration<double>(Clock::now() - start).count();
   client.disconnect()->wait();
-  std::printf("{\"window\":%zu,\"count\":%zu,\"replies\":%zu,\"errors\":%zu,\"%s\":%.0f,"
-              "\"p50_us\":%.0f,\"p99_us\":%.0f,\"p999_us\":%.0f}\n",
-              window, count, latencies_us.size(), failed, call_rounds ? "rounds_per_s" : "msgs_per_s",
-              static_cast<double>(latencies_us.size()) / secs,
-              percentile(latencies_us, 0.5), percentile(latencies_us, 0.99), percentile(latencies_us, 0.999));
+  std::printf(
+      "{\"window\":%zu,\"count\":%zu,\"replies\":%zu,\"errors\":%zu,\"%s\":%.0f,"
+      "\"p50_us\":%.0f,\"p99_us\":%.0f,\"p999_us\":%.0f}\n",
+      window, count, latencies_us.size(), failed, call_rounds ? "rounds_per_s" : "msgs_per_s",
+      static_cast<double>(latencies_us.size()) / secs, percentile(latencies_us, 0.5), percentile(latencies_us, 0.99),
+      percentile(latencies_us, 0.999));
   return latencies_us.size() == count && failed == 0 ? 0 : 1;
 }
 

@@ -51,17 +51,21 @@ int main(int argc, char** argv) {
     Engine engine(*store, options);
     if (!settings.trust_identity_property) {
       log_line(LogLevel::warn, "OPEN_MODE",
-               {{"warning", "trust_identity_property is false: requests are not tied to an authenticated "
-                            "identity; safe only behind a broker that lets no untrusted client publish requests"}});
+               {{"warning",
+                 "trust_identity_property is false: requests are not tied to an authenticated "
+                 "identity; safe only behind a broker that lets no untrusted client publish requests"}});
     }
     log_line(LogLevel::info, "starting",
-             {{"broker", settings.broker_url}, {"client_id", settings.client_id}, {"data_dir", settings.data_dir},
-              {"sync", to_string(settings.sync)}, {"prefix", settings.topic_prefix},
-              {"share_group", settings.share_group}, {"environment", settings.environment}});
+             {{"broker", settings.broker_url},
+              {"client_id", settings.client_id},
+              {"data_dir", settings.data_dir},
+              {"sync", to_string(settings.sync)},
+              {"prefix", settings.topic_prefix},
+              {"share_group", settings.share_group},
+              {"environment", settings.environment}});
 
     // Room for bursts while the worker commits; Paho's default buffer holds only 100 messages.
-    mqtt::async_client client(settings.broker_url, settings.client_id,
-                              mqtt::create_options(MQTTVERSION_5, 100000));
+    mqtt::async_client client(settings.broker_url, settings.client_id, mqtt::create_options(MQTTVERSION_5, 100000));
     PahoHost host(client, engine, settings);
     if (!host.run(g_stop)) {
       log_line(LogLevel::error, "never_connected", {{"broker", settings.broker_url}});

@@ -129,8 +129,8 @@ bool PahoHost::connect(const std::atomic<bool>& stop) {
       // Set on the member itself: Paho C++ 1.2.0 loses the properties of connect_options when the
       // object is copied or assigned (its C struct keeps pointing at the old copy), and the broker
       // then sees no Session Expiry (the session ends at disconnect) and no Receive Maximum.
-      connect_options_.set_properties({{mqtt::property::SESSION_EXPIRY_INTERVAL, kSessionExpiry},
-                                       {mqtt::property::RECEIVE_MAXIMUM, 65535}});
+      connect_options_.set_properties(
+          {{mqtt::property::SESSION_EXPIRY_INTERVAL, kSessionExpiry}, {mqtt::property::RECEIVE_MAXIMUM, 65535}});
       auto token = client_.connect(connect_options_);
       if (token->wait_for(10s)) {
         log_line(LogLevel::info, "connected", {{"broker", settings_.broker_url}, {"client_id", settings_.client_id}});
@@ -186,7 +186,8 @@ void PahoHost::publish_all(const std::vector<Publish>& publishes) {
 void PahoHost::publish_metrics() {
   std::string metrics = engine_.metrics().to_json();
   log_line(LogLevel::info, "metrics", {{"counters", metrics}});
-  publish_all({Publish{Topics(settings_.topic_prefix).bridge_metrics(settings_.client_id), metrics, true, std::nullopt}});
+  publish_all(
+      {Publish{Topics(settings_.topic_prefix).bridge_metrics(settings_.client_id), metrics, true, std::nullopt}});
 }
 
 std::size_t PahoHost::submit_arrived(EngineLoop& loop, std::chrono::milliseconds wait) {
@@ -219,7 +220,7 @@ bool PahoHost::publish(const std::vector<Publish>& results) {
 void PahoHost::publish_final(const std::vector<Publish>& publishes) {
   try {
     mqtt::async_client final_client(settings_.broker_url, settings_.client_id + "-final",
-                                     mqtt::create_options(MQTTVERSION_5));
+                                    mqtt::create_options(MQTTVERSION_5));
     auto options = mqtt::connect_options_builder().mqtt_version(MQTTVERSION_5).clean_start(true).finalize();
     set_credentials(options);
     if (!final_client.connect(options)->wait_for(5s)) throw std::runtime_error("connect timed out");
@@ -229,7 +230,8 @@ void PahoHost::publish_final(const std::vector<Publish>& publishes) {
     log_line(LogLevel::info, "published_after_disconnect", {{"publishes", std::to_string(publishes.size())}});
   } catch (const std::exception& e) {
     // The requests are stored: their clients resend and get the original back.
-    log_line(LogLevel::warn, "final_publish_failed", {{"publishes", std::to_string(publishes.size())}, {"error", e.what()}});
+    log_line(LogLevel::warn, "final_publish_failed",
+             {{"publishes", std::to_string(publishes.size())}, {"error", e.what()}});
   }
 }
 
@@ -257,8 +259,9 @@ bool PahoHost::run(const std::atomic<bool>& stop) {
     if (submit_arrived(loop, 20ms) > 0) quiet_since = std::chrono::steady_clock::now();
   }
   loop.wait_idle(timings_.drain_max);
-  log_line(LogLevel::info, "stopping",
-           {{"metrics", engine_.metrics().to_json()}, {"retained_requests_ignored", std::to_string(retained_ignored_)}});
+  log_line(
+      LogLevel::info, "stopping",
+      {{"metrics", engine_.metrics().to_json()}, {"retained_requests_ignored", std::to_string(retained_ignored_)}});
   try {
     // Lets in-flight publishes complete first. The session expiry is repeated in the DISCONNECT:
     // without it Mosquitto 2.0.11 ended the session at a clean disconnect (CONNACK "session
@@ -282,7 +285,8 @@ bool PahoHost::run(const std::atomic<bool>& stop) {
   while (std::size_t n = submit_arrived(loop, 0ms)) late_requests += n;
   loop.stop();
   client_.stop_consuming();
-  if (late_requests > 0) log_line(LogLevel::info, "handled_after_disconnect", {{"requests", std::to_string(late_requests)}});
+  if (late_requests > 0)
+    log_line(LogLevel::info, "handled_after_disconnect", {{"requests", std::to_string(late_requests)}});
   std::vector<Publish> late;
   {
     std::lock_guard<std::mutex> lock(after_disconnect_mutex_);

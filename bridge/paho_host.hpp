@@ -68,12 +68,12 @@ class PahoHost : public EngineTransport {
   std::vector<std::string> filters_;
   std::string wake_topic_;
   std::atomic<bool> resubscribe_{false};
-  std::atomic<bool> lost_{false};  // set by Paho's thread; the worker reconnects (fresh credentials)
-  std::string jwt_secret_;          // empty: no minting
+  std::atomic<bool> lost_{false};       // set by Paho's thread; the worker reconnects (fresh credentials)
+  std::string jwt_secret_;              // empty: no minting
   std::uint64_t retained_ignored_ = 0;  // worker thread only
   std::mutex after_disconnect_mutex_;
-  bool after_disconnect_ = false;     // guarded: publish() keeps results in late_
-  std::vector<Publish> late_;         // guarded
+  bool after_disconnect_ = false;  // guarded: publish() keeps results in late_
+  std::vector<Publish> late_;      // guarded
 };
 
 }  // namespace navietakie

@@ -18,13 +18,9 @@ namespace {
 
 constexpr std::string_view env_prefix = "NAVIETAKIE_";
 
-bool is_blank(char c) {
-  return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v';
-}
+bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v'; }
 
-bool starts_with(std::string_view text, std::string_view prefix) {
-  return text.substr(0, prefix.size()) == prefix;
-}
+bool starts_with(std::string_view text, std::string_view prefix) { return text.substr(0, prefix.size()) == prefix; }
 
 const ConfigKey* find_key(std::string_view key) {
   for (const auto& entry : config_schema()) {
@@ -89,8 +85,7 @@ class Resolved {
     for (const auto& [key, value] : layer) {
       const std::string origin = layer.origin_of(key);
       if (find_key(key) == nullptr) {
-        throw ConfigError("unknown config key " + quote(key) +
-                          (origin.empty() ? std::string() : " (" + origin + ")"));
+        throw ConfigError("unknown config key " + quote(key) + (origin.empty() ? std::string() : " (" + origin + ")"));
       }
       values_[key] = {value, origin, false};
     }
@@ -101,8 +96,7 @@ class Resolved {
     const std::string source = entry.is_default       ? " (default)"
                                : entry.origin.empty() ? ""
                                                       : " (from " + entry.origin + ")";
-    throw ConfigError("config key '" + key + "': " + expectation + ", got " + quote(entry.value) +
-                      source);
+    throw ConfigError("config key '" + key + "': " + expectation + ", got " + quote(entry.value) + source);
   }
 
   // The value as text; never contains NUL (no key has a use for one, and C APIs would cut there).
@@ -123,15 +117,13 @@ class Resolved {
   std::uint64_t integer(const std::string& key, std::uint64_t low, std::uint64_t high,
                         const std::string& high_note = "") const {
     const std::string& value = text(key);
-    const std::string expectation = "expected an integer from " + std::to_string(low) + " to " +
-                                    std::to_string(high) + high_note;
-    const bool all_digits =
-        !value.empty() && value.find_first_not_of("0123456789") == std::string::npos;
+    const std::string expectation =
+        "expected an integer from " + std::to_string(low) + " to " + std::to_string(high) + high_note;
+    const bool all_digits = !value.empty() && value.find_first_not_of("0123456789") == std::string::npos;
     if (!all_digits) fail(key, expectation);
     std::uint64_t number = 0;
     const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), number);
-    if (error != std::errc() || end != value.data() + value.size() || number < low ||
-        number > high) {
+    if (error != std::errc() || end != value.data() + value.size() || number < low || number > high) {
       fail(key, expectation);
     }
     return number;
@@ -158,8 +150,7 @@ std::string checked_broker_url(const Resolved& resolved) {
   for (std::string_view scheme : {"tcp://", "mqtt://", "ws://", "ssl://", "wss://"}) {
     if (starts_with(url, scheme) && url.size() > scheme.size()) return url;
   }
-  resolved.fail("broker_url",
-                "expected a URL starting with tcp://, mqtt://, ws://, ssl:// or wss:// and a host");
+  resolved.fail("broker_url", "expected a URL starting with tcp://, mqtt://, ws://, ssl:// or wss:// and a host");
 }
 
 std::string checked_client_id(const Resolved& resolved) {
@@ -178,8 +169,7 @@ std::string checked_topic_prefix(const Resolved& resolved) {
     resolved.fail("topic_prefix", "expected a topic without a leading or trailing '/'");
   }
   // Wildcard subscriptions never match topics starting with '$' ($SYS, $share).
-  if (prefix.front() == '$')
-    resolved.fail("topic_prefix", "expected a topic not starting with '$'");
+  if (prefix.front() == '$') resolved.fail("topic_prefix", "expected a topic not starting with '$'");
   if (prefix.size() > 32767) resolved.fail("topic_prefix", "expected at most 32767 bytes");
   if (!is_valid_utf8(prefix)) resolved.fail("topic_prefix", "expected valid UTF-8");
   return prefix;
@@ -223,9 +213,8 @@ void reject_flag_as_value(int argc, const char* const* argv) {
     if (!takes_value(arg.substr(2)) || i + 1 >= argc) continue;
     const std::string_view next = argv[i + 1];
     if (next.size() > 1 && next.front() == '-') {
-      throw ConfigError("command-line option " + quote(arg) + " needs a value, got the option " +
-                        quote(next) + " (write " + std::string(arg) + "=" + std::string(next) +
-                        " if that is the value)");
+      throw ConfigError("command-line option " + quote(arg) + " needs a value, got the option " + quote(next) +
+                        " (write " + std::string(arg) + "=" + std::string(next) + " if that is the value)");
     }
     ++i;
   }
@@ -292,25 +281,19 @@ std::string ConfigLayer::origin_of(const std::string& key) const {
 
 const std::vector<ConfigKey>& config_schema() {
   static const std::vector<ConfigKey> schema = {
-      {"broker_url", "tcp://127.0.0.1:1883",
-       "MQTT broker to connect to (tcp://, mqtt://, ws://, ssl:// or wss://)"},
+      {"broker_url", "tcp://127.0.0.1:1883", "MQTT broker to connect to (tcp://, mqtt://, ws://, ssl:// or wss://)"},
       {"client_id", "navietakie-bridge", "MQTT client id; every running instance needs its own"},
-      {"topic_prefix", "navietakie/v1",
-       "prefix of every navietakie topic, without leading or trailing '/'"},
+      {"topic_prefix", "navietakie/v1", "prefix of every navietakie topic, without leading or trailing '/'"},
       {"data_dir", "./data", "directory of the LMDB store, created if missing"},
       {"map_size_mb", "1024", "LMDB map size in MiB, the most the store can hold (1..1048576)"},
-      {"sync", "full",
-       "commit durability: full (fsync each commit), nometasync, nosync (fastest, unsafe)"},
-      {"call_ring_timeout_s", "30",
-       "seconds a call rings unanswered before it ends as missed (1..86400)"},
+      {"sync", "full", "commit durability: full (fsync each commit), nometasync, nosync (fastest, unsafe)"},
+      {"call_ring_timeout_s", "30", "seconds a call rings unanswered before it ends as missed (1..86400)"},
       {"max_payload_bytes", "65536", "largest MQTT payload accepted, in bytes (256..268435455)"},
       {"max_text_bytes", "4096", "largest chat message text, in bytes (1..max_payload_bytes)"},
       {"log_level", "info", "least severe log level printed: debug, info, warn, error"},
-      {"share_group", "",
-       "empty: plain subscriptions; else subscribe as $share/<group>/... to spread load"},
+      {"share_group", "", "empty: plain subscriptions; else subscribe as $share/<group>/... to spread load"},
       {"batch_max", "256", "most requests handled in one store transaction (1..10000)"},
-      {"queue_max", "10000",
-       "most requests waiting for the store; past it a request gets `unavailable` (1..1000000)"},
+      {"queue_max", "10000", "most requests waiting for the store; past it a request gets `unavailable` (1..1000000)"},
       {"environment", "development", "name of the deployment (development, staging, production)"},
       {"auth_jwt_secret_file", "",
        "file holding the HS256 JWT secret (32+ bytes); empty: no HS* tokens (with no public key "
@@ -327,11 +310,9 @@ const std::vector<ConfigKey>& config_schema() {
       {"auth_leeway_s", "30", "clock skew allowed when checking a token's exp and nbf (0..3600)"},
       {"auth_max_token_ttl_s", "86400",
        "longest token lifetime accepted, exp - iat (or exp - now), in seconds (60..31622400)"},
-      {"handlers", "true",
-       "plugin: true = handle requests in the broker; false = auth only, for a bridge deployment"},
+      {"handlers", "true", "plugin: true = handle requests in the broker; false = auth only, for a bridge deployment"},
       {"mqtt_username", "", "bridge: MQTT username (empty: the client id when a password is used)"},
-      {"mqtt_password_file", "",
-       "bridge: file holding the MQTT password (e.g. a service token), read at each connect"},
+      {"mqtt_password_file", "", "bridge: file holding the MQTT password (e.g. a service token), read at each connect"},
       {"trust_identity_property", "false",
        "bridge: take identities from the auth-only plugin's stamp; refuse unstamped requests"},
   };
@@ -365,13 +346,11 @@ ConfigLayer parse_config_text(std::string_view text, const std::string& origin) 
     while (key_end < line.size() && !is_blank(line[key_end])) ++key_end;
     const std::string key(line.substr(0, key_end));
     const std::string_view value = trim(line.substr(key_end));
-    if (find_key(key) == nullptr)
-      throw ConfigError("unknown config key " + quote(key) + " (" + where + ")");
+    if (find_key(key) == nullptr) throw ConfigError("unknown config key " + quote(key) + " (" + where + ")");
     if (value.empty()) throw ConfigError("config key '" + key + "' has no value (" + where + ")");
     const auto [seen, inserted] = first_seen.emplace(key, where);
     if (!inserted) {
-      throw ConfigError("config key '" + key + "' is set twice (" + seen->second + " and " + where +
-                        ")");
+      throw ConfigError("config key '" + key + "' is set twice (" + seen->second + " and " + where + ")");
     }
     layer.set(key, std::string(value), where);
   }
@@ -403,8 +382,7 @@ ConfigLayer config_from_env(const char* const* envp) {
     if (!starts_with(entry, env_prefix)) continue;
     const std::size_t equals = entry.find('=');
     const std::string name(entry.substr(0, equals));
-    const std::string value(equals == std::string_view::npos ? std::string_view()
-                                                             : entry.substr(equals + 1));
+    const std::string value(equals == std::string_view::npos ? std::string_view() : entry.substr(equals + 1));
     const ConfigKey* match = nullptr;
     for (const auto& key : config_schema()) {
       if (env_name(key.key) == name) match = &key;
@@ -421,8 +399,7 @@ CommandLine parse_command_line(int argc, const char* const* argv, const std::str
   options.allow_unrecognised_options();  // reported below, in our words
   options.add_options()("config", "", cxxopts::value<std::string>())("h,help", "");
   auto add_setting = options.add_options();
-  for (const auto& key : config_schema())
-    add_setting(key.key, key.help, cxxopts::value<std::string>());
+  for (const auto& key : config_schema()) add_setting(key.key, key.help, cxxopts::value<std::string>());
 
   CommandLine command_line;
   command_line.help_text = help_text(program);
@@ -438,11 +415,10 @@ CommandLine parse_command_line(int argc, const char* const* argv, const std::str
   }
   for (const std::string& argument : parsed->unmatched()) {
     if (argument.size() > 1 && argument.front() == '-') {
-      throw ConfigError("unknown command-line option " +
-                        quote(argument.substr(0, argument.find('='))) + " (see --help)");
+      throw ConfigError("unknown command-line option " + quote(argument.substr(0, argument.find('='))) +
+                        " (see --help)");
     }
-    throw ConfigError("unexpected command-line argument " + quote(argument) +
-                      " (settings are given as --<key> VALUE)");
+    throw ConfigError("unexpected command-line argument " + quote(argument) + " (settings are given as --<key> VALUE)");
   }
 
   command_line.help = parsed->count("help") > 0;
@@ -462,8 +438,7 @@ CommandLine parse_command_line(int argc, const char* const* argv, const std::str
 
 Settings load_settings(const CommandLine& command_line, const char* const* envp) {
   std::vector<ConfigLayer> layers;
-  if (!command_line.config_file.empty())
-    layers.push_back(read_config_file(command_line.config_file));
+  if (!command_line.config_file.empty()) layers.push_back(read_config_file(command_line.config_file));
   layers.push_back(config_from_env(envp));
   layers.push_back(command_line.flags);
   return resolve_settings(layers);
@@ -482,10 +457,8 @@ Settings resolve_settings(const std::vector<ConfigLayer>& layers) {
   const auto sync = sync_mode_named(resolved.text("sync"));
   if (!sync) resolved.fail("sync", sync_choices);
   settings.sync = *sync;
-  settings.call_ring_timeout_s =
-      static_cast<int>(resolved.integer("call_ring_timeout_s", 1, 86400));
-  settings.max_payload_bytes =
-      static_cast<std::size_t>(resolved.integer("max_payload_bytes", 256, 268435455));
+  settings.call_ring_timeout_s = static_cast<int>(resolved.integer("call_ring_timeout_s", 1, 86400));
+  settings.max_payload_bytes = static_cast<std::size_t>(resolved.integer("max_payload_bytes", 256, 268435455));
   settings.max_text_bytes = static_cast<std::size_t>(
       resolved.integer("max_text_bytes", 1, settings.max_payload_bytes, " (max_payload_bytes)"));
   const auto log_level = log_level_named(resolved.text("log_level"));
@@ -498,11 +471,9 @@ Settings resolve_settings(const std::vector<ConfigLayer>& layers) {
   settings.auth_jwt_secret_file = resolved.text("auth_jwt_secret_file");
   settings.auth_jwt_public_key_file = resolved.text("auth_jwt_public_key_file");
   settings.auth_service_grants = resolved.text("auth_service_grants");
-  settings.auth_token_max_bytes =
-      static_cast<std::size_t>(resolved.integer("auth_token_max_bytes", 64, 65535));
+  settings.auth_token_max_bytes = static_cast<std::size_t>(resolved.integer("auth_token_max_bytes", 64, 65535));
   settings.auth_leeway_s = static_cast<int>(resolved.integer("auth_leeway_s", 0, 3600));
-  settings.auth_max_token_ttl_s =
-      static_cast<std::int64_t>(resolved.integer("auth_max_token_ttl_s", 60, 31622400));
+  settings.auth_max_token_ttl_s = static_cast<std::int64_t>(resolved.integer("auth_max_token_ttl_s", 60, 31622400));
   settings.handlers = resolved.boolean("handlers");
   settings.mqtt_username = resolved.text("mqtt_username");
   settings.mqtt_password_file = resolved.text("mqtt_password_file");
@@ -512,8 +483,7 @@ Settings resolve_settings(const std::vector<ConfigLayer>& layers) {
 
 LogLevel parse_log_level(const std::string& value) {
   const auto level = log_level_named(value);
-  if (!level)
-    throw ConfigError(std::string("log level: ") + log_level_choices + ", got " + quote(value));
+  if (!level) throw ConfigError(std::string("log level: ") + log_level_choices + ", got " + quote(value));
   return *level;
 }
 
@@ -525,26 +495,19 @@ SyncSetting parse_sync_setting(const std::string& value) {
 
 std::string to_string(SyncSetting mode) {
   switch (mode) {
-    case SyncSetting::full:
-      return "full";
-    case SyncSetting::nometasync:
-      return "nometasync";
-    case SyncSetting::nosync:
-      return "nosync";
+    case SyncSetting::full: return "full";
+    case SyncSetting::nometasync: return "nometasync";
+    case SyncSetting::nosync: return "nosync";
   }
   return "full";
 }
 
 std::string to_string(LogLevel level) {
   switch (level) {
-    case LogLevel::debug:
-      return "debug";
-    case LogLevel::info:
-      return "info";
-    case LogLevel::warn:
-      return "warn";
-    case LogLevel::error:
-      return "error";
+    case LogLevel::debug: return "debug";
+    case LogLevel::info: return "info";
+    case LogLevel::warn: return "warn";
+    case LogLevel::error: return "error";
   }
   return "info";
 }

@@ -12,7 +12,6 @@
 #include <utility>
 #include <vector>
 
-
 namespace navietakie {
 
 // How durable a commit is (the store maps it to its own mode: core/store_setup.hpp).
@@ -116,7 +115,7 @@ Settings load_settings(const CommandLine& command_line, const char* const* envp)
 // Applies the layers over the defaults, later layers winning, and validates every value.
 Settings resolve_settings(const std::vector<ConfigLayer>& layers);
 
-LogLevel parse_log_level(const std::string& value);  // throws ConfigError
+LogLevel parse_log_level(const std::string& value);        // throws ConfigError
 SyncSetting parse_sync_setting(const std::string& value);  // throws ConfigError
 std::string to_string(SyncSetting mode);
 std::string to_string(LogLevel level);

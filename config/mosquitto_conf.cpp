@@ -60,7 +60,8 @@ void check(const MosquittoConf& conf) {
   one_word("bind_address", conf.bind_address);
   const bool tls = conf.mqtts_port != 0 || conf.wss_port != 0;
   for (const auto& [field, path] : {std::pair<std::string, const std::string&>{"certfile", conf.certfile},
-                                    {"keyfile", conf.keyfile}, {"cafile", conf.cafile}}) {
+                                    {"keyfile", conf.keyfile},
+                                    {"cafile", conf.cafile}}) {
     one_word(field, path);
     if (!path.empty() && !tls) refuse(field, "given without a TLS listener (mqtts_port, wss_port)");
   }
@@ -79,8 +80,8 @@ void check(const MosquittoConf& conf) {
     if (value.empty()) refuse("plugin_opt_" + key, "empty value");
   }
   if (conf.max_packet_size != 0 && (conf.max_packet_size < 20 || conf.max_packet_size > kMqttMaxPacketSize)) {
-    refuse("max_packet_size", "expected 20 to " + std::to_string(kMqttMaxPacketSize) + ", got " +
-                                  std::to_string(conf.max_packet_size));
+    refuse("max_packet_size",
+           "expected 20 to " + std::to_string(kMqttMaxPacketSize) + ", got " + std::to_string(conf.max_packet_size));
   }
   if (conf.max_payload_bytes == 0) refuse("max_payload_bytes", "must be positive");
   if (conf.max_inflight_messages > 65535) refuse("max_inflight_messages", "expected 0 to 65535");

@@ -43,9 +43,7 @@ Call take(const Call& call, const wire::CallTransition& transition, Millis at) {
 
 }  // namespace
 
-std::optional<CallAction> parse_call_action(std::string_view name) {
-  return wire::parse(wire::kCallActions, name);
-}
+std::optional<CallAction> parse_call_action(std::string_view name) { return wire::parse(wire::kCallActions, name); }
 
 const char* to_string(CallAction action) {
   // The names are literals, so the view is NUL-terminated.

@@ -47,8 +47,8 @@ std::optional<std::string> optional_string(const Json& body, const char* name) {
 
 // An id the client chooses (message_id, call_id, client_id): the printable-key rule.
 std::string client_key_rule() {
-  return "must be " + std::to_string(wire::kClientKey.min_length) + " to " + std::to_string(wire::kClientKey.max_length) +
-         " printable ASCII characters without spaces";
+  return "must be " + std::to_string(wire::kClientKey.min_length) + " to " +
+         std::to_string(wire::kClientKey.max_length) + " printable ASCII characters without spaces";
 }
 
 std::optional<std::string> optional_key(const Json& body, const char* name) {
@@ -87,7 +87,6 @@ Role party(const std::string& value, const char* name, bool allow_system) {
 
 std::optional<MessageType> parse_type(const std::string& value) { return wire::parse(wire::kMessageTypes, value); }
 
-
 int depth(const Json& value, int limit) {
   if (limit < 0 || !value.is_structured()) return 0;
   int deepest = 0;
@@ -109,8 +108,11 @@ const char* to_string(EndReason reason) {
 }
 
 Json to_json(const Message& m) {
-  Json j = {{"booking_code", m.booking_code}, {"seq", m.seq},       {"message_id", m.message_id},
-            {"type", to_string(m.type)},     {"sender", to_string(m.sender)}};
+  Json j = {{"booking_code", m.booking_code},
+            {"seq", m.seq},
+            {"message_id", m.message_id},
+            {"type", to_string(m.type)},
+            {"sender", to_string(m.sender)}};
   if (m.sender_id) j["sender_id"] = *m.sender_id;
   if (m.type == MessageType::text || !m.text.empty()) j["text"] = m.text;
   j["data"] = Json::parse(m.data_json, nullptr, false);
@@ -120,8 +122,11 @@ Json to_json(const Message& m) {
 }
 
 Json to_json(const Call& c) {
-  Json j = {{"booking_code", c.booking_code}, {"call_id", c.call_id},  {"from", to_string(c.from)},
-            {"to", to_string(c.to)},          {"state", to_string(c.state)}};
+  Json j = {{"booking_code", c.booking_code},
+            {"call_id", c.call_id},
+            {"from", to_string(c.from)},
+            {"to", to_string(c.to)},
+            {"state", to_string(c.state)}};
   j["end_reason"] = c.end_reason == EndReason::none ? Json(nullptr) : Json(to_string(c.end_reason));
   j["created_at"] = c.created_at;
   if (c.state == CallState::ringing) j["ring_deadline"] = c.ring_deadline;
@@ -213,7 +218,8 @@ HistoryQuery decode_get_message(const Json& body) {
 MakeCallRequest decode_make_call(const Json& body) {
   MakeCallRequest r;
   auto action = parse_call_action(required_string(body, "action"));
-  if (!action) invalid("action", "must be one of " + listed(wire::kCallActions, wire::kCallActions.size(), false, ", "));
+  if (!action)
+    invalid("action", "must be one of " + listed(wire::kCallActions, wire::kCallActions.size(), false, ", "));
   r.action = *action;
   r.call_id = optional_key(body, "call_id");
   if (!r.call_id && r.action != CallAction::start && r.action != CallAction::get) {

@@ -28,8 +28,8 @@ void count(std::atomic<std::uint64_t>& counter) { counter.fetch_add(1, std::memo
 
 // A store failure as a client reads it: the store's own message, prefixed once with what it means.
 ProtocolError storage_failure(const StoreError& e, ErrorCode code) {
-  return ProtocolError(code, std::string(e.kind() == StoreError::Kind::full ? "storage full: " : "storage error: ") +
-                                 e.what());
+  return ProtocolError(
+      code, std::string(e.kind() == StoreError::Kind::full ? "storage full: " : "storage error: ") + e.what());
 }
 
 // ---- What an authenticated publisher may ask (docs/protocol.md, Identity) ----
@@ -97,9 +97,12 @@ std::string EngineMetrics::to_json() const {
   for (std::size_t i = 0; i < error_code_count; ++i) {
     errors_by_code[to_string(static_cast<ErrorCode>(i))] = errors[i].load();
   }
-  return Json{{"requests", requests.load()},         {"batches", batches.load()},
-              {"messages_stored", messages_stored.load()}, {"duplicates", duplicates.load()},
-              {"calls_missed", calls_missed.load()}, {"overloaded", overloaded.load()},
+  return Json{{"requests", requests.load()},
+              {"batches", batches.load()},
+              {"messages_stored", messages_stored.load()},
+              {"duplicates", duplicates.load()},
+              {"calls_missed", calls_missed.load()},
+              {"overloaded", overloaded.load()},
               {"errors", errors_by_code}}
       .dump();
 }
@@ -236,9 +239,9 @@ void Engine::handle_one(StoreWriter* store, const Request& request, Handled& h) 
       }
     }
     if (request.payload.size() > options_.max_payload_bytes) {
-      throw ProtocolError(ErrorCode::payload_too_large,
-                          "payload of " + std::to_string(request.payload.size()) + " bytes is over the limit of " +
-                              std::to_string(options_.max_payload_bytes));
+      throw ProtocolError(ErrorCode::payload_too_large, "payload of " + std::to_string(request.payload.size()) +
+                                                            " bytes is over the limit of " +
+                                                            std::to_string(options_.max_payload_bytes));
     }
     Json body = parse_payload(request.payload);
     if (!request.response_topic && body.is_object()) {
@@ -311,9 +314,11 @@ std::optional<ProtocolError> Engine::reply_address_problem(const Request& reques
     return ProtocolError(ErrorCode::forbidden,
                          name + " is a request, event, errors or metrics topic: no reply is published there");
   }
-  if (request.identity && options_.reply_allowed && !options_.reply_allowed(*request.identity, request.client_id, topic)) {
+  if (request.identity && options_.reply_allowed &&
+      !options_.reply_allowed(*request.identity, request.client_id, topic)) {
     return ProtocolError(ErrorCode::forbidden,
-                         name + " is not the publisher's to use (a driver or passenger: under " + options_.topic_prefix +
+                         name + " is not the publisher's to use (a driver or passenger: under " +
+                             options_.topic_prefix +
                              "/replies/{its own client id}/; a service: a topic its grants let it receive)");
   }
   return std::nullopt;
@@ -387,8 +392,8 @@ void Engine::handle_call(StoreWriter& w, const Request& request, const Json& bod
       throw ProtocolError(ErrorCode::busy, "call '" + active->call_id + "' is already active in this booking",
                           active->call_id);
     }
-    Call call = start_call(h.booking, r.call_id ? *r.call_id : random_id("c-"), *r.by, clock_(),
-                           options_.call_ring_timeout_ms);
+    Call call =
+        start_call(h.booking, r.call_id ? *r.call_id : random_id("c-"), *r.by, clock_(), options_.call_ring_timeout_ms);
     record_call_change(w, call, *r.by, h);
     h.arm.push_back(Deadline{call.ring_deadline, call.booking_code, call.call_id});
     return;
@@ -397,7 +402,8 @@ void Engine::handle_call(StoreWriter& w, const Request& request, const Json& bod
   if (!call) throw ProtocolError(ErrorCode::not_found, "no call '" + *r.call_id + "' in this booking");
   Call next = apply_call_action(*call, r.action, *r.by, clock_());
   record_call_change(w, next, *r.by, h);
-  if (call->state == CallState::ringing) h.disarm.push_back(Deadline{call->ring_deadline, call->booking_code, call->call_id});
+  if (call->state == CallState::ringing)
+    h.disarm.push_back(Deadline{call->ring_deadline, call->booking_code, call->call_id});
 }
 
 void Engine::record_call_change(StoreWriter& w, const Call& call, Role sender, Handled& h) {
@@ -409,13 +415,10 @@ void Engine::record_call_change(StoreWriter& w, const Call& call, Role sender, H
   m.message_id = random_id("");
   m.type = MessageType::call;
   m.sender = sender;
-  m.data_json = Json{{"call_id", call.call_id},
-                     {"state", to_string(call.state)},
-                     {"end_reason", call_json["end_reason"]},
-                     {"from", to_string(call.from)},
-                     {"to", to_string(call.to)},
-                     {"duration_ms", call.duration_ms()}}
-                    .dump();
+  m.data_json =
+      Json{{"call_id", call.call_id},      {"state", to_string(call.state)}, {"end_reason", call_json["end_reason"]},
+           {"from", to_string(call.from)}, {"to", to_string(call.to)},       {"duration_ms", call.duration_ms()}}
+          .dump();
   m.ts = clock_();
   w.append_message(m);
   h.stored_message = true;
@@ -513,11 +516,12 @@ void Engine::finish(const Handled& h, std::vector<Publish>& out) {
     Json error = {{"code", to_string(h.error->code())}, {"message", h.error->what()}};
     if (!h.error->call_id().empty()) error["call_id"] = h.error->call_id();
     reply = Json{{"ok", false}, {"error", std::move(error)}};
-    auto level = h.error->code() == ErrorCode::internal || h.error->code() == ErrorCode::unavailable
-                     ? LogLevel::error
-                     : LogLevel::warn;
+    auto level = h.error->code() == ErrorCode::internal || h.error->code() == ErrorCode::unavailable ? LogLevel::error
+                                                                                                     : LogLevel::warn;
     log_line(level, "request",
-             {{"topic", h.topic}, {"action", h.action}, {"error", to_string(h.error->code())},
+             {{"topic", h.topic},
+              {"action", h.action},
+              {"error", to_string(h.error->code())},
               {"message", h.error->what()}});
   } else {
     if (h.stored_message) count(metrics_.messages_stored);
@@ -535,8 +539,8 @@ void Engine::finish(const Handled& h, std::vector<Publish>& out) {
     out.push_back(Publish{*h.reply_topic, dump(reply), false, h.correlation_data});
   } else if (h.error) {
     reply["request_topic"] = h.topic;
-    out.push_back(Publish{h.booking.empty() ? topics_.global_errors() : topics_.booking_errors(h.booking),
-                          dump(reply), false, std::nullopt});
+    out.push_back(Publish{h.booking.empty() ? topics_.global_errors() : topics_.booking_errors(h.booking), dump(reply),
+                          false, std::nullopt});
   }
   out.insert(out.end(), h.events.begin(), h.events.end());
 }
@@ -593,7 +597,8 @@ std::vector<Publish> Engine::expire_calls() {
 std::vector<Publish> Engine::start() {
   std::vector<Presence> presence;
   store_.read([&](const StoreReader& r) {
-    for (const auto& call : r.ringing_calls()) deadlines_.insert(Deadline{call.ring_deadline, call.booking_code, call.call_id});
+    for (const auto& call : r.ringing_calls())
+      deadlines_.insert(Deadline{call.ring_deadline, call.booking_code, call.call_id});
     presence = r.all_presence();
   });
   std::vector<Publish> out;
@@ -621,7 +626,8 @@ std::vector<Publish> Engine::start() {
     out.insert(out.end(), expired.begin(), expired.end());
   }
   log_line(LogLevel::info, "engine_started",
-           {{"ringing_calls", std::to_string(deadlines_.size())}, {"bookings_with_presence", std::to_string(presence.size())}});
+           {{"ringing_calls", std::to_string(deadlines_.size())},
+            {"bookings_with_presence", std::to_string(presence.size())}});
   return out;
 }
 

@@ -58,8 +58,7 @@ struct EngineOptions {
   // the host's access policy (auth/acl.hpp reply_address_allowed), set by each host when
   // authentication is on; a refused reply address is `forbidden`. Unset, or a request without an
   // identity: any topic Topics::valid_reply_topic accepts. Called on the engine's thread.
-  std::function<bool(const Identity& identity, const std::string& client_id, const std::string& topic)>
-      reply_allowed;
+  std::function<bool(const Identity& identity, const std::string& client_id, const std::string& topic)> reply_allowed;
   // Most ringing calls ended as missed in one store transaction (settings: batch_max).
   std::size_t batch_max = 256;
   // After a failed commit of expired calls, how long before the next try (a full or failing disk
@@ -151,7 +150,6 @@ class Engine {
   std::vector<Publish> set_offline(const std::set<std::pair<std::string, std::string>>& connections);
   void apply(const ConnectionChange& change);
   void finish(const Handled& h, std::vector<Publish>& out);
-
 
   Store& store_;
   EngineOptions options_;

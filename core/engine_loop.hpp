@@ -40,7 +40,7 @@ class EngineTransport {
 };
 
 struct LoopOptions {
-  std::size_t batch_max = 256;   // most requests per Engine::handle(), i.e. per commit
+  std::size_t batch_max = 256;    // most requests per Engine::handle(), i.e. per commit
   std::size_t queue_max = 10000;  // most requests waiting for the engine; past it, refused
   // The longest wait when nothing is due, so that a lost notification cannot stall the loop.
   Millis idle_wait_ms = 1000;
@@ -105,14 +105,14 @@ class EngineLoop {
     std::optional<Request> request;
     std::string disconnected;
   };
-  std::deque<Work> queue_;                 // guarded by mutex_
-  std::size_t queued_requests_ = 0;        // guarded by mutex_
-  std::vector<Publish> results_;           // guarded by mutex_: not yet handed back
-  bool host_takes_ = false;                // guarded by mutex_: the transport publishes only from its thread
-  bool host_polling_ = false;              // guarded by mutex_: take_results() was called once
-  bool busy_ = false;                      // guarded by mutex_: a batch is being handled or published
-  bool stopping_ = false;                  // guarded by mutex_
-  Stats stats_;                            // guarded by mutex_
+  std::deque<Work> queue_;           // guarded by mutex_
+  std::size_t queued_requests_ = 0;  // guarded by mutex_
+  std::vector<Publish> results_;     // guarded by mutex_: not yet handed back
+  bool host_takes_ = false;          // guarded by mutex_: the transport publishes only from its thread
+  bool host_polling_ = false;        // guarded by mutex_: take_results() was called once
+  bool busy_ = false;                // guarded by mutex_: a batch is being handled or published
+  bool stopping_ = false;            // guarded by mutex_
+  Stats stats_;                      // guarded by mutex_
   std::thread thread_;
 };
 

@@ -52,10 +52,8 @@ std::optional<std::string> identity_claims_problem(const Identity& identity) {
 std::optional<nlohmann::json> parse_unique_object(std::string_view text) {
   bool duplicate_key = false;
   std::set<std::string> keys;
-  const auto no_duplicates = [&](int depth, nlohmann::json::parse_event_t event,
-                                 nlohmann::json& parsed) {
-    if (event == nlohmann::json::parse_event_t::key && depth == 1 &&
-        !keys.insert(parsed.get<std::string>()).second) {
+  const auto no_duplicates = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+    if (event == nlohmann::json::parse_event_t::key && depth == 1 && !keys.insert(parsed.get<std::string>()).second) {
       duplicate_key = true;
     }
     return true;
@@ -98,8 +96,7 @@ std::variant<Identity, std::string> identity_from_claims(const nlohmann::json& c
 }
 
 std::string encode_identity(const Identity& identity) {
-  nlohmann::ordered_json value = {{"sub", identity.subject},
-                                  {"role", to_string(identity.principal)}};
+  nlohmann::ordered_json value = {{"sub", identity.subject}, {"role", to_string(identity.principal)}};
   if (!identity.booking.empty()) value["booking"] = identity.booking;
   // A verified identity is ASCII; `replace` only keeps a hand-made one with broken UTF-8 from
   // throwing (and decode_identity will not accept what it makes of it).

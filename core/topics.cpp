@@ -34,9 +34,7 @@ std::optional<RequestTopic> Topics::parse_request(std::string_view topic) const 
   return std::nullopt;
 }
 
-std::string Topics::request_filter(Action action) const {
-  return bookings_level() + "+/" + to_string(action);
-}
+std::string Topics::request_filter(Action action) const { return bookings_level() + "+/" + to_string(action); }
 
 std::string Topics::bookings_level() const {
   std::string head = prefix_;

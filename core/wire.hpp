@@ -218,7 +218,7 @@ inline constexpr std::array<Named<CallParty>, 4> kCallParties{{
 }};
 
 struct CallTransition {
-  std::optional<CallState> from;   // nullopt: no call yet
+  std::optional<CallState> from;     // nullopt: no call yet
   std::optional<CallAction> action;  // nullopt: the ring timeout
   CallParty by;
   CallState to;

@@ -61,13 +61,12 @@ Json to_json() {
   }
   Json transitions = Json::array();
   for (const auto& t : kCallTransitions) {
-    transitions.push_back(Json{{"from", name_or_null(kCallStates, t.from)},
-                               {"action", name_or_null(kCallActions, t.action)},
-                               {"by", name_of(kCallParties, t.by)},
-                               {"to", name_of(kCallStates, t.to)},
-                               {"end_reason", t.end_reason == EndReason::none
-                                                  ? Json(nullptr)
-                                                  : Json(name_of(kEndReasons, t.end_reason))}});
+    transitions.push_back(Json{
+        {"from", name_or_null(kCallStates, t.from)},
+        {"action", name_or_null(kCallActions, t.action)},
+        {"by", name_of(kCallParties, t.by)},
+        {"to", name_of(kCallStates, t.to)},
+        {"end_reason", t.end_reason == EndReason::none ? Json(nullptr) : Json(name_of(kEndReasons, t.end_reason))}});
   }
 
   return Json{
@@ -115,7 +114,8 @@ std::string web_module() {
     json += c;
     if (c == '\n') json += "  ";
   }
-  return std::string("// Generated from core/wire.hpp by navietakie-wire: do not edit. After changing the tables, run\n//   ") +
+  return std::string(
+             "// Generated from core/wire.hpp by navietakie-wire: do not edit. After changing the tables, run\n//   ") +
          kRefreshCommand + R"(
 // (tests/test_wire.cpp fails while this file differs from the tables).
 // The wire rules of docs/protocol.md for the browser: one global, NavietakieWire, deeply frozen.

@@ -44,9 +44,7 @@ void check_make_call(const Json& body) {
   if (request.call_id && !valid_client_key(*request.call_id)) std::abort();
 }
 
-void check_presence(const Json& body) {
-  (void)decode_presence(body);
-}
+void check_presence(const Json& body) { (void)decode_presence(body); }
 
 }  // namespace
 

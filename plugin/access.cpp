@@ -85,8 +85,11 @@ bool LogBudget::allow(std::int64_t now, std::uint64_t& suppressed) {
 std::string AuthMetrics::to_json() const {
   Json by_reason = Json::object();
   for (const auto& [reason, n] : refused) by_reason[reason] = n;
-  return Json{{"accepted", accepted},     {"refused", by_reason},          {"acl_denied", acl_denied},
-              {"forged_stamps", forged_stamps}, {"expired_kicked", expired_kicked}}
+  return Json{{"accepted", accepted},
+              {"refused", by_reason},
+              {"acl_denied", acl_denied},
+              {"forged_stamps", forged_stamps},
+              {"expired_kicked", expired_kicked}}
       .dump();
 }
 
@@ -94,11 +97,13 @@ AccessControl::AccessControl(const Settings& settings)
     : settings_(settings), jwt_(jwt_options(settings)), acl_(acl_policy(settings)) {
   if (!jwt_) {
     log_line(LogLevel::warn, "OPEN_MODE",
-             {{"warning", "no auth_jwt_secret_file nor auth_jwt_public_key_file: ANY client can read and write "
-                          "EVERY booking; development only, never expose this broker"}});
+             {{"warning",
+               "no auth_jwt_secret_file nor auth_jwt_public_key_file: ANY client can read and write "
+               "EVERY booking; development only, never expose this broker"}});
   } else {
     log_line(LogLevel::info, "auth_enabled",
-             {{"secret_file", settings.auth_jwt_secret_file}, {"public_key_file", settings.auth_jwt_public_key_file},
+             {{"secret_file", settings.auth_jwt_secret_file},
+              {"public_key_file", settings.auth_jwt_public_key_file},
               {"grants", std::to_string(acl_.service_grants.size())}});
   }
 }
@@ -112,16 +117,20 @@ int AccessControl::on_basic_auth(const mosquitto_evt_basic_auth& event) {
     std::uint64_t suppressed = 0;
     if (auth_log_.allow(now_s(), suppressed)) {
       log_line(LogLevel::warn, "auth_refused",
-               {{"reason", reason}, {"detail", detail}, {"client_id", client_id}, {"address", address},
-                {"username", loggable_username(event.username)}, {"suppressed_before", std::to_string(suppressed)}});
+               {{"reason", reason},
+                {"detail", detail},
+                {"client_id", client_id},
+                {"address", address},
+                {"username", loggable_username(event.username)},
+                {"suppressed_before", std::to_string(suppressed)}});
     }
     return MOSQ_ERR_AUTH;
   };
   if (!valid_client_id_for_auth(client_id)) {
     return refuse("bad_client_id", "client id must be 1-128 bytes without '/', '+', '#' or control bytes");
   }
-  VerifyResult verified = verify_token(event.password ? std::string_view(event.password) : std::string_view(),
-                                       *jwt_, now_s());
+  VerifyResult verified =
+      verify_token(event.password ? std::string_view(event.password) : std::string_view(), *jwt_, now_s());
   if (!verified) return refuse(to_string(verified.failure), verified.detail);
   const Identity& identity = *verified.identity;
   if (auto owner = owners_.find(client_id); owner != owners_.end() && owner->second.subject != identity.subject) {
@@ -135,8 +144,11 @@ int AccessControl::on_basic_auth(const mosquitto_evt_basic_auth& event) {
   owner.live.insert(session.generation);
   ++metrics_.accepted;
   log_line(LogLevel::info, "auth_ok",
-           {{"client_id", client_id}, {"sub", identity.subject}, {"role", to_string(identity.principal)},
-            {"booking", identity.booking}, {"address", address}});
+           {{"client_id", client_id},
+            {"sub", identity.subject},
+            {"role", to_string(identity.principal)},
+            {"booking", identity.booking},
+            {"address", address}});
   return MOSQ_ERR_SUCCESS;
 }
 
@@ -170,7 +182,9 @@ int AccessControl::check(const mosquitto_evt_acl_check& event) {
   if (event.access == MOSQ_ACL_READ || acl_log_.allow(now_s(), suppressed)) {
     log_line(event.access == MOSQ_ACL_READ ? LogLevel::debug : LogLevel::warn, "acl_denied",
              {{"client_id", text_or_empty(mosquitto_client_id(event.client))},
-              {"access", access_name(event.access)}, {"topic", event.topic}, {"why", denied_because},
+              {"access", access_name(event.access)},
+              {"topic", event.topic},
+              {"why", denied_because},
               {"suppressed_before", std::to_string(suppressed)}});
   }
   return MOSQ_ERR_ACL_DENIED;

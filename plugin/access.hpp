@@ -88,9 +88,9 @@ class AccessControl {
   std::optional<JwtOptions> jwt_;  // auth on
   AclPolicy acl_;
   AuthMetrics metrics_;
-  LogBudget auth_log_{20};  // auth_refused lines
-  LogBudget acl_log_{20};   // acl_denied lines (writes, subscriptions)
-  std::unordered_map<const mosquitto*, Session> sessions_;  // authenticated connections
+  LogBudget auth_log_{20};                                         // auth_refused lines
+  LogBudget acl_log_{20};                                          // acl_denied lines (writes, subscriptions)
+  std::unordered_map<const mosquitto*, Session> sessions_;         // authenticated connections
   std::vector<std::pair<const mosquitto*, std::uint64_t>> ended_;  // to forget at the next tick
   std::uint64_t generations_ = 0;
   // Who holds a client id: the subject that authenticated with it, and its live connections (by

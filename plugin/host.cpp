@@ -47,8 +47,10 @@ PluginHost::~PluginHost() {
     const EngineLoop::Stats stats = loop_->stats();
     if (flushed > 0) log_line(LogLevel::info, "flushed_at_shutdown", {{"requests", std::to_string(flushed)}});
     log_line(LogLevel::info, "engine_thread",
-             {{"batches", std::to_string(stats.batches)}, {"requests", std::to_string(stats.requests)},
-              {"largest_batch", std::to_string(stats.largest_batch)}, {"overloaded", std::to_string(stats.overloaded)}});
+             {{"batches", std::to_string(stats.batches)},
+              {"requests", std::to_string(stats.requests)},
+              {"largest_batch", std::to_string(stats.largest_batch)},
+              {"overloaded", std::to_string(stats.overloaded)}});
   }
   log_line(LogLevel::info, "stopping",
            {{"metrics", engine_ ? engine_->metrics().to_json() : "{}"}, {"auth", access_.metrics().to_json()}});

@@ -59,8 +59,8 @@ class PluginHost {
   Topics topics_;
   AccessControl access_;
   RequestIntake intake_;
-  std::unique_ptr<Store> store_;    // handlers on only
-  std::unique_ptr<Engine> engine_;  // handlers on only; after start-up, used on the loop's thread only
+  std::unique_ptr<Store> store_;          // handlers on only
+  std::unique_ptr<Engine> engine_;        // handlers on only; after start-up, used on the loop's thread only
   std::unique_ptr<BrokerWakeup> wakeup_;  // handlers on only
   std::unique_ptr<EngineLoop> loop_;      // handlers on only; declared last: stops first
   std::vector<Request> pending_;

@@ -89,7 +89,8 @@ int RequestIntake::on_request_write(const mosquitto_evt_acl_check& event, std::v
   } else {
     // Auth only: the Will goes out again at the next tick, stamped and not retained.
     std::string payload;
-    if (event.payload && event.payloadlen > 0) payload.assign(static_cast<const char*>(event.payload), event.payloadlen);
+    if (event.payload && event.payloadlen > 0)
+      payload.assign(static_cast<const char*>(event.payload), event.payloadlen);
     std::optional<Session> stamp;
     if (session) stamp = *session;
     stamped_wills_.push_back(StampedWill{event.topic, std::move(payload), std::move(stamp)});

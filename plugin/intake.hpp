@@ -51,7 +51,7 @@ class RequestIntake {
   Topics topics_;
   bool handlers_;
   AccessControl& access_;
-  std::vector<StampedWill> stamped_wills_;   // handlers off: Wills re-published with their stamp
+  std::vector<StampedWill> stamped_wills_;  // handlers off: Wills re-published with their stamp
   // Connections ended since the last tick, and their client ids: their Will may follow. The
   // connection, not only the id: a reconnect of the same id may publish in the same pass.
   std::set<std::pair<const mosquitto*, std::string>> just_disconnected_;

@@ -55,9 +55,8 @@ int guarded(const char* callback, int fail_safe, Body&& body) noexcept {
 int on_message(int, void* event_data, void* userdata) {
   // Success, or ACL_DENIED for a request that forged an identity stamp: any other error would
   // disconnect the publisher. Not handled: refused, so the publisher is not told it was taken.
-  return guarded("MESSAGE", MOSQ_ERR_ACL_DENIED, [&] {
-    return context(userdata).host->on_message(*static_cast<mosquitto_evt_message*>(event_data));
-  });
+  return guarded("MESSAGE", MOSQ_ERR_ACL_DENIED,
+                 [&] { return context(userdata).host->on_message(*static_cast<mosquitto_evt_message*>(event_data)); });
 }
 
 int on_basic_auth(int, void* event_data, void* userdata) {
@@ -133,8 +132,8 @@ NAVIETAKIE_EXPORT int mosquitto_plugin_version(int supported_version_count, cons
   return -1;
 }
 
-NAVIETAKIE_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t* identifier, void** userdata, struct mosquitto_opt* options,
-                          int option_count) {
+NAVIETAKIE_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t* identifier, void** userdata,
+                                            struct mosquitto_opt* options, int option_count) {
   // init runs on the broker thread, which is the only one that may write the broker's log.
   navietakie::route_log_to_broker();
   Context* ctx = nullptr;
@@ -151,8 +150,10 @@ NAVIETAKIE_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t* identifier, v
     navietakie::set_log_level(settings.log_level);
     ctx->host = std::make_unique<PluginHost>(settings);
     navietakie::log_line(navietakie::LogLevel::info, "plugin_loaded",
-                         {{"data_dir", settings.data_dir}, {"sync", navietakie::to_string(settings.sync)},
-                          {"prefix", settings.topic_prefix}, {"environment", settings.environment},
+                         {{"data_dir", settings.data_dir},
+                          {"sync", navietakie::to_string(settings.sync)},
+                          {"prefix", settings.topic_prefix},
+                          {"environment", settings.environment},
                           {"handlers", settings.handlers ? "on" : "off (auth only)"},
                           {"auth", ctx->host->auth_enabled() ? "jwt" : "OPEN"}});
   } catch (const std::exception& e) {

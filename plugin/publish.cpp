@@ -19,8 +19,8 @@ constexpr int kQos = 1;
 void publish_stamped_wills(const std::vector<StampedWill>& wills) {
   for (const auto& will : wills) {
     mosquitto_property* props = nullptr;
-    const bool stamped = !will.session || add_stamp(&props, will.session->identity, will.session->client_id) ==
-                                              MOSQ_ERR_SUCCESS;
+    const bool stamped =
+        !will.session || add_stamp(&props, will.session->identity, will.session->client_id) == MOSQ_ERR_SUCCESS;
     // Not retained: a request is handled once, never replayed to a later subscriber.
     if (!stamped || mosquitto_broker_publish_copy(nullptr, will.topic.c_str(), static_cast<int>(will.payload.size()),
                                                   will.payload.data(), kQos, false, props) != MOSQ_ERR_SUCCESS) {

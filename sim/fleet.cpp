@@ -42,16 +42,17 @@ mqtt::connect_options participant_connect_options(const SimOptions& options, con
                                                   const std::optional<std::pair<std::string, std::string>>& login) {
   const std::string offline = presence_request(role, false, client_id);
   mqtt::message will(presence_topic, offline, 1, false);
-  auto builder = mqtt::connect_options_builder()
-                     .mqtt_version(MQTTVERSION_5)
-                     .clean_start(true)
-                     .keep_alive_interval(30s)
-                     .connect_timeout(std::chrono::milliseconds(static_cast<std::int64_t>(options.connect_timeout_s * 1000)))
-                     .automatic_reconnect(false)
-                     // Receive Maximum: without it the broker may cap its in-flight deliveries to us
-                     // at its default (Mosquitto: 20) and queue the rest.
-                     .properties({{mqtt::property::RECEIVE_MAXIMUM, 65535}})
-                     .will(mqtt::will_options(will));
+  auto builder =
+      mqtt::connect_options_builder()
+          .mqtt_version(MQTTVERSION_5)
+          .clean_start(true)
+          .keep_alive_interval(30s)
+          .connect_timeout(std::chrono::milliseconds(static_cast<std::int64_t>(options.connect_timeout_s * 1000)))
+          .automatic_reconnect(false)
+          // Receive Maximum: without it the broker may cap its in-flight deliveries to us
+          // at its default (Mosquitto: 20) and queue the rest.
+          .properties({{mqtt::property::RECEIVE_MAXIMUM, 65535}})
+          .will(mqtt::will_options(will));
   if (login) builder.user_name(login->first).password(login->second);
   return builder.finalize();
 }
@@ -121,9 +122,9 @@ std::vector<SetupError> subscribe_all(const std::vector<SubscribePlan>& plans, s
           const auto codes = token->get_subscribe_response().get_reason_codes();
           for (std::size_t k = 0; k < codes.size(); ++k) {
             if (static_cast<int>(codes[k]) >= 0x80) {
-              errors.push_back({plan.link->id(), "subscription to " + (k < plan.filters.size() ? plan.filters[k] : "?") +
-                                                     " refused (reason code " + std::to_string(static_cast<int>(codes[k])) +
-                                                     ")"});
+              errors.push_back(
+                  {plan.link->id(), "subscription to " + (k < plan.filters.size() ? plan.filters[k] : "?") +
+                                        " refused (reason code " + std::to_string(static_cast<int>(codes[k])) + ")"});
             }
           }
         } catch (const mqtt::exception& e) {

@@ -115,8 +115,8 @@ void BookingLedger::message_confirmed(const std::string& message_id, const Messa
   }
   SentMessage& sent = it->second;
   if (m.booking_code != code_ || m.message_id != message_id) {
-    stats_.violation("reply_mismatch", code_ + ": the reply to " + message_id + " carries " + m.booking_code + "/" +
-                                           m.message_id);
+    stats_.violation("reply_mismatch",
+                     code_ + ": the reply to " + message_id + " carries " + m.booking_code + "/" + m.message_id);
   }
   if (duplicate) {
     stats_.violation("unexpected_duplicate", code_ + ": " + message_id + " was sent once but answered duplicate:true");
@@ -157,8 +157,8 @@ void BookingLedger::message_event(Role subscriber, const MessageView& m, Clock::
   if (m.seq > s.max_seen) {
     const std::int64_t gap = m.seq - s.max_seen - 1;
     if (gap > kMaxGapTracked) {
-      stats_.violation("seq_jump", code_ + " " + to_string(subscriber) + ": seq " + std::to_string(m.seq) +
-                                       " after " + std::to_string(s.max_seen));
+      stats_.violation("seq_jump", code_ + " " + to_string(subscriber) + ": seq " + std::to_string(m.seq) + " after " +
+                                       std::to_string(s.max_seen));
     } else {
       for (std::int64_t q = s.max_seen + 1; q < m.seq; ++q) s.missing.insert(q);
     }
@@ -178,8 +178,8 @@ void BookingLedger::message_event(Role subscriber, const MessageView& m, Clock::
     return;
   }
   if (seqs_.note(m.seq, fp) == SeqTable::Match::different) {
-    stats_.violation("seq_conflict", code_ + " " + to_string(subscriber) + ": seq " + std::to_string(m.seq) +
-                                         " (" + m.message_id + ") differs from what the other party or a reply saw");
+    stats_.violation("seq_conflict", code_ + " " + to_string(subscriber) + ": seq " + std::to_string(m.seq) + " (" +
+                                         m.message_id + ") differs from what the other party or a reply saw");
   }
   seqs_.trim(std::min(streams_[0].max_seen, streams_[1].max_seen) - static_cast<std::int64_t>(kSeqMemory / 2),
              kSeqMemory);
@@ -246,8 +246,8 @@ void BookingLedger::history_page(Role reader, const nlohmann::json& reply, int l
                                           std::to_string(m.seq) + " in one page");
     }
     if (before_seq && m.seq >= *before_seq) {
-      stats_.violation("history_cursor", who + ": seq " + std::to_string(m.seq) + " in a page before " +
-                                             std::to_string(*before_seq));
+      stats_.violation("history_cursor",
+                       who + ": seq " + std::to_string(m.seq) + " in a page before " + std::to_string(*before_seq));
     }
     auto known = seqs_.get(m.seq);
     if (known && *known != fingerprint(m)) {
@@ -313,16 +313,16 @@ CallEventKind BookingLedger::call_event(Role subscriber, const CallView& call, s
   const auto to = wire::parse(wire::kCallStates, call.state);
   const bool allowed = to && (state.empty() || from) && wire::may_follow(from, *to);
   if (!allowed) {
-    stats_.violation("call_state", who + ": `" + (state.empty() ? std::string("(none)") : state) + "` -> `" +
-                                       call.state + "`");
+    stats_.violation("call_state",
+                     who + ": `" + (state.empty() ? std::string("(none)") : state) + "` -> `" + call.state + "`");
   }
   if (w.ours && call.from != to_string(w.caller)) {
     stats_.violation("call_parties", who + ": from " + call.from + ", but the " + to_string(w.caller) + " called");
   }
   if (call.state == "ended" && w.ours && !w.end_reasons.empty() &&
       std::find(w.end_reasons.begin(), w.end_reasons.end(), call.end_reason) == w.end_reasons.end()) {
-    stats_.violation("call_end_reason", who + ": ended as `" + call.end_reason + "`, expected `" +
-                                            w.end_reasons.front() + "`");
+    stats_.violation("call_end_reason",
+                     who + ": ended as `" + call.end_reason + "`, expected `" + w.end_reasons.front() + "`");
   }
   state = call.state;
   fp = payload_fp;
@@ -348,15 +348,17 @@ void BookingLedger::finish(std::optional<std::int64_t> last_seq) {
     const Stream& s = streams_[index_of(role)];
     const std::string who = code_ + " " + to_string(role);
     if (!s.missing.empty()) {
-      stats_.violation("seq_gap", who + ": never received seq " + std::to_string(*s.missing.begin()) +
-                                      (s.missing.size() > 1 ? " and " + std::to_string(s.missing.size() - 1) + " more"
-                                                            : std::string()),
-                       s.missing.size());
+      stats_.violation(
+          "seq_gap",
+          who + ": never received seq " + std::to_string(*s.missing.begin()) +
+              (s.missing.size() > 1 ? " and " + std::to_string(s.missing.size() - 1) + " more" : std::string()),
+          s.missing.size());
     }
     if (!last_seq) continue;
     if (s.max_seen < *last_seq) {
-      stats_.violation("seq_gap", who + ": never received seq " + std::to_string(s.max_seen + 1) + ".." +
-                                      std::to_string(*last_seq) + " (the booking's last_seq)",
+      stats_.violation("seq_gap",
+                       who + ": never received seq " + std::to_string(s.max_seen + 1) + ".." +
+                           std::to_string(*last_seq) + " (the booking's last_seq)",
                        static_cast<std::uint64_t>(*last_seq - s.max_seen));
     }
     if (s.max_seen > *last_seq) {

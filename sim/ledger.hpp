@@ -103,8 +103,7 @@ class BookingLedger {
 
   // Whether `message_id` is one of this run's ids, and if so its sender and counter.
   std::optional<std::pair<Role, std::uint64_t>> own_id(const std::string& message_id) const;
-  void check_content(const SentMessage& sent, const std::string& message_id, const MessageView& m,
-                     const char* where);
+  void check_content(const SentMessage& sent, const std::string& message_id, const MessageView& m, const char* where);
   void settle_if_done(std::unordered_map<std::string, SentMessage>::iterator it);
 
   std::string code_;

@@ -37,7 +37,8 @@ bool ClientLink::publish_request(const std::string& topic, std::string payload, 
                                  const std::string& correlation) {
   mqtt::properties props{{mqtt::property::RESPONSE_TOPIC, response_topic},
                          {mqtt::property::CORRELATION_DATA, correlation}};
-  auto message = mqtt::message_ptr_builder().topic(topic).payload(std::move(payload)).qos(1).properties(props).finalize();
+  auto message =
+      mqtt::message_ptr_builder().topic(topic).payload(std::move(payload)).qos(1).properties(props).finalize();
   in_flight_.fetch_add(1, std::memory_order_relaxed);
   try {
     client_->publish(message, nullptr, *this);

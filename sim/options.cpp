@@ -56,10 +56,14 @@ std::optional<CallMix> parse_call_mix(const std::string& text) {
       return std::nullopt;
     }
     const auto value = static_cast<unsigned>(std::stoul(weight));
-    if (name == "accept") mix.accept = value;
-    else if (name == "decline") mix.decline = value;
-    else if (name == "missed") mix.missed = value;
-    else return std::nullopt;
+    if (name == "accept")
+      mix.accept = value;
+    else if (name == "decline")
+      mix.decline = value;
+    else if (name == "missed")
+      mix.missed = value;
+    else
+      return std::nullopt;
     start = comma + 1;
   }
   if (mix.total() == 0) return std::nullopt;
@@ -111,8 +115,8 @@ ParsedOptions parse_options(int argc, char** argv) {
       std::cout << spec.help();
       return {std::nullopt, 0};
     }
-    require(args.unmatched().empty(), "unexpected argument '" +
-                                          (args.unmatched().empty() ? std::string() : args.unmatched().front()) + "'");
+    require(args.unmatched().empty(),
+            "unexpected argument '" + (args.unmatched().empty() ? std::string() : args.unmatched().front()) + "'");
     o.url = args["url"].as<std::string>();
     o.prefix = args["prefix"].as<std::string>();
     o.bookings = args["bookings"].as<std::size_t>();
@@ -144,8 +148,7 @@ ParsedOptions parse_options(int argc, char** argv) {
     require(o.text_bytes >= 1 && o.text_bytes <= 1000000, "--size: 1 to 1000000 bytes");
     require(o.window >= 1 && o.window <= 65535, "--window: 1 to 65535");
     require(o.duration_s >= 0, "--duration: 0 or more seconds");
-    require(o.messages > 0 || o.duration_s > 0,
-            "the run needs a bound: give --messages M and/or --duration S");
+    require(o.messages > 0 || o.duration_s > 0, "the run needs a bound: give --messages M and/or --duration S");
     require(o.calls_per_minute >= 0 && o.calls_per_minute <= 600, "--calls: 0 to 600 per minute");
     require(o.ring_timeout_s > 0, "--ring-timeout: more than 0 seconds");
     require(o.history_every_s >= 0, "--history-every: 0 or more seconds");

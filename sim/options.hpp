@@ -28,16 +28,16 @@ struct SimOptions {
   double duration_s = 0;         // 0 = unbounded
   double calls_per_minute = 0;   // per booking
   CallMix call_mix;
-  double ring_timeout_s = 30;     // the system's call_ring_timeout_s
-  double history_every_s = 10;    // per client; 0 = never
-  std::string booking_prefix;     // booking codes are <prefix>-<n>
-  std::string secret_file;        // non-empty: mint a participant token per client
+  double ring_timeout_s = 30;   // the system's call_ring_timeout_s
+  double history_every_s = 10;  // per client; 0 = never
+  std::string booking_prefix;   // booking codes are <prefix>-<n>
+  std::string secret_file;      // non-empty: mint a participant token per client
   bool json = false;
   bool quiet = false;
   std::uint64_t seed = 0;
   double connect_timeout_s = 10;
   double reply_timeout_s = 10;
-  std::size_t workers = 2;          // verifier threads; each owns a share of the bookings
+  std::size_t workers = 2;              // verifier threads; each owns a share of the bookings
   std::size_t connect_parallel = 1000;  // connects in flight at once
   std::size_t processes = 1;            // simulator processes sharing the bookings (see shards.hpp)
   // Set by the sharding parent for each child, not on the command line: this process plays the

@@ -81,19 +81,16 @@ void print_summary(std::ostream& out, const RunStats& stats, const RunFacts& fac
                 static_cast<unsigned long long>(stats.events_received), messages_per_second(stats, facts),
                 facts.active_s);
   out << line;
-  std::snprintf(line, sizeof line,
-                "  history reads: %llu; calls: %llu started, %llu accepted, %llu declined, %llu missed, "
-                "%llu completed, %llu cancelled, %llu busy\n"
-                "  redelivered (QoS 1, allowed): %llu; late replies: %llu\n",
-                static_cast<unsigned long long>(stats.history_fetches),
-                static_cast<unsigned long long>(stats.calls.started),
-                static_cast<unsigned long long>(stats.calls.accepted),
-                static_cast<unsigned long long>(stats.calls.declined),
-                static_cast<unsigned long long>(stats.calls.missed),
-                static_cast<unsigned long long>(stats.calls.completed),
-                static_cast<unsigned long long>(stats.calls.cancelled),
-                static_cast<unsigned long long>(stats.calls.busy), static_cast<unsigned long long>(stats.redelivered),
-                static_cast<unsigned long long>(stats.late_replies));
+  std::snprintf(
+      line, sizeof line,
+      "  history reads: %llu; calls: %llu started, %llu accepted, %llu declined, %llu missed, "
+      "%llu completed, %llu cancelled, %llu busy\n"
+      "  redelivered (QoS 1, allowed): %llu; late replies: %llu\n",
+      static_cast<unsigned long long>(stats.history_fetches), static_cast<unsigned long long>(stats.calls.started),
+      static_cast<unsigned long long>(stats.calls.accepted), static_cast<unsigned long long>(stats.calls.declined),
+      static_cast<unsigned long long>(stats.calls.missed), static_cast<unsigned long long>(stats.calls.completed),
+      static_cast<unsigned long long>(stats.calls.cancelled), static_cast<unsigned long long>(stats.calls.busy),
+      static_cast<unsigned long long>(stats.redelivered), static_cast<unsigned long long>(stats.late_replies));
   out << line;
   out << latency_line("send -> reply", stats.reply_latency);
   out << latency_line("send -> event (other side)", stats.event_latency);

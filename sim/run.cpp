@@ -26,7 +26,9 @@ std::int64_t unix_seconds() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-double seconds_between(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+double seconds_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
 
 std::chrono::microseconds from_seconds(double s) {
   return std::chrono::microseconds(static_cast<std::int64_t>(s * 1e6));
@@ -42,7 +44,8 @@ Run::~Run() = default;
 void Run::log(const std::string& line) const {
   if (options_.quiet) return;
   std::cerr << "navietakie-sim: ";
-  if (options_.shard_count > 1) std::cerr << "[process " << options_.shard_index + 1 << "/" << options_.shard_count << "] ";
+  if (options_.shard_count > 1)
+    std::cerr << "[process " << options_.shard_index + 1 << "/" << options_.shard_count << "] ";
   std::cerr << line << "\n";
 }
 
@@ -87,7 +90,8 @@ int Run::setup() {
     workers_.push_back(std::make_unique<Worker>(options_, control_, seeds()));
   }
   const auto make_client = [this](const std::string& client_id) -> std::unique_ptr<mqtt::iasync_client> {
-    return std::make_unique<mqtt::async_client>(options_.url, client_id, mqtt::create_options(MQTTVERSION_5, kPahoBuffer));
+    return std::make_unique<mqtt::async_client>(options_.url, client_id,
+                                                mqtt::create_options(MQTTVERSION_5, kPahoBuffer));
   };
   for (std::size_t k = 0; k < mine.size(); ++k) {
     workers_[k % worker_count]->add_booking(options_.booking_prefix + "-" + std::to_string(mine[k]), make_client);
@@ -147,8 +151,8 @@ int Run::setup() {
 void Run::traffic() {
   traffic_start_ = Clock::now();
   set_phase(Phase::running);
-  const auto end = options_.duration_s > 0 ? traffic_start_ + from_seconds(options_.duration_s)
-                                           : Clock::time_point::max();
+  const auto end =
+      options_.duration_s > 0 ? traffic_start_ + from_seconds(options_.duration_s) : Clock::time_point::max();
   auto next_progress = traffic_start_ + kProgressEvery;
   while (true) {
     std::this_thread::sleep_for(kPoll);

@@ -27,7 +27,7 @@ struct ProgressSnapshot {
 };
 
 struct RunOutcome {
-  int exit_code = 0;  // 0 ok, 1 violations, 2 usage (bad secret file), 3 setup failed
+  int exit_code = 0;              // 0 ok, 1 violations, 2 usage (bad secret file), 3 setup failed
   std::optional<RunStats> stats;  // unset when the run never started
   RunFacts facts;
 };

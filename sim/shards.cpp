@@ -50,7 +50,7 @@ json stats_json(const RunStats& s) {
   j["redelivered"] = s.redelivered;
   j["late_replies"] = s.late_replies;
   j["history_fetches"] = s.history_fetches;
-  j["calls"] = {s.calls.started, s.calls.accepted, s.calls.declined, s.calls.missed,
+  j["calls"] = {s.calls.started,   s.calls.accepted,  s.calls.declined, s.calls.missed,
                 s.calls.completed, s.calls.cancelled, s.calls.busy};
   j["reply"] = histogram_json(s.reply_latency);
   j["event"] = histogram_json(s.event_latency);

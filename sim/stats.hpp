@@ -44,7 +44,10 @@ class RunStats {
 
   void message_sent(Clock::time_point at);
   void message_confirmed(Clock::time_point at);
-  void event_received() { progress_->events.fetch_add(1, std::memory_order_relaxed); ++events_received; }
+  void event_received() {
+    progress_->events.fetch_add(1, std::memory_order_relaxed);
+    ++events_received;
+  }
 
   void merge(const RunStats& other);
 

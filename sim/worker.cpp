@@ -115,7 +115,9 @@ std::vector<std::string> Worker::subscriptions(const std::string& booking, const
   return {topics_.booking_events_filter(booking), topics_.booking_errors(booking), topics_.replies(client_id) + "/#"};
 }
 
-void Worker::start() { thread_ = std::thread([this] { run(); }); }
+void Worker::start() {
+  thread_ = std::thread([this] { run(); });
+}
 
 void Worker::join() {
   if (thread_.joinable()) thread_.join();
@@ -130,9 +132,7 @@ double Worker::uniform(double low, double high) { return std::uniform_real_distr
 
 std::size_t Worker::booking_index(const Booking& b) const { return participants_[b.clients[0]].booking; }
 
-bool Worker::window_open(const Participant& p) const {
-  return !p.lost && p.messages_in_flight < options_.window;
-}
+bool Worker::window_open(const Participant& p) const { return !p.lost && p.messages_in_flight < options_.window; }
 
 // ---------------------------------------------------------------------------------------------
 // The loop
@@ -245,8 +245,7 @@ void Worker::enter(Phase phase, Clock::time_point now) {
         }
       }
       break;
-    case Phase::done:
-      break;
+    case Phase::done: break;
   }
 }
 
@@ -275,7 +274,8 @@ void Worker::handle(const Delivery& d) {
   } else if (topic == b.presence_events) {
     // Retained "who is online": informative only (the other party may come and go).
   } else if (topic == b.errors) {
-    stats_.violation("error_published", p.link->id() + " got on " + topic + ": " + d.message->to_string().substr(0, 200));
+    stats_.violation("error_published",
+                     p.link->id() + " got on " + topic + ": " + d.message->to_string().substr(0, 200));
   } else {
     stats_.violation("unexpected_topic", p.link->id() + " got a message on " + topic);
   }
@@ -296,8 +296,8 @@ void Worker::on_reply(Participant& p, const mqtt::const_message_ptr& message, Cl
       if (known->second == fnv1a(payload)) {
         ++stats_.redelivered;
       } else {
-        stats_.violation("duplicate_reply", p.link->id() + ": a second, different reply to request " +
-                                                std::to_string(*correlation));
+        stats_.violation("duplicate_reply",
+                         p.link->id() + ": a second, different reply to request " + std::to_string(*correlation));
       }
     } else if (*correlation < p.next_correlation) {
       stats_.violation("duplicate_reply", p.link->id() + ": another reply to request " + std::to_string(*correlation));
@@ -329,8 +329,7 @@ void Worker::on_reply(Participant& p, const mqtt::const_message_ptr& message, Cl
     return;
   }
   if (!ok) {
-    stats_.violation("request_failed", p.link->id() + " " + request_name(request.kind) + ": " +
-                                           error_text(reply));
+    stats_.violation("request_failed", p.link->id() + " " + request_name(request.kind) + ": " + error_text(reply));
     request_failed(p, request, at);
     return;
   }
@@ -371,8 +370,7 @@ void Worker::on_reply(Participant& p, const mqtt::const_message_ptr& message, Cl
       break;
     }
     case RequestKind::presence:
-    case RequestKind::make_call:
-      break;
+    case RequestKind::make_call: break;
   }
 }
 
@@ -385,18 +383,13 @@ void Worker::request_failed(Participant& p, const Pending& request, Clock::time_
       --p.messages_in_flight;
       try_send(p.booking, now);
       break;
-    case RequestKind::history:
-      p.history_in_flight = false;
-      break;
+    case RequestKind::history: p.history_in_flight = false; break;
     case RequestKind::make_call:
       if (b.call && b.call->call_id == request.id) call_over(p.booking);
       break;
-    case RequestKind::last_seq:
-      b.last_seq_failed = true;
-      break;
+    case RequestKind::last_seq: b.last_seq_failed = true; break;
     case RequestKind::baseline:
-    case RequestKind::presence:
-      break;
+    case RequestKind::presence: break;
   }
 }
 
@@ -421,7 +414,8 @@ void Worker::on_call_reply(Booking& b, Participant& p, const Pending& request, c
   auto record = reply.find("call");
   auto view = record == reply.end() ? std::nullopt : read_call(*record);
   if (!view || view->call_id != request.id) {
-    stats_.violation("reply_malformed", p.link->id() + " make_call " + request.action + ": " + reply.dump().substr(0, 200));
+    stats_.violation("reply_malformed",
+                     p.link->id() + " make_call " + request.action + ": " + reply.dump().substr(0, 200));
     return;
   }
   // The state the action leads to, from the state machine's table.
@@ -510,8 +504,8 @@ void Worker::fire(const Timer& t, Clock::time_point now) {
     case TimerKind::call_start:
       if (phase_ != Phase::running) break;
       start_call(t.target, now);
-      timers_.push({now + seconds(60.0 / options_.calls_per_minute * uniform(0.8, 1.2)), TimerKind::call_start,
-                    t.target, 0});
+      timers_.push(
+          {now + seconds(60.0 / options_.calls_per_minute * uniform(0.8, 1.2)), TimerKind::call_start, t.target, 0});
       break;
     case TimerKind::call_step: {
       Booking& b = *bookings_[t.target];
@@ -588,11 +582,10 @@ void Worker::start_call(std::size_t booking, Clock::time_point now) {
   call.call_id = b.code + "-call-" + std::to_string(++b.calls_made);
   call.generation = b.calls_made;
   call.started_at = now;
-  const double span = call.outcome == CallOutcome::missed
-                          ? options_.ring_timeout_s + kMissedSlack
-                          : kAnswerDelayMax + kTalkMax + 3 * options_.reply_timeout_s;
+  const double span = call.outcome == CallOutcome::missed ? options_.ring_timeout_s + kMissedSlack
+                                                          : kAnswerDelayMax + kTalkMax + 3 * options_.reply_timeout_s;
   call.deadline = now + seconds(span);
-  const char* end = call.outcome == CallOutcome::accept ? "completed"
+  const char* end = call.outcome == CallOutcome::accept    ? "completed"
                     : call.outcome == CallOutcome::decline ? "declined"
                                                            : "missed";
   b.ledger.expect_call(call.call_id, call.caller, {end});
@@ -684,7 +677,8 @@ void Worker::expire(Participant& p, Clock::time_point now, bool everything) {
     if (!request.id.empty()) what += " " + request.id;
     char limit[32];
     std::snprintf(limit, sizeof limit, "%g", options_.reply_timeout_s);
-    stats_.violation("reply_timeout", p.link->id() + ": no reply to " + what + (everything ? " by the end" : " within ") +
+    stats_.violation("reply_timeout", p.link->id() + ": no reply to " + what +
+                                          (everything ? " by the end" : " within ") +
                                           (everything ? std::string() : std::string(limit) + " s"));
     request_failed(p, request, now);
   }
@@ -696,8 +690,7 @@ bool Worker::compute_idle(Phase phase) const {
       return std::all_of(participants_.begin(), participants_.end(),
                          [this](const Participant& p) { return p.pending.empty() || bookings_[p.booking]->broken; });
     case Phase::running:
-    case Phase::done:
-      return false;
+    case Phase::done: return false;
     case Phase::draining:
       for (const auto& b : bookings_) {
         if (b->broken) continue;

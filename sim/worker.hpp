@@ -83,7 +83,7 @@ class Worker {
     RequestKind kind = RequestKind::send_message;
     Clock::time_point sent_at;
     Clock::time_point deadline;
-    std::string id;  // message_id (send_message) or call_id (make_call)
+    std::string id;      // message_id (send_message) or call_id (make_call)
     std::string action;  // make_call action
     int limit = 0;
     std::optional<std::int64_t> before_seq;
@@ -95,8 +95,8 @@ class Worker {
     Role role = Role::driver;
     std::string reply_topic;
     std::string wake_topic;
-    std::unordered_map<std::uint64_t, Pending> pending;  // by correlation data
-    std::unordered_set<std::uint64_t> expired;           // timed out: a reply may still come, late
+    std::unordered_map<std::uint64_t, Pending> pending;         // by correlation data
+    std::unordered_set<std::uint64_t> expired;                  // timed out: a reply may still come, late
     std::unordered_map<std::uint64_t, std::uint64_t> answered;  // recent correlation -> reply fingerprint
     std::vector<std::uint64_t> answered_order;
     std::uint64_t next_correlation = 1;
@@ -134,7 +134,7 @@ class Worker {
     std::optional<ActiveCall> call;
     std::uint64_t calls_made = 0;
     Role next_caller = Role::driver;
-    bool broken = false;  // a client lost its connection: nothing more is checked here
+    bool broken = false;                   // a client lost its connection: nothing more is checked here
     std::optional<std::int64_t> last_seq;  // read in the final phase
     bool last_seq_failed = false;
   };

@@ -17,8 +17,7 @@ std::string be64(std::uint64_t value) {
 
 std::uint64_t from_be64(std::string_view bytes) {
   if (bytes.size() != 8) {
-    throw StoreError(StoreError::Kind::io,
-                     "corrupt store: expected 8 bytes, got " + std::to_string(bytes.size()));
+    throw StoreError(StoreError::Kind::io, "corrupt store: expected 8 bytes, got " + std::to_string(bytes.size()));
   }
   std::uint64_t value = 0;
   for (char c : bytes) value = (value << 8) | static_cast<unsigned char>(c);
@@ -57,17 +56,13 @@ std::string booking_end(std::string_view booking) {
 
 std::string message(std::string_view booking, std::uint64_t seq) { return composite(booking, be64(seq)); }
 
-std::string message_id(std::string_view booking, std::string_view message_id) {
-  return composite(booking, message_id);
-}
+std::string message_id(std::string_view booking, std::string_view message_id) { return composite(booking, message_id); }
 
 std::string call(std::string_view booking, std::string_view call_id) { return composite(booking, call_id); }
 
 std::string ringing_call(std::string_view booking, std::string_view call_id) { return call(booking, call_id); }
 
-std::string connection(std::string_view booking, std::string_view client_id) {
-  return composite(booking, client_id);
-}
+std::string connection(std::string_view booking, std::string_view client_id) { return composite(booking, client_id); }
 
 std::string active_call(std::string_view booking) {
   check_booking(booking);

@@ -149,8 +149,8 @@ std::uint64_t last_seq_at(Cursor& cursor, const std::string& booking) {
   const std::string end = keys::booking_end(booking);
   MDB_val key = to_val(end);
   MDB_val data{};
-  const bool found = cursor.get(key, data, MDB_SET_RANGE) ? cursor.get(key, data, MDB_PREV)
-                                                          : cursor.get(key, data, MDB_LAST);
+  const bool found =
+      cursor.get(key, data, MDB_SET_RANGE) ? cursor.get(key, data, MDB_PREV) : cursor.get(key, data, MDB_LAST);
   if (!found || !keys::has_prefix(view(key), prefix)) return 0;
   return keys::message_seq(view(key), prefix);
 }
@@ -524,8 +524,8 @@ class LmdbStore final : public Store {
                                                  std::to_string(kSchemaVersion));
     }
     if (version < kSchemaVersion) {  // none exist yet: version 1 is the first
-      throw StoreError(StoreError::Kind::io, "data dir " + claim_.dir() + " has unknown schema version " +
-                                                 std::to_string(version));
+      throw StoreError(StoreError::Kind::io,
+                       "data dir " + claim_.dir() + " has unknown schema version " + std::to_string(version));
     }
   }
 
@@ -537,8 +537,6 @@ class LmdbStore final : public Store {
 
 }  // namespace
 
-std::unique_ptr<Store> open_lmdb_store(const LmdbOptions& options) {
-  return std::make_unique<LmdbStore>(options);
-}
+std::unique_ptr<Store> open_lmdb_store(const LmdbOptions& options) { return std::make_unique<LmdbStore>(options); }
 
 }  // namespace navietakie

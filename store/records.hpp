@@ -23,7 +23,7 @@ struct Message {
   MessageType type = MessageType::text;
   Role sender = Role::driver;
   std::optional<std::string> sender_id;
-  std::string text;           // empty for non-text messages that carry none
+  std::string text;              // empty for non-text messages that carry none
   std::string data_json = "{}";  // a JSON object, carried as-is
   Millis ts = 0;
 
@@ -44,9 +44,7 @@ struct Call {
   Millis ring_deadline = 0;  // when a ringing call becomes missed
 
   bool active() const { return state != CallState::ended; }
-  Millis duration_ms() const {
-    return connected_at && ended_at ? *ended_at - *connected_at : 0;
-  }
+  Millis duration_ms() const { return connected_at && ended_at ? *ended_at - *connected_at : 0; }
   bool operator==(const Call& other) const;  // C++17: written out in records.cpp
   bool operator!=(const Call& other) const { return !(*this == other); }
 };

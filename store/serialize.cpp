@@ -45,8 +45,7 @@ class ViewBuffer : public std::streambuf {
 // UserDataAdapter does the same, but is compiled only under CEREAL_FUTURE_EXPERIMENTAL).
 class ViewInputArchive : public cereal::PortableBinaryInputArchive {
  public:
-  ViewInputArchive(ViewBuffer& buffer, std::istream& in)
-      : cereal::PortableBinaryInputArchive(in), buffer_(buffer) {}
+  ViewInputArchive(ViewBuffer& buffer, std::istream& in) : cereal::PortableBinaryInputArchive(in), buffer_(buffer) {}
   std::uint64_t bytes_left() const { return buffer_.bytes_left(); }
 
  private:
@@ -103,7 +102,10 @@ void optional_field(Archive& ar, std::optional<std::string>& v) {
   bool present = v.has_value();
   flag_field(ar, present);
   if constexpr (Archive::is_loading::value) {
-    if (present) v.emplace(); else v.reset();
+    if (present)
+      v.emplace();
+    else
+      v.reset();
   }
   if (v) string_field(ar, *v);
 }
@@ -113,7 +115,10 @@ void optional_field(Archive& ar, std::optional<Millis>& v) {
   bool present = v.has_value();
   flag_field(ar, present);
   if constexpr (Archive::is_loading::value) {
-    if (present) v.emplace(); else v.reset();
+    if (present)
+      v.emplace();
+    else
+      v.reset();
   }
   if (v) ar(*v);
 }

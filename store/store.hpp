@@ -30,8 +30,7 @@ class StoreReader {
   // Highest seq of the booking, 0 if it has no messages.
   virtual std::uint64_t last_seq(const std::string& booking) const = 0;
   virtual std::optional<Message> message(const std::string& booking, std::uint64_t seq) const = 0;
-  virtual std::optional<Message> message_by_id(const std::string& booking,
-                                               const std::string& message_id) const = 0;
+  virtual std::optional<Message> message_by_id(const std::string& booking, const std::string& message_id) const = 0;
   virtual HistoryPage history(const std::string& booking, const HistoryQuery& query) const = 0;
 
   virtual std::optional<Call> call(const std::string& booking, const std::string& call_id) const = 0;

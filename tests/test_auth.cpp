@@ -83,8 +83,7 @@ nt::JwtOptions options(std::string_view secret = kSecret) {
 
 // "accepted", or the name of the failure. Every refusal must explain itself without quoting the
 // token or the secret.
-std::string outcome(const std::string& token, const nt::JwtOptions& jwt_options = options(),
-                    std::int64_t now = kNow) {
+std::string outcome(const std::string& token, const nt::JwtOptions& jwt_options = options(), std::int64_t now = kNow) {
   const nt::VerifyResult result = nt::verify_token(token, jwt_options, now);
   if (result) return "accepted";
   BOOST_TEST(!result.detail.empty());
@@ -113,8 +112,7 @@ std::string error_of(Fn&& fn) {
   return "";
 }
 
-std::string write_file(const nt::test::UnitTempDir& dir, const std::string& name,
-                       const std::string& content) {
+std::string write_file(const nt::test::UnitTempDir& dir, const std::string& name, const std::string& content) {
   const std::string path = dir.path() + "/" + name;
   std::ofstream(path, std::ios::binary) << content;
   return path;
@@ -134,8 +132,7 @@ BOOST_AUTO_TEST_CASE(principal_names_round_trip) {
 }
 
 BOOST_AUTO_TEST_CASE(encode_is_compact_with_booking_only_when_set) {
-  BOOST_TEST(nt::encode_identity(kDriver) ==
-             R"({"sub":"driver-7","role":"driver","booking":"BK-1"})");
+  BOOST_TEST(nt::encode_identity(kDriver) == R"({"sub":"driver-7","role":"driver","booking":"BK-1"})");
   BOOST_TEST(nt::encode_identity(kService) == R"({"sub":"dispatch","role":"service"})");
 }
 
@@ -148,8 +145,7 @@ BOOST_AUTO_TEST_CASE(decode_round_trips) {
     }
   }
   // Key order and whitespace are not part of the contract.
-  const auto reordered =
-      nt::decode_identity(R"({ "booking": "BK-1", "role": "driver", "sub": "driver-7" })");
+  const auto reordered = nt::decode_identity(R"({ "booking": "BK-1", "role": "driver", "sub": "driver-7" })");
   BOOST_TEST_REQUIRE(reordered.has_value());
   BOOST_TEST((*reordered == kDriver));
 }
@@ -195,24 +191,19 @@ BOOST_AUTO_TEST_CASE(decode_rejects_anything_else) {
 }
 
 BOOST_AUTO_TEST_CASE(one_subject_rule_for_token_stamp_and_grant) {
-  for (const std::string& good :
-       std::vector<std::string>{"d", "drv-42", std::string(128, '~'), "!~"}) {
+  for (const std::string& good : std::vector<std::string>{"d", "drv-42", std::string(128, '~'), "!~"}) {
     BOOST_TEST(nt::valid_subject(good), good);
     const auto stamp = nt::decode_identity(R"({"sub":")" + good + R"(","role":"service"})");
     BOOST_TEST(stamp.has_value(), good);
   }
-  for (const std::string& bad : std::vector<std::string>{
-           "", "a b", std::string("a\0b", 3), "a\nb", std::string(129, 'x'), "\x7f", "\xc3\xa9"}) {
+  for (const std::string& bad :
+       std::vector<std::string>{"", "a b", std::string("a\0b", 3), "a\nb", std::string(129, 'x'), "\x7f", "\xc3\xa9"}) {
     BOOST_TEST(!nt::valid_subject(bad));
     nt::Identity identity = make_identity(nt::Principal::service, bad, "");
     BOOST_TEST(nt::identity_claims_problem(identity).has_value());
     // Neither can a token carry it (mint refuses what verify would) nor a grant name it.
-    BOOST_TEST(!error_of<std::runtime_error>([&] {
-                  nt::mint_token(identity, kSecret, kNow + 60);
-                }).empty());
-    BOOST_TEST(!error_of<std::invalid_argument>([&] {
-                  nt::parse_grants(bad + ":pub:a/b", kPrefix);
-                }).empty());
+    BOOST_TEST(!error_of<std::runtime_error>([&] { nt::mint_token(identity, kSecret, kNow + 60); }).empty());
+    BOOST_TEST(!error_of<std::invalid_argument>([&] { nt::parse_grants(bad + ":pub:a/b", kPrefix); }).empty());
   }
 }
 
@@ -259,13 +250,11 @@ BOOST_AUTO_TEST_CASE(minted_tokens_verify_for_every_role) {
 
 BOOST_AUTO_TEST_CASE(tokens_signed_elsewhere_verify) {
   // Unknown claims are ignored; HS384 and HS512 are accepted as well as HS256.
-  const std::string body =
-      claims(R"("sub":"driver-7","role":"driver","booking":"BK-1","iss":"x",)" + kExp);
+  const std::string body = claims(R"("sub":"driver-7","role":"driver","booking":"BK-1","iss":"x",)" + kExp);
   BOOST_TEST(outcome(signed_token(body, kSecret, JWT_ALG_HS384)) == "accepted");
   BOOST_TEST(outcome(signed_token(body, kSecret, JWT_ALG_HS512)) == "accepted");
   // A whole number written as a real is still whole seconds.
-  BOOST_TEST(outcome(signed_token(claims(R"("sub":"s","role":"service","exp":1700000600.0)"))) ==
-             "accepted");
+  BOOST_TEST(outcome(signed_token(claims(R"("sub":"s","role":"service","exp":1700000600.0)"))) == "accepted");
 }
 
 BOOST_AUTO_TEST_CASE(expiry_and_not_before_with_leeway) {
@@ -302,10 +291,8 @@ BOOST_AUTO_TEST_CASE(tampered_payload_or_wrong_secret_is_bad_signature) {
   const auto parts = parts_of(nt::mint_token(kDriver, kSecret, kNow + 600));
   BOOST_TEST_REQUIRE(parts.size() == 3u);
   const std::string other_booking =
-      claims(R"("booking":"BK-2","exp":)" + std::to_string(kNow + 600) +
-             R"(,"role":"driver","sub":"driver-7")");
-  BOOST_TEST(outcome(parts[0] + "." + base64url(other_booking) + "." + parts[2]) ==
-             "bad_signature");
+      claims(R"("booking":"BK-2","exp":)" + std::to_string(kNow + 600) + R"(,"role":"driver","sub":"driver-7")");
+  BOOST_TEST(outcome(parts[0] + "." + base64url(other_booking) + "." + parts[2]) == "bad_signature");
   const std::string service =
       claims(R"("exp":)" + std::to_string(kNow + 600) + R"(,"role":"service","sub":"driver-7")");
   BOOST_TEST(outcome(parts[0] + "." + base64url(service) + "." + parts[2]) == "bad_signature");
@@ -324,19 +311,15 @@ BOOST_AUTO_TEST_CASE(algorithms_other_than_hmac_are_refused_before_libjwt) {
   BOOST_TEST(outcome(hand_made_token(R"({"alg":"none","typ":"JWT"})", body)) == "bad_algorithm");
   BOOST_TEST(outcome(hand_made_token(R"({"alg":"none"})", body, "c2ln")) == "bad_algorithm");
   BOOST_TEST(outcome(hand_made_token(R"({"alg":"None"})", body)) == "bad_algorithm");
-  BOOST_TEST(outcome(hand_made_token(R"({"alg":"RS256","typ":"JWT"})", body, "c2lnbmF0dXJl")) ==
-             "bad_algorithm");
-  BOOST_TEST(outcome(hand_made_token(R"({"alg":"ES256"})", body, "c2lnbmF0dXJl")) ==
-             "bad_algorithm");
-  BOOST_TEST(outcome(hand_made_token(R"({"alg":"hs256"})", body, "c2lnbmF0dXJl")) ==
-             "bad_algorithm");
+  BOOST_TEST(outcome(hand_made_token(R"({"alg":"RS256","typ":"JWT"})", body, "c2lnbmF0dXJl")) == "bad_algorithm");
+  BOOST_TEST(outcome(hand_made_token(R"({"alg":"ES256"})", body, "c2lnbmF0dXJl")) == "bad_algorithm");
+  BOOST_TEST(outcome(hand_made_token(R"({"alg":"hs256"})", body, "c2lnbmF0dXJl")) == "bad_algorithm");
   BOOST_TEST(outcome(hand_made_token(R"({"typ":"JWT"})", body, "c2lnbmF0dXJl")) == "bad_algorithm");
   BOOST_TEST(outcome(hand_made_token(R"({"alg":256})", body, "c2lnbmF0dXJl")) == "bad_algorithm");
 
   // An RS256 header in front of a real HS256 signature: still refused on the header.
   const auto parts = parts_of(nt::mint_token(kDriver, kSecret, kNow + 600));
-  BOOST_TEST(outcome(base64url(R"({"alg":"RS256","typ":"JWT"})") + "." + parts[1] + "." +
-                     parts[2]) == "bad_algorithm");
+  BOOST_TEST(outcome(base64url(R"({"alg":"RS256","typ":"JWT"})") + "." + parts[1] + "." + parts[2]) == "bad_algorithm");
 }
 
 BOOST_AUTO_TEST_CASE(malformed_tokens) {
@@ -397,8 +380,7 @@ BOOST_AUTO_TEST_CASE(claims_are_checked_by_type_and_range) {
       {R"("sub":"","role":"driver","booking":"BK-1",)" + exp, "sub"},
       {R"("sub":7,"role":"driver","booking":"BK-1",)" + exp, "sub"},
       {R"("sub":"has space","role":"driver","booking":"BK-1",)" + exp, "sub"},
-      {R"("sub":")" + std::string(129, 'x') + R"(","role":"driver","booking":"BK-1",)" + exp,
-       "sub"},
+      {R"("sub":")" + std::string(129, 'x') + R"(","role":"driver","booking":"BK-1",)" + exp, "sub"},
       {R"("sub":"d","booking":"BK-1",)" + exp, "role"},
       {R"("sub":"d","role":"admin","booking":"BK-1",)" + exp, "role"},
       {R"("sub":"d","role":"Driver","booking":"BK-1",)" + exp, "role"},
@@ -408,8 +390,7 @@ BOOST_AUTO_TEST_CASE(claims_are_checked_by_type_and_range) {
       {R"("sub":"d","role":"driver","booking":"",)" + exp, "booking"},
       {R"("sub":"d","role":"driver","booking":"_BK",)" + exp, "booking"},
       {R"("sub":"d","role":"driver","booking":"BK 1",)" + exp, "booking"},
-      {R"("sub":"d","role":"driver","booking":")" + std::string(65, 'B') + R"(",)" + exp,
-       "booking"},
+      {R"("sub":"d","role":"driver","booking":")" + std::string(65, 'B') + R"(",)" + exp, "booking"},
       {R"("sub":"d","role":"driver","booking":12,)" + exp, "booking"},
       {R"("sub":"s","role":"service","booking":"BK-1",)" + exp, "booking"},
       {R"("sub":"s","role":"service","booking":"",)" + exp, "booking"},
@@ -440,8 +421,7 @@ BOOST_AUTO_TEST_CASE(mint_refuses_what_verify_would_refuse) {
     return error_of<std::runtime_error>([&] { nt::mint_token(identity, secret, kNow + 60); });
   };
   BOOST_TEST(!refused(make_identity(nt::Principal::driver, "d", ""), kSecret).empty());
-  BOOST_TEST(
-      !refused(make_identity(nt::Principal::passenger, "p", "bad booking"), kSecret).empty());
+  BOOST_TEST(!refused(make_identity(nt::Principal::passenger, "p", "bad booking"), kSecret).empty());
   BOOST_TEST(!refused(make_identity(nt::Principal::service, "s", "BK-1"), kSecret).empty());
   BOOST_TEST(!refused(make_identity(nt::Principal::service, "", ""), kSecret).empty());
   BOOST_TEST(!refused(make_identity(nt::Principal::service, "a b", ""), kSecret).empty());
@@ -460,8 +440,7 @@ BOOST_AUTO_TEST_CASE(minted_token_is_plain_hs256) {
   BOOST_TEST_REQUIRE(parts.size() == 3u);
   jwt_t* raw = nullptr;
   const std::string token = parts[0] + "." + parts[1] + "." + parts[2];
-  BOOST_TEST_REQUIRE(jwt_decode(&raw, token.c_str(),
-                                reinterpret_cast<const unsigned char*>(kSecret.data()),
+  BOOST_TEST_REQUIRE(jwt_decode(&raw, token.c_str(), reinterpret_cast<const unsigned char*>(kSecret.data()),
                                 static_cast<int>(kSecret.size())) == 0);
   std::unique_ptr<jwt_t, void (*)(jwt_t*)> jwt(raw, jwt_free);
   BOOST_TEST(jwt_get_alg(jwt.get()) == JWT_ALG_HS256);
@@ -503,8 +482,7 @@ BOOST_AUTO_TEST_CASE(lifetime_is_bounded) {
   BOOST_TEST(refused.detail.find("3600") != std::string::npos, refused.detail);
 
   // iat is checked like exp and nbf; expiry comes first.
-  BOOST_TEST(outcome(signed_token(claims(R"("sub":"s","role":"service","iat":"now",)" + kExp))) ==
-             "bad_claims");
+  BOOST_TEST(outcome(signed_token(claims(R"("sub":"s","role":"service","iat":"now",)" + kExp))) == "bad_claims");
   BOOST_TEST(outcome(token(kNow - 3600, kNow - 86400 * 2)) == "expired");
 }
 
@@ -587,8 +565,8 @@ struct KeyPairs {
   nt::test::UnitTempDir dir{"navietakie-keys"};
   std::string make(const std::string& name, const std::string& genpkey_args) {
     const std::string path = dir.path() + "/" + name;
-    const Run made = run("openssl genpkey " + genpkey_args + " -out " + path + ".pem 2>&1 && " +
-                         "openssl pkey -in " + path + ".pem -pubout -out " + path + ".pub 2>&1");
+    const Run made = run("openssl genpkey " + genpkey_args + " -out " + path + ".pem 2>&1 && " + "openssl pkey -in " +
+                         path + ".pem -pubout -out " + path + ".pub 2>&1");
     BOOST_REQUIRE_MESSAGE(made.status == 0, "openssl: " << made.out);
     return path;
   }
@@ -613,16 +591,15 @@ nt::JwtOptions public_key_options(const std::string& key_path, std::string_view 
 
 // A token minted by navietakie-ctl with a private key.
 std::string ctl_token(const std::string& key_path, const std::string& identity_args) {
-  const Run minted = run(std::string(NAVIETAKIE_CTL_BIN) + " token --private-key-file " + key_path +
-                         ".pem " + identity_args + " --ttl 600");
+  const Run minted = run(std::string(NAVIETAKIE_CTL_BIN) + " token --private-key-file " + key_path + ".pem " +
+                         identity_args + " --ttl 600");
   BOOST_REQUIRE_MESSAGE(minted.status == 0, "navietakie-ctl token failed");
   return minted.out.substr(0, minted.out.find('\n'));
 }
 
 // The `alg` of a token's header (unpadded base64url JSON).
 std::string header_alg(const std::string& token) {
-  static const std::string alphabet =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  static const std::string alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
   std::string header;
   std::uint32_t bits = 0;
   int bit_count = 0;
@@ -641,9 +618,7 @@ std::string header_alg(const std::string& token) {
 }
 
 std::int64_t unix_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 }  // namespace
@@ -655,8 +630,7 @@ BOOST_AUTO_TEST_CASE(ctl_minted_rs256_es256_and_eddsa_tokens_verify) {
     std::string key;
     std::string alg;
   };
-  const std::vector<Case> cases = {
-      {keys().rsa, "RS256"}, {keys().p256, "ES256"}, {keys().ed25519, "EdDSA"}};
+  const std::vector<Case> cases = {{keys().rsa, "RS256"}, {keys().p256, "ES256"}, {keys().ed25519, "EdDSA"}};
   for (const auto& c : cases) {
     BOOST_TEST_CONTEXT(c.alg) {
       const std::string token = ctl_token(c.key, "--sub driver-7 --role driver --booking BK-1");
@@ -665,8 +639,8 @@ BOOST_AUTO_TEST_CASE(ctl_minted_rs256_es256_and_eddsa_tokens_verify) {
       BOOST_TEST_REQUIRE(static_cast<bool>(result), result.detail);
       BOOST_TEST((*result.identity == kDriver));
       // The same key verifies with navietakie-ctl, as the broker would.
-      const Run verified = run(std::string(NAVIETAKIE_CTL_BIN) + " verify --public-key-file " +
-                               c.key + ".pub " + token);
+      const Run verified =
+          run(std::string(NAVIETAKIE_CTL_BIN) + " verify --public-key-file " + c.key + ".pub " + token);
       BOOST_TEST(verified.status == 0);
       BOOST_TEST(verified.out.find(R"("sub":"driver-7")") != std::string::npos, verified.out);
     }
@@ -682,14 +656,12 @@ BOOST_AUTO_TEST_CASE(tokens_signed_by_openssl_itself_verify) {
   };
   const std::vector<Case> cases = {
       {keys().rsa, "RS256", "openssl dgst -sha256 -sign " + keys().rsa + ".pem"},
-      {keys().ed25519, "EdDSA",
-       "openssl pkeyutl -sign -rawin -inkey " + keys().ed25519 + ".pem -in"},
+      {keys().ed25519, "EdDSA", "openssl pkeyutl -sign -rawin -inkey " + keys().ed25519 + ".pem -in"},
   };
   const nt::test::UnitTempDir dir;
   for (const auto& c : cases) {
     BOOST_TEST_CONTEXT(c.alg) {
-      const std::string input =
-          base64url(R"({"alg":")" + c.alg + R"(","typ":"JWT"})") + "." + base64url(body);
+      const std::string input = base64url(R"({"alg":")" + c.alg + R"(","typ":"JWT"})") + "." + base64url(body);
       const Run signature = run(c.sign + " " + write_file(dir, "input", input) + shell_base64url);
       BOOST_TEST_REQUIRE(!signature.out.empty());
       BOOST_TEST(outcome(input + "." + signature.out, public_key_options(c.key)) == "accepted");
@@ -701,10 +673,8 @@ BOOST_AUTO_TEST_CASE(each_key_verifies_only_its_own_algorithms) {
   const std::string body = claims(R"("sub":"driver-7","role":"driver","booking":"BK-1",)" + kExp);
   const nt::PemKey rsa_private = nt::read_private_key_file(keys().rsa + ".pem");
   const std::string rs256 = nt::mint_token(kDriver, rsa_private, kNow + 600);
-  const std::string es256 =
-      nt::mint_token(kDriver, nt::read_private_key_file(keys().p256 + ".pem"), kNow + 600);
-  const std::string eddsa =
-      nt::mint_token(kDriver, nt::read_private_key_file(keys().ed25519 + ".pem"), kNow + 600);
+  const std::string es256 = nt::mint_token(kDriver, nt::read_private_key_file(keys().p256 + ".pem"), kNow + 600);
+  const std::string eddsa = nt::mint_token(kDriver, nt::read_private_key_file(keys().ed25519 + ".pem"), kNow + 600);
   const std::string hs256 = nt::mint_token(kDriver, kSecret, kNow + 600);
   const auto rsa_only = public_key_options(keys().rsa);
   const auto rsa_and_secret = public_key_options(keys().rsa, kSecret);
@@ -728,33 +698,26 @@ BOOST_AUTO_TEST_CASE(each_key_verifies_only_its_own_algorithms) {
   BOOST_TEST(outcome(rs256, public_key_options(keys().ed25519)) == "bad_algorithm");
   // The public key must not verify an RS token re-labelled as HS (nor the other way round).
   const auto rs_parts = parts_of(rs256);
-  BOOST_TEST(
-      outcome(base64url(R"({"alg":"HS256","typ":"JWT"})") + "." + rs_parts[1] + "." + rs_parts[2],
-              rsa_and_secret) == "bad_signature");
+  BOOST_TEST(outcome(base64url(R"({"alg":"HS256","typ":"JWT"})") + "." + rs_parts[1] + "." + rs_parts[2],
+                     rsa_and_secret) == "bad_signature");
   const auto hs_parts = parts_of(hs256);
-  BOOST_TEST(
-      outcome(base64url(R"({"alg":"RS256","typ":"JWT"})") + "." + hs_parts[1] + "." + hs_parts[2],
-              rsa_and_secret) == "bad_signature");
+  BOOST_TEST(outcome(base64url(R"({"alg":"RS256","typ":"JWT"})") + "." + hs_parts[1] + "." + hs_parts[2],
+                     rsa_and_secret) == "bad_signature");
 
   // A wrong key of the right type.
   BOOST_TEST(outcome(rs256, public_key_options(keys().other_rsa)) == "bad_signature");
   BOOST_TEST(outcome(eddsa, public_key_options(keys().other_ed25519)) == "bad_signature");
   // alg none, and tampering, under a public key.
-  BOOST_TEST(outcome(hand_made_token(R"({"alg":"none","typ":"JWT"})", body), rsa_only) ==
-             "bad_algorithm");
+  BOOST_TEST(outcome(hand_made_token(R"({"alg":"none","typ":"JWT"})", body), rsa_only) == "bad_algorithm");
   for (const std::string& token : {rs256, eddsa}) {
     const auto parts = parts_of(token);
-    const std::string other =
-        claims(R"("sub":"driver-7","role":"driver","booking":"BK-2",)" + kExp);
+    const std::string other = claims(R"("sub":"driver-7","role":"driver","booking":"BK-2",)" + kExp);
     const auto& key = token == rs256 ? keys().rsa : keys().ed25519;
-    BOOST_TEST(outcome(parts[0] + "." + base64url(other) + "." + parts[2],
-                       public_key_options(key)) == "bad_signature");
-    BOOST_TEST(outcome(parts[0] + "." + parts[1] + ".AAAA", public_key_options(key)) ==
-               "bad_signature");
+    BOOST_TEST(outcome(parts[0] + "." + base64url(other) + "." + parts[2], public_key_options(key)) == "bad_signature");
+    BOOST_TEST(outcome(parts[0] + "." + parts[1] + ".AAAA", public_key_options(key)) == "bad_signature");
   }
   // Claims and lifetime rules are the same whatever signed the token.
-  BOOST_TEST(outcome(nt::mint_token(kDriver, rsa_private, kNow + 86400 * 30), rsa_only) ==
-             "ttl_too_long");
+  BOOST_TEST(outcome(nt::mint_token(kDriver, rsa_private, kNow + 86400 * 30), rsa_only) == "ttl_too_long");
   BOOST_TEST(outcome(nt::mint_token(kDriver, rsa_private, kNow - 3600), rsa_only) == "expired");
 }
 
@@ -774,16 +737,14 @@ BOOST_AUTO_TEST_CASE(key_files_are_checked_by_path) {
   // A private key is refused where a public one is expected, even with a public key after it,
   // and the message never quotes the key.
   const std::string private_pem = nt::read_key_file(keys().ed25519 + ".pem", "key");
-  const std::string both =
-      write_file(dir, "both.pem", private_pem + nt::read_key_file(keys().ed25519 + ".pub", "key"));
+  const std::string both = write_file(dir, "both.pem", private_pem + nt::read_key_file(keys().ed25519 + ".pub", "key"));
   for (const std::string& path : {keys().ed25519 + ".pem", both}) {
     const std::string error = public_error(path);
     BOOST_TEST(error.find(path) != std::string::npos, error);
     BOOST_TEST(error.find("private key") != std::string::npos, error);
     BOOST_TEST(error.find(private_pem.substr(30, 20)) == std::string::npos, error);
   }
-  BOOST_TEST(public_error(write_file(dir, "garbage", "not a key\n")).find("garbage") !=
-             std::string::npos);
+  BOOST_TEST(public_error(write_file(dir, "garbage", "not a key\n")).find("garbage") != std::string::npos);
   BOOST_TEST(!public_error(dir.path() + "/missing.pub").empty());
   BOOST_TEST(!private_error(keys().rsa + ".pub").empty());
   BOOST_TEST(!private_error(write_file(dir, "hmac", std::string(kSecret))).empty());
@@ -794,8 +755,8 @@ BOOST_AUTO_TEST_CASE(key_files_are_checked_by_path) {
       {"-algorithm EC -pkeyopt ec_paramgen_curve:secp256k1", "curve"}};
   for (const auto& [genpkey_args, named] : unaccepted) {
     const std::string path = dir.path() + "/unaccepted.pub";
-    const Run made = run("openssl genpkey " + genpkey_args +
-                         " 2>/dev/null | openssl pkey -pubout -out " + path + " 2>&1");
+    const Run made =
+        run("openssl genpkey " + genpkey_args + " 2>/dev/null | openssl pkey -pubout -out " + path + " 2>&1");
     BOOST_TEST_REQUIRE(made.status == 0);
     BOOST_TEST(public_error(path).find(named) != std::string::npos, public_error(path));
   }
@@ -823,9 +784,7 @@ BOOST_AUTO_TEST_CASE(settings_map_to_verifier_options) {
   BOOST_TEST(options->max_ttl_s == 600);
   BOOST_TEST(options->leeway_s == 5);
 
-  const auto config_error = [&] {
-    return error_of<nt::ConfigError>([&] { nt::jwt_options(settings); });
-  };
+  const auto config_error = [&] { return error_of<nt::ConfigError>([&] { nt::jwt_options(settings); }); };
   settings.auth_jwt_public_key_file = keys().p256 + ".pem";  // the private half
   BOOST_TEST(config_error().find("config key 'auth_jwt_public_key_file'") == 0u, config_error());
   settings.auth_jwt_public_key_file = "";
@@ -849,8 +808,7 @@ BOOST_AUTO_TEST_CASE(default_grants_parse_with_the_prefix) {
 }
 
 BOOST_AUTO_TEST_CASE(entries_are_trimmed_and_split_at_two_colons) {
-  const auto grants =
-      nt::parse_grants("  billing:sub:{prefix}/a:b/{prefix} ,\tops:pub:#  ", "p/v1");
+  const auto grants = nt::parse_grants("  billing:sub:{prefix}/a:b/{prefix} ,\tops:pub:#  ", "p/v1");
   BOOST_TEST_REQUIRE(grants.size() == 2u);
   BOOST_TEST(grants[0].subject == "billing");
   BOOST_TEST(!grants[0].publish);
@@ -903,20 +861,16 @@ BOOST_AUTO_TEST_CASE(topic_matching) {
     bool matches;
   };
   const std::vector<Case> cases = {
-      {"a/b", "a/b", true},       {"a/b", "a/b/", false},    {"a/b", "a", false},
-      {"a/+", "a/b", true},       {"a/+", "a", false},       {"a/+", "a/b/c", false},
-      {"a/+", "a/", true},        {"a/+/c", "a//c", true},   {"+/+", "/", true},
-      {"+", "/", false},          {"a/#", "a", true},        {"a/#", "a/b/c", true},
-      {"#", "a", true},           {"#", "/x", true},         {"#", "$SYS/x", false},
-      {"+/x", "$SYS/x", false},   {"+/#", "$SYS", false},    {"$SYS/#", "$SYS/x", true},
-      {"$SYS/+", "$SYS/x", true}, {"a/#/b", "a/x/b", false}, {"a+", "a+", false},
-      {"a/b", "a/+", false},      {"#", "a/#", false},       {"", "", false},
-      {"#", "", false},           {"A/b", "a/b", false},
+      {"a/b", "a/b", true},   {"a/b", "a/b/", false},     {"a/b", "a", false},        {"a/+", "a/b", true},
+      {"a/+", "a", false},    {"a/+", "a/b/c", false},    {"a/+", "a/", true},        {"a/+/c", "a//c", true},
+      {"+/+", "/", true},     {"+", "/", false},          {"a/#", "a", true},         {"a/#", "a/b/c", true},
+      {"#", "a", true},       {"#", "/x", true},          {"#", "$SYS/x", false},     {"+/x", "$SYS/x", false},
+      {"+/#", "$SYS", false}, {"$SYS/#", "$SYS/x", true}, {"$SYS/+", "$SYS/x", true}, {"a/#/b", "a/x/b", false},
+      {"a+", "a+", false},    {"a/b", "a/+", false},      {"#", "a/#", false},        {"", "", false},
+      {"#", "", false},       {"A/b", "a/b", false},
   };
   for (const auto& c : cases) {
-    BOOST_TEST_CONTEXT(c.filter << " ~ " << c.topic) {
-      BOOST_TEST(nt::topic_matches(c.filter, c.topic) == c.matches);
-    }
+    BOOST_TEST_CONTEXT(c.filter << " ~ " << c.topic) { BOOST_TEST(nt::topic_matches(c.filter, c.topic) == c.matches); }
   }
 }
 
@@ -936,9 +890,7 @@ BOOST_AUTO_TEST_CASE(filter_coverage) {
       {"a/#/b", "a/x/b", false}, {"a/b", "a/#/b", false},      {"a/b", "", false},
   };
   for (const auto& c : cases) {
-    BOOST_TEST_CONTEXT(c.outer << " >= " << c.inner) {
-      BOOST_TEST(nt::filter_covers(c.outer, c.inner) == c.covers);
-    }
+    BOOST_TEST_CONTEXT(c.outer << " >= " << c.inner) { BOOST_TEST(nt::filter_covers(c.outer, c.inner) == c.covers); }
   }
 }
 
@@ -1074,8 +1026,7 @@ BOOST_AUTO_TEST_CASE(invalid_client_id_or_identity_is_denied) {
   }
   // Identities no token could carry.
   check(policy, make_identity(nt::Principal::driver, "d", ""), "app-1",
-        {{A::write, P + "/bookings//send_message", false},
-         {A::subscribe, P + "/replies/app-1/#", false}});
+        {{A::write, P + "/bookings//send_message", false}, {A::subscribe, P + "/replies/app-1/#", false}});
   check(policy, make_identity(nt::Principal::service, "dispatch", "BK-1"), "svc-1",
         {{A::write, P + "/bookings/BK-1/send_message", false}});
 }
@@ -1123,8 +1074,8 @@ BOOST_AUTO_TEST_CASE(services_have_their_grants) {
 BOOST_AUTO_TEST_CASE(specific_grants_apply_to_their_subject_only) {
   nt::AclPolicy policy;
   policy.topic_prefix = kPrefix;
-  policy.service_grants = nt::parse_grants(
-      "billing:sub:{prefix}/bookings/+/send_message, billing:pub:{prefix}/billing/#", kPrefix);
+  policy.service_grants =
+      nt::parse_grants("billing:sub:{prefix}/bookings/+/send_message, billing:pub:{prefix}/billing/#", kPrefix);
   const auto billing = make_identity(nt::Principal::service, "billing", "");
   check(policy, billing, "billing-1",
         {{A::subscribe, P + "/bookings/+/send_message", true},
@@ -1143,8 +1094,7 @@ BOOST_AUTO_TEST_CASE(specific_grants_apply_to_their_subject_only) {
          {A::write, P + "/billing/invoices/1", false}});
   // A participant never gets a service's grants, whatever its sub.
   check(policy, make_identity(nt::Principal::driver, "billing", "BK-1"), "app-1",
-        {{A::write, P + "/billing/invoices/1", false},
-         {A::subscribe, P + "/bookings/+/send_message", false}});
+        {{A::write, P + "/billing/invoices/1", false}, {A::subscribe, P + "/bookings/+/send_message", false}});
 }
 
 // The reply address a requester may ask for (docs/protocol.md, Replies): a participant only under

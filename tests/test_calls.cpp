@@ -19,15 +19,14 @@ constexpr Millis kTimeout = 30'000;
 constexpr Millis kConnected = kCreated + 4'000;
 constexpr Millis kEnded = kConnected + 60'000;
 
-const CallAction kTransitions[] = {CallAction::accept, CallAction::decline, CallAction::cancel,
-                                   CallAction::end};
+const CallAction kTransitions[] = {CallAction::accept, CallAction::decline, CallAction::cancel, CallAction::end};
 const CallState kStates[] = {CallState::ringing, CallState::connected, CallState::ended};
 
 Call ringing(Role caller = Role::driver) { return start_call("BK123", "c-7f3a", caller, kCreated, kTimeout); }
 
 Call connected(Role caller = Role::driver) {
-  return apply_call_action(ringing(caller), CallAction::accept,
-                           caller == Role::driver ? Role::passenger : Role::driver, kConnected);
+  return apply_call_action(ringing(caller), CallAction::accept, caller == Role::driver ? Role::passenger : Role::driver,
+                           kConnected);
 }
 
 Call ended_completed(Role caller = Role::driver) {
@@ -158,10 +157,8 @@ BOOST_AUTO_TEST_CASE(passenger_called_driver_roles_mirror) {
   BOOST_CHECK(r.from == Role::passenger);
   BOOST_CHECK(r.to == Role::driver);
   BOOST_CHECK(apply_call_action(r, CallAction::accept, Role::driver, kConnected).state == CallState::connected);
-  BOOST_CHECK(apply_call_action(r, CallAction::decline, Role::driver, kConnected).end_reason ==
-              EndReason::declined);
-  BOOST_CHECK(apply_call_action(r, CallAction::cancel, Role::passenger, kConnected).end_reason ==
-              EndReason::cancelled);
+  BOOST_CHECK(apply_call_action(r, CallAction::decline, Role::driver, kConnected).end_reason == EndReason::declined);
+  BOOST_CHECK(apply_call_action(r, CallAction::cancel, Role::passenger, kConnected).end_reason == EndReason::cancelled);
 }
 
 BOOST_AUTO_TEST_CASE(expire_ends_missed_at_the_ring_deadline) {
@@ -187,8 +184,8 @@ BOOST_AUTO_TEST_CASE(every_disallowed_transition_is_invalid_state) {
         if (state == allowed_state(action)) continue;
         for (Role by : {Role::driver, Role::passenger}) {
           if (!allowed_party(action, caller, by)) continue;
-          BOOST_TEST_CONTEXT("caller " << (caller == Role::driver ? "driver" : "passenger") << ", "
-                                       << to_string(action) << " on " << name(state)) {
+          BOOST_TEST_CONTEXT("caller " << (caller == Role::driver ? "driver" : "passenger") << ", " << to_string(action)
+                                       << " on " << name(state)) {
             const Call c = in_state(state, caller);
             auto code = error_of([&] { (void)apply_call_action(c, action, by, kEnded + 1'000); });
             BOOST_CHECK(code == std::optional<ErrorCode>(ErrorCode::invalid_state));
@@ -212,9 +209,8 @@ BOOST_AUTO_TEST_CASE(every_wrong_party_is_forbidden_in_every_state) {
       for (CallAction action : kTransitions) {
         for (Role by : {Role::driver, Role::passenger, Role::system}) {
           if (allowed_party(action, caller, by)) continue;
-          BOOST_TEST_CONTEXT("caller " << (caller == Role::driver ? "driver" : "passenger") << ", "
-                                       << to_string(action) << " by " << static_cast<int>(by) << " on "
-                                       << name(state)) {
+          BOOST_TEST_CONTEXT("caller " << (caller == Role::driver ? "driver" : "passenger") << ", " << to_string(action)
+                                       << " by " << static_cast<int>(by) << " on " << name(state)) {
             const Call c = in_state(state, caller);
             auto code = error_of([&] { (void)apply_call_action(c, action, by, kEnded + 1'000); });
             BOOST_CHECK(code == std::optional<ErrorCode>(ErrorCode::forbidden));

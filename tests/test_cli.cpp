@@ -219,7 +219,8 @@ CliResult run_cli(System& system, std::vector<std::string> argv, Millis timeout 
 // A started mosquitto_sub, subscribed (the broker logged its SUBSCRIBE) when this returns.
 std::unique_ptr<Process> start_sub(System& system, const std::string& client_id, std::vector<std::string> args,
                                    const std::string& out_path) {
-  std::vector<std::string> argv{"mosquitto_sub", "-h", "127.0.0.1", "-p", std::to_string(system.broker().port()), "-i", client_id};
+  std::vector<std::string> argv{"mosquitto_sub", "-h", "127.0.0.1", "-p", std::to_string(system.broker().port()), "-i",
+                                client_id};
   argv.insert(argv.end(), args.begin(), args.end());
   auto process = std::make_unique<Process>(std::move(argv), ProcessOptions{out_path, out_path + ".err", 2s});
   if (!system.broker().wait_log_contains("Received SUBSCRIBE from " + client_id, 5s)) {
@@ -230,8 +231,25 @@ std::unique_ptr<Process> start_sub(System& system, const std::string& client_id,
 
 std::vector<std::string> rr_args(System& system, const std::string& client_id, const std::string& request_topic_name,
                                  const std::string& response_topic, const json& body) {
-  return {"mosquitto_rr", "-V", "5", "-h", "127.0.0.1", "-p", std::to_string(system.broker().port()), "-i", client_id,
-          "-t", request_topic_name, "-e", response_topic, "-q", "1", "-m", body.dump(), "-W", "10"};
+  return {"mosquitto_rr",
+          "-V",
+          "5",
+          "-h",
+          "127.0.0.1",
+          "-p",
+          std::to_string(system.broker().port()),
+          "-i",
+          client_id,
+          "-t",
+          request_topic_name,
+          "-e",
+          response_topic,
+          "-q",
+          "1",
+          "-m",
+          body.dump(),
+          "-W",
+          "10"};
 }
 
 // The JSON a CLI tool printed (one payload, trailing newline).
@@ -256,9 +274,11 @@ NT_HOST_TEST(mosquitto_pub_with_reply_to_gets_its_reply_on_mosquitto_sub, 60) {
   const std::string out = system.dir().file(sub_id + ".out");
   auto sub = start_sub(system, sub_id, {"-V", "mqttv311", "-t", reply_topic, "-C", "1", "-W", "10"}, out);
 
-  const json body{{"sender", "driver"}, {"text", "from mosquitto_pub"}, {"reply_to", reply_topic}, {"correlation_id", "cli-1"}};
-  const CliResult pub = run_cli(system, {"mosquitto_pub", "-h", "127.0.0.1", "-p", std::to_string(system.broker().port()),
-                                         "-V", "mqttv311", "-q", "1", "-t", request_topic(code, "send_message"), "-m", body.dump()});
+  const json body{
+      {"sender", "driver"}, {"text", "from mosquitto_pub"}, {"reply_to", reply_topic}, {"correlation_id", "cli-1"}};
+  const CliResult pub =
+      run_cli(system, {"mosquitto_pub", "-h", "127.0.0.1", "-p", std::to_string(system.broker().port()), "-V",
+                       "mqttv311", "-q", "1", "-t", request_topic(code, "send_message"), "-m", body.dump()});
   BOOST_REQUIRE_MESSAGE(pub.exit_code == 0, "mosquitto_pub failed: " << pub.err);
 
   BOOST_REQUIRE_MESSAGE(sub->wait_exit(15s) == 0, "mosquitto_sub got no reply:\n" << sub->describe());
@@ -279,7 +299,8 @@ NT_HOST_TEST(mosquitto_rr_get_message_and_call_flow, 90) {
     const std::string response_topic = topic_prefix + "/replies/" + rr_id + "/" + std::to_string(++n);
     const CliResult result = run_cli(system, rr_args(system, rr_id, request_topic(code, action), response_topic, body));
     BOOST_REQUIRE_MESSAGE(result.exit_code == 0, "mosquitto_rr " << action << " failed (exit "
-                                                                  << result.exit_code.value_or(-1) << "): " << result.err);
+                                                                 << result.exit_code.value_or(-1)
+                                                                 << "): " << result.err);
     return printed_json(result);
   };
 
@@ -318,10 +339,27 @@ NT_HOST_TEST(mosquitto_pub_v5_properties_are_honoured, 60) {
   const std::string out = system.dir().file(sub_id + ".out");
   auto sub = start_sub(system, sub_id, {"-V", "mqttv5", "-t", reply_topic, "-C", "1", "-W", "10", "-F", "%D|%p"}, out);
 
-  const CliResult pub = run_cli(
-      system, {"mosquitto_pub", "-h", "127.0.0.1", "-p", std::to_string(system.broker().port()), "-V", "mqttv5", "-q", "1",
-               "-t", request_topic(code, "presence"), "-D", "publish", "response-topic", reply_topic, "-D", "publish",
-               "correlation-data", "cli-corr-5", "-m", R"({"role":"driver","online":true})"});
+  const CliResult pub = run_cli(system, {"mosquitto_pub",
+                                         "-h",
+                                         "127.0.0.1",
+                                         "-p",
+                                         std::to_string(system.broker().port()),
+                                         "-V",
+                                         "mqttv5",
+                                         "-q",
+                                         "1",
+                                         "-t",
+                                         request_topic(code, "presence"),
+                                         "-D",
+                                         "publish",
+                                         "response-topic",
+                                         reply_topic,
+                                         "-D",
+                                         "publish",
+                                         "correlation-data",
+                                         "cli-corr-5",
+                                         "-m",
+                                         R"({"role":"driver","online":true})"});
   BOOST_REQUIRE_MESSAGE(pub.exit_code == 0, "mosquitto_pub failed: " << pub.err);
   BOOST_REQUIRE_MESSAGE(sub->wait_exit(15s) == 0, "mosquitto_sub got no reply:\n" << sub->describe());
   const std::string printed = read_file(out);
@@ -334,8 +372,9 @@ NT_HOST_TEST(mosquitto_pub_v5_properties_are_honoured, 60) {
 
   // And the retained presence, as mosquitto_sub sees it.
   auto read_retained = [&] {
-    const CliResult retained = run_cli(system, {"mosquitto_sub", "-h", "127.0.0.1", "-p", std::to_string(system.broker().port()),
-                                                "-t", event_topic(code, "presence"), "-C", "1", "-W", "10", "-F", "%r %p"});
+    const CliResult retained =
+        run_cli(system, {"mosquitto_sub", "-h", "127.0.0.1", "-p", std::to_string(system.broker().port()), "-t",
+                         event_topic(code, "presence"), "-C", "1", "-W", "10", "-F", "%r %p"});
     BOOST_REQUIRE_MESSAGE(retained.exit_code == 0, "no retained presence: " << retained.err);
     BOOST_REQUIRE_MESSAGE(retained.out.substr(0, 2) == "1 ", "not retained: " << retained.out);
     return json::parse(retained.out.substr(2));
@@ -353,7 +392,8 @@ NT_HOST_TEST(mosquitto_pub_v5_properties_are_honoured, 60) {
   }
   BOOST_CHECK_MESSAGE(presence["driver"].value("online", json()) == json(false),
                       "the driver is still online after mosquitto_pub disconnected: " << presence.dump());
-  BOOST_TEST(presence["driver"].value("since", std::int64_t{0}) >= reply["presence"]["driver"].value("since", std::int64_t{0}));
+  BOOST_TEST(presence["driver"].value("since", std::int64_t{0}) >=
+             reply["presence"]["driver"].value("since", std::int64_t{0}));
 }
 
 NT_HOST_TEST(mosquitto_pub_without_reply_address_reports_on_errors_topic, 60) {
@@ -364,8 +404,9 @@ NT_HOST_TEST(mosquitto_pub_without_reply_address_reports_on_errors_topic, 60) {
   const std::string out = system.dir().file(sub_id + ".out");
   auto sub = start_sub(system, sub_id, {"-t", errors_topic(code), "-C", "1", "-W", "10"}, out);
 
-  const CliResult pub = run_cli(system, {"mosquitto_pub", "-h", "127.0.0.1", "-p", std::to_string(system.broker().port()),
-                                         "-q", "1", "-t", request_topic(code, "send_message"), "-m", "this is not json"});
+  const CliResult pub =
+      run_cli(system, {"mosquitto_pub", "-h", "127.0.0.1", "-p", std::to_string(system.broker().port()), "-q", "1",
+                       "-t", request_topic(code, "send_message"), "-m", "this is not json"});
   BOOST_REQUIRE_MESSAGE(pub.exit_code == 0, "mosquitto_pub failed: " << pub.err);
   BOOST_REQUIRE_MESSAGE(sub->wait_exit(15s) == 0, "nothing on the errors topic:\n" << sub->describe());
   const json error = json::parse(read_file(out));
@@ -402,8 +443,9 @@ NT_HOST_TEST(navietakie_ctl_tokens_work_with_mosquitto_rr, 90) {
   BOOST_TEST(bad_role.out.empty());
 
   const std::string rr_id = "drv-cli-phone";
-  std::vector<std::string> argv = rr_args(system, rr_id, request_topic(code, "send_message"),
-                                          topic_prefix + "/replies/" + rr_id + "/1", text_message("driver", "with a token"));
+  std::vector<std::string> argv =
+      rr_args(system, rr_id, request_topic(code, "send_message"), topic_prefix + "/replies/" + rr_id + "/1",
+              text_message("driver", "with a token"));
   argv.insert(argv.end(), {"-u", "drv-cli", "-P", token});
   const CliResult rr = run_cli(system, argv);
   BOOST_REQUIRE_MESSAGE(rr.exit_code == 0, "mosquitto_rr failed: " << rr.err);
@@ -411,8 +453,9 @@ NT_HOST_TEST(navietakie_ctl_tokens_work_with_mosquitto_rr, 90) {
   NT_REQUIRE_OK(reply);
   BOOST_TEST(reply["message"].value("sender_id", "") == "drv-cli");
   // Without the token, mosquitto_rr cannot even connect.
-  const CliResult anonymous = run_cli(system, rr_args(system, "anon-cli", request_topic(code, "send_message"),
-                                                      topic_prefix + "/replies/anon-cli/1", text_message("driver", "x")));
+  const CliResult anonymous =
+      run_cli(system, rr_args(system, "anon-cli", request_topic(code, "send_message"),
+                              topic_prefix + "/replies/anon-cli/1", text_message("driver", "x")));
   BOOST_TEST(anonymous.exit_code.value_or(0) != 0);
   const bool said_why = anonymous.err.find("ot authori") != std::string::npos;
   BOOST_TEST(said_why, anonymous.err);
@@ -424,11 +467,11 @@ NT_HOST_TEST(navietakie_sim_verifies_a_short_run, 120) {
   SystemOptions options = system_options(host, 2);  // short ring timeout: missed calls end quickly
   TestContext ctx(shared_system("cli-sim", options));
   System& system = ctx.system();
-  const CliResult run = run_cli(system,
-                                {NAVIETAKIE_SIM_BIN, "--url", system.broker_uri(), "--bookings", "4", "--rate", "10",
-                                 "--duration", "6", "--calls", "20", "--ring-timeout", "2", "--history-every", "1",
-                                 "--json", "--quiet"},
-                                90s);
+  const CliResult run =
+      run_cli(system,
+              {NAVIETAKIE_SIM_BIN, "--url", system.broker_uri(), "--bookings", "4", "--rate", "10", "--duration", "6",
+               "--calls", "20", "--ring-timeout", "2", "--history-every", "1", "--json", "--quiet"},
+              90s);
   BOOST_TEST(run.exit_code.value_or(-1) == 0, run.err);
   const json summary = printed_json(run);
   BOOST_TEST(summary.value("ok", false));

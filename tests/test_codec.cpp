@@ -230,13 +230,13 @@ BOOST_AUTO_TEST_CASE(parse_payload_rejects_non_json_bad_utf8_and_overflow) {
       "{'a':1}",
       "{\"a\":1,}",
       "\xff",
-      "{\"a\":\"\xff\"}",                  // a byte never valid in UTF-8
-      "{\"a\":\"\xc3\x28\"}",              // bad continuation byte
-      "{\"a\":\"\xc0\xaf\"}",              // overlong encoding of '/'
-      "{\"a\":\"\xed\xa0\x80\"}",          // a UTF-16 surrogate encoded in UTF-8
-      "{\"a\":\"\xf4\x90\x80\x80\"}",      // above U+10FFFF
-      "{\"a\":\"\xe2\x82\"}",              // truncated sequence
-      "{\"a\":\"\\ud800\"}",               // a lone escaped surrogate
+      "{\"a\":\"\xff\"}",              // a byte never valid in UTF-8
+      "{\"a\":\"\xc3\x28\"}",          // bad continuation byte
+      "{\"a\":\"\xc0\xaf\"}",          // overlong encoding of '/'
+      "{\"a\":\"\xed\xa0\x80\"}",      // a UTF-16 surrogate encoded in UTF-8
+      "{\"a\":\"\xf4\x90\x80\x80\"}",  // above U+10FFFF
+      "{\"a\":\"\xe2\x82\"}",          // truncated sequence
+      "{\"a\":\"\\ud800\"}",           // a lone escaped surrogate
       "1e999",
       "-1e999",
       "{\"limit\":1e999}",
@@ -277,7 +277,7 @@ BOOST_AUTO_TEST_CASE(send_defaults) {
 }
 
 BOOST_AUTO_TEST_CASE(send_all_fields) {
-  const Json body = {{"message_id", "m-1"}, {"type", "text"},           {"sender", "passenger"},
+  const Json body = {{"message_id", "m-1"}, {"type", "text"},        {"sender", "passenger"},
                      {"sender_id", "p-9"},  {"text", "caf\xc3\xa9"}, {"data", {{"a", {1, 2}}, {"b", nullptr}}}};
   const SendMessageRequest r = decode_send_message(body, kMaxText);
   BOOST_CHECK(r.message_id == std::optional<std::string>("m-1"));
@@ -288,7 +288,8 @@ BOOST_AUTO_TEST_CASE(send_all_fields) {
 }
 
 BOOST_AUTO_TEST_CASE(send_call_and_system_types_need_no_text) {
-  SendMessageRequest r = decode_send_message({{"type", "call"}, {"sender", "system"}, {"data", {{"call_id", "x"}}}}, kMaxText);
+  SendMessageRequest r =
+      decode_send_message({{"type", "call"}, {"sender", "system"}, {"data", {{"call_id", "x"}}}}, kMaxText);
   BOOST_CHECK(r.type == MessageType::call);
   BOOST_CHECK(r.sender == Role::system);
   BOOST_TEST(r.text.empty());
@@ -412,8 +413,8 @@ BOOST_AUTO_TEST_CASE(get_all_fields) {
 BOOST_AUTO_TEST_CASE(get_limit_is_1_to_200) {
   BOOST_TEST(decode_get_message({{"limit", 1}}).limit == 1u);
   BOOST_TEST(decode_get_message({{"limit", 200}}).limit == 200u);
-  for (const Json& bad : {Json(0), Json(201), Json(-1), Json(1000000), Json(1.5), Json(50.0), Json("10"),
-                          Json(true), Json(nullptr), Json(std::numeric_limits<std::uint64_t>::max()),
+  for (const Json& bad : {Json(0), Json(201), Json(-1), Json(1000000), Json(1.5), Json(50.0), Json("10"), Json(true),
+                          Json(nullptr), Json(std::numeric_limits<std::uint64_t>::max()),
                           Json(std::numeric_limits<std::int64_t>::min()), Json::array({10})}) {
     check_get_invalid({{"limit", bad}}, "limit");
   }
@@ -559,13 +560,12 @@ BOOST_AUTO_TEST_CASE(parse_request_topics) {
   BOOST_TEST(parsed->booking == "bad.code");
 
   for (const char* other :
-       {"", "navietakie/v1", "navietakie/v1/bookings/", "navietakie/v1/bookings/BK1",
-        "navietakie/v1/bookings/BK1/", "navietakie/v1/bookings/BK1/events/message",
-        "navietakie/v1/bookings/BK1/events/call", "navietakie/v1/bookings/BK1/errors",
-        "navietakie/v1/bookings/BK1/send_message/x", "navietakie/v1/bookings/BK1/x/send_message",
-        "navietakie/v1/bookings/BK1/Send_Message", "navietakie/v2/bookings/BK1/send_message",
-        "x/navietakie/v1/bookings/BK1/send_message", "navietakie/v1/replies/c/send_message",
-        "/navietakie/v1/bookings/BK1/send_message", "navietakie/v1/errors"}) {
+       {"", "navietakie/v1", "navietakie/v1/bookings/", "navietakie/v1/bookings/BK1", "navietakie/v1/bookings/BK1/",
+        "navietakie/v1/bookings/BK1/events/message", "navietakie/v1/bookings/BK1/events/call",
+        "navietakie/v1/bookings/BK1/errors", "navietakie/v1/bookings/BK1/send_message/x",
+        "navietakie/v1/bookings/BK1/x/send_message", "navietakie/v1/bookings/BK1/Send_Message",
+        "navietakie/v2/bookings/BK1/send_message", "x/navietakie/v1/bookings/BK1/send_message",
+        "navietakie/v1/replies/c/send_message", "/navietakie/v1/bookings/BK1/send_message", "navietakie/v1/errors"}) {
     BOOST_TEST(!topics.parse_request(other).has_value(), "'" << other << "'");
   }
 }

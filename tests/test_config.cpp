@@ -42,8 +42,7 @@ class Arguments {
     pointers_.push_back(nullptr);
   }
   nt::CommandLine parse() const {
-    return nt::parse_command_line(static_cast<int>(arguments_.size()), pointers_.data(),
-                                  "navietakie-bridge");
+    return nt::parse_command_line(static_cast<int>(arguments_.size()), pointers_.data(), "navietakie-bridge");
   }
 
  private:
@@ -57,8 +56,7 @@ class TempFile {
   explicit TempFile(const std::string& text) {
     static int counter = 0;
     path_ = std::filesystem::temp_directory_path() /
-            ("navietakie-test-config-" + std::to_string(::getpid()) + "-" +
-             std::to_string(++counter) + ".conf");
+            ("navietakie-test-config-" + std::to_string(::getpid()) + "-" + std::to_string(++counter) + ".conf");
     std::ofstream(path_, std::ios::binary) << text;
   }
   ~TempFile() {
@@ -84,9 +82,7 @@ std::string config_error(Fn&& fn) {
   return "";
 }
 
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 nt::Settings settings_with(const std::string& key, const std::string& value) {
   nt::ConfigLayer layer;
@@ -109,13 +105,30 @@ BOOST_AUTO_TEST_CASE(schema_lists_every_key_in_order_with_help) {
     BOOST_TEST(!key.help.empty(), key.key);
     BOOST_TEST(key.help.find('\n') == std::string::npos, key.key);
   }
-  const std::vector<std::string> expected = {
-      "broker_url",  "client_id",           "topic_prefix",      "data_dir",       "map_size_mb",
-      "sync",        "call_ring_timeout_s", "max_payload_bytes", "max_text_bytes", "log_level",
-      "share_group", "batch_max",           "queue_max",         "environment",       "auth_jwt_secret_file",
-      "auth_jwt_public_key_file", "auth_service_grants", "auth_token_max_bytes", "auth_leeway_s",
-      "auth_max_token_ttl_s", "handlers", "mqtt_username", "mqtt_password_file",
-      "trust_identity_property"};
+  const std::vector<std::string> expected = {"broker_url",
+                                             "client_id",
+                                             "topic_prefix",
+                                             "data_dir",
+                                             "map_size_mb",
+                                             "sync",
+                                             "call_ring_timeout_s",
+                                             "max_payload_bytes",
+                                             "max_text_bytes",
+                                             "log_level",
+                                             "share_group",
+                                             "batch_max",
+                                             "queue_max",
+                                             "environment",
+                                             "auth_jwt_secret_file",
+                                             "auth_jwt_public_key_file",
+                                             "auth_service_grants",
+                                             "auth_token_max_bytes",
+                                             "auth_leeway_s",
+                                             "auth_max_token_ttl_s",
+                                             "handlers",
+                                             "mqtt_username",
+                                             "mqtt_password_file",
+                                             "trust_identity_property"};
   BOOST_TEST(keys == expected, boost::test_tools::per_element());
 }
 
@@ -155,10 +168,9 @@ BOOST_AUTO_TEST_CASE(precedence_file_then_env_then_flag) {
       "client_id from-file\n"
       "data_dir /from/file\n"
       "batch_max 10\n");
-  const Environment env{"NAVIETAKIE_CLIENT_ID=from-env", "NAVIETAKIE_DATA_DIR=/from/env",
-                        "PATH=/usr/bin", "NAVIETAKIEX=ignored"};
-  const nt::CommandLine command_line =
-      Arguments{"--config", file.path(), "--client_id", "from-flag"}.parse();
+  const Environment env{"NAVIETAKIE_CLIENT_ID=from-env", "NAVIETAKIE_DATA_DIR=/from/env", "PATH=/usr/bin",
+                        "NAVIETAKIEX=ignored"};
+  const nt::CommandLine command_line = Arguments{"--config", file.path(), "--client_id", "from-flag"}.parse();
   BOOST_TEST(command_line.config_file == file.path());
 
   const nt::Settings settings = nt::load_settings(command_line, env.envp());
@@ -168,8 +180,8 @@ BOOST_AUTO_TEST_CASE(precedence_file_then_env_then_flag) {
   BOOST_TEST((settings.log_level == nt::LogLevel::info));  // default
 
   // Later layers win in resolve_settings too.
-  BOOST_TEST((nt::resolve_settings({{{"sync", "nosync"}}, {{"sync", "nometasync"}}}).sync ==
-              nt::SyncSetting::nometasync));
+  BOOST_TEST(
+      (nt::resolve_settings({{{"sync", "nosync"}}, {{"sync", "nometasync"}}}).sync == nt::SyncSetting::nometasync));
 }
 
 BOOST_AUTO_TEST_CASE(file_comments_blank_lines_and_values_with_spaces) {
@@ -212,22 +224,19 @@ BOOST_AUTO_TEST_CASE(file_errors_name_key_and_line) {
   // A bad value is reported with the file and line it came from.
   const TempFile file("# comment\nmap_size_mb 12MB\n");
   BOOST_TEST(config_error([&] { nt::resolve_settings({nt::read_config_file(file.path())}); }) ==
-             "config key 'map_size_mb': expected an integer from 1 to 1048576, got '12MB' (from " +
-                 file.path() + ":2)");
+             "config key 'map_size_mb': expected an integer from 1 to 1048576, got '12MB' (from " + file.path() +
+                 ":2)");
 }
 
 BOOST_AUTO_TEST_CASE(missing_config_file_is_an_error) {
   const std::string path = "/nonexistent/navietakie.conf";
-  const std::string message = config_error([&] {
-    nt::load_settings(Arguments{"--config", path}.parse(), nullptr);
-  });
+  const std::string message = config_error([&] { nt::load_settings(Arguments{"--config", path}.parse(), nullptr); });
   BOOST_TEST(contains(message, "cannot open config file '" + path + "'"), message);
   BOOST_TEST(!config_error([] { nt::read_config_file("/"); }).empty());
 }
 
 BOOST_AUTO_TEST_CASE(environment_variables) {
-  const Environment env{"HOME=/root", "NAVIETAKIE_SYNC=nosync",
-                        "NAVIETAKIE_SHARE_GROUP=", "NAVIETAKIE_MAP_SIZE_MB=64"};
+  const Environment env{"HOME=/root", "NAVIETAKIE_SYNC=nosync", "NAVIETAKIE_SHARE_GROUP=", "NAVIETAKIE_MAP_SIZE_MB=64"};
   const nt::ConfigLayer layer = nt::config_from_env(env.envp());
   const nt::ConfigLayer expected{{"sync", "nosync"}, {"share_group", ""}, {"map_size_mb", "64"}};
   BOOST_TEST((layer == expected));
@@ -237,12 +246,10 @@ BOOST_AUTO_TEST_CASE(environment_variables) {
   BOOST_TEST(config_error([] { nt::config_from_env(Environment{"NAVIETAKIE_FOO=1"}.envp()); }) ==
              "unknown environment variable NAVIETAKIE_FOO");
   // Names are upper case only.
+  BOOST_TEST(config_error([] { nt::config_from_env(Environment{"NAVIETAKIE_sync=full"}.envp()); }) ==
+             "unknown environment variable NAVIETAKIE_sync");
   BOOST_TEST(config_error([] {
-               nt::config_from_env(Environment{"NAVIETAKIE_sync=full"}.envp());
-             }) == "unknown environment variable NAVIETAKIE_sync");
-  BOOST_TEST(config_error([] {
-               nt::load_settings(Arguments{}.parse(),
-                                 Environment{"NAVIETAKIE_CALL_RING_TIMEOUT_S=abc"}.envp());
+               nt::load_settings(Arguments{}.parse(), Environment{"NAVIETAKIE_CALL_RING_TIMEOUT_S=abc"}.envp());
              }) ==
              "config key 'call_ring_timeout_s': expected an integer from 1 to 86400, got 'abc' "
              "(from NAVIETAKIE_CALL_RING_TIMEOUT_S)");
@@ -250,12 +257,10 @@ BOOST_AUTO_TEST_CASE(environment_variables) {
 
 BOOST_AUTO_TEST_CASE(command_line_forms) {
   const nt::CommandLine command_line =
-      Arguments{"--client_id=a b", "--sync", "nosync", "--share_group=", "--batch_max", "7"}
-          .parse();
+      Arguments{"--client_id=a b", "--sync", "nosync", "--share_group=", "--batch_max", "7"}.parse();
   BOOST_TEST(!command_line.help);
   BOOST_TEST(command_line.config_file.empty());
-  const nt::ConfigLayer expected{
-      {"client_id", "a b"}, {"sync", "nosync"}, {"share_group", ""}, {"batch_max", "7"}};
+  const nt::ConfigLayer expected{{"client_id", "a b"}, {"sync", "nosync"}, {"share_group", ""}, {"batch_max", "7"}};
   BOOST_TEST((command_line.flags == expected));
   BOOST_TEST(command_line.flags.origin_of("sync") == "--sync");
 
@@ -279,15 +284,10 @@ BOOST_AUTO_TEST_CASE(command_line_errors) {
              }) == "unknown command-line option '--colour' (see --help)");
   BOOST_TEST(config_error([] { Arguments{"--colour=blue"}.parse(); }) ==
              "unknown command-line option '--colour' (see --help)");
-  BOOST_TEST(config_error([] { Arguments{"-x"}.parse(); }) ==
-             "unknown command-line option '-x' (see --help)");
+  BOOST_TEST(config_error([] { Arguments{"-x"}.parse(); }) == "unknown command-line option '-x' (see --help)");
   // Keys are spelled exactly, with underscores.
-  BOOST_TEST(contains(config_error([] {
-                        Arguments{"--client-id", "x"}.parse();
-                      }),
-                      "'--client-id'"));
-  BOOST_TEST(contains(config_error([] { Arguments{"extra"}.parse(); }),
-                      "unexpected command-line argument 'extra'"));
+  BOOST_TEST(contains(config_error([] { Arguments{"--client-id", "x"}.parse(); }), "'--client-id'"));
+  BOOST_TEST(contains(config_error([] { Arguments{"extra"}.parse(); }), "unexpected command-line argument 'extra'"));
   BOOST_TEST(config_error([] { Arguments{"--client_id"}.parse(); }) ==
              "command-line option '--client_id' needs a value");
   BOOST_TEST(contains(config_error([] {
@@ -322,11 +322,8 @@ BOOST_AUTO_TEST_CASE(help_lists_every_key) {
 BOOST_AUTO_TEST_CASE(unknown_key_in_a_layer) {
   nt::ConfigLayer layer;
   layer.set("colour", "blue", "somewhere");
-  BOOST_TEST(config_error([&] { nt::resolve_settings({layer}); }) ==
-             "unknown config key 'colour' (somewhere)");
-  BOOST_TEST(config_error([] {
-               nt::resolve_settings({{{"colour", "blue"}}});
-             }) == "unknown config key 'colour'");
+  BOOST_TEST(config_error([&] { nt::resolve_settings({layer}); }) == "unknown config key 'colour' (somewhere)");
+  BOOST_TEST(config_error([] { nt::resolve_settings({{{"colour", "blue"}}}); }) == "unknown config key 'colour'");
 }
 
 BOOST_AUTO_TEST_CASE(integers_are_strict_and_ranged) {
@@ -338,40 +335,37 @@ BOOST_AUTO_TEST_CASE(integers_are_strict_and_ranged) {
   BOOST_TEST(settings_with("batch_max", "10000").batch_max == 10000u);
 
   const std::string range = "expected an integer from 1 to 1048576, got ";
-  for (const std::string bad : {"0", "1048577", "-1", "+5", " 5", "5 ", "", "1e3", "0x10", "12MB",
-                                "99999999999999999999999"}) {
-    BOOST_TEST(error_with("map_size_mb", bad) ==
-                   "config key 'map_size_mb': " + range + "'" + bad + "' (from --map_size_mb)",
-               bad);
+  for (const std::string bad :
+       {"0", "1048577", "-1", "+5", " 5", "5 ", "", "1e3", "0x10", "12MB", "99999999999999999999999"}) {
+    BOOST_TEST(
+        error_with("map_size_mb", bad) == "config key 'map_size_mb': " + range + "'" + bad + "' (from --map_size_mb)",
+        bad);
   }
   BOOST_TEST(contains(error_with("call_ring_timeout_s", "0"), "from 1 to 86400, got '0'"));
   BOOST_TEST(contains(error_with("max_payload_bytes", "255"), "from 256 to 268435455, got '255'"));
   BOOST_TEST(contains(error_with("batch_max", "10001"), "from 1 to 10000, got '10001'"));
 
   // max_text_bytes is bounded by max_payload_bytes, whichever layer set it.
-  BOOST_TEST(nt::resolve_settings({{{"max_payload_bytes", "1000"}, {"max_text_bytes", "1000"}}})
-                 .max_text_bytes == 1000u);
-  BOOST_TEST(
-      config_error([] {
-        nt::resolve_settings({{{"max_payload_bytes", "1000"}}, {{"max_text_bytes", "1001"}}});
-      }) ==
-      "config key 'max_text_bytes': expected an integer from 1 to 1000 (max_payload_bytes), "
-      "got '1001'");
+  BOOST_TEST(nt::resolve_settings({{{"max_payload_bytes", "1000"}, {"max_text_bytes", "1000"}}}).max_text_bytes ==
+             1000u);
+  BOOST_TEST(config_error([] {
+               nt::resolve_settings({{{"max_payload_bytes", "1000"}}, {{"max_text_bytes", "1001"}}});
+             }) ==
+             "config key 'max_text_bytes': expected an integer from 1 to 1000 (max_payload_bytes), "
+             "got '1001'");
   BOOST_TEST(contains(error_with("max_text_bytes", "65537"), "from 1 to 65536"));
 }
 
 BOOST_AUTO_TEST_CASE(enumerations) {
   BOOST_TEST((settings_with("sync", "nometasync").sync == nt::SyncSetting::nometasync));
   BOOST_TEST((settings_with("log_level", "debug").log_level == nt::LogLevel::debug));
-  BOOST_TEST(
-      error_with("sync", "Full") ==
-      "config key 'sync': expected one of full, nometasync, nosync, got 'Full' (from --sync)");
+  BOOST_TEST(error_with("sync", "Full") ==
+             "config key 'sync': expected one of full, nometasync, nosync, got 'Full' (from --sync)");
   BOOST_TEST(error_with("log_level", "warning") ==
              "config key 'log_level': expected one of debug, info, warn, error, got 'warning' "
              "(from --log_level)");
 
-  for (auto level :
-       {nt::LogLevel::debug, nt::LogLevel::info, nt::LogLevel::warn, nt::LogLevel::error}) {
+  for (auto level : {nt::LogLevel::debug, nt::LogLevel::info, nt::LogLevel::warn, nt::LogLevel::error}) {
     BOOST_TEST((nt::parse_log_level(nt::to_string(level)) == level));
   }
   for (auto mode : {nt::SyncSetting::full, nt::SyncSetting::nometasync, nt::SyncSetting::nosync}) {
@@ -382,17 +376,15 @@ BOOST_AUTO_TEST_CASE(enumerations) {
 }
 
 BOOST_AUTO_TEST_CASE(strings) {
-  for (const std::string good : {"tcp://127.0.0.1:1883", "mqtt://broker", "ws://h:9001/mqtt",
-                                 "ssl://h:8883", "wss://h/mqtt"}) {
+  for (const std::string good :
+       {"tcp://127.0.0.1:1883", "mqtt://broker", "ws://h:9001/mqtt", "ssl://h:8883", "wss://h/mqtt"}) {
     BOOST_TEST(settings_with("broker_url", good).broker_url == good);
   }
   BOOST_TEST(error_with("broker_url", "") ==
              "config key 'broker_url': expected a non-empty value, got '' (from --broker_url)");
   for (const std::string bad : {"127.0.0.1:1883", "http://h", "tcp://", "TCP://h"}) {
-    BOOST_TEST(contains(error_with("broker_url", bad), "config key 'broker_url': expected a URL"),
-               bad);
-    BOOST_TEST(contains(error_with("broker_url", bad), "got '" + bad + "' (from --broker_url)"),
-               bad);
+    BOOST_TEST(contains(error_with("broker_url", bad), "config key 'broker_url': expected a URL"), bad);
+    BOOST_TEST(contains(error_with("broker_url", bad), "got '" + bad + "' (from --broker_url)"), bad);
   }
 
   BOOST_TEST(settings_with("topic_prefix", "acme").topic_prefix == "acme");
@@ -400,8 +392,7 @@ BOOST_AUTO_TEST_CASE(strings) {
   const std::vector<std::string> bad_prefixes = {
       "", "/a", "a/", "a/+/b", "a/#", "$SYS/a", std::string("a\0b", 3), "\xff", "\xc0\xaf"};
   for (const std::string& bad : bad_prefixes) {
-    BOOST_TEST(contains(error_with("topic_prefix", bad), "config key 'topic_prefix': expected"),
-               bad);
+    BOOST_TEST(contains(error_with("topic_prefix", bad), "config key 'topic_prefix': expected"), bad);
   }
   // Control bytes are escaped in the message.
   BOOST_TEST(contains(error_with("topic_prefix", std::string("a\0b", 3)), "got 'a\\x00b'"));
@@ -437,12 +428,13 @@ BOOST_AUTO_TEST_CASE(token_lifetime_and_public_key_keys) {
   for (const std::string bad : {"0", "59", "31622401", "-1", "1d", ""}) {
     BOOST_TEST(error_with("auth_max_token_ttl_s", bad) ==
                    "config key 'auth_max_token_ttl_s': expected an integer from 60 to 31622400, "
-                   "got '" + bad + "' (from --auth_max_token_ttl_s)",
+                   "got '" +
+                       bad + "' (from --auth_max_token_ttl_s)",
                bad);
   }
   // The file is read (and its key checked) by whoever verifies: auth/jwt.hpp jwt_options.
-  BOOST_TEST(settings_with("auth_jwt_public_key_file", "/etc/navietakie/jwt.pub")
-                 .auth_jwt_public_key_file == "/etc/navietakie/jwt.pub");
+  BOOST_TEST(settings_with("auth_jwt_public_key_file", "/etc/navietakie/jwt.pub").auth_jwt_public_key_file ==
+             "/etc/navietakie/jwt.pub");
   BOOST_TEST(contains(error_with("auth_jwt_public_key_file", std::string("a\0b", 3)),
                       "config key 'auth_jwt_public_key_file': expected a value without NUL"));
 }
@@ -454,8 +446,7 @@ BOOST_AUTO_TEST_CASE(sample_bridge_conf_is_the_defaults) {
   const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
   for (const auto& key : nt::config_schema()) {
     // Every key is documented; every key with a non-empty default is set to it.
-    BOOST_TEST((contains(text, "\n" + key.key + " ") || contains(text, "# " + key.key + " ")),
-               key.key);
+    BOOST_TEST((contains(text, "\n" + key.key + " ") || contains(text, "# " + key.key + " ")), key.key);
     if (!key.default_value.empty()) {
       BOOST_TEST(layer.count(key.key) == 1u, key.key);
       BOOST_TEST(layer.at(key.key) == key.default_value, key.key);
@@ -490,8 +481,10 @@ std::vector<std::string> block(const std::string& text, const std::string& liste
   std::vector<std::string> out;
   bool inside = false;
   for (const auto& line : lines_of(text)) {
-    if (line == listener_line) inside = true;
-    else if (inside && line.empty()) break;
+    if (line == listener_line)
+      inside = true;
+    else if (inside && line.empty())
+      break;
     if (inside) out.push_back(line);
   }
   return out;
@@ -524,9 +517,10 @@ BOOST_AUTO_TEST_CASE(max_packet_size_covers_a_bridge_history_page) {
 
 BOOST_AUTO_TEST_CASE(defaults) {
   const std::string conf = nt::render_mosquitto_conf({});
-  for (const std::string& line : std::vector<std::string>{"per_listener_settings false", "allow_anonymous true", "persistence false", "max_queued_messages 10000",
-        "max_packet_size 13631488", "set_tcp_nodelay true", "log_dest stderr", "log_type error",
-        "log_type warning", "log_type notice", "log_type information", "listener 1883"}) {
+  for (const std::string& line : std::vector<std::string>{
+           "per_listener_settings false", "allow_anonymous true", "persistence false", "max_queued_messages 10000",
+           "max_packet_size 13631488", "set_tcp_nodelay true", "log_dest stderr", "log_type error", "log_type warning",
+           "log_type notice", "log_type information", "listener 1883"}) {
     BOOST_TEST(has_line(conf, line), line);
   }
   BOOST_TEST(!contains(conf, "\nuser "));
@@ -559,11 +553,12 @@ BOOST_AUTO_TEST_CASE(every_setting_reaches_its_line) {
   in.log_timestamp_format = "%H:%M:%S";
   in.extra_lines = {"# the end"};
   const std::string conf = nt::render_mosquitto_conf(in);
-  for (const std::string& line : std::vector<std::string>{"allow_anonymous false", "user nt", "max_queued_messages 100000", "max_inflight_messages 40",
-        "max_packet_size " + std::to_string(nt::derived_max_packet_size(4096)), "log_dest file /var/log/nt/mosquitto.log",
-        "log_type all", "log_timestamp_format %H:%M:%S", "plugin /lib/mosquitto_navietakie.so",
-        "plugin_opt_data_dir /var/lib/nt", "plugin_opt_auth_service_grants *:pub:{prefix}/a, *:sub:{prefix}/b",
-        "# the end"}) {
+  for (const std::string& line : std::vector<std::string>{
+           "allow_anonymous false", "user nt", "max_queued_messages 100000", "max_inflight_messages 40",
+           "max_packet_size " + std::to_string(nt::derived_max_packet_size(4096)),
+           "log_dest file /var/log/nt/mosquitto.log", "log_type all", "log_timestamp_format %H:%M:%S",
+           "plugin /lib/mosquitto_navietakie.so", "plugin_opt_data_dir /var/lib/nt",
+           "plugin_opt_auth_service_grants *:pub:{prefix}/a, *:sub:{prefix}/b", "# the end"}) {
     BOOST_TEST(has_line(conf, line), line);
   }
   BOOST_TEST(!has_line(conf, "log_type error"));
@@ -577,9 +572,8 @@ BOOST_AUTO_TEST_CASE(every_setting_reaches_its_line) {
   BOOST_TEST(block(conf, "listener 2901 127.0.0.1") ==
                  (Lines{"listener 2901 127.0.0.1", "protocol websockets", "socket_domain ipv4", "http_dir /srv/web"}),
              boost::test_tools::per_element());
-  BOOST_TEST(block(conf, "listener 2884 127.0.0.1") ==
-                 (Lines{"listener 2884 127.0.0.1", "certfile /tls/server.crt", "keyfile /tls/server.key",
-                        "cafile /tls/ca.crt"}),
+  BOOST_TEST(block(conf, "listener 2884 127.0.0.1") == (Lines{"listener 2884 127.0.0.1", "certfile /tls/server.crt",
+                                                              "keyfile /tls/server.key", "cafile /tls/ca.crt"}),
              boost::test_tools::per_element());
   BOOST_TEST(block(conf, "listener 2902 127.0.0.1") ==
                  (Lines{"listener 2902 127.0.0.1", "protocol websockets", "socket_domain ipv4", "http_dir /srv/web",
@@ -610,7 +604,9 @@ BOOST_AUTO_TEST_CASE(values_the_broker_would_refuse_or_misread) {
   BOOST_TEST(contains(with([](auto& c) { c.user = "nt\nlistener 1"; }), "user: line break"));
   BOOST_TEST(contains(with([](auto& c) { c.plugin_options = {{"sync", "full"}}; }), "without a plugin"));
   BOOST_TEST(contains(with([](auto& c) { c.plugin = "p.so", c.plugin_options = {{"bogus", "1"}}; }), "'bogus'"));
-  BOOST_TEST(contains(with([](auto& c) { c.plugin = "p.so", c.plugin_options = {{"sync", "full\nuser root"}}; }),
+  BOOST_TEST(contains(with([](auto& c) {
+                        c.plugin = "p.so", c.plugin_options = {{"sync", "full\nuser root"}};
+                      }),
                       "plugin_opt_sync: line break"));
   BOOST_TEST(contains(with([](auto& c) { c.max_packet_size = 19; }), "max_packet_size"));
   BOOST_TEST(contains(with([](auto& c) { c.extra_lines = {"a\nb"}; }), "extra_lines"));

@@ -17,16 +17,17 @@ constexpr int contract_ring_timeout_s = 30;
 // The ring timeout of the system that tests missed calls.
 constexpr int short_ring_timeout_s = 1;
 
-System& contract_system(const HostSetup& host) { return shared_system("contract", system_options(host, contract_ring_timeout_s)); }
+System& contract_system(const HostSetup& host) {
+  return shared_system("contract", system_options(host, contract_ring_timeout_s));
+}
 
 // Waits for the events/call event of `call_id` in `state`.
 std::optional<Received> wait_call_event(TestClient& client, const std::string& code, const std::string& call_id,
                                         const std::string& state, Millis timeout = 5s) {
-  return client.wait_for(on_topic_json(event_topic(code, "call"),
-                                       [&](const json& e) {
-                                         return e.value("call_id", "") == call_id && e.value("state", "") == state;
-                                       }),
-                         timeout);
+  return client.wait_for(
+      on_topic_json(event_topic(code, "call"),
+                    [&](const json& e) { return e.value("call_id", "") == call_id && e.value("state", "") == state; }),
+      timeout);
 }
 
 // Waits for the `call`-type message of `call_id` in `state` on events/message.
@@ -47,10 +48,10 @@ void fence(TestClient& client, const std::string& code) {
   const std::string id = "fence-" + random_hex(10);
   const json reply = send_message(client, code, json{{"sender", "system"}, {"type", "system"}, {"message_id", id}});
   BOOST_REQUIRE_MESSAGE(is_ok(reply), "fence message failed: " << reply.dump());
-  BOOST_REQUIRE_MESSAGE(
-      client.wait_for(on_topic_json(event_topic(code, "message"), [&](const json& m) { return m.value("message_id", "") == id; }),
-                      5s),
-      "the fence message was not broadcast");
+  BOOST_REQUIRE_MESSAGE(client.wait_for(on_topic_json(event_topic(code, "message"),
+                                                      [&](const json& m) { return m.value("message_id", "") == id; }),
+                                        5s),
+                        "the fence message was not broadcast");
 }
 
 void check_ts_between(std::int64_t ts, std::int64_t before, std::int64_t after) {
@@ -72,10 +73,12 @@ NT_CONTRACT_TEST(text_message_is_stored_replied_and_broadcast, 60) {
   client->subscribe(events_filter(code));
 
   const std::int64_t before = now_ms();
-  const auto pending = client->send_request(
-      request_topic(code, "send_message"),
-      json{{"sender", "driver"}, {"sender_id", "drv-42"}, {"text", "I'm at gate B"}, {"data", {{"k", json::array({1, "two", nullptr})}}}}
-          .dump());
+  const auto pending = client->send_request(request_topic(code, "send_message"),
+                                            json{{"sender", "driver"},
+                                                 {"sender_id", "drv-42"},
+                                                 {"text", "I'm at gate B"},
+                                                 {"data", {{"k", json::array({1, "two", nullptr})}}}}
+                                                .dump());
   const json reply = client->await_reply(pending);
   const std::int64_t after = now_ms();
 
@@ -137,14 +140,15 @@ NT_CONTRACT_TEST(resend_with_same_message_id_returns_original_and_broadcasts_not
   BOOST_TEST(first["message"].value("message_id", "") == id);
 
   // A retry with other content (even another sender and type) still returns the original.
-  const json second = send_message(*client, code, json{{"message_id", id}, {"sender", "passenger"}, {"text", "changed"}});
+  const json second =
+      send_message(*client, code, json{{"message_id", id}, {"sender", "passenger"}, {"text", "changed"}});
   NT_REQUIRE_OK(second);
   BOOST_TEST(second.value("duplicate", json()) == json(true));
   BOOST_TEST(second["message"] == first["message"]);
 
   fence(*client, code);
-  const auto broadcasts = client->received(on_topic_json(
-      event_topic(code, "message"), [&](const json& m) { return m.value("message_id", "") == id; }));
+  const auto broadcasts = client->received(
+      on_topic_json(event_topic(code, "message"), [&](const json& m) { return m.value("message_id", "") == id; }));
   BOOST_TEST(broadcasts.size() == 1u);
   // Nothing new was stored: the fence got seq 2.
   const json page = get_message(*client, code);
@@ -157,7 +161,8 @@ NT_CONTRACT_TEST(call_and_system_types_are_accepted_without_text, 60) {
   auto client = ctx.client();
   const std::string code = booking("types");
 
-  const json system_message = send_message(*client, code, json{{"type", "system"}, {"sender", "system"}, {"text", "Trip started"}});
+  const json system_message =
+      send_message(*client, code, json{{"type", "system"}, {"sender", "system"}, {"text", "Trip started"}});
   NT_REQUIRE_OK(system_message);
   BOOST_TEST(system_message["message"].value("type", "") == "system");
   BOOST_TEST(system_message["message"].value("sender", "") == "system");
@@ -166,8 +171,10 @@ NT_CONTRACT_TEST(call_and_system_types_are_accepted_without_text, 60) {
   NT_CHECK_OK(bare_system);
 
   // An imported call record: stored as a message, the call state machine is not touched.
-  const json imported_data{{"call_id", "pstn-1"}, {"state", "ended"}, {"end_reason", "completed"}, {"duration_ms", 61000}};
-  const json imported = send_message(*client, code, json{{"type", "call"}, {"sender", "system"}, {"data", imported_data}});
+  const json imported_data{
+      {"call_id", "pstn-1"}, {"state", "ended"}, {"end_reason", "completed"}, {"duration_ms", 61000}};
+  const json imported =
+      send_message(*client, code, json{{"type", "call"}, {"sender", "system"}, {"data", imported_data}});
   NT_REQUIRE_OK(imported);
   BOOST_TEST(imported["message"].value("type", "") == "call");
   BOOST_TEST(imported["message"].value("data", json()) == imported_data);
@@ -182,7 +189,8 @@ NT_CONTRACT_TEST(text_type_needs_non_empty_text, 60) {
   auto client = ctx.client();
   const std::string code = booking("notext");
   NT_CHECK_ERROR_NAMING(send_message(*client, code, json{{"sender", "driver"}}), "invalid_request", "text");
-  NT_CHECK_ERROR_NAMING(send_message(*client, code, json{{"sender", "driver"}, {"type", "text"}}), "invalid_request", "text");
+  NT_CHECK_ERROR_NAMING(send_message(*client, code, json{{"sender", "driver"}, {"type", "text"}}), "invalid_request",
+                        "text");
   NT_CHECK_ERROR_NAMING(send_message(*client, code, text_message("driver", "")), "invalid_request", "text");
   const json page = get_message(*client, code);
   BOOST_TEST(page.value("last_seq", -1) == 0);
@@ -197,8 +205,10 @@ NT_CONTRACT_TEST(text_limit_is_4096_bytes_of_utf8, 60) {
 
   NT_CHECK_OK(send_message(*client, code, text_message("driver", std::string(4096, 'a'))));
   NT_CHECK_OK(send_message(*client, code, text_message("driver", e_acute_2048)));
-  NT_CHECK_ERROR_NAMING(send_message(*client, code, text_message("driver", std::string(4097, 'a'))), "invalid_request", "text");
-  NT_CHECK_ERROR_NAMING(send_message(*client, code, text_message("driver", e_acute_2048 + "\xc3\xa9")), "invalid_request", "text");
+  NT_CHECK_ERROR_NAMING(send_message(*client, code, text_message("driver", std::string(4097, 'a'))), "invalid_request",
+                        "text");
+  NT_CHECK_ERROR_NAMING(send_message(*client, code, text_message("driver", e_acute_2048 + "\xc3\xa9")),
+                        "invalid_request", "text");
   const json page = get_message(*client, code);
   BOOST_TEST(page.value("last_seq", -1) == 2);
 }
@@ -227,13 +237,16 @@ BOOST_AUTO_TEST_SUITE_END()
 namespace {
 
 // Ten messages: seq 3 and 6 are `system` messages from `system`; the others are from the driver
-// when seq is odd (1 5 7 9) and from the passenger when it is even (2 4 8 10). Returns the stored messages, index i holding seq i+1.
+// when seq is odd (1 5 7 9) and from the passenger when it is even (2 4 8 10). Returns the stored messages, index i
+// holding seq i+1.
 std::vector<json> populate_history(TestClient& client, const std::string& code) {
   std::vector<json> stored;
   for (int seq = 1; seq <= 10; ++seq) {
     json body;
-    if (seq == 3 || seq == 6) body = json{{"type", "system"}, {"sender", "system"}, {"text", "note " + std::to_string(seq)}};
-    else body = text_message(seq % 2 == 1 ? "driver" : "passenger", "text " + std::to_string(seq));
+    if (seq == 3 || seq == 6)
+      body = json{{"type", "system"}, {"sender", "system"}, {"text", "note " + std::to_string(seq)}};
+    else
+      body = text_message(seq % 2 == 1 ? "driver" : "passenger", "text " + std::to_string(seq));
     const json reply = send_message(client, code, body);
     BOOST_REQUIRE_MESSAGE(is_ok(reply), "populate: " << reply.dump());
     BOOST_REQUIRE_EQUAL(reply["message"].value("seq", -1), seq);
@@ -325,7 +338,8 @@ NT_CONTRACT_TEST(filters_apply_before_the_limit, 60) {
   auto expected_between = [&](std::int64_t since, std::int64_t until) {
     Seqs seqs;
     for (const auto& m : stored) {
-      if (m.value("ts", std::int64_t{0}) >= since && m.value("ts", std::int64_t{0}) <= until) seqs.push_back(m.value("seq", 0));
+      if (m.value("ts", std::int64_t{0}) >= since && m.value("ts", std::int64_t{0}) <= until)
+        seqs.push_back(m.value("seq", 0));
     }
     return seqs;
   };
@@ -354,7 +368,8 @@ NT_CONTRACT_TEST(empty_booking_is_an_empty_page, 60) {
   TestContext ctx(contract_system(host));
   auto client = ctx.client();
   const std::string code = booking("empty");
-  for (const json& request : {json::object(), json{{"after_seq", 0}}, json{{"before_seq", 5}}, json{{"types", {"call"}}}}) {
+  for (const json& request :
+       {json::object(), json{{"after_seq", 0}}, json{{"before_seq", 5}}, json{{"types", {"call"}}}}) {
     const json reply = get_message(*client, code, request);
     NT_REQUIRE_OK(reply);
     BOOST_TEST(reply.value("messages", json()) == json::array());
@@ -576,9 +591,9 @@ NT_CONTRACT_TEST(transitions_outside_the_table_are_invalid_state, 60) {
   NT_CHECK_ERROR(make_call(*client, code, call_request("decline", "passenger", id)), "invalid_state");  // connected
   NT_CHECK_ERROR(make_call(*client, code, call_request("cancel", "driver", id)), "invalid_state");      // connected
   NT_REQUIRE_OK(make_call(*client, code, call_request("end", "passenger", id)));
-  NT_CHECK_ERROR(make_call(*client, code, call_request("end", "driver", id)), "invalid_state");         // ended
-  NT_CHECK_ERROR(make_call(*client, code, call_request("accept", "passenger", id)), "invalid_state");   // ended
-  NT_CHECK_ERROR(make_call(*client, code, call_request("cancel", "driver", id)), "invalid_state");       // ended
+  NT_CHECK_ERROR(make_call(*client, code, call_request("end", "driver", id)), "invalid_state");        // ended
+  NT_CHECK_ERROR(make_call(*client, code, call_request("accept", "passenger", id)), "invalid_state");  // ended
+  NT_CHECK_ERROR(make_call(*client, code, call_request("cancel", "driver", id)), "invalid_state");     // ended
 
   // The failed transitions changed nothing.
   const json got = make_call(*client, code, json{{"action", "get"}, {"call_id", id}});
@@ -610,9 +625,9 @@ NT_CONTRACT_TEST(action_by_the_wrong_party_is_forbidden, 60) {
   NT_REQUIRE_OK(started);
   const std::string id = started["call"].value("call_id", "");
 
-  NT_CHECK_ERROR(make_call(*client, code, call_request("accept", "driver", id)), "forbidden");      // caller accepts
-  NT_CHECK_ERROR(make_call(*client, code, call_request("decline", "driver", id)), "forbidden");     // caller declines
-  NT_CHECK_ERROR(make_call(*client, code, call_request("cancel", "passenger", id)), "forbidden");   // callee cancels
+  NT_CHECK_ERROR(make_call(*client, code, call_request("accept", "driver", id)), "forbidden");     // caller accepts
+  NT_CHECK_ERROR(make_call(*client, code, call_request("decline", "driver", id)), "forbidden");    // caller declines
+  NT_CHECK_ERROR(make_call(*client, code, call_request("cancel", "passenger", id)), "forbidden");  // callee cancels
   const json still = make_call(*client, code, json{{"action", "get"}, {"call_id", id}});
   NT_REQUIRE_OK(still);
   BOOST_TEST(still["call"].value("state", "") == "ringing");
@@ -663,9 +678,8 @@ NT_CONTRACT_TEST(start_with_an_existing_client_call_id_replies_with_that_call, 6
   BOOST_TEST(after_end["call"].value("state", "") == "ended");
 
   fence(*client, code);
-  BOOST_TEST(client->count(on_topic_json(event_topic(code, "call"), [&](const json& e) {
-               return e.value("state", "") == "ringing";
-             })) == 1u);
+  BOOST_TEST(client->count(on_topic_json(event_topic(code, "call"),
+                                         [&](const json& e) { return e.value("state", "") == "ringing"; })) == 1u);
   const json log = get_message(*client, code, {{"types", {"call"}}});
   NT_REQUIRE_OK(log);
   BOOST_TEST(log["messages"].size() == 2u);  // ringing, ended
@@ -758,9 +772,10 @@ NT_CONTRACT_TEST(online_and_offline_are_replied_and_retained, 60) {
   NT_REQUIRE_OK(offline);
   BOOST_TEST(offline["presence"]["driver"].value("online", json()) == json(false));
   check_ts_between(offline["presence"]["driver"].value("since", std::int64_t{0}), before, after);
-  auto offline_event = client->wait_for(
-      on_topic_json(event_topic(code, "presence"), [](const json& p) { return p["driver"].value("online", true) == false; }),
-      5s);
+  auto offline_event =
+      client->wait_for(on_topic_json(event_topic(code, "presence"),
+                                     [](const json& p) { return p["driver"].value("online", true) == false; }),
+                       5s);
   BOOST_REQUIRE(offline_event);
   BOOST_TEST(offline_event->body() == offline["presence"]);
 
@@ -806,9 +821,10 @@ NT_CONTRACT_TEST(a_client_dying_with_a_will_goes_offline, 60) {
   BOOST_TEST(online["presence"]["passenger"].value("online", json()) == json(true));
 
   device_process->kill9();  // no DISCONNECT: the broker publishes the Will
-  auto offline = client->wait_for(on_topic_json(event_topic(code, "presence"),
-                                                [](const json& p) { return p["passenger"].value("online", true) == false; }),
-                                  10s);
+  auto offline =
+      client->wait_for(on_topic_json(event_topic(code, "presence"),
+                                     [](const json& p) { return p["passenger"].value("online", true) == false; }),
+                       10s);
   BOOST_REQUIRE_MESSAGE(offline, "presence did not go offline after the client died");
   BOOST_TEST(offline->body()["passenger"].value("since", std::int64_t{0}) >=
              online["presence"]["passenger"].value("since", std::int64_t{0}));
@@ -863,13 +879,13 @@ NT_CONTRACT_TEST(failures_without_reply_address_go_to_the_booking_errors_topic, 
     BOOST_TEST_CONTEXT(c.action << " " << c.payload) {
       const std::string topic = request_topic(code, c.action);
       client->publish(topic, c.payload);  // no Response Topic, no reply_to
-      auto error = client->wait_for(on_topic_json(errors_topic(code),
-                                                  [&](const json& e) {
-                                                    return e.value("request_topic", "") == topic &&
-                                                           error_code(e) == c.code;
-                                                  }),
-                                    5s);
-      BOOST_CHECK_MESSAGE(error, "no " << c.code << " error with request_topic " << topic << " on " << errors_topic(code));
+      auto error = client->wait_for(
+          on_topic_json(
+              errors_topic(code),
+              [&](const json& e) { return e.value("request_topic", "") == topic && error_code(e) == c.code; }),
+          5s);
+      BOOST_CHECK_MESSAGE(error,
+                          "no " << c.code << " error with request_topic " << topic << " on " << errors_topic(code));
       if (error) {
         BOOST_TEST(error->body().value("ok", json()) == json(false));
         BOOST_TEST(!error_message(error->body()).empty());
@@ -932,7 +948,8 @@ NT_CONTRACT_TEST(two_hundred_concurrent_sends_get_seq_1_to_200, 120) {
   for (int i = 0; i < clients_count; ++i) {
     publishers.emplace_back([&, i] {
       for (int n = 0; n < per_client; ++n) {
-        json body = text_message(i % 2 == 0 ? "driver" : "passenger", "burst " + std::to_string(i) + "/" + std::to_string(n));
+        json body =
+            text_message(i % 2 == 0 ? "driver" : "passenger", "burst " + std::to_string(i) + "/" + std::to_string(n));
         body["message_id"] = "burst-" + std::to_string(i) + "-" + std::to_string(n);
         pending[static_cast<std::size_t>(i)].push_back(
             clients[static_cast<std::size_t>(i)]->send_request(request_topic(code, "send_message"), body.dump()));

@@ -40,10 +40,10 @@ BOOST_AUTO_TEST_CASE(the_conf_it_writes_serves_tcp_and_websockets, *utf::timeout
   int ws_port = free_port();
   for (int tries = 0; tries < 10 && ws_port == mqtt_port; ++tries) ws_port = free_port();
   const std::string conf_path = dir.file("mosquitto.conf");
-  const CtlRun ctl = broker_conf(
-      dir, {"--mqtt-port", std::to_string(mqtt_port), "--ws-port", std::to_string(ws_port), "--bind", "127.0.0.1",
-            "--user", current_user_name(), "--plugin", NAVIETAKIE_PLUGIN_SO, "--plugin-opt",
-            "data_dir=" + dir.file("data"), "--plugin-opt", "max_payload_bytes=4096", "--out", conf_path});
+  const CtlRun ctl =
+      broker_conf(dir, {"--mqtt-port", std::to_string(mqtt_port), "--ws-port", std::to_string(ws_port), "--bind",
+                        "127.0.0.1", "--user", current_user_name(), "--plugin", NAVIETAKIE_PLUGIN_SO, "--plugin-opt",
+                        "data_dir=" + dir.file("data"), "--plugin-opt", "max_payload_bytes=4096", "--out", conf_path});
   BOOST_REQUIRE_MESSAGE(ctl.exit_code == 0, ctl.output);
   const std::string conf = read_file(conf_path);
   // Derived from the plugin's own max_payload_bytes: 200 * (4096 + 1024) + 64 KiB, in MiB.

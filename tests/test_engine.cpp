@@ -80,7 +80,9 @@ struct EngineFixture {
   }
 
   void open_store() { store = open_lmdb_store(LmdbOptions{dir.path(), map_size_bytes, SyncMode::nosync}); }
-  void make_engine() { engine = std::make_unique<Engine>(*store, options, [this] { return now; }); }
+  void make_engine() {
+    engine = std::make_unique<Engine>(*store, options, [this] { return now; });
+  }
   // The process dies and comes back: a new Engine (and optionally a reopened store).
   void restart(bool reopen_store) {
     engine.reset();
@@ -94,8 +96,8 @@ struct EngineFixture {
   std::vector<Publish> handle(const Request& r) { return engine->handle({r}); }
 
   // Sends a request with reply_to and returns the reply; `out` gets everything published.
-  Json ask(const std::string& booking, const std::string& action, const Json& body,
-           std::vector<Publish>* out = nullptr, const std::string& client_id = "client-1") {
+  Json ask(const std::string& booking, const std::string& action, const Json& body, std::vector<Publish>* out = nullptr,
+           const std::string& client_id = "client-1") {
     auto published = handle(asking(booking, action, body, client_id));
     Json reply = one(published, kReplyTo);
     if (out) *out = std::move(published);
@@ -148,8 +150,11 @@ BOOST_AUTO_TEST_SUITE(engine_logic)
 BOOST_FIXTURE_TEST_CASE(send_replies_and_broadcasts_the_same_message, EngineFixture) {
   now = kT0 + 123;
   auto out = handle(asking("BK123", "send_message",
-                           {{"sender", "driver"}, {"sender_id", "drv-42"}, {"text", "I'm at gate B"},
-                            {"data", {{"gate", "B"}}}, {"correlation_id", "c-1"}}));
+                           {{"sender", "driver"},
+                            {"sender_id", "drv-42"},
+                            {"text", "I'm at gate B"},
+                            {"data", {{"gate", "B"}}},
+                            {"correlation_id", "c-1"}}));
   BOOST_TEST(out.size() == 2u, topics_of(out));
   const Json reply = one(out, kReplyTo);
   const Json event = one(out, topic("BK123", "events/message"));
@@ -202,8 +207,9 @@ BOOST_FIXTURE_TEST_CASE(duplicate_message_id_returns_the_first_and_broadcasts_no
   // Nothing new stored: the next message follows directly.
   BOOST_TEST(send("BK1", "next").at("message").at("seq") == 2);
   // The key is per booking.
-  BOOST_TEST(ask("BK2", "send_message", {{"message_id", "m-1"}, {"sender", "driver"}, {"text", "other"}})
-                 .at("duplicate") == false);
+  BOOST_TEST(
+      ask("BK2", "send_message", {{"message_id", "m-1"}, {"sender", "driver"}, {"text", "other"}}).at("duplicate") ==
+      false);
   BOOST_TEST(engine->metrics().duplicates.load() == 1u);
   BOOST_TEST(engine->metrics().messages_stored.load() == 3u);
 }
@@ -343,9 +349,11 @@ BOOST_FIXTURE_TEST_CASE(invalid_reply_to_on_a_valid_booking_goes_to_its_errors_t
 // on the requester's booking's errors topic, and nothing is stored or published at the address.
 BOOST_FIXTURE_TEST_CASE(a_system_topic_as_reply_address_is_forbidden_and_never_published_to, EngineFixture) {
   const std::vector<std::string> targets = {
-      topic("BK2", "events/message"), topic("BK2", "events/presence"), topic("BK2", "events/call"),
-      topic("BK2", "events"),         topic("BK2", "errors"),          topic("BK2", "send_message"),
-      topic("bad.code", "events/x"),  kPrefix + "/errors",             kPrefix + "/metrics/bridge-1",
+      topic("BK2", "events/message"), topic("BK2", "events/presence"),
+      topic("BK2", "events/call"),    topic("BK2", "events"),
+      topic("BK2", "errors"),         topic("BK2", "send_message"),
+      topic("bad.code", "events/x"),  kPrefix + "/errors",
+      kPrefix + "/metrics/bridge-1",
   };
   for (const auto& target : targets) {
     BOOST_TEST_CONTEXT("reply address " << target) {
@@ -355,7 +363,8 @@ BOOST_FIXTURE_TEST_CASE(a_system_topic_as_reply_address_is_forbidden_and_never_p
           r.response_topic = target;
           r.correlation_data = "chosen";
         } else {
-          r.payload = Json{{"sender", "driver"}, {"text", "injected"}, {"reply_to", target}, {"correlation_id", "c"}}.dump();
+          r.payload =
+              Json{{"sender", "driver"}, {"text", "injected"}, {"reply_to", target}, {"correlation_id", "c"}}.dump();
         }
         auto out = handle(r);
         BOOST_TEST(on(out, target).empty(), topics_of(out));
@@ -466,7 +475,8 @@ BOOST_FIXTURE_TEST_CASE(invalid_utf8_payload_is_reported_not_thrown, EngineFixtu
       // so its reply and event must come out.
       r.response_topic.reset();
       out.clear();
-      BOOST_CHECK_NO_THROW(out = engine->handle({asking("BK1", "send_message", {{"sender", "driver"}, {"text", "ok"}}), r}));
+      BOOST_CHECK_NO_THROW(
+          out = engine->handle({asking("BK1", "send_message", {{"sender", "driver"}, {"text", "ok"}}), r}));
       BOOST_TEST(on(out, kReplyTo).size() == 1u);
       broadcast += on(out, topic("BK1", "events/message")).size();
       BOOST_TEST(on(out, topic("BK1", "errors")).size() + on(out, kPrefix + "/errors").size() == 1u);
@@ -589,8 +599,9 @@ BOOST_FIXTURE_TEST_CASE(get_message_publishes_only_the_reply, EngineFixture) {
 BOOST_FIXTURE_TEST_CASE(a_batch_of_200_sends_gets_seq_1_to_200_in_order, EngineFixture) {
   std::vector<Request> batch;
   for (int i = 0; i < 200; ++i) {
-    batch.push_back(asking("BK1", "send_message",
-                           {{"sender", "driver"}, {"text", "m" + std::to_string(i)}, {"correlation_id", std::to_string(i)}}));
+    batch.push_back(
+        asking("BK1", "send_message",
+               {{"sender", "driver"}, {"text", "m" + std::to_string(i)}, {"correlation_id", std::to_string(i)}}));
   }
   const auto batches_before = engine->metrics().batches.load();
   auto out = engine->handle(batch);
@@ -975,7 +986,6 @@ BOOST_AUTO_TEST_CASE(offline_at_start_marks_every_stored_connection_offline) {
   BOOST_TEST(Json::parse(events[0].payload).at("driver") == Json({{"online", false}, {"since", kT0 + 9'000}}));
 }
 
-
 BOOST_FIXTURE_TEST_CASE(presence_follows_the_role_across_clients, EngineFixture) {
   const Json never = {{"online", false}, {"since", nullptr}};
   std::vector<Publish> out;
@@ -1032,10 +1042,10 @@ BOOST_FIXTURE_TEST_CASE(presence_errors, EngineFixture) {
 
 BOOST_FIXTURE_TEST_CASE(metrics_count_errors_by_code, EngineFixture) {
   send("BK1", "ok");
-  handle(request("BK1", "send_message", {{"sender", "driver"}}));              // invalid_request
-  handle(asking("BK1", "send_message", {{"text", "x"}}));                      // invalid_request
+  handle(request("BK1", "send_message", {{"sender", "driver"}}));                          // invalid_request
+  handle(asking("BK1", "send_message", {{"text", "x"}}));                                  // invalid_request
   handle(Request{topic("BK1", "send_message"), "nope", std::nullopt, std::nullopt, "c"});  // invalid_json
-  handle(request("bad.code", "get_message", Json::object()));                // invalid_booking_code
+  handle(request("bad.code", "get_message", Json::object()));                              // invalid_booking_code
   call("BK1", {{"action", "start"}, {"by", "driver"}, {"call_id", "c-1"}});
   call("BK1", {{"action", "start"}, {"by", "driver"}, {"call_id", "c-2"}});  // busy
   call("BK1", {{"action", "get"}, {"call_id", "zz"}});                       // not_found

@@ -59,7 +59,9 @@ class RecordingWriter : public StoreWriter {
   bool wrote() const { return wrote_; }
 
   std::uint64_t last_seq(const std::string& b) const override { return inner_.last_seq(b); }
-  std::optional<Message> message(const std::string& b, std::uint64_t seq) const override { return inner_.message(b, seq); }
+  std::optional<Message> message(const std::string& b, std::uint64_t seq) const override {
+    return inner_.message(b, seq);
+  }
   std::optional<Message> message_by_id(const std::string& b, const std::string& id) const override {
     return inner_.message_by_id(b, id);
   }
@@ -333,8 +335,8 @@ BOOST_FIXTURE_TEST_CASE(a_flood_past_queue_max_is_answered_overloaded_and_others
 BOOST_AUTO_TEST_CASE(an_overloaded_request_without_reply_address_goes_to_the_booking_errors_topic) {
   TestStore store;
   Engine engine(store, EngineOptions{});
-  Request r{topic("BK7", "send_message"), Json{{"sender", "driver"}, {"text", "x"}}.dump(), std::nullopt,
-            std::nullopt, "c1"};
+  Request r{topic("BK7", "send_message"), Json{{"sender", "driver"}, {"text", "x"}}.dump(), std::nullopt, std::nullopt,
+            "c1"};
   auto out = engine.overloaded(r);
   BOOST_REQUIRE(out.size() == 1u);
   BOOST_TEST(out[0].topic == topic("BK7", "errors"));

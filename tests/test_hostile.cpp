@@ -15,13 +15,17 @@ constexpr std::size_t max_payload_bytes = 64 * 1024;
 struct HostileCase {
   HostileCase(std::string name_, std::string action_, std::string payload_, std::string code_, std::string field_,
               std::optional<std::string> booking_ = std::nullopt)
-      : name(std::move(name_)), action(std::move(action_)), payload(std::move(payload_)), code(std::move(code_)),
-        field(std::move(field_)), booking(std::move(booking_)) {}
+      : name(std::move(name_)),
+        action(std::move(action_)),
+        payload(std::move(payload_)),
+        code(std::move(code_)),
+        field(std::move(field_)),
+        booking(std::move(booking_)) {}
   std::string name;
-  std::string action;   // send_message | get_message | make_call | presence
-  std::string payload;  // sent as-is
-  std::string code;     // the expected error code
-  std::string field;    // the field the message must name ("" when none applies)
+  std::string action;                  // send_message | get_message | make_call | presence
+  std::string payload;                 // sent as-is
+  std::string code;                    // the expected error code
+  std::string field;                   // the field the message must name ("" when none applies)
   std::optional<std::string> booking;  // the raw topic level; none: the suite's hostile booking
 };
 
@@ -57,9 +61,11 @@ std::vector<HostileCase> hostile_cases() {
       {"comment", "send_message", R"({"sender":"driver", /* c */ "text":"hi"})", "invalid_json", ""},
       {"empty payload", "send_message", "", "invalid_json", ""},
       {"whitespace only", "get_message", " \n\t ", "invalid_json", ""},
-      {"invalid UTF-8 in a string", "send_message", "{\"sender\":\"driver\",\"text\":\"\xff\xfe\"}", "invalid_json", ""},
+      {"invalid UTF-8 in a string", "send_message", "{\"sender\":\"driver\",\"text\":\"\xff\xfe\"}", "invalid_json",
+       ""},
       {"overlong UTF-8", "send_message", "{\"sender\":\"driver\",\"text\":\"\xc0\xaf\"}", "invalid_json", ""},
-      {"UTF-8 encoded surrogate", "send_message", "{\"sender\":\"driver\",\"text\":\"\xed\xa0\x80\"}", "invalid_json", ""},
+      {"UTF-8 encoded surrogate", "send_message", "{\"sender\":\"driver\",\"text\":\"\xed\xa0\x80\"}", "invalid_json",
+       ""},
       {"truncated UTF-8 sequence", "send_message", "{\"sender\":\"driver\",\"text\":\"\xe2\x82\"}", "invalid_json", ""},
       {"binary garbage", "make_call", bytes("\x00\x01\x02\xff\x80garbage\x00\x7f"), "invalid_json", ""},
       {"NUL inside JSON", "send_message", bytes("{\"sender\":\"driver\",\x00\"text\":\"hi\"}"), "invalid_json", ""},
@@ -84,22 +90,28 @@ std::vector<HostileCase> hostile_cases() {
       {"text array", "send_message", R"({"sender":"driver","text":["hi"]})", "invalid_request", "text"},
       {"text too long", "send_message", R"({"sender":"driver","text":")" + std::string(4097, 'x') + R"("})",
        "invalid_request", "text"},
-      {"sender_id number", "send_message", R"({"sender":"driver","sender_id":42,"text":"hi"})", "invalid_request", "sender_id"},
-      {"sender_id object", "send_message", R"({"sender":"driver","sender_id":{},"text":"hi"})", "invalid_request", "sender_id"},
+      {"sender_id number", "send_message", R"({"sender":"driver","sender_id":42,"text":"hi"})", "invalid_request",
+       "sender_id"},
+      {"sender_id object", "send_message", R"({"sender":"driver","sender_id":{},"text":"hi"})", "invalid_request",
+       "sender_id"},
       {"data string", "send_message", R"({"sender":"driver","text":"hi","data":"junk"})", "invalid_request", "data"},
       {"data array", "send_message", R"({"sender":"driver","text":"hi","data":[{"a":1}]})", "invalid_request", "data"},
       {"data number", "send_message", R"({"sender":"driver","text":"hi","data":3})", "invalid_request", "data"},
-      {"message_id number", "send_message", R"({"sender":"driver","text":"hi","message_id":12})", "invalid_request", "message_id"},
+      {"message_id number", "send_message", R"({"sender":"driver","text":"hi","message_id":12})", "invalid_request",
+       "message_id"},
       {"message_id with spaces", "send_message", R"({"sender":"driver","text":"hi","message_id":"has space"})",
        "invalid_request", "message_id"},
-      {"message_id 129 chars", "send_message", R"({"sender":"driver","text":"hi","message_id":")" + std::string(129, 'm') + R"("})",
-       "invalid_request", "message_id"},
-      {"message_id empty", "send_message", R"({"sender":"driver","text":"hi","message_id":""})", "invalid_request", "message_id"},
+      {"message_id 129 chars", "send_message",
+       R"({"sender":"driver","text":"hi","message_id":")" + std::string(129, 'm') + R"("})", "invalid_request",
+       "message_id"},
+      {"message_id empty", "send_message", R"({"sender":"driver","text":"hi","message_id":""})", "invalid_request",
+       "message_id"},
       {"message_id non-ASCII", "send_message", "{\"sender\":\"driver\",\"text\":\"hi\",\"message_id\":\"id\xc3\xa9\"}",
        "invalid_request", "message_id"},
-      {"message_id control char", "send_message", R"({"sender":"driver","text":"hi","message_id":"a\tb"})", "invalid_request",
+      {"message_id control char", "send_message", R"({"sender":"driver","text":"hi","message_id":"a\tb"})",
+       "invalid_request", "message_id"},
+      {"message_id array", "send_message", R"({"sender":"driver","text":"hi","message_id":["a"]})", "invalid_request",
        "message_id"},
-      {"message_id array", "send_message", R"({"sender":"driver","text":"hi","message_id":["a"]})", "invalid_request", "message_id"},
       // get_message.
       {"limit as string", "get_message", R"({"limit":"10"})", "invalid_request", "limit"},
       {"limit negative", "get_message", R"({"limit":-1})", "invalid_request", "limit"},
@@ -113,7 +125,8 @@ std::vector<HostileCase> hostile_cases() {
       {"before_seq negative", "get_message", R"({"before_seq":-3})", "invalid_request", "before_seq"},
       {"after_seq fractional", "get_message", R"({"after_seq":2.5})", "invalid_request", "after_seq"},
       {"after_seq negative", "get_message", R"({"after_seq":-1})", "invalid_request", "after_seq"},
-      {"after_seq huge negative", "get_message", R"({"after_seq":-9223372036854775808})", "invalid_request", "after_seq"},
+      {"after_seq huge negative", "get_message", R"({"after_seq":-9223372036854775808})", "invalid_request",
+       "after_seq"},
       {"before_seq with after_seq", "get_message", R"({"before_seq":5,"after_seq":1})", "invalid_request", "_seq"},
       {"types string", "get_message", R"({"types":"text"})", "invalid_request", "types"},
       {"types of numbers", "get_message", R"({"types":[1]})", "invalid_request", "types"},
@@ -134,12 +147,16 @@ std::vector<HostileCase> hostile_cases() {
       {"by number", "make_call", R"({"action":"start","by":2})", "invalid_request", "by"},
       {"by empty", "make_call", R"({"action":"start","by":""})", "invalid_request", "by"},
       {"get with invalid by", "make_call", R"({"action":"get","by":"system"})", "invalid_request", "by"},
-      {"call_id missing on accept", "make_call", R"({"action":"accept","by":"passenger"})", "invalid_request", "call_id"},
-      {"call_id number", "make_call", R"({"action":"accept","by":"passenger","call_id":17})", "invalid_request", "call_id"},
-      {"call_id with spaces", "make_call", R"({"action":"end","by":"driver","call_id":"c 1"})", "invalid_request", "call_id"},
-      {"call_id 129 chars", "make_call", R"({"action":"end","by":"driver","call_id":")" + std::string(129, 'c') + R"("})",
-       "invalid_request", "call_id"},
-      {"start with call_id number", "make_call", R"({"action":"start","by":"driver","call_id":5})", "invalid_request", "call_id"},
+      {"call_id missing on accept", "make_call", R"({"action":"accept","by":"passenger"})", "invalid_request",
+       "call_id"},
+      {"call_id number", "make_call", R"({"action":"accept","by":"passenger","call_id":17})", "invalid_request",
+       "call_id"},
+      {"call_id with spaces", "make_call", R"({"action":"end","by":"driver","call_id":"c 1"})", "invalid_request",
+       "call_id"},
+      {"call_id 129 chars", "make_call",
+       R"({"action":"end","by":"driver","call_id":")" + std::string(129, 'c') + R"("})", "invalid_request", "call_id"},
+      {"start with call_id number", "make_call", R"({"action":"start","by":"driver","call_id":5})", "invalid_request",
+       "call_id"},
       // invalid_request comes before not_found.
       {"unknown call_id and no by", "make_call", R"({"action":"accept","call_id":"nope-1"})", "invalid_request", "by"},
       {"unknown call_id", "make_call", R"({"action":"accept","by":"passenger","call_id":"nope-1"})", "not_found", ""},
@@ -152,12 +169,15 @@ std::vector<HostileCase> hostile_cases() {
       {"online string", "presence", R"({"role":"driver","online":"yes"})", "invalid_request", "online"},
       {"online number", "presence", R"({"role":"driver","online":1})", "invalid_request", "online"},
       {"online null", "presence", R"({"role":"driver","online":null})", "invalid_request", "online"},
-      {"client_id number", "presence", R"({"role":"driver","online":true,"client_id":9})", "invalid_request", "client_id"},
+      {"client_id number", "presence", R"({"role":"driver","online":true,"client_id":9})", "invalid_request",
+       "client_id"},
       // Sizes: the whole payload is checked first.
       {"payload 1 MiB of valid JSON", "send_message",
-       R"({"sender":"driver","text":"hi","data":{"pad":")" + std::string(1024 * 1024, 'x') + R"("}})", "payload_too_large", ""},
+       R"({"sender":"driver","text":"hi","data":{"pad":")" + std::string(1024 * 1024, 'x') + R"("}})",
+       "payload_too_large", ""},
       {"payload 1 MiB of garbage", "send_message", std::string(1024 * 1024, '\xff'), "payload_too_large", ""},
-      {"payload one byte over the limit", "send_message", send_payload_of_size(max_payload_bytes + 1), "payload_too_large", ""},
+      {"payload one byte over the limit", "send_message", send_payload_of_size(max_payload_bytes + 1),
+       "payload_too_large", ""},
   };
 
   // Booking codes: 1 to 64 of A-Z a-z 0-9 _ -, starting with a letter or digit.
@@ -176,9 +196,11 @@ std::vector<HostileCase> hostile_cases() {
   }
   // Precedence: payload_too_large, invalid_json, invalid_booking_code, invalid_request.
   cases.push_back({"bad booking code and not JSON", "send_message", "not json", "invalid_json", "", "bk.bad"});
-  cases.push_back({"bad booking code and invalid UTF-8", "get_message", "{\"a\":\"\xff\"}", "invalid_json", "", "-bad"});
+  cases.push_back(
+      {"bad booking code and invalid UTF-8", "get_message", "{\"a\":\"\xff\"}", "invalid_json", "", "-bad"});
   cases.push_back({"bad booking code and not an object", "send_message", "[1]", "invalid_booking_code", "", "bk.bad"});
-  cases.push_back({"bad booking code and no sender", "send_message", R"({"text":"hi"})", "invalid_booking_code", "", "bk.bad"});
+  cases.push_back(
+      {"bad booking code and no sender", "send_message", R"({"text":"hi"})", "invalid_booking_code", "", "bk.bad"});
   cases.push_back({"bad booking code and too large", "send_message", std::string(max_payload_bytes + 1, 'x'),
                    "payload_too_large", "", "bk.bad"});
   return cases;
@@ -258,8 +280,8 @@ NT_HOST_TEST(deeply_nested_data_does_not_break_the_host, 60) {
   const std::string code = booking("deep");
   // `data` is an object carried as-is: storing it is correct, refusing it as invalid_request
   // naming data is a defensible limit; anything else (a crash, no reply) is not.
-  const std::string deep = R"({"sender":"driver","text":"deep","data":)" + repeat(R"({"a":)", 10000) + "1" +
-                           repeat("}", 10000) + "}";
+  const std::string deep =
+      R"({"sender":"driver","text":"deep","data":)" + repeat(R"({"a":)", 10000) + "1" + repeat("}", 10000) + "}";
   BOOST_REQUIRE(deep.size() < max_payload_bytes);
   const json reply = client->request_raw(request_topic(code, "send_message"), deep, 10s);
   BOOST_CHECK_MESSAGE(is_ok(reply) || is_error_naming(reply, "invalid_request", "data"),

@@ -206,11 +206,9 @@ BOOST_FIXTURE_TEST_CASE(the_stored_sender_id_is_the_subject, IdentityFixture) {
   BOOST_REQUIRE(events.size() == 1u);
   BOOST_TEST(Json::parse(events[0].payload) == reply.at("message"));
   // A service keeps the sender_id it relays for; without one, its own subject is stored.
-  const Json by_service =
-      send(kService, "BK1", {{"sender", "system"}, {"type", "system"}, {"text", "fare set"}});
+  const Json by_service = send(kService, "BK1", {{"sender", "system"}, {"type", "system"}, {"text", "fare set"}});
   BOOST_TEST(by_service.at("message").at("sender_id") == "dispatch", by_service.dump());
-  const Json relayed =
-      send(kService, "BK1", {{"sender", "driver"}, {"sender_id", "drv-7"}, {"text", "relayed"}});
+  const Json relayed = send(kService, "BK1", {{"sender", "driver"}, {"sender_id", "drv-7"}, {"text", "relayed"}});
   BOOST_TEST(relayed.at("message").at("sender_id") == "drv-7", relayed.dump());
   // As read back, by a participant of the booking.
   const Json page = ask(kPassenger, "BK1", "get_message", Json::object());

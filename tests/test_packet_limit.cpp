@@ -68,8 +68,8 @@ std::vector<unsigned char> header(unsigned char type_and_flags, std::size_t rema
 
 // MQTT 3.1.1 CONNECT, clean session, no credentials.
 std::vector<unsigned char> connect_packet(const std::string& client_id) {
-  std::vector<unsigned char> body{0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 60,
-                                  0, static_cast<unsigned char>(client_id.size())};
+  std::vector<unsigned char> body{0, 4,    'M', 'Q', 'T', 'T',
+                                  4, 0x02, 0,   60,  0,   static_cast<unsigned char>(client_id.size())};
   body.insert(body.end(), client_id.begin(), client_id.end());
   std::vector<unsigned char> packet = header(0x10, body.size());
   packet.insert(packet.end(), body.begin(), body.end());

@@ -66,8 +66,8 @@ PendingRequest publish_v5_request_checked(TestClient& client, const std::string&
   try {
     BOOST_REQUIRE_MESSAGE(token->wait_for(5s), "the publish of a qos " << qos << " request did not complete");
   } catch (const mqtt::exception& e) {
-    BOOST_FAIL("the broker refused a qos " << qos << " request: " << e.what() << " (reason code "
-                                           << e.get_reason_code() << ")");
+    BOOST_FAIL("the broker refused a qos " << qos << " request: " << e.what() << " (reason code " << e.get_reason_code()
+                                           << ")");
   }
   BOOST_CHECK_MESSAGE(static_cast<int>(token->get_reason_code()) < 0x80,
                       "publish completed with reason code " << static_cast<int>(token->get_reason_code()));
@@ -96,7 +96,9 @@ class RawMqttClient {
   RawMqttClient(const RawMqttClient&) = delete;
   RawMqttClient& operator=(const RawMqttClient&) = delete;
 
-  void publish_qos0(const std::string& topic, const std::string& payload) { send_packet('\x30', utf8(topic) + payload); }
+  void publish_qos0(const std::string& topic, const std::string& payload) {
+    send_packet('\x30', utf8(topic) + payload);
+  }
   // close() without DISCONNECT: the broker sees the connection drop.
   void drop() {
     if (fd_ >= 0) ::close(fd_);
@@ -127,8 +129,7 @@ class RawMqttClient {
 
 BOOST_AUTO_TEST_SUITE(plugin_routing)
 
-BOOST_AUTO_TEST_CASE(requests_are_consumed_with_a_success_puback_and_events_reach_subscribers,
-                     *utf::timeout(60)) {
+BOOST_AUTO_TEST_CASE(requests_are_consumed_with_a_success_puback_and_events_reach_subscribers, *utf::timeout(60)) {
   TestContext ctx(plugin_system());
   const std::string code = booking("consumed");
   auto sniffer = ctx.client();
@@ -138,8 +139,9 @@ BOOST_AUTO_TEST_CASE(requests_are_consumed_with_a_success_puback_and_events_reac
   // v5 requests at QoS 1 and 2: the publish succeeds and the reply comes.
   for (int qos : {1, 2}) {
     BOOST_TEST_CONTEXT("qos " << qos) {
-      const auto pending = publish_v5_request_checked(
-          *v5, request_topic(code, "send_message"), text_message("driver", "v5 qos " + std::to_string(qos)).dump(), qos);
+      const auto pending =
+          publish_v5_request_checked(*v5, request_topic(code, "send_message"),
+                                     text_message("driver", "v5 qos " + std::to_string(qos)).dump(), qos);
       NT_CHECK_OK(v5->await_reply(pending));
     }
   }
@@ -157,16 +159,17 @@ BOOST_AUTO_TEST_CASE(requests_are_consumed_with_a_success_puback_and_events_reac
   v5->publish(request_topic(code, "send_message"), text_message("passenger", "no reply address").dump());
 
   // The last request's broadcast is the fence: everything before it has reached the sniffer.
-  BOOST_REQUIRE_MESSAGE(sniffer->wait_for(on_topic_json(event_topic(code, "message"),
-                                                        [](const json& m) { return m.value("text", "") == "no reply address"; }),
-                                          5s),
-                        "the # subscriber did not get events/message");
+  BOOST_REQUIRE_MESSAGE(
+      sniffer->wait_for(on_topic_json(event_topic(code, "message"),
+                                      [](const json& m) { return m.value("text", "") == "no reply address"; }),
+                        5s),
+      "the # subscriber did not get events/message");
   std::vector<std::string> leaked;
   for (const auto& m : sniffer->received()) {
     if (is_request_topic(m.topic)) leaked.push_back(m.topic + " " + m.payload.substr(0, 80));
   }
-  BOOST_CHECK_MESSAGE(leaked.empty(), "request payloads reached a # subscriber: " << leaked.size() << ", first: "
-                                                                                  << (leaked.empty() ? "" : leaked.front()));
+  BOOST_CHECK_MESSAGE(leaked.empty(), "request payloads reached a # subscriber: "
+                                          << leaked.size() << ", first: " << (leaked.empty() ? "" : leaked.front()));
   // ... but the events did: 3 stored texts + the call's ringing message, the call, the presence.
   BOOST_TEST(sniffer->count(on_topic(event_topic(code, "message"))) == 4u);
   BOOST_TEST(sniffer->count(on_topic(event_topic(code, "call"))) == 1u);
@@ -184,8 +187,8 @@ BOOST_AUTO_TEST_CASE(a_clean_disconnect_without_will_takes_the_connection_offlin
   const std::string code = booking("disc");
   auto observer = ctx.client();
   observer->subscribe(event_topic(code, "presence"));
-  const auto passenger_offline = on_topic_json(event_topic(code, "presence"),
-                                               [](const json& p) { return p["passenger"].value("online", true) == false; });
+  const auto passenger_offline = on_topic_json(
+      event_topic(code, "presence"), [](const json& p) { return p["passenger"].value("online", true) == false; });
 
   // Two devices of the passenger, neither with a Will nor a client_id in the payload: each is
   // keyed by its MQTT client id.
@@ -226,15 +229,17 @@ BOOST_AUTO_TEST_CASE(a_dropped_connection_without_will_goes_offline_too, *utf::t
   observer->subscribe(event_topic(code, "presence"));
   RawMqttClient device(ctx.system().broker().port(), "nt-raw-" + random_hex(6));
   device.publish_qos0(request_topic(code, "presence"), R"({"role":"driver","online":true})");
-  BOOST_REQUIRE_MESSAGE(observer->wait_for(on_topic_json(event_topic(code, "presence"),
-                                                         [](const json& p) { return p["driver"].value("online", false) == true; }),
-                                           5s),
-                        "the raw client's presence was not handled");
+  BOOST_REQUIRE_MESSAGE(
+      observer->wait_for(on_topic_json(event_topic(code, "presence"),
+                                       [](const json& p) { return p["driver"].value("online", false) == true; }),
+                         5s),
+      "the raw client's presence was not handled");
   device.drop();
-  BOOST_CHECK_MESSAGE(observer->wait_for(on_topic_json(event_topic(code, "presence"),
-                                                       [](const json& p) { return p["driver"].value("online", true) == false; }),
-                                         5s),
-                      "the driver is still online after its connection dropped (no Will, no DISCONNECT)");
+  BOOST_CHECK_MESSAGE(
+      observer->wait_for(on_topic_json(event_topic(code, "presence"),
+                                       [](const json& p) { return p["driver"].value("online", true) == false; }),
+                         5s),
+      "the driver is still online after its connection dropped (no Will, no DISCONNECT)");
 }
 
 BOOST_AUTO_TEST_CASE(a_broker_start_marks_every_stored_connection_offline, *utf::timeout(90)) {
@@ -283,7 +288,8 @@ BOOST_AUTO_TEST_CASE(a_bad_setting_stops_the_broker_at_start_naming_the_key, *ut
   for (const auto& c : cases) {
     BOOST_TEST_CONTEXT(c.name) {
       TempDir dir("nt-plugin-config");
-      std::vector<std::string> conf{"plugin " + std::string(NAVIETAKIE_PLUGIN_SO), "plugin_opt_data_dir " + dir.file("data")};
+      std::vector<std::string> conf{"plugin " + std::string(NAVIETAKIE_PLUGIN_SO),
+                                    "plugin_opt_data_dir " + dir.file("data")};
       conf.insert(conf.end(), c.conf.begin(), c.conf.end());
       BrokerLaunch launch;
       launch.env = c.env;
@@ -291,13 +297,15 @@ BOOST_AUTO_TEST_CASE(a_bad_setting_stops_the_broker_at_start_naming_the_key, *ut
       const auto started = std::chrono::steady_clock::now();
       broker.spawn();
       const auto exit_code = broker.wait_exit(10s);
-      BOOST_CHECK_MESSAGE(exit_code.has_value(), "mosquitto still runs 10 s after a bad setting:\n" << broker.describe());
+      BOOST_CHECK_MESSAGE(exit_code.has_value(), "mosquitto still runs 10 s after a bad setting:\n"
+                                                     << broker.describe());
       if (!exit_code) continue;  // the Broker's destructor stops it
       BOOST_TEST(*exit_code != 0);
       BOOST_TEST(((std::chrono::steady_clock::now() - started) < 5s));
       const std::string log = read_file(broker.log_path());
       BOOST_CHECK_MESSAGE(log.find("navietakie:") != std::string::npos && contains_ignoring_case(log, c.key),
-                          "the log does not say 'navietakie:' and name " << c.key << ":\n" << log);
+                          "the log does not say 'navietakie:' and name " << c.key << ":\n"
+                                                                         << log);
     }
   }
 }
@@ -354,15 +362,22 @@ BOOST_DATA_TEST_CASE(the_shipped_mosquitto_conf_starts_and_serves, bdata::make({
   std::string conf;
   int replaced = 0;
   for (std::string line; std::getline(in, line);) {
-    if (line == "listener 1883") line = "listener " + std::to_string(mqtt_port) + " 127.0.0.1", ++replaced;
-    else if (line == "listener 9001") line = "listener " + std::to_string(ws_port) + " 127.0.0.1", ++replaced;
-    else if (line.rfind("plugin ", 0) == 0) line = "plugin " + std::string(NAVIETAKIE_PLUGIN_SO), ++replaced;
-    else if (line.rfind("plugin_opt_data_dir ", 0) == 0) line = "plugin_opt_data_dir " + dir.file("data"), ++replaced;
-    else if (line.rfind("http_dir ", 0) == 0) line = "http_dir " + std::string(NAVIETAKIE_SOURCE_DIR) + "/web/public", ++replaced;
-    else if (secure && line == "allow_anonymous true") line = "allow_anonymous false", ++replaced;
+    if (line == "listener 1883")
+      line = "listener " + std::to_string(mqtt_port) + " 127.0.0.1", ++replaced;
+    else if (line == "listener 9001")
+      line = "listener " + std::to_string(ws_port) + " 127.0.0.1", ++replaced;
+    else if (line.rfind("plugin ", 0) == 0)
+      line = "plugin " + std::string(NAVIETAKIE_PLUGIN_SO), ++replaced;
+    else if (line.rfind("plugin_opt_data_dir ", 0) == 0)
+      line = "plugin_opt_data_dir " + dir.file("data"), ++replaced;
+    else if (line.rfind("http_dir ", 0) == 0)
+      line = "http_dir " + std::string(NAVIETAKIE_SOURCE_DIR) + "/web/public", ++replaced;
+    else if (secure && line == "allow_anonymous true")
+      line = "allow_anonymous false", ++replaced;
     else if (secure && line.rfind("#plugin_opt_auth_jwt_secret_file ", 0) == 0)
       line = "plugin_opt_auth_jwt_secret_file " + secret_path, ++replaced;
-    else if (secure && line.rfind("#plugin_opt_auth_service_grants ", 0) == 0) line = line.substr(1), ++replaced;
+    else if (secure && line.rfind("#plugin_opt_auth_service_grants ", 0) == 0)
+      line = line.substr(1), ++replaced;
     conf += line + "\n";
   }
   BOOST_REQUIRE_EQUAL(replaced, secure ? 8 : 5);
@@ -373,12 +388,14 @@ BOOST_DATA_TEST_CASE(the_shipped_mosquitto_conf_starts_and_serves, bdata::make({
   Process broker({find_executable("mosquitto"), "-c", dir.file("mosquitto.conf")}, broker_options);
   BOOST_REQUIRE_MESSAGE(wait_for_tcp(mqtt_port, 5s) && wait_for_tcp(ws_port, 5s), broker.describe());
   const std::string code = booking("shipped");
-  for (const std::string& uri : {"tcp://127.0.0.1:" + std::to_string(mqtt_port), "ws://127.0.0.1:" + std::to_string(ws_port)}) {
+  for (const std::string& uri :
+       {"tcp://127.0.0.1:" + std::to_string(mqtt_port), "ws://127.0.0.1:" + std::to_string(ws_port)}) {
     BOOST_TEST_CONTEXT(uri) {
       ClientOptions options;
       if (secure) {
         const navietakie::Identity driver{navietakie::Principal::driver, "drv-shipped", code};
-        const auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
+        const auto now =
+            std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
         options.username = driver.subject;
         options.password = navietakie::mint_token(driver, navietakie::read_secret_file(secret_path), now.count() + 600);
         ClientOptions anonymous;
@@ -414,10 +431,16 @@ BOOST_AUTO_TEST_CASE(every_key_is_accepted_and_the_limits_and_prefix_apply, *utf
   SystemOptions options = system_options(Host::plugin);
   const std::string prefix = "nt-test/v9";
   options.extra_plugin_conf = {
-      "plugin_opt_topic_prefix " + prefix, "plugin_opt_sync nosync",           "plugin_opt_map_size_mb 64",
-      "plugin_opt_max_payload_bytes 2048", "plugin_opt_max_text_bytes 100",    "plugin_opt_environment ci",
-      "plugin_opt_batch_max 8",            "plugin_opt_broker_url tcp://ignored.invalid:1",
-      "plugin_opt_client_id ignored",      "plugin_opt_share_group ignored",
+      "plugin_opt_topic_prefix " + prefix,
+      "plugin_opt_sync nosync",
+      "plugin_opt_map_size_mb 64",
+      "plugin_opt_max_payload_bytes 2048",
+      "plugin_opt_max_text_bytes 100",
+      "plugin_opt_environment ci",
+      "plugin_opt_batch_max 8",
+      "plugin_opt_broker_url tcp://ignored.invalid:1",
+      "plugin_opt_client_id ignored",
+      "plugin_opt_share_group ignored",
   };
   options.topic_prefix = prefix;  // for the readiness probe
   System system(options);
@@ -429,13 +452,13 @@ BOOST_AUTO_TEST_CASE(every_key_is_accepted_and_the_limits_and_prefix_apply, *utf
   const std::string topic = prefix + "/bookings/" + code + "/send_message";
   NT_CHECK_OK(client->request(topic, text_message("driver", "moved")));
   BOOST_TEST(system.broker().wait_log_contains("environment=ci", 1s));
-  NT_CHECK_ERROR_NAMING(client->request(topic, text_message("driver", std::string(101, 't'))), "invalid_request", "text");
+  NT_CHECK_ERROR_NAMING(client->request(topic, text_message("driver", std::string(101, 't'))), "invalid_request",
+                        "text");
   NT_CHECK_OK(client->request(topic, text_message("driver", std::string(100, 't'))));
   NT_CHECK_ERROR(client->request_raw(topic, std::string(2049, ' ')), "payload_too_large");
   // The default prefix is an ordinary topic now: nobody answers there.
-  BOOST_TEST(!client->try_await_reply(client->send_request(request_topic(code, "send_message"),
-                                                           text_message("driver", "old prefix").dump()),
-                                      1s));
+  BOOST_TEST(!client->try_await_reply(
+      client->send_request(request_topic(code, "send_message"), text_message("driver", "old prefix").dump()), 1s));
 }
 
 BOOST_AUTO_TEST_SUITE_END()
@@ -444,7 +467,8 @@ BOOST_AUTO_TEST_SUITE(plugin_isolation)
 
 // Requests that each fail, several of them expensive to refuse (large, deeply nested).
 std::vector<std::pair<std::string, std::string>> bad_requests(const std::string& code) {
-  const std::string deep = R"({"sender":"driver","text":"deep","data":)" + std::string(5000, '[') + std::string(5000, ']') + "}";
+  const std::string deep =
+      R"({"sender":"driver","text":"deep","data":)" + std::string(5000, '[') + std::string(5000, ']') + "}";
   std::vector<std::pair<std::string, std::string>> out{
       {request_topic(code, "send_message"), "not json"},
       {request_topic(code, "send_message"), std::string(70 * 1024, 'x')},
@@ -478,7 +502,8 @@ BOOST_AUTO_TEST_CASE(plain_pub_sub_keeps_working_during_hostile_input, *utf::tim
     try {
       for (int round = 0; round < 4; ++round) {
         std::vector<PendingRequest> pending;
-        for (const auto& [topic, payload] : bad_requests(code)) pending.push_back(attacker->send_request(topic, payload));
+        for (const auto& [topic, payload] : bad_requests(code))
+          pending.push_back(attacker->send_request(topic, payload));
         sent += pending.size();
         for (const auto& request : pending) {
           const json reply = attacker->await_reply(request, 10s);
@@ -506,18 +531,22 @@ BOOST_AUTO_TEST_CASE(plain_pub_sub_keeps_working_during_hostile_input, *utf::tim
     const std::string n = std::to_string(round_trips);
     const auto start = std::chrono::steady_clock::now();
     alice->publish(base + "/to-bob", "ping " + n);
-    const bool pinged = bob->wait_for(
-        [&](const Received& m) { return m.topic == base + "/to-bob" && m.payload == "ping " + n; }, 5s).has_value();
+    const bool pinged =
+        bob->wait_for([&](const Received& m) { return m.topic == base + "/to-bob" && m.payload == "ping " + n; }, 5s)
+            .has_value();
     bob->publish(base + "/to-alice", "pong " + n);
-    const bool ponged = alice->wait_for(
-        [&](const Received& m) { return m.topic == base + "/to-alice" && m.payload == "pong " + n; }, 5s).has_value();
+    const bool ponged =
+        alice
+            ->wait_for([&](const Received& m) { return m.topic == base + "/to-alice" && m.payload == "pong " + n; }, 5s)
+            .has_value();
     const auto took = std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - start);
     BOOST_REQUIRE_MESSAGE(pinged && ponged, "round trip " << n << " lost a message during hostile input");
     slowest = std::max(slowest, took);
     ++round_trips;
   }
   attack.join();
-  BOOST_TEST_MESSAGE(round_trips << " round trips during " << sent << " bad requests, slowest " << slowest.count() << " ms");
+  BOOST_TEST_MESSAGE(round_trips << " round trips during " << sent << " bad requests, slowest " << slowest.count()
+                                 << " ms");
   BOOST_CHECK_MESSAGE(attack_failure.empty(), attack_failure);
   BOOST_TEST(sent >= 30u);
   BOOST_TEST(answered.load() == sent);
@@ -605,8 +634,9 @@ std::vector<ValgrindBlock> valgrind_blocks(const std::string& log) {
 
 bool is_memory_error(const ValgrindBlock& block) {
   const std::string& h = block.headline;
-  return h.rfind("Invalid ", 0) == 0 || h.rfind("Mismatched ", 0) == 0 || h.find("uninitialised") != std::string::npos ||
-         h.find("overlap") != std::string::npos || h.find("definitely lost") != std::string::npos;
+  return h.rfind("Invalid ", 0) == 0 || h.rfind("Mismatched ", 0) == 0 ||
+         h.find("uninitialised") != std::string::npos || h.find("overlap") != std::string::npos ||
+         h.find("definitely lost") != std::string::npos;
 }
 
 bool mentions_navietakie(const ValgrindBlock& block) { return block.text.find("navietakie") != std::string::npos; }
@@ -616,9 +646,13 @@ SystemOptions under_valgrind(SystemOptions options, const std::string& valgrind_
   const std::string valgrind = find_executable("valgrind");
   BOOST_REQUIRE_MESSAGE(::access(valgrind.c_str(), X_OK) == 0,
                         "valgrind not found (scripts/lib/deps.sh installs it: apt-get install valgrind)");
-  options.broker_launch.wrapper = {valgrind, "--error-exitcode=99", "--leak-check=full",
-                                   "--errors-for-leak-kinds=definite", "--show-leak-kinds=definite",
-                                   "--num-callers=40", "--log-file=" + valgrind_log};
+  options.broker_launch.wrapper = {valgrind,
+                                   "--error-exitcode=99",
+                                   "--leak-check=full",
+                                   "--errors-for-leak-kinds=definite",
+                                   "--show-leak-kinds=definite",
+                                   "--num-callers=40",
+                                   "--log-file=" + valgrind_log};
   // valgrind runs mosquitto some 20-50 times slower.
   options.broker_launch.start_timeout = 60s;
   options.broker_launch.stop_timeout = 120s;
@@ -633,8 +667,9 @@ void check_valgrind_verdict(System& system, const std::string& valgrind_log) {
   const std::optional<int> exit_code = system.broker().exit_code();
   const std::string log = read_file(valgrind_log);
   BOOST_REQUIRE_MESSAGE(exit_code.has_value(), "valgrind did not exit");
-  BOOST_REQUIRE_MESSAGE(log.find("ERROR SUMMARY") != std::string::npos,
-                        "valgrind did not finish its report (exit code " << *exit_code << "):\n" << log);
+  BOOST_REQUIRE_MESSAGE(log.find("ERROR SUMMARY") != std::string::npos, "valgrind did not finish its report (exit code "
+                                                                            << *exit_code << "):\n"
+                                                                            << log);
 
   std::vector<std::string> ours;
   std::vector<std::string> theirs;
@@ -648,11 +683,11 @@ void check_valgrind_verdict(System& system, const std::string& valgrind_log) {
   }
   // 99: valgrind found errors; acceptable only when every one of them is outside navietakie.
   BOOST_CHECK_MESSAGE(*exit_code != 99 || (ours.empty() && !theirs.empty()),
-                      "valgrind exit code 99 but no report was parsed:\n" << log);
+                      "valgrind exit code 99 but no report was parsed:\n"
+                          << log);
   BOOST_CHECK_MESSAGE(*exit_code == 0 || *exit_code == 99, "mosquitto under valgrind exited with " << *exit_code);
   if (!ours.empty() || (*exit_code != 0 && *exit_code != 99)) std::cerr << "--- valgrind log ---\n" << log << std::endl;
 }
-
 
 }  // namespace
 
@@ -715,7 +750,8 @@ BOOST_AUTO_TEST_CASE(no_memory_errors_or_definite_leaks_in_the_plugin, *utf::tim
     NT_CHECK_OK(ringing);
     BOOST_CHECK_MESSAGE(client->wait_for(on_topic_json(event_topic(code, "call"),
                                                        [&](const json& e) {
-                                                         return e.value("call_id", "") == ringing["call"].value("call_id", "") &&
+                                                         return e.value("call_id", "") ==
+                                                                    ringing["call"].value("call_id", "") &&
                                                                 e.value("end_reason", json()) == json("missed");
                                                        }),
                                          20s),

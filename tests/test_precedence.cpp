@@ -44,7 +44,10 @@ std::vector<Spoiler> spoilers(bool starting) {
       {ErrorCode::invalid_json, [](Draft& d) { d.garbage = true; }},
       {ErrorCode::invalid_booking_code, [](Draft& d) { d.booking = "bad.code"; }},
       {ErrorCode::invalid_request, [](Draft& d) { d.body["by"] = 5; }},
-      {ErrorCode::forbidden, [](Draft& d) { d.as = Identity{Principal::passenger, "pax-9", "BK2"}; }},
+      {ErrorCode::forbidden,
+       [](Draft& d) {
+         d.as = Identity{Principal::passenger, "pax-9", "BK2"};
+       }},
   };
   if (!starting) all.push_back({ErrorCode::not_found, [](Draft& d) { d.body["call_id"] = "no-such-call"; }});
   return all;
@@ -108,8 +111,9 @@ void check_precedence(PrecedenceFixture& f, const Json& body, ErrorCode base) {
       if (rank_of(s.code) >= rank_of(top.code)) s.apply(d);
     }
     const Json reply = f.reply(d);
-    BOOST_TEST(reply.at("error").at("code") == to_string(top.code),
-               to_string(top.code) << " and everything ranked below it, on " << to_string(base) << ": " << reply.dump());
+    BOOST_TEST(reply.at("error").at("code") == to_string(top.code), to_string(top.code)
+                                                                        << " and everything ranked below it, on "
+                                                                        << to_string(base) << ": " << reply.dump());
   }
 }
 

@@ -15,7 +15,8 @@ namespace {
 
 // Retries a v5 request (1 s per try) until it is answered or `timeout` passes; for hosts that are
 // reconnecting.
-std::optional<json> request_until_answered(TestClient& client, const std::string& topic, const json& body, Millis timeout) {
+std::optional<json> request_until_answered(TestClient& client, const std::string& topic, const json& body,
+                                           Millis timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
     if (auto reply = client.try_await_reply(client.send_request(topic, body.dump()), 1s)) return reply;
@@ -61,8 +62,8 @@ NT_HOST_TEST(history_seq_calls_and_presence_survive_a_graceful_restart, 120) {
 
   const std::int64_t stopped_at = now_ms();
   system.stop_host();
-  BOOST_CHECK_MESSAGE(system.host_exit_code() == 0, "SIGTERM should end the host cleanly, exit code "
-                                                        << system.host_exit_code().value_or(-1));
+  BOOST_CHECK_MESSAGE(system.host_exit_code() == 0,
+                      "SIGTERM should end the host cleanly, exit code " << system.host_exit_code().value_or(-1));
   system.start_host();
 
   if (host == Host::bridge) {
@@ -156,11 +157,11 @@ NT_HOST_TEST(call_ringing_when_the_host_was_killed_ends_missed_after_restart, 12
     return;
   }
 
-  auto event = client->wait_for(on_topic_json(event_topic(code, "call"),
-                                              [&](const json& e) {
-                                                return e.value("call_id", "") == call_id && e.value("state", "") == "ended";
-                                              }),
-                                10s);
+  auto event = client->wait_for(
+      on_topic_json(
+          event_topic(code, "call"),
+          [&](const json& e) { return e.value("call_id", "") == call_id && e.value("state", "") == "ended"; }),
+      10s);
   BOOST_REQUIRE_MESSAGE(event, "no events/call for the overdue call after restart");
   BOOST_TEST(event->body().value("end_reason", "") == "missed");
   BOOST_TEST(event->body().value("ended_at", std::int64_t{0}) == created_at + ring_s * 1000);  // its ring deadline
@@ -194,7 +195,7 @@ NT_HOST_TEST(ring_deadline_is_kept_across_a_quick_restart, 120) {
   system.kill_host();
   system.start_host();
   BOOST_TEST_REQUIRE(now_ms() < created_at + ring_s * 1000);  // back before the deadline
-  if (host == Host::plugin) {  // the broker went down with the plugin: connect again
+  if (host == Host::plugin) {                                 // the broker went down with the plugin: connect again
     client = ctx.client();
     client->subscribe(event_topic(code, "call"));
   }
@@ -202,11 +203,11 @@ NT_HOST_TEST(ring_deadline_is_kept_across_a_quick_restart, 120) {
   const json ringing = make_call(*client, code, json{{"action", "get"}, {"call_id", call_id}});
   NT_REQUIRE_OK(ringing);
   BOOST_TEST(ringing["call"].value("state", "") == "ringing");
-  auto event = client->wait_for(on_topic_json(event_topic(code, "call"),
-                                              [&](const json& e) {
-                                                return e.value("call_id", "") == call_id && e.value("state", "") == "ended";
-                                              }),
-                                Millis(ring_s * 1000 + 5000));
+  auto event = client->wait_for(
+      on_topic_json(
+          event_topic(code, "call"),
+          [&](const json& e) { return e.value("call_id", "") == call_id && e.value("state", "") == "ended"; }),
+      Millis(ring_s * 1000 + 5000));
   BOOST_REQUIRE_MESSAGE(event, "the re-armed ring timeout did not fire");
   BOOST_TEST(now_ms() >= created_at + ring_s * 1000);
   BOOST_TEST(event->body().value("end_reason", "") == "missed");

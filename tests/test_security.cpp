@@ -64,8 +64,7 @@ std::string base64url(const std::string& in) {
   const auto byte = [&in](std::size_t at) { return static_cast<unsigned>(static_cast<unsigned char>(in[at])); };
   std::size_t i = 0;
   for (; i + 2 < in.size(); i += 3) {
-    const unsigned n = (byte(i) << 16) | (byte(i + 1) << 8) |
-                       byte(i + 2);
+    const unsigned n = (byte(i) << 16) | (byte(i + 1) << 8) | byte(i + 2);
     for (int shift : {18, 12, 6, 0}) out += table[(n >> shift) & 63];
   }
   if (i + 1 == in.size()) {
@@ -122,7 +121,8 @@ NT_HOST_TEST(participants_use_their_own_booking, 60) {
                                          [&](const json& m) { return m.value("text", "") == "at the gate"; }),
                            5s)
                  .has_value());
-  const json same_id = send_message(*drv, code, json{{"sender", "driver"}, {"sender_id", driver.subject}, {"text", "x"}});
+  const json same_id =
+      send_message(*drv, code, json{{"sender", "driver"}, {"sender_id", driver.subject}, {"text", "x"}});
   NT_CHECK_OK(same_id);
 
   const json page = get_message(*pax, code);
@@ -149,9 +149,9 @@ NT_HOST_TEST(publishing_to_another_booking_is_refused_and_stores_nothing, 60) {
   watcher->subscribe(events_filter(theirs));
 
   for (const std::string action : {"send_message", "get_message", "make_call", "presence"}) {
-    BOOST_TEST(drv->publish_reason(request_topic(theirs, action), text_message("driver", "hi").dump()) ==
-                   kNotAuthorized,
-               action);
+    BOOST_TEST(
+        drv->publish_reason(request_topic(theirs, action), text_message("driver", "hi").dump()) == kNotAuthorized,
+        action);
   }
   // Topics that are not requests: events, errors, other namespaces.
   BOOST_TEST(drv->publish_reason(event_topic(mine, "message"), "{}") == kNotAuthorized);
@@ -196,7 +196,9 @@ NT_HOST_TEST(subscriptions_outside_the_booking_are_refused, 60) {
   };
   for (const auto& filter : refused) BOOST_TEST(drv->subscribe_reason(filter) >= kRefused, filter);
   const std::vector<std::string> granted = {
-      events_filter(mine), event_topic(mine, "presence"), errors_topic(mine),
+      events_filter(mine),
+      event_topic(mine, "presence"),
+      errors_topic(mine),
       topic_prefix + "/replies/" + drv->client_id() + "/#",
   };
   for (const auto& filter : granted) BOOST_TEST(drv->subscribe_reason(filter) < kRefused, filter);
@@ -254,9 +256,14 @@ NT_HOST_TEST(bad_tokens_are_refused_at_connect_with_a_logged_reason, 90) {
   const std::string oversize = valid + std::string(5000, 'A');
 
   const std::vector<std::pair<std::string, std::string>> cases = {
-      {"expired", expired},           {"not_yet_valid", not_yet}, {"bad_signature", wrong_secret},
-      {"bad_signature", tampered},    {"bad_algorithm", alg_none}, {"oversize", oversize},
-      {"malformed", "not-a-token"},  {"missing", ""},
+      {"expired", expired},
+      {"not_yet_valid", not_yet},
+      {"bad_signature", wrong_secret},
+      {"bad_signature", tampered},
+      {"bad_algorithm", alg_none},
+      {"oversize", oversize},
+      {"malformed", "not-a-token"},
+      {"missing", ""},
   };
   for (const auto& [reason, token] : cases) {
     BOOST_TEST(connect_refused(system, driver.subject, token), reason);
@@ -325,8 +332,9 @@ NT_HOST_TEST(replies_go_only_where_the_requester_may_read, 90) {
   victim->subscribe(victim_replies + "/#");
 
   const std::vector<std::string> targets = {
-      event_topic(theirs, "message"), event_topic(theirs, "presence"), errors_topic(theirs),
-      topic_prefix + "/errors",       victim_replies + "/1",            request_topic(theirs, "send_message"),
+      event_topic(theirs, "message"), event_topic(theirs, "presence"),
+      errors_topic(theirs),           topic_prefix + "/errors",
+      victim_replies + "/1",          request_topic(theirs, "send_message"),
       event_topic(mine, "message"),   "elsewhere/outside",
   };
   std::size_t refused = 0;
@@ -416,7 +424,7 @@ NT_HOST_TEST(a_token_given_as_username_never_reaches_the_log, 60) {
   const auto dot1 = token.find('.');
   const auto dot2 = token.find('.', dot1 + 1);
   BOOST_TEST(log.find(token.substr(dot1 + 1, dot2 - dot1 - 1)) == std::string::npos);  // the claims
-  BOOST_TEST(log.find(token.substr(dot2 + 1)) == std::string::npos);                    // the signature
+  BOOST_TEST(log.find(token.substr(dot2 + 1)) == std::string::npos);                   // the signature
   BOOST_TEST(log.find("username=redacted:") != std::string::npos);
 }
 
@@ -448,7 +456,8 @@ NT_HOST_TEST(a_dropped_participant_goes_offline_through_its_will, 60) {
       client_id, Will{request_topic(code, "presence"), json{{"role", "driver"}, {"online", false}}.dump(), 1, false},
       driver.subject, ctx.system().token(driver));
   // Declared online for that connection (by a service: mosquitto_sub cannot publish).
-  NT_REQUIRE_OK(set_presence(*ctx.client(), code, json{{"role", "driver"}, {"online", true}, {"client_id", client_id}}));
+  NT_REQUIRE_OK(
+      set_presence(*ctx.client(), code, json{{"role", "driver"}, {"online", true}, {"client_id", client_id}}));
   auto is_offline = [](const json& p) {
     return p.contains("driver") && p["driver"].value("online", true) == false && !p["driver"]["since"].is_null();
   };
@@ -468,11 +477,13 @@ NT_HOST_TEST(services_get_what_is_granted_and_may_speak_for_the_system, 60) {
   BOOST_TEST(ops->subscribe_reason(topic_prefix + "/bookings/+/send_message") >= kRefused);
   BOOST_TEST(ops->publish_reason(event_topic(code, "message"), "{}") == kNotAuthorized);
 
-  const json system_message = send_message(*ops, code, json{{"sender", "system"}, {"type", "system"}, {"text", "Trip started"}});
+  const json system_message =
+      send_message(*ops, code, json{{"sender", "system"}, {"type", "system"}, {"text", "Trip started"}});
   NT_REQUIRE_OK(system_message);
   BOOST_TEST(ops->wait_for(on_topic(event_topic(code, "message")), 5s).has_value());
   // A service may act for a party (telephony, support tools) and keeps the sender_id it gives.
-  const json relayed = send_message(*ops, code, json{{"sender", "driver"}, {"sender_id", "drv-9"}, {"text", "relayed"}});
+  const json relayed =
+      send_message(*ops, code, json{{"sender", "driver"}, {"sender_id", "drv-9"}, {"text", "relayed"}});
   NT_REQUIRE_OK(relayed);
   BOOST_TEST(relayed["message"].value("sender_id", "") == "drv-9");
 }
@@ -579,15 +590,16 @@ BOOST_AUTO_TEST_SUITE(security_public_key)
 BOOST_AUTO_TEST_CASE(a_public_key_verifies_rs256_and_bounds_the_lifetime, *boost::unit_test::timeout(60)) {
   TempDir dir("navietakie-sec-pk");
   const std::string key = dir.file("jwt");
-  for (std::vector<std::string> argv : {std::vector<std::string>{"openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt",
-                                                                 "rsa_keygen_bits:2048", "-out", key + ".pem"},
-                                        std::vector<std::string>{"openssl", "pkey", "-in", key + ".pem", "-pubout",
-                                                                 "-out", key + ".pub"}}) {
+  for (std::vector<std::string> argv :
+       {std::vector<std::string>{"openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out",
+                                 key + ".pem"},
+        std::vector<std::string>{"openssl", "pkey", "-in", key + ".pem", "-pubout", "-out", key + ".pub"}}) {
     Process openssl(argv, ProcessOptions(dir.file("openssl.log")));
     BOOST_TEST_REQUIRE(openssl.wait_exit(30s).value_or(-1) == 0, openssl.describe());
   }
-  Broker broker(dir, {"allow_anonymous false", "plugin " + std::string(NAVIETAKIE_PLUGIN_SO), "plugin_opt_handlers false",
-                      "plugin_opt_auth_jwt_public_key_file " + key + ".pub", "plugin_opt_auth_max_token_ttl_s 3600"});
+  Broker broker(dir,
+                {"allow_anonymous false", "plugin " + std::string(NAVIETAKIE_PLUGIN_SO), "plugin_opt_handlers false",
+                 "plugin_opt_auth_jwt_public_key_file " + key + ".pub", "plugin_opt_auth_max_token_ttl_s 3600"});
   broker.start();
   const navietakie::PemKey private_key = navietakie::read_private_key_file(key + ".pem");
   const Identity ops = service("ops-" + random_hex(6));

@@ -180,13 +180,12 @@ BOOST_AUTO_TEST_CASE(append_checks_its_invariant) {
   BOOST_CHECK_THROW(store->write([](StoreWriter& w) { w.append_message(make_message("BK1", 2)); }),
                     std::logic_error);  // a repeat
   BOOST_CHECK_THROW(store->write([](StoreWriter& w) {
-                      Message m = make_message("BK1", 3);
-                      m.message_id = "m-1";  // already used
-                      w.append_message(m);
-                    }),
+    Message m = make_message("BK1", 3);
+    m.message_id = "m-1";  // already used
+    w.append_message(m);
+  }),
                     std::logic_error);
-  BOOST_CHECK_THROW(store->write([](StoreWriter& w) { w.append_message(make_message("", 1)); }),
-                    std::invalid_argument);
+  BOOST_CHECK_THROW(store->write([](StoreWriter& w) { w.append_message(make_message("", 1)); }), std::invalid_argument);
   BOOST_TEST(last_seq(*store, "BK1") == 2U);
 }
 
@@ -606,9 +605,9 @@ BOOST_AUTO_TEST_CASE(unit_rollback_keeps_the_rest_of_the_batch) {
 
   // A write whose fn throws stores nothing.
   BOOST_CHECK_THROW(store->write([](StoreWriter& w) {
-                      w.append_message(make_message("BK1", 4));
-                      throw std::runtime_error("late failure");
-                    }),
+    w.append_message(make_message("BK1", 4));
+    throw std::runtime_error("late failure");
+  }),
                     std::runtime_error);
   BOOST_TEST(last_seq(*store, "BK1") == 3U);
 }
@@ -665,8 +664,8 @@ BOOST_AUTO_TEST_CASE(map_full_fails_the_unit_and_reads_go_on) {
     }
   }
   BOOST_TEST_MESSAGE("map full after " << committed << " committed messages; failing batch "
-                                       << (failed_batch_committed ? "committed" : "lost at commit")
-                                       << ", " << kept_after_failure << " unit(s) after the failure kept");
+                                       << (failed_batch_committed ? "committed" : "lost at commit") << ", "
+                                       << kept_after_failure << " unit(s) after the failure kept");
   BOOST_REQUIRE(full);
   BOOST_TEST(committed > 5U);
   // A 16 KiB message needs 5 overflow pages, a small one a fraction of a page: when a big unit no
@@ -687,20 +686,20 @@ BOOST_AUTO_TEST_CASE(map_full_fails_the_unit_and_reads_go_on) {
 
   // Outside a unit, a failed write fails the whole write() as full.
   BOOST_CHECK_EXCEPTION(store->write([&](StoreWriter& w) {
-                          Message huge = big(committed + 1);
-                          huge.text = std::string(512 * 1024, 'y');
-                          w.append_message(huge);
-                        }),
+    Message huge = big(committed + 1);
+    huge.text = std::string(512 * 1024, 'y');
+    w.append_message(huge);
+  }),
                         StoreError, is_full);
   // fn swallowing the failure does not let a poisoned txn commit.
   BOOST_CHECK_EXCEPTION(store->write([&](StoreWriter& w) {
-                          Message huge = big(committed + 1);
-                          huge.text = std::string(512 * 1024, 'y');
-                          try {
-                            w.append_message(huge);
-                          } catch (const StoreError&) {
-                          }
-                        }),
+    Message huge = big(committed + 1);
+    huge.text = std::string(512 * 1024, 'y');
+    try {
+      w.append_message(huge);
+    } catch (const StoreError&) {
+    }
+  }),
                         StoreError, is_full);
   check_reads();
 

@@ -55,9 +55,26 @@ void openssl(const TempDir& dir, std::vector<std::string> arguments) {
 // A self-signed CA in dir/<name>-ca.{crt,key}.
 std::string make_ca(const TempDir& dir, const std::string& name) {
   const std::string cert = dir.file(name + "-ca.crt");
-  openssl(dir, {"req", "-x509", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                "-keyout", dir.file(name + "-ca.key"), "-out", cert, "-days", "2", "-config", dir.file("openssl.cnf"),
-                "-extensions", "ca_ext", "-subj", "/CN=" + name + " test CA"});
+  openssl(dir, {"req",
+                "-x509",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                dir.file(name + "-ca.key"),
+                "-out",
+                cert,
+                "-days",
+                "2",
+                "-config",
+                dir.file("openssl.cnf"),
+                "-extensions",
+                "ca_ext",
+                "-subj",
+                "/CN=" + name + " test CA"});
   return cert;
 }
 
@@ -105,8 +122,8 @@ BOOST_AUTO_TEST_CASE(smoke_exchange_over_mqtts_and_wss, *utf::timeout(120)) {
   BOOST_REQUIRE_MESSAGE(wait_for_tcp(conf.mqtts_port, 5s) && wait_for_tcp(conf.wss_port, 5s), broker.describe());
 
   const std::string other_ca = make_ca(dir, "stranger");
-  for (const std::string& uri : {"mqtts://127.0.0.1:" + std::to_string(conf.mqtts_port),
-                                 "wss://127.0.0.1:" + std::to_string(conf.wss_port)}) {
+  for (const std::string& uri :
+       {"mqtts://127.0.0.1:" + std::to_string(conf.mqtts_port), "wss://127.0.0.1:" + std::to_string(conf.wss_port)}) {
     BOOST_TEST_CONTEXT(uri) {
       ClientOptions trusting;
       trusting.trust_store = pki.ca_cert;

@@ -137,8 +137,8 @@ BOOST_AUTO_TEST_CASE(protocol_doc_topics_table_lists_every_request_and_event) {
       global_errors = row[0] == "system";
     } else if (topic == "{prefix}/" + std::string(wire::kMetricsLevel) + "/{bridge client id}") {
       metrics = row[0] == "system" && row[2].find("retained") != std::string::npos;
-    } else if (topic == "{prefix}/" + std::string(wire::kBridgeLevel) + "/{bridge client id}/" +
-                            std::string(wire::kWakeLeaf)) {
+    } else if (topic ==
+               "{prefix}/" + std::string(wire::kBridgeLevel) + "/{bridge client id}/" + std::string(wire::kWakeLeaf)) {
       wake = row[0] == "system";
     } else if (topic.rfind(booking_level, 0) == 0) {
       BOOST_TEST(row[0] == "client", topic << " is published by a client");
@@ -179,7 +179,8 @@ BOOST_AUTO_TEST_CASE(protocol_doc_error_table_is_the_codes_in_precedence_order) 
   for (const auto& entry : wire::kErrorPrecedence) {
     const std::string code(wire::name_of(wire::kErrorCodes, entry.code));
     ranked.push_back(code);
-    BOOST_TEST(rank_of[code] == std::to_string(entry.rank), code << " should have rank " << entry.rank << " in the doc");
+    BOOST_TEST(rank_of[code] == std::to_string(entry.rank),
+               code << " should have rank " << entry.rank << " in the doc");
   }
   BOOST_TEST(ranked_in_doc_order == ranked, boost::test_tools::per_element());
   for (const auto& code : wire::kErrorCodes) {
@@ -190,8 +191,8 @@ BOOST_AUTO_TEST_CASE(protocol_doc_error_table_is_the_codes_in_precedence_order) 
 BOOST_AUTO_TEST_CASE(protocol_doc_call_table_is_the_state_machine) {
   const auto rows = table_after(read_source("docs/protocol.md"), "## make_call");
   // "from action by to end_reason", one string per transition, for a readable difference.
-  auto spelled = [](const std::string& from, const std::string& action, const std::string& by,
-                    const std::string& to, const std::string& reason) {
+  auto spelled = [](const std::string& from, const std::string& action, const std::string& by, const std::string& to,
+                    const std::string& reason) {
     return from + " " + action + " (" + by + ") -> " + to + " " + reason;
   };
   std::vector<std::string> doc;
@@ -234,10 +235,10 @@ BOOST_AUTO_TEST_CASE(protocol_doc_limits_table_states_the_limits) {
       {"`get_message` `limit`",
        {n(wire::kHistoryLimitMin) + " to " + n(wire::kHistoryLimitMax) + ", default " + n(wire::kHistoryLimitDefault),
         ""}},
-      {"`text`", {"at most " + defaults["max_text_bytes_default"].dump() + " bytes of UTF-8 by default",
-                  "`max_text_bytes`"}},
-      {"whole payload", {"at most " + defaults["max_payload_bytes_default"].dump() + " bytes by default",
-                         "`max_payload_bytes`"}},
+      {"`text`",
+       {"at most " + defaults["max_text_bytes_default"].dump() + " bytes of UTF-8 by default", "`max_text_bytes`"}},
+      {"whole payload",
+       {"at most " + defaults["max_payload_bytes_default"].dump() + " bytes by default", "`max_payload_bytes`"}},
       {"ring timeout", {defaults["call_ring_timeout_s_default"].dump() + " s by default", "`call_ring_timeout_s`"}},
   };
   BOOST_TEST(doc.size() == expected.size());

@@ -204,37 +204,37 @@ inline std::vector<std::int64_t> page_seqs(const json& reply) {
 }  // namespace navietakie::test
 
 // One test case per host of the contract, with a timeout: the body sees `host`.
-#define NT_HOST_TEST(name, seconds)                           \
-  BOOST_TEST_DECORATOR(*boost::unit_test::timeout(seconds))   \
+#define NT_HOST_TEST(name, seconds)                         \
+  BOOST_TEST_DECORATOR(*boost::unit_test::timeout(seconds)) \
   BOOST_DATA_TEST_CASE(name, ::navietakie::test::bdata::make(::navietakie::test::contract_hosts()), host)
 
 // One test case per host setup of the contract (open and secure): the body sees `host`, a HostSetup.
-#define NT_CONTRACT_TEST(name, seconds)                       \
-  BOOST_TEST_DECORATOR(*boost::unit_test::timeout(seconds))   \
+#define NT_CONTRACT_TEST(name, seconds)                     \
+  BOOST_TEST_DECORATOR(*boost::unit_test::timeout(seconds)) \
   BOOST_DATA_TEST_CASE(name, ::navietakie::test::bdata::make(::navietakie::test::contract_setups()), host)
 
 // Macros rather than functions so that a failure names the line of the test. Each evaluates its
 // `reply` argument once (it is often the request itself).
-#define NT_REQUIRE_OK(reply)                                                                        \
-  do {                                                                                              \
-    const ::navietakie::test::json& nt_reply_ = (reply);                                            \
+#define NT_REQUIRE_OK(reply)                                                                                   \
+  do {                                                                                                         \
+    const ::navietakie::test::json& nt_reply_ = (reply);                                                       \
     BOOST_REQUIRE_MESSAGE(::navietakie::test::is_ok(nt_reply_), "expected ok:true, got " << nt_reply_.dump()); \
   } while (false)
-#define NT_CHECK_OK(reply)                                                                          \
-  do {                                                                                              \
-    const ::navietakie::test::json& nt_reply_ = (reply);                                            \
+#define NT_CHECK_OK(reply)                                                                                   \
+  do {                                                                                                       \
+    const ::navietakie::test::json& nt_reply_ = (reply);                                                     \
     BOOST_CHECK_MESSAGE(::navietakie::test::is_ok(nt_reply_), "expected ok:true, got " << nt_reply_.dump()); \
   } while (false)
-#define NT_CHECK_ERROR(reply, code)                                                                 \
-  do {                                                                                              \
-    const ::navietakie::test::json& nt_reply_ = (reply);                                            \
-    BOOST_CHECK_MESSAGE(::navietakie::test::is_error(nt_reply_, (code)),                            \
+#define NT_CHECK_ERROR(reply, code)                                                                  \
+  do {                                                                                               \
+    const ::navietakie::test::json& nt_reply_ = (reply);                                             \
+    BOOST_CHECK_MESSAGE(::navietakie::test::is_error(nt_reply_, (code)),                             \
                         "expected error " << (code) << " with a message, got " << nt_reply_.dump()); \
   } while (false)
-#define NT_CHECK_ERROR_NAMING(reply, code, field)                                                   \
-  do {                                                                                              \
-    const ::navietakie::test::json& nt_reply_ = (reply);                                            \
-    BOOST_CHECK_MESSAGE(::navietakie::test::is_error_naming(nt_reply_, (code), (field)),            \
-                        "expected error " << (code) << " whose message names '" << (field)          \
-                                          << "', got " << nt_reply_.dump());                        \
+#define NT_CHECK_ERROR_NAMING(reply, code, field)                                                             \
+  do {                                                                                                        \
+    const ::navietakie::test::json& nt_reply_ = (reply);                                                      \
+    BOOST_CHECK_MESSAGE(                                                                                      \
+        ::navietakie::test::is_error_naming(nt_reply_, (code), (field)),                                      \
+        "expected error " << (code) << " whose message names '" << (field) << "', got " << nt_reply_.dump()); \
   } while (false)

@@ -10,9 +10,7 @@ namespace navietakie::test {
 
 namespace {
 
-int paho_version(MqttVersion version) {
-  return version == MqttVersion::v5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
-}
+int paho_version(MqttVersion version) { return version == MqttVersion::v5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1; }
 
 std::string printable(const std::string& bytes, std::size_t max = 300) {
   std::string out;
@@ -116,13 +114,13 @@ TestClient::TestClient(const std::string& server_uri, ClientOptions options) : o
                                                  mqtt::create_options(paho_version(options_.version)));
   client_->set_message_callback([this](mqtt::const_message_ptr message) { on_message(std::move(message)); });
 
-  auto connect = mqtt::connect_options_builder()
-                     .mqtt_version(paho_version(options_.version))
-                     .keep_alive_interval(30s)
-                     .finalize();
+  auto connect =
+      mqtt::connect_options_builder().mqtt_version(paho_version(options_.version)).keep_alive_interval(30s).finalize();
   connect.set_connect_timeout(options_.connect_timeout);
-  if (options_.version == MqttVersion::v5) connect.set_clean_start(true);
-  else connect.set_clean_session(true);
+  if (options_.version == MqttVersion::v5)
+    connect.set_clean_start(true);
+  else
+    connect.set_clean_session(true);
   if (options_.username) connect.set_user_name(*options_.username);
   if (options_.password) connect.set_password(*options_.password);
   if (!options_.trust_store.empty()) {
@@ -133,8 +131,8 @@ TestClient::TestClient(const std::string& server_uri, ClientOptions options) : o
                         .finalize());
   }
   if (options_.will) {
-    connect.set_will(mqtt::will_options(options_.will->topic, options_.will->payload, options_.will->qos,
-                                        options_.will->retain));
+    connect.set_will(
+        mqtt::will_options(options_.will->topic, options_.will->payload, options_.will->qos, options_.will->retain));
   }
   const std::string what = "connect " + options_.client_id + " to " + server_uri;
   auto token = client_->connect(connect);
@@ -366,9 +364,6 @@ json TestClient::request_v311(const std::string& topic, const json& payload, std
   return await_reply(send_request_v311(topic, payload), timeout);
 }
 
-void TestClient::disconnect() {
-  wait_token(client_->disconnect(), 5s, options_.client_id + " disconnect");
-}
-
+void TestClient::disconnect() { wait_token(client_->disconnect(), 5s, options_.client_id + " disconnect"); }
 
 }  // namespace navietakie::test

@@ -69,8 +69,8 @@ Predicate on_topic_json(std::string topic, std::function<bool(const json&)> test
 struct PublishOptions {
   int qos = 1;
   bool retain = false;
-  std::optional<std::string> response_topic;    // MQTT v5 only
-  std::optional<std::string> correlation_data;  // MQTT v5 only
+  std::optional<std::string> response_topic;                           // MQTT v5 only
+  std::optional<std::string> correlation_data;                         // MQTT v5 only
   std::vector<std::pair<std::string, std::string>> user_properties{};  // MQTT v5 only
 };
 

@@ -167,8 +167,8 @@ Process::Process(std::vector<std::string> argv, ProcessOptions options)
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, options_.stdout_path.c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, options_.stdout_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                   0644);
   if (options_.stderr_path.empty()) {
     posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
   } else {
@@ -181,7 +181,8 @@ Process::Process(std::vector<std::string> argv, ProcessOptions options)
 
   std::vector<char*> env;
   for (char** entry = environ; *entry != nullptr; ++entry) {
-    if (options_.drop_env_prefix.empty() || std::strncmp(*entry, options_.drop_env_prefix.c_str(), options_.drop_env_prefix.size()) != 0) {
+    if (options_.drop_env_prefix.empty() ||
+        std::strncmp(*entry, options_.drop_env_prefix.c_str(), options_.drop_env_prefix.size()) != 0) {
       env.push_back(*entry);
     }
   }
@@ -217,9 +218,12 @@ bool Process::reap(bool block) {
     exit_code_ = -1;  // not our child any more (should not happen)
     return true;
   }
-  if (WIFEXITED(status)) exit_code_ = WEXITSTATUS(status);
-  else if (WIFSIGNALED(status)) exit_code_ = 128 + WTERMSIG(status);
-  else exit_code_ = -1;
+  if (WIFEXITED(status))
+    exit_code_ = WEXITSTATUS(status);
+  else if (WIFSIGNALED(status))
+    exit_code_ = 128 + WTERMSIG(status);
+  else
+    exit_code_ = -1;
   return true;
 }
 
@@ -251,8 +255,10 @@ std::string Process::describe(std::size_t max_lines) {
   std::ostringstream out;
   for (const auto& arg : argv_) out << arg << ' ';
   out << "(pid " << pid_ << ", ";
-  if (alive()) out << "running";
-  else out << "exit code " << exit_code_.value_or(-1);
+  if (alive())
+    out << "running";
+  else
+    out << "exit code " << exit_code_.value_or(-1);
   out << ")\n--- last lines of " << options_.stdout_path << " ---\n" << file_tail(options_.stdout_path, max_lines);
   if (!options_.stderr_path.empty()) {
     out << "--- last lines of " << options_.stderr_path << " ---\n" << file_tail(options_.stderr_path, max_lines);

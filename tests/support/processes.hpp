@@ -62,9 +62,9 @@ struct ProcessOptions {
   ProcessOptions(std::string stdout_path_, std::string stderr_path_ = "", Millis stop_timeout_ = 5s)
       : stdout_path(std::move(stdout_path_)), stderr_path(std::move(stderr_path_)), stop_timeout(stop_timeout_) {}
 
-  std::string stdout_path;  // required: the child's stdout goes there (truncated)
-  std::string stderr_path;  // empty: stderr goes to the stdout file too
-  Millis stop_timeout = 5s; // SIGTERM, then SIGKILL after this long
+  std::string stdout_path;   // required: the child's stdout goes there (truncated)
+  std::string stderr_path;   // empty: stderr goes to the stdout file too
+  Millis stop_timeout = 5s;  // SIGTERM, then SIGKILL after this long
   // Environment variables whose names start with this are not passed on ("" passes everything).
   std::string drop_env_prefix;
   // `NAME=value` entries added to the child's environment (after drop_env_prefix is applied).

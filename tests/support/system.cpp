@@ -35,9 +35,12 @@ std::vector<Host> hosts_from_env() {
   hosts.clear();
   std::istringstream list(wanted);
   for (std::string name; std::getline(list, name, ',');) {
-    if (name == "bridge") hosts.push_back(Host::bridge);
-    else if (name == "plugin") hosts.push_back(Host::plugin);
-    else throw std::invalid_argument("NT_TEST_HOSTS: unknown host '" + name + "' (expected bridge, plugin)");
+    if (name == "bridge")
+      hosts.push_back(Host::bridge);
+    else if (name == "plugin")
+      hosts.push_back(Host::plugin);
+    else
+      throw std::invalid_argument("NT_TEST_HOSTS: unknown host '" + name + "' (expected bridge, plugin)");
   }
   return hosts;
 }
@@ -81,13 +84,14 @@ Broker::Broker(const TempDir& dir, MosquittoConf conf, BrokerLaunch launch)
 }
 
 Broker::Broker(const TempDir& dir, std::vector<std::string> extra_conf, BrokerLaunch launch)
-    : Broker(dir,
-             [&] {
-               MosquittoConf conf = test_broker_conf();
-               conf.extra_lines = std::move(extra_conf);
-               return conf;
-             }(),
-             std::move(launch)) {}
+    : Broker(
+          dir,
+          [&] {
+            MosquittoConf conf = test_broker_conf();
+            conf.extra_lines = std::move(extra_conf);
+            return conf;
+          }(),
+          std::move(launch)) {}
 
 Broker::~Broker() = default;
 
@@ -158,7 +162,8 @@ System::System(SystemOptions options)
   if (options_.secure) {
     secret_path_ = dir_.file("jwt.secret");
     write_file(secret_path_, generate_secret() + "\n");
-    if (options_.plugin_path.empty()) throw std::invalid_argument("a secure system needs the plugin (SystemOptions.plugin_path)");
+    if (options_.plugin_path.empty())
+      throw std::invalid_argument("a secure system needs the plugin (SystemOptions.plugin_path)");
   }
   switch (options_.host) {
     case Host::bridge:
@@ -215,7 +220,8 @@ MosquittoConf System::auth_only_plugin_conf() const {
 
 std::string System::token(const Identity& identity, std::int64_t ttl_s) const {
   if (secret_path_.empty()) throw std::logic_error("System::token: not a secure system");
-  const auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
+  const auto now =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
   return mint_token(identity, read_secret_file(secret_path_), now.count() + ttl_s);
 }
 
@@ -248,13 +254,18 @@ void System::start_bridge() {
   ++bridge_starts_;
   std::vector<std::string> argv{
       options_.bridge_binary,
-      "--broker_url", broker_uri(),
-      "--data_dir", data_dir_,
+      "--broker_url",
+      broker_uri(),
+      "--data_dir",
+      data_dir_,
       // One client id for the life of the system, as in production: a restarted bridge resumes its
       // persistent session and gets the requests published while it was away.
-      "--client_id", bridge_client_id_,
-      "--log_level", "debug",
-      "--call_ring_timeout_s", std::to_string(options_.call_ring_timeout_s),
+      "--client_id",
+      bridge_client_id_,
+      "--log_level",
+      "debug",
+      "--call_ring_timeout_s",
+      std::to_string(options_.call_ring_timeout_s),
   };
   if (options_.secure) {
     // The bridge mints itself a service token from the shared secret (sub = its client id).
@@ -283,8 +294,8 @@ void System::wait_ready(std::optional<Millis> timeout_or_default) {
     }
     if (probe->try_await_reply(probe->send_request(topic, R"({"limit":1})"), 500ms)) return;
   }
-  throw std::runtime_error("the host answered no get_message within " + std::to_string(timeout.count()) +
-                           " ms:\n" + describe());
+  throw std::runtime_error("the host answered no get_message within " + std::to_string(timeout.count()) + " ms:\n" +
+                           describe());
 }
 
 void System::stop_host() {
@@ -335,12 +346,8 @@ void System::restart_host() {
 
 void System::restart_broker() {
   switch (options_.host) {
-    case Host::bridge:
-      broker_->restart();
-      return;
-    case Host::plugin:
-      restart_host();
-      return;
+    case Host::bridge: broker_->restart(); return;
+    case Host::plugin: restart_host(); return;
   }
 }
 
@@ -349,10 +356,23 @@ std::unique_ptr<Process> Broker::start_abrupt_client(const std::string& client_i
   ProcessOptions options;
   options.stdout_path = dir_.file("abrupt-" + client_id + ".log");
   // It subscribes to its own reply namespace: a topic any authenticated client may read.
-  std::vector<std::string> argv{"mosquitto_sub", "-h", "127.0.0.1", "-p", std::to_string(port()), "-V", "5",
-                                "-i", client_id, "-t", "navietakie/v1/replies/" + client_id + "/abrupt",
-                                "--will-topic", will.topic, "--will-payload", will.payload,
-                                "--will-qos", std::to_string(will.qos)};
+  std::vector<std::string> argv{"mosquitto_sub",
+                                "-h",
+                                "127.0.0.1",
+                                "-p",
+                                std::to_string(port()),
+                                "-V",
+                                "5",
+                                "-i",
+                                client_id,
+                                "-t",
+                                "navietakie/v1/replies/" + client_id + "/abrupt",
+                                "--will-topic",
+                                will.topic,
+                                "--will-payload",
+                                will.payload,
+                                "--will-qos",
+                                std::to_string(will.qos)};
   if (!username.empty()) argv.insert(argv.end(), {"-u", username});
   if (!password.empty()) argv.insert(argv.end(), {"-P", password});
   auto process = std::make_unique<Process>(std::move(argv), options);

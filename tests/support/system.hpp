@@ -104,7 +104,7 @@ struct SystemOptions {
   // mosquitto_navietakie.so (the tests pass NAVIETAKIE_PLUGIN_SO from CMake).
   std::string plugin_path;
   int call_ring_timeout_s = 30;
-  std::vector<std::string> extra_host_args;  // more `--key value` flags for the bridge
+  std::vector<std::string> extra_host_args;    // more `--key value` flags for the bridge
   std::vector<std::string> extra_plugin_conf;  // more conf lines for the plugin (`plugin_opt_<key> value`)
   // How the broker is launched; for the plugin host, also its environment (NAVIETAKIE_* settings).
   BrokerLaunch broker_launch;
