@@ -1,6 +1,8 @@
 // Authentication and access control: the identity stamp, JWT verification and minting, the secret
 // file, grants, MQTT topic matching and the ACL policy.
 #include <jwt.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include <boost/test/unit_test.hpp>
 #include <chrono>
@@ -484,6 +486,32 @@ BOOST_AUTO_TEST_CASE(lifetime_is_bounded) {
   // iat is checked like exp and nbf; expiry comes first.
   BOOST_TEST(outcome(signed_token(claims(R"("sub":"s","role":"service","iat":"now",)" + kExp))) == "bad_claims");
   BOOST_TEST(outcome(token(kNow - 3600, kNow - 86400 * 2)) == "expired");
+}
+
+// Signed with the secret, whatever the claims hold: HMAC-SHA256 over header.payload by OpenSSL.
+std::string hs256_signed(std::string_view header_json, std::string_view claims_json) {
+  const std::string input = base64url(header_json) + "." + base64url(claims_json);
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  BOOST_REQUIRE(HMAC(EVP_sha256(), kSecret.data(), static_cast<int>(kSecret.size()),
+                     reinterpret_cast<const unsigned char*>(input.data()), input.size(), mac, &size) != nullptr);
+  return input + "." + base64url(std::string_view(reinterpret_cast<const char*>(mac), size));
+}
+
+// Found by fuzz_jwt: libjwt's decoder could not represent an integer beyond 64 bits, and a correctly
+// signed token then was logged as `bad_signature`. The signature is ours to check; the claims too.
+BOOST_AUTO_TEST_CASE(a_signed_token_with_an_out_of_range_claim_is_bad_claims_not_bad_signature) {
+  const std::string header = R"({"alg":"HS256","typ":"JWT"})";
+  const std::string good = R"({"sub":"d-1","role":"driver","booking":"BK1","exp":1700000600})";
+  BOOST_TEST(outcome(hs256_signed(header, good)) == "accepted");
+  for (const char* exp : {"9223372036854775808", "18446744073709551616", "1e300"}) {
+    const std::string claims = std::string(R"({"sub":"d-1","role":"driver","booking":"BK1","exp":)") + exp + "}";
+    BOOST_TEST(outcome(hs256_signed(header, claims)) == "bad_claims", exp);
+  }
+  // A flipped signature byte is still a bad signature.
+  std::string tampered = hs256_signed(header, good);
+  tampered.back() = tampered.back() == 'A' ? 'B' : 'A';
+  BOOST_TEST(outcome(tampered) == "bad_signature");
 }
 
 BOOST_AUTO_TEST_SUITE_END()
