@@ -5,6 +5,7 @@
 
 #include "core/calls.hpp"
 #include "core/log.hpp"
+#include "core/wire.hpp"
 
 namespace navietakie {
 namespace {
@@ -124,6 +125,7 @@ struct Engine::Handled {
   std::optional<std::string> correlation_data;  // v5
   std::optional<Json> correlation_id;           // 3.1.1, echoed in the payload
   bool ignored = false;                         // not a request topic
+  bool log_quietly = false;                     // its failure is logged in aggregate (overloaded)
   std::optional<ProtocolError> error;
   std::optional<ProtocolError> refused_reply;  // `forbidden`, raised after the payload's own checks
   Json result = Json::object();
@@ -201,6 +203,7 @@ std::vector<Publish> Engine::overloaded(const Request& request) {
   count(metrics_.overloaded);
   Handled h;
   handle_one(nullptr, request, h);
+  h.log_quietly = h.error && h.error->code() == ErrorCode::unavailable;  // EngineLoop logs the count
   std::vector<Publish> out;
   if (!h.ignored) finish(h, out);
   return out;
@@ -257,7 +260,7 @@ void Engine::handle_one(StoreWriter* store, const Request& request, Handled& h) 
     }
     if (h.booking.empty()) {
       throw ProtocolError(ErrorCode::invalid_booking_code,
-                          "booking code must be 1 to 64 of A-Z a-z 0-9 _ -, starting with a letter or digit");
+                          "booking code must be " + wire::describe(wire::kBookingCode));
     }
     if (bad_reply_address) {
       if (bad_reply_address->code() != ErrorCode::forbidden) throw *bad_reply_address;
@@ -518,11 +521,12 @@ void Engine::finish(const Handled& h, std::vector<Publish>& out) {
     reply = Json{{"ok", false}, {"error", std::move(error)}};
     auto level = h.error->code() == ErrorCode::internal || h.error->code() == ErrorCode::unavailable ? LogLevel::error
                                                                                                      : LogLevel::warn;
-    log_line(level, "request",
-             {{"topic", h.topic},
-              {"action", h.action},
-              {"error", to_string(h.error->code())},
-              {"message", h.error->what()}});
+    if (!h.log_quietly)
+      log_line(level, "request",
+               {{"topic", h.topic},
+                {"action", h.action},
+                {"error", to_string(h.error->code())},
+                {"message", h.error->what()}});
   } else {
     if (h.stored_message) count(metrics_.messages_stored);
     if (h.duplicate) count(metrics_.duplicates);

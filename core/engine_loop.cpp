@@ -67,6 +67,13 @@ void EngineLoop::submit(std::vector<Request> requests, std::vector<std::string> 
     // already acknowledged these, and the client must hear that they were not taken.
     std::vector<Publish> replies;
     for (const auto& request : refused) append(replies, engine_.overloaded(request));
+    overload_unlogged_ += refused.size();
+    if (const Millis now = system_clock_ms(); now - overload_logged_at_ms_ >= 1000) {
+      log_line(LogLevel::error, "overloaded",
+               {{"refused", std::to_string(overload_unlogged_)}, {"queue_max", std::to_string(options_.queue_max)}});
+      overload_logged_at_ms_ = now;
+      overload_unlogged_ = 0;
+    }
     std::lock_guard<std::mutex> lock(mutex_);
     append(results_, std::move(replies));
   }

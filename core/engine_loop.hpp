@@ -107,12 +107,16 @@ class EngineLoop {
   };
   std::deque<Work> queue_;           // guarded by mutex_
   std::size_t queued_requests_ = 0;  // guarded by mutex_
-  std::vector<Publish> results_;     // guarded by mutex_: not yet handed back
-  bool host_takes_ = false;          // guarded by mutex_: the transport publishes only from its thread
-  bool host_polling_ = false;        // guarded by mutex_: take_results() was called once
-  bool busy_ = false;                // guarded by mutex_: a batch is being handled or published
-  bool stopping_ = false;            // guarded by mutex_
-  Stats stats_;                      // guarded by mutex_
+  // Overload log lines: at most one a second, with the count refused since the last one (a flood
+  // must not flood the log too). Submitting thread only.
+  Millis overload_logged_at_ms_ = 0;
+  std::uint64_t overload_unlogged_ = 0;
+  std::vector<Publish> results_;  // guarded by mutex_: not yet handed back
+  bool host_takes_ = false;       // guarded by mutex_: the transport publishes only from its thread
+  bool host_polling_ = false;     // guarded by mutex_: take_results() was called once
+  bool busy_ = false;             // guarded by mutex_: a batch is being handled or published
+  bool stopping_ = false;         // guarded by mutex_
+  Stats stats_;                   // guarded by mutex_
   std::thread thread_;
 };
 
