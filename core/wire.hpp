@@ -9,6 +9,7 @@
 #include <array>
 #include <cstddef>
 #include <optional>
+#include <string>
 #include <string_view>
 
 #include "core/calls.hpp"
@@ -155,6 +156,26 @@ constexpr bool matches(const CharRule& rule, std::string_view text) {
     if (!in_bracket(i == 0 ? rule.first : rule.rest, text[i])) return false;
   }
   return true;
+}
+
+// A bracket in words: "A-Za-z0-9_-" -> "A-Z a-z 0-9 _ -".
+inline std::string bracket_words(std::string_view bracket) {
+  std::string words;
+  for (std::size_t i = 0; i < bracket.size(); ++i) {
+    if (!words.empty()) words += ' ';
+    const bool range = i + 2 < bracket.size() && bracket[i + 1] == '-';
+    words.append(bracket.substr(i, range ? 3 : 1));
+    if (range) i += 2;
+  }
+  return words;
+}
+
+// A character rule in words, for error messages.
+inline std::string describe(const CharRule& rule) {
+  std::string text = std::to_string(rule.min_length) + " to " + std::to_string(rule.max_length) + " characters of " +
+                     bracket_words(rule.rest);
+  if (rule.first != rule.rest) text += ", starting with one of " + bracket_words(rule.first);
+  return text;
 }
 
 // ---- Limits that are not configuration (the configurable ones, max_text_bytes and
