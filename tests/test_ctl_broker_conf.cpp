@@ -49,7 +49,9 @@ BOOST_AUTO_TEST_CASE(the_conf_it_writes_serves_tcp_and_websockets, *utf::timeout
   // Derived from the plugin's own max_payload_bytes: 200 * (4096 + 1024) + 64 KiB, in MiB.
   BOOST_TEST(conf.find("\nmax_packet_size 2097152\n") != std::string::npos, conf);
 
-  Process broker({find_executable("mosquitto"), "-c", conf_path}, ProcessOptions(dir.file("mosquitto.log")));
+  ProcessOptions broker_options(dir.file("mosquitto.log"));
+  broker_options.extra_env = plugin_broker_env();  // the sanitizer build's plugin needs its runtime
+  Process broker({find_executable("mosquitto"), "-c", conf_path}, broker_options);
   BOOST_REQUIRE_MESSAGE(wait_for_tcp(mqtt_port, 5s) && wait_for_tcp(ws_port, 5s), broker.describe());
   for (const std::string& uri :
        {"tcp://127.0.0.1:" + std::to_string(mqtt_port), "ws://127.0.0.1:" + std::to_string(ws_port)}) {
