@@ -9,6 +9,7 @@
 
 #include "core/codec.hpp"
 #include "core/errors.hpp"
+#include "core/printable_key.hpp"
 
 using namespace navietakie;
 
@@ -19,7 +20,7 @@ constexpr std::size_t kMaxTextBytes = 4096;  // the config default (max_text_byt
 void check_send_message(const Json& body) {
   const SendMessageRequest request = decode_send_message(body, kMaxTextBytes);
   if (request.text.size() > kMaxTextBytes) std::abort();
-  if (request.message_id && !valid_client_key(*request.message_id)) std::abort();
+  if (request.message_id && !valid_printable_key(*request.message_id)) std::abort();
   // `data` is stored as text and parsed again for every reply: it must still be a JSON object.
   if (!parse_payload(request.data_json).is_object()) std::abort();
   Message message;
@@ -41,7 +42,7 @@ void check_get_message(const Json& body) {
 
 void check_make_call(const Json& body) {
   const MakeCallRequest request = decode_make_call(body);
-  if (request.call_id && !valid_client_key(*request.call_id)) std::abort();
+  if (request.call_id && !valid_printable_key(*request.call_id)) std::abort();
 }
 
 void check_presence(const Json& body) { (void)decode_presence(body); }
