@@ -1,5 +1,6 @@
 #include "config/config.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstdint>
@@ -287,6 +288,12 @@ const std::vector<ConfigKey>& config_schema() {
       {"data_dir", "./data", "directory of the LMDB store, created if missing"},
       {"map_size_mb", "1024", "LMDB map size in MiB, the most the store can hold (1..1048576)"},
       {"sync", "full", "commit durability: full (fsync each commit), nometasync, nosync (fastest, unsafe)"},
+      {"store_backend", "lmdb",
+       "where the data lives: lmdb (data_dir, map_size_mb, sync; one machine) or postgres (postgres_url; "
+       "shared by many bridges)"},
+      {"postgres_url", "",
+       "store_backend postgres: libpq connection string or URI, e.g. "
+       "postgresql://navietakie@db:5432/navietakie?connect_timeout=5 (never logged with its password)"},
       {"call_ring_timeout_s", "30", "seconds a call rings unanswered before it ends as missed (1..86400)"},
       {"max_payload_bytes", "65536", "largest MQTT payload accepted, in bytes (256..268435455)"},
       {"max_text_bytes", "4096", "largest chat message text, in bytes (1..max_payload_bytes)"},
@@ -444,6 +451,26 @@ Settings load_settings(const CommandLine& command_line, const char* const* envp)
   return resolve_settings(layers);
 }
 
+namespace {
+
+// store_backend and what it needs. postgres_url is never echoed: it may hold a password.
+void checked_store(const Resolved& resolved, Settings& settings) {
+  const std::string& backend = resolved.text("store_backend");
+  if (backend == "lmdb") {
+    settings.store_backend = StoreBackend::lmdb;
+  } else if (backend == "postgres") {
+    settings.store_backend = StoreBackend::postgres;
+  } else {
+    resolved.fail("store_backend", "expected one of lmdb, postgres");
+  }
+  settings.postgres_url = resolved.text("postgres_url");
+  if (settings.store_backend == StoreBackend::postgres && settings.postgres_url.empty()) {
+    resolved.fail("postgres_url", "required with store_backend postgres (a libpq connection string or URI)");
+  }
+}
+
+}  // namespace
+
 Settings resolve_settings(const std::vector<ConfigLayer>& layers) {
   Resolved resolved;
   for (const auto& layer : layers) resolved.apply(layer);
@@ -457,6 +484,7 @@ Settings resolve_settings(const std::vector<ConfigLayer>& layers) {
   const auto sync = sync_mode_named(resolved.text("sync"));
   if (!sync) resolved.fail("sync", sync_choices);
   settings.sync = *sync;
+  checked_store(resolved, settings);
   settings.call_ring_timeout_s = static_cast<int>(resolved.integer("call_ring_timeout_s", 1, 86400));
   settings.max_payload_bytes = static_cast<std::size_t>(resolved.integer("max_payload_bytes", 256, 268435455));
   settings.max_text_bytes = static_cast<std::size_t>(
@@ -500,6 +528,53 @@ std::string to_string(SyncSetting mode) {
     case SyncSetting::nosync: return "nosync";
   }
   return "full";
+}
+
+std::string to_string(StoreBackend backend) {
+  switch (backend) {
+    case StoreBackend::lmdb: return "lmdb";
+    case StoreBackend::postgres: return "postgres";
+  }
+  return "lmdb";
+}
+
+std::string redacted_postgres_url(const std::string& url) {
+  std::string out = url;
+  // URI: scheme://user:password@host...
+  if (const auto scheme = out.find("://"); scheme != std::string::npos) {
+    const auto authority = scheme + 3;
+    const auto at = out.find('@', authority);
+    const auto slash = out.find('/', authority);
+    if (at != std::string::npos && (slash == std::string::npos || at < slash)) {
+      const auto colon = out.find(':', authority);
+      if (colon != std::string::npos && colon < at) out.replace(colon + 1, at - colon - 1, "***");
+    }
+  }
+  // Keyword form `password=secret` / `password = 'a b'`, or the URI's `?password=secret`.
+  for (std::size_t from = 0;;) {
+    const auto key = out.find("password", from);
+    if (key == std::string::npos) break;
+    std::size_t i = key + 8;
+    while (i < out.size() && out[i] == ' ') ++i;
+    if (i >= out.size() || out[i] != '=') {
+      from = key + 8;
+      continue;
+    }
+    ++i;
+    while (i < out.size() && out[i] == ' ') ++i;
+    std::size_t end = i;
+    if (end < out.size() && out[end] == '\'') {
+      for (++end; end < out.size() && out[end] != '\''; ++end) {
+        if (out[end] == '\\') ++end;
+      }
+      end = std::min(end + 1, out.size());
+    } else {
+      while (end < out.size() && out[end] != ' ' && out[end] != '&') ++end;
+    }
+    out.replace(i, end - i, "***");
+    from = i + 3;
+  }
+  return out;
 }
 
 std::string to_string(LogLevel level) {

@@ -19,6 +19,10 @@ enum class SyncSetting { full, nometasync, nosync };
 
 enum class LogLevel { debug = 0, info = 1, warn = 2, error = 3 };
 
+// Where the data lives: LMDB in data_dir (one machine), or PostgreSQL at postgres_url (shared by
+// many bridges).
+enum class StoreBackend { lmdb, postgres };
+
 // A value as it appears in an error or log message: quoted, control bytes escaped, cut after
 // `shown_max` bytes, so that a hostile or binary value cannot garble the line it ends up in.
 std::string quote(std::string_view value, std::size_t shown_max = 120);
@@ -72,6 +76,8 @@ struct Settings {
   std::string data_dir;
   std::size_t map_size_mb = 0;
   SyncSetting sync = SyncSetting::full;
+  StoreBackend store_backend = StoreBackend::lmdb;
+  std::string postgres_url;  // store_backend postgres: a libpq connection string or URI (log it redacted)
   int call_ring_timeout_s = 0;
   std::size_t max_payload_bytes = 0;
   std::size_t max_text_bytes = 0;
@@ -119,5 +125,10 @@ LogLevel parse_log_level(const std::string& value);        // throws ConfigError
 SyncSetting parse_sync_setting(const std::string& value);  // throws ConfigError
 std::string to_string(SyncSetting mode);
 std::string to_string(LogLevel level);
+std::string to_string(StoreBackend backend);
+
+// A libpq connection string or URI fit for a log line or an error: the password (the URI's
+// user:password@ part, a `password=` keyword or query parameter) replaced by "***".
+std::string redacted_postgres_url(const std::string& url);
 
 }  // namespace navietakie

@@ -29,8 +29,21 @@ void count(std::atomic<std::uint64_t>& counter) { counter.fetch_add(1, std::memo
 
 // A store failure as a client reads it: the store's own message, prefixed once with what it means.
 ProtocolError storage_failure(const StoreError& e, ErrorCode code) {
-  return ProtocolError(
-      code, std::string(e.kind() == StoreError::Kind::full ? "storage full: " : "storage error: ") + e.what());
+  const char* meaning = e.kind() == StoreError::Kind::full          ? "storage full: "
+                        : e.kind() == StoreError::Kind::unavailable ? "storage unavailable: "
+                                                                    : "storage error: ";
+  return ProtocolError(code, meaning + std::string(e.what()));
+}
+
+// The distinct bookings a transaction is about to touch, sorted: every transaction locks them in
+// this one order (StoreWriter::lock_bookings), so that two hosts sharing a store never deadlock.
+template <class Range, class BookingOf>
+std::vector<std::string> sorted_bookings(const Range& items, BookingOf booking_of) {
+  std::set<std::string> codes;
+  for (const auto& item : items) {
+    if (auto code = booking_of(item)) codes.insert(std::move(*code));
+  }
+  return {codes.begin(), codes.end()};
 }
 
 // ---- What an authenticated publisher may ask (docs/protocol.md, Identity) ----
@@ -159,8 +172,14 @@ std::vector<std::string> Engine::request_filters() const {
 
 std::vector<Publish> Engine::handle(const std::vector<Request>& batch) {
   std::vector<Handled> handled(batch.size());
+  const auto bookings = sorted_bookings(batch, [&](const Request& r) -> std::optional<std::string> {
+    auto parsed = topics_.parse_request(r.topic);
+    if (!parsed || !valid_booking_code(parsed->booking)) return std::nullopt;
+    return parsed->booking;
+  });
   try {
     store_.write([&](StoreWriter& w) {
+      w.lock_bookings(bookings);
       for (std::size_t i = 0; i < batch.size(); ++i) handle_one(&w, batch[i], handled[i]);
     });
   } catch (const StoreError& e) {
@@ -284,7 +303,7 @@ void Engine::handle_one(StoreWriter* store, const Request& request, Handled& h) 
   } catch (const ProtocolError& e) {
     h.error = e;
   } catch (const StoreError& e) {
-    h.error = storage_failure(e, e.kind() == StoreError::Kind::full ? ErrorCode::unavailable : ErrorCode::internal);
+    h.error = storage_failure(e, e.kind() == StoreError::Kind::io ? ErrorCode::internal : ErrorCode::unavailable);
   } catch (const std::exception& e) {
     h.error = ProtocolError(ErrorCode::internal, e.what());
   }
@@ -474,8 +493,11 @@ Presence Engine::refresh_presence(StoreWriter& w, const std::string& booking) {
 std::vector<Publish> Engine::set_offline(const std::set<std::pair<std::string, std::string>>& connections) {
   std::set<std::string> bookings;
   std::vector<Publish> out;
+  const auto locked = sorted_bookings(
+      connections, [](const std::pair<std::string, std::string>& c) -> std::optional<std::string> { return c.first; });
   try {
     store_.write([&](StoreWriter& w) {
+      w.lock_bookings(locked);
       for (const auto& [booking, key] : connections) {
         for (auto c : w.connections(booking)) {
           if (c.client_id != key || !c.online) continue;
@@ -550,12 +572,29 @@ void Engine::finish(const Handled& h, std::vector<Publish>& out) {
 }
 
 std::optional<Millis> Engine::next_deadline() const {
-  if (deadlines_.empty()) return std::nullopt;
-  return std::max(deadlines_.begin()->at, expiry_retry_at_);
+  std::optional<Millis> next;
+  if (!deadlines_.empty()) next = std::max(deadlines_.begin()->at, expiry_retry_at_);
+  // A shared store: other hosts' deadlines are looked for every deadline_scan_ms.
+  if (store_.shared() && (!next || next_deadline_scan_ > *next)) next = next_deadline_scan_;
+  return next;
+}
+
+void Engine::scan_shared_deadlines(Millis now) {
+  if (!store_.shared() || now < next_deadline_scan_) return;
+  next_deadline_scan_ = now + options_.deadline_scan_ms;
+  try {
+    store_.read([&](const StoreReader& r) {
+      for (const auto& call : r.due_ringing_calls(now, options_.batch_max))
+        deadlines_.insert(Deadline{call.ring_deadline, call.booking_code, call.call_id});
+    });
+  } catch (const StoreError& e) {
+    log_line(LogLevel::error, "deadline_scan_failed", {{"error", e.what()}});
+  }
 }
 
 std::vector<Publish> Engine::expire_calls() {
   Millis now = clock_();
+  scan_shared_deadlines(now);
   std::vector<Deadline> due;
   for (const auto& d : deadlines_) {
     if (d.at > now || due.size() >= options_.batch_max) break;
@@ -563,8 +602,12 @@ std::vector<Publish> Engine::expire_calls() {
   }
   if (due.empty() || now < expiry_retry_at_) return {};
   std::vector<Handled> handled(due.size());
+  const auto bookings = sorted_bookings(due, [](const Deadline& d) -> std::optional<std::string> { return d.booking; });
   try {
     store_.write([&](StoreWriter& w) {
+      // Under the bookings' locks, a call another host ended meanwhile reads as not ringing: each
+      // deadline ends its call once, whichever host gets there first.
+      w.lock_bookings(bookings);
       for (std::size_t i = 0; i < due.size(); ++i) {
         Handled& h = handled[i];
         try {

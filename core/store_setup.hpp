@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "config/config.hpp"
+#include "store/postgres.hpp"
 #include "store/store.hpp"
 
 namespace navietakie {
@@ -12,7 +13,10 @@ namespace navietakie {
 // The LMDB options the settings describe (data_dir, map_size_mb, sync).
 LmdbOptions lmdb_options(const Settings& settings);
 
-// Opens the store the settings describe (one per process).
+// The PostgreSQL options the settings describe (postgres_url; reconnects logged through core/log).
+PostgresOptions postgres_options(const Settings& settings);
+
+// Opens the store the settings describe (one per process): store_backend lmdb or postgres.
 std::unique_ptr<Store> open_store(const Settings& settings);
 
 }  // namespace navietakie

@@ -11,11 +11,14 @@
 
 namespace navietakie {
 
-// A storage failure. `full` means the map is full (or the disk): writes fail, reads go on. The
-// message names the operation and the cause only; the engine says once what it means for a client.
+// A storage failure. `full` means the map is full (or the disk): writes fail, reads go on.
+// `unavailable` means the store cannot be reached for now (a networked store lost its connection,
+// the commit's outcome is unknown, or the transaction lost a deadlock): nothing of it is stored
+// and a retry may succeed. The message names the operation and the cause only; the engine says
+// once what it means for a client.
 class StoreError : public std::runtime_error {
  public:
-  enum class Kind { full, io };
+  enum class Kind { full, io, unavailable };
   StoreError(Kind kind, const std::string& what) : std::runtime_error(what), kind_(kind) {}
   Kind kind() const { return kind_; }
 
@@ -37,6 +40,10 @@ class StoreReader {
   virtual std::optional<Call> active_call(const std::string& booking) const = 0;
   // Every call still ringing, in any booking (to re-arm ring timeouts after a restart).
   virtual std::vector<Call> ringing_calls() const = 0;
+  // The ringing calls whose deadline is at or before `now`, earliest first, at most `limit` (a
+  // shared store: the deadlines other hosts armed). A backend with an index on deadlines
+  // overrides this scan of every ringing call.
+  virtual std::vector<Call> due_ringing_calls(Millis now, std::size_t limit) const;
 
   virtual std::vector<Connection> connections(const std::string& booking) const = 0;
   virtual std::optional<Presence> presence(const std::string& booking) const = 0;
@@ -53,6 +60,11 @@ class StoreWriter : public StoreReader {
   virtual void put_connection(const Connection& connection) = 0;
   virtual void put_presence(const Presence& presence) = 0;
 
+  // Called first in a transaction, with the distinct booking codes it is about to touch, sorted:
+  // a store shared by several processes locks them in this order (so that two transactions never
+  // wait for each other's bookings). A store with one writer at a time has nothing to do.
+  virtual void lock_bookings(const std::vector<std::string>& /*sorted_codes*/) {}
+
   // Runs fn as one unit inside the transaction: if it throws, none of its writes remain and the
   // exception propagates; the rest of the transaction is untouched.
   virtual void unit(const std::function<void()>& fn) = 0;
@@ -66,6 +78,9 @@ class Store {
   virtual void write(const std::function<void(StoreWriter&)>& fn) = 0;
   // A short read transaction.
   virtual void read(const std::function<void(const StoreReader&)>& fn) const = 0;
+  // True when other processes write to the same data at the same time (PostgreSQL under several
+  // bridges): the engine then learns ring deadlines from the store, not only from its own requests.
+  virtual bool shared() const { return false; }
 };
 
 enum class SyncMode { full, nometasync, nosync };

@@ -111,6 +111,8 @@ BOOST_AUTO_TEST_CASE(schema_lists_every_key_in_order_with_help) {
                                              "data_dir",
                                              "map_size_mb",
                                              "sync",
+                                             "store_backend",
+                                             "postgres_url",
                                              "call_ring_timeout_s",
                                              "max_payload_bytes",
                                              "max_text_bytes",
@@ -437,6 +439,36 @@ BOOST_AUTO_TEST_CASE(token_lifetime_and_public_key_keys) {
              "/etc/navietakie/jwt.pub");
   BOOST_TEST(contains(error_with("auth_jwt_public_key_file", std::string("a\0b", 3)),
                       "config key 'auth_jwt_public_key_file': expected a value without NUL"));
+}
+
+BOOST_AUTO_TEST_CASE(store_backend_and_postgres_url) {
+  BOOST_TEST((nt::resolve_settings({}).store_backend == nt::StoreBackend::lmdb));
+  BOOST_TEST(nt::to_string(nt::StoreBackend::postgres) == "postgres");
+  BOOST_TEST(error_with("store_backend", "mysql") ==
+             "config key 'store_backend': expected one of lmdb, postgres, got 'mysql' (from --store_backend)");
+  // postgres needs a URL; the message says so without echoing anything.
+  BOOST_TEST(contains(error_with("store_backend", "postgres"),
+                      "config key 'postgres_url': required with store_backend postgres"));
+
+  const std::string url = "postgresql://nt:s3cret@db:5432/navietakie?connect_timeout=5";
+  const Environment env{"NAVIETAKIE_STORE_BACKEND=postgres", "NAVIETAKIE_POSTGRES_URL=" + url};
+  const nt::Settings settings = nt::load_settings(Arguments{}.parse(), env.envp());
+  BOOST_TEST((settings.store_backend == nt::StoreBackend::postgres));
+  BOOST_TEST(settings.postgres_url == url);
+  // An LMDB deployment may keep a URL around; it is not used.
+  BOOST_TEST((settings_with("postgres_url", url).store_backend == nt::StoreBackend::lmdb));
+}
+
+BOOST_AUTO_TEST_CASE(a_postgres_url_is_logged_without_its_password) {
+  BOOST_TEST(nt::redacted_postgres_url("postgresql://nt:s3cret@db:5432/x?connect_timeout=5") ==
+             "postgresql://nt:***@db:5432/x?connect_timeout=5");
+  BOOST_TEST(nt::redacted_postgres_url("postgres://nt@db/x?password=s3cret&sslmode=require") ==
+             "postgres://nt@db/x?password=***&sslmode=require");
+  BOOST_TEST(nt::redacted_postgres_url("host=db user=nt password = 's3 cr\\'et' dbname=x") ==
+             "host=db user=nt password = *** dbname=x");
+  BOOST_TEST(nt::redacted_postgres_url("host=db password=s3cret") == "host=db password=***");
+  BOOST_TEST(nt::redacted_postgres_url("postgresql://db:5432/x") == "postgresql://db:5432/x");
+  BOOST_TEST(nt::redacted_postgres_url("postgresql://nt@db/x") == "postgresql://nt@db/x");
 }
 
 BOOST_AUTO_TEST_CASE(sample_bridge_conf_is_the_defaults) {

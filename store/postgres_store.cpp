@@ -1,0 +1,701 @@
+// The PostgreSQL backend of Store. Schema: store/postgres_schema.cpp.
+//
+// Several hosts (bridges) write the same bookings at once under READ COMMITTED. What keeps the
+// engine's read-then-write sequences (last_seq + 1, the message_id lookup, the active-call check,
+// the presence recompute) correct across them: before a write transaction reads or writes a
+// booking, it locks the booking's row in `bookings` (created if missing, then SELECT ... FOR
+// UPDATE), once per booking per transaction. The engine locks a batch's bookings up front in
+// sorted order (lock_bookings), so two hosts' batches never deadlock; a deadlock or serialization
+// failure anyway fails the whole transaction (StoreError unavailable), never a false success.
+//
+// One PostgreSQL transaction per write() (group commit: one commit, synchronous_commit as the
+// server has it), a SAVEPOINT per unit() that writes (rolled back to when the unit throws).
+//
+// A lost connection, a refused connect or a commit whose outcome is unknown is StoreError
+// `unavailable`; the next write() / read() reconnects by itself. An in-doubt commit is never
+// reported as success: the client resends with the same message_id, and UNIQUE(booking_code,
+// message_id) makes the resend idempotent.
+//
+// The connection is used by one thread at a time (a mutex): the engine's thread, and the host's
+// thread while Engine::start() runs before the loop starts.
+#include <pqxx/connection>
+#include <pqxx/except>
+#include <pqxx/nontransaction>
+#include <pqxx/result>
+#include <pqxx/transaction>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <utility>
+
+#include "store/postgres.hpp"
+#include "store/postgres_schema.hpp"
+
+namespace navietakie {
+namespace {
+
+// ---- names of the enums as stored (the CHECK constraints of the schema) ----
+
+const char* type_name(MessageType t) {
+  switch (t) {
+    case MessageType::text: return "text";
+    case MessageType::call: return "call";
+    case MessageType::system: return "system";
+  }
+  throw std::logic_error("unknown message type");
+}
+
+const char* role_name(Role r) {
+  switch (r) {
+    case Role::driver: return "driver";
+    case Role::passenger: return "passenger";
+    case Role::system: return "system";
+  }
+  throw std::logic_error("unknown role");
+}
+
+const char* state_name(CallState s) {
+  switch (s) {
+    case CallState::ringing: return "ringing";
+    case CallState::connected: return "connected";
+    case CallState::ended: return "ended";
+  }
+  throw std::logic_error("unknown call state");
+}
+
+const char* reason_name(EndReason r) {
+  switch (r) {
+    case EndReason::none: return "none";
+    case EndReason::completed: return "completed";
+    case EndReason::declined: return "declined";
+    case EndReason::cancelled: return "cancelled";
+    case EndReason::missed: return "missed";
+  }
+  throw std::logic_error("unknown end reason");
+}
+
+StoreError corrupt(const std::string& what) { return StoreError(StoreError::Kind::io, "corrupt store: " + what); }
+
+template <class Enum, std::size_t N>
+Enum parse_enum(const std::string& name, const char* (*to_name)(Enum), const Enum (&values)[N], const char* what) {
+  for (Enum v : values) {
+    if (name == to_name(v)) return v;
+  }
+  throw corrupt(std::string("unknown ") + what + " '" + name + "'");
+}
+
+MessageType parse_type(const std::string& s) {
+  static const MessageType all[] = {MessageType::text, MessageType::call, MessageType::system};
+  return parse_enum(s, type_name, all, "message type");
+}
+Role parse_role(const std::string& s) {
+  static const Role all[] = {Role::driver, Role::passenger, Role::system};
+  return parse_enum(s, role_name, all, "role");
+}
+CallState parse_state(const std::string& s) {
+  static const CallState all[] = {CallState::ringing, CallState::connected, CallState::ended};
+  return parse_enum(s, state_name, all, "call state");
+}
+EndReason parse_reason(const std::string& s) {
+  static const EndReason all[] = {EndReason::none, EndReason::completed, EndReason::declined, EndReason::cancelled,
+                                  EndReason::missed};
+  return parse_enum(s, reason_name, all, "end reason");
+}
+
+// ---- parameters: libpqxx 6 passes a null const char* as SQL NULL ----
+
+const char* nullable(const std::optional<std::string>& s) { return s ? s->c_str() : nullptr; }
+
+std::optional<std::string> text_of(const std::optional<Millis>& v) {
+  if (!v) return std::nullopt;
+  return std::to_string(*v);
+}
+
+std::optional<Millis> optional_millis(const pqxx::field& f) {
+  if (f.is_null()) return std::nullopt;
+  return f.as<Millis>();
+}
+
+// ---- rows -> records (column orders: the SELECT lists below) ----
+
+constexpr const char* kMessageColumns = "booking_code, seq, message_id, type, sender, sender_id, text, data, ts";
+Message message_of(const pqxx::row& r) {
+  Message m;
+  m.booking_code = r[0].as<std::string>();
+  m.seq = r[1].as<std::uint64_t>();
+  m.message_id = r[2].as<std::string>();
+  m.type = parse_type(r[3].as<std::string>());
+  m.sender = parse_role(r[4].as<std::string>());
+  if (!r[5].is_null()) m.sender_id = r[5].as<std::string>();
+  m.text = r[6].as<std::string>();
+  m.data_json = r[7].as<std::string>();
+  m.ts = r[8].as<Millis>();
+  return m;
+}
+
+constexpr const char* kCallColumns =
+    "booking_code, call_id, caller, callee, state, end_reason, created_at, connected_at, ended_at, ring_deadline";
+Call call_of(const pqxx::row& r) {
+  Call c;
+  c.booking_code = r[0].as<std::string>();
+  c.call_id = r[1].as<std::string>();
+  c.from = parse_role(r[2].as<std::string>());
+  c.to = parse_role(r[3].as<std::string>());
+  c.state = parse_state(r[4].as<std::string>());
+  c.end_reason = parse_reason(r[5].as<std::string>());
+  c.created_at = r[6].as<Millis>();
+  c.connected_at = optional_millis(r[7]);
+  c.ended_at = optional_millis(r[8]);
+  c.ring_deadline = r[9].as<Millis>();
+  return c;
+}
+
+constexpr const char* kConnectionColumns = "booking_code, client_id, role, online, since";
+Connection connection_of(const pqxx::row& r) {
+  return Connection{r[0].as<std::string>(), r[1].as<std::string>(), parse_role(r[2].as<std::string>()),
+                    r[3].as<bool>(), r[4].as<Millis>()};
+}
+
+constexpr const char* kPresenceColumns =
+    "booking_code, driver_online, driver_since, passenger_online, passenger_since";
+Presence presence_of(const pqxx::row& r) {
+  return Presence{r[0].as<std::string>(), RolePresence{r[1].as<bool>(), optional_millis(r[2])},
+                  RolePresence{r[3].as<bool>(), optional_millis(r[4])}};
+}
+
+// ---- statements, prepared once per connection ----
+
+namespace sql {
+const char* const last_seq = "SELECT last_seq FROM bookings WHERE code = $1";
+const char* const message = "SELECT booking_code, seq, message_id, type, sender, sender_id, text, data, ts "
+                            "FROM messages WHERE booking_code = $1 AND seq = $2";
+const char* const message_by_id = "SELECT booking_code, seq, message_id, type, sender, sender_id, text, data, ts "
+                                  "FROM messages WHERE booking_code = $1 AND message_id = $2";
+const char* const call = "SELECT booking_code, call_id, caller, callee, state, end_reason, created_at, "
+                         "connected_at, ended_at, ring_deadline FROM calls WHERE booking_code = $1 AND call_id = $2";
+const char* const active_call = "SELECT booking_code, call_id, caller, callee, state, end_reason, created_at, "
+                                "connected_at, ended_at, ring_deadline FROM calls "
+                                "WHERE booking_code = $1 AND state <> 'ended'";
+const char* const connections = "SELECT booking_code, client_id, role, online, since FROM connections "
+                                "WHERE booking_code = $1 ORDER BY client_id";
+const char* const presence = "SELECT booking_code, driver_online, driver_since, passenger_online, passenger_since "
+                             "FROM presence WHERE booking_code = $1";
+// Locks: the row first exists (a booking's first write), then is locked; its last_seq comes along.
+const char* const create_bookings = "INSERT INTO bookings (code) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING";
+const char* const lock_bookings = "SELECT code, last_seq FROM bookings WHERE code = ANY($1::text[]) "
+                                  "ORDER BY code FOR UPDATE";
+// One round trip: the message and its booking's last_seq.
+const char* const append_message =
+    "WITH m AS (INSERT INTO messages (booking_code, seq, message_id, type, sender, sender_id, text, data, ts) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)) "
+    "UPDATE bookings SET last_seq = $2 WHERE code = $1";
+const char* const put_call =
+    "INSERT INTO calls (booking_code, call_id, caller, callee, state, end_reason, created_at, connected_at, "
+    "ended_at, ring_deadline) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+    "ON CONFLICT (booking_code, call_id) DO UPDATE SET caller = EXCLUDED.caller, callee = EXCLUDED.callee, "
+    "state = EXCLUDED.state, end_reason = EXCLUDED.end_reason, created_at = EXCLUDED.created_at, "
+    "connected_at = EXCLUDED.connected_at, ended_at = EXCLUDED.ended_at, ring_deadline = EXCLUDED.ring_deadline";
+const char* const put_connection =
+    "INSERT INTO connections (booking_code, client_id, role, online, since) VALUES ($1, $2, $3, $4, $5) "
+    "ON CONFLICT (booking_code, client_id) DO UPDATE SET role = EXCLUDED.role, online = EXCLUDED.online, "
+    "since = EXCLUDED.since";
+const char* const put_presence =
+    "INSERT INTO presence (booking_code, driver_online, driver_since, passenger_online, passenger_since) "
+    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (booking_code) DO UPDATE SET "
+    "driver_online = EXCLUDED.driver_online, driver_since = EXCLUDED.driver_since, "
+    "passenger_online = EXCLUDED.passenger_online, passenger_since = EXCLUDED.passenger_since";
+const char* const ringing_calls = "SELECT booking_code, call_id, caller, callee, state, end_reason, created_at, "
+                                  "connected_at, ended_at, ring_deadline FROM calls WHERE state = 'ringing'";
+const char* const due_ringing_calls =
+    "SELECT booking_code, call_id, caller, callee, state, end_reason, created_at, connected_at, ended_at, "
+    "ring_deadline FROM calls WHERE state = 'ringing' AND ring_deadline <= $1 ORDER BY ring_deadline LIMIT $2";
+const char* const all_presence = "SELECT booking_code, driver_online, driver_since, passenger_online, "
+                                 "passenger_since FROM presence ORDER BY booking_code";
+}  // namespace sql
+
+void prepare_statements(pqxx::connection& c) {
+  const std::pair<const char*, const char*> statements[] = {
+      {"last_seq", sql::last_seq},
+      {"message", sql::message},
+      {"message_by_id", sql::message_by_id},
+      {"call", sql::call},
+      {"active_call", sql::active_call},
+      {"connections", sql::connections},
+      {"presence", sql::presence},
+      {"create_bookings", sql::create_bookings},
+      {"lock_bookings", sql::lock_bookings},
+      {"append_message", sql::append_message},
+      {"put_call", sql::put_call},
+      {"put_connection", sql::put_connection},
+      {"put_presence", sql::put_presence},
+      {"ringing_calls", sql::ringing_calls},
+      {"due_ringing_calls", sql::due_ringing_calls},
+      {"all_presence", sql::all_presence},
+  };
+  for (const auto& [name, text] : statements) c.prepare(name, text);
+}
+
+// A text[] literal of booking codes (quoted: the codes' alphabet is the protocol's business).
+std::string text_array(const std::vector<std::string>& values) {
+  std::string out = "{";
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) out += ',';
+    out += '"';
+    for (char ch : values[i]) {
+      if (ch == '"' || ch == '\\') out += '\\';
+      out += ch;
+    }
+    out += '"';
+  }
+  return out + "}";
+}
+
+// ---- errors ----
+
+// What a PostgreSQL failure means to the engine. Connection-class failures also mean the
+// connection is to be replaced (`lost`).
+struct Failure {
+  StoreError error;
+  bool lost;
+};
+
+bool sqlstate_class(const std::string& state, const char* cls) { return state.compare(0, 2, cls) == 0; }
+
+// Call from a catch block only: classifies the exception being handled.
+Failure classify(const std::string& what) {
+  try {
+    throw;
+  } catch (const StoreError& e) {
+    return Failure{e, false};
+  } catch (const pqxx::in_doubt_error& e) {
+    return Failure{StoreError(StoreError::Kind::unavailable,
+                              what + ": commit outcome unknown (connection lost during COMMIT): " + e.what()),
+                   true};
+  } catch (const pqxx::broken_connection& e) {
+    return Failure{StoreError(StoreError::Kind::unavailable, what + ": PostgreSQL connection lost: " + e.what()), true};
+  } catch (const pqxx::transaction_rollback& e) {  // deadlock, serialization failure
+    return Failure{StoreError(StoreError::Kind::unavailable, what + ": transaction rolled back: " + e.what()), false};
+  } catch (const pqxx::sql_error& e) {
+    const std::string state = e.sqlstate();
+    // 08 connection exception, 57 operator intervention (shutdown, terminated backend),
+    // 53 insufficient resources, 40 transaction rollback.
+    const bool lost = sqlstate_class(state, "08") || sqlstate_class(state, "57");
+    const bool transient = lost || sqlstate_class(state, "53") || sqlstate_class(state, "40");
+    return Failure{StoreError(transient ? StoreError::Kind::unavailable : StoreError::Kind::io,
+                              what + ": PostgreSQL error " + state + ": " + e.what()),
+                   lost};
+  } catch (const pqxx::usage_error& e) {
+    return Failure{StoreError(StoreError::Kind::io, what + ": " + e.what()), false};
+  } catch (const pqxx::failure& e) {  // anything else libpqxx reports about the connection
+    return Failure{StoreError(StoreError::Kind::unavailable, what + ": PostgreSQL failure: " + e.what()), true};
+  }
+}
+
+using Clock = std::chrono::steady_clock;
+
+// The state a unit() restores when it is rolled back to its savepoint.
+struct UnitFrame {
+  std::string savepoint;  // empty until the unit's first write (reads need none)
+  std::size_t locks_before = 0;
+  std::map<std::string, std::uint64_t> last_seq_before;
+};
+
+// The reader methods over a libpqxx transaction; the writer adds locking and writes.
+template <class Interface>
+class PgReadOps : public Interface {
+ public:
+  std::uint64_t last_seq(const std::string& booking) const override {
+    const pqxx::result r = run([&] { return tx_.exec_prepared("last_seq", booking); });
+    return r.empty() ? 0 : r[0][0].as<std::uint64_t>();
+  }
+
+  std::optional<Message> message(const std::string& booking, std::uint64_t seq) const override {
+    touch(booking);
+    return one(run([&] { return tx_.exec_prepared("message", booking, seq); }), message_of);
+  }
+
+  std::optional<Message> message_by_id(const std::string& booking, const std::string& message_id) const override {
+    touch(booking);
+    return one(run([&] { return tx_.exec_prepared("message_by_id", booking, message_id); }), message_of);
+  }
+
+  HistoryPage history(const std::string& booking, const HistoryQuery& query) const override {
+    if (query.before_seq && query.after_seq) {
+      throw std::invalid_argument("history: before_seq and after_seq are exclusive");
+    }
+    HistoryPage page;
+    page.last_seq = this->last_seq(booking);
+    if (page.last_seq == 0) return page;
+    // The filters are the query's own (HistoryQuery::matches), so both backends agree on them;
+    // the database walks the booking's primary key away from the bound, a chunk at a time.
+    std::string text = std::string("SELECT ") + kMessageColumns + " FROM messages WHERE booking_code = $1";
+    const bool ascending = query.after_seq.has_value();
+    std::uint64_t bound = 0;  // exclusive
+    if (ascending) {
+      if (*query.after_seq >= page.last_seq) return page;
+      text += " AND seq > $2 ORDER BY seq ASC LIMIT $3";
+      bound = *query.after_seq;
+    } else {
+      text += " AND seq < $2 ORDER BY seq DESC LIMIT $3";
+      bound = query.before_seq ? *query.before_seq : page.last_seq + 1;
+    }
+    const bool filtered = !query.types.empty() || query.sender || query.since || query.until;
+    const std::size_t chunk = filtered ? std::max<std::size_t>(query.limit + 1, 256) : query.limit + 1;
+    auto& out = page.messages;
+    for (bool more = true; more && !page.has_more;) {
+      const pqxx::result rows = run([&] { return tx_.exec_params(text, booking, bound, chunk); });
+      more = rows.size() == chunk;
+      for (const auto& row : rows) {
+        Message candidate = message_of(row);
+        bound = candidate.seq;
+        if (!query.matches(candidate)) continue;
+        if (out.size() == query.limit) {
+          page.has_more = true;
+          break;
+        }
+        out.push_back(std::move(candidate));
+      }
+    }
+    if (!ascending) std::reverse(out.begin(), out.end());
+    return page;
+  }
+
+  std::optional<Call> call(const std::string& booking, const std::string& call_id) const override {
+    touch(booking);
+    return one(run([&] { return tx_.exec_prepared("call", booking, call_id); }), call_of);
+  }
+
+  std::optional<Call> active_call(const std::string& booking) const override {
+    touch(booking);
+    return one(run([&] { return tx_.exec_prepared("active_call", booking); }), call_of);
+  }
+
+  std::vector<Call> ringing_calls() const override {
+    return all(run([&] { return tx_.exec_prepared("ringing_calls"); }), call_of);
+  }
+
+  std::vector<Call> due_ringing_calls(Millis now, std::size_t limit) const override {
+    return all(run([&] { return tx_.exec_prepared("due_ringing_calls", now, limit); }), call_of);
+  }
+
+  std::vector<Connection> connections(const std::string& booking) const override {
+    touch(booking);
+    return all(run([&] { return tx_.exec_prepared("connections", booking); }), connection_of);
+  }
+
+  std::optional<Presence> presence(const std::string& booking) const override {
+    touch(booking);
+    return one(run([&] { return tx_.exec_prepared("presence", booking); }), presence_of);
+  }
+
+  std::vector<Presence> all_presence() const override {
+    return all(run([&] { return tx_.exec_prepared("all_presence"); }), presence_of);
+  }
+
+  // The first failure that left the transaction unable to commit (a lost connection, a deadlock,
+  // an error outside a savepoint), even if the caller swallowed it.
+  const std::optional<Failure>& failure() const { return failure_; }
+
+ protected:
+  explicit PgReadOps(pqxx::transaction_base& tx) : tx_(tx) {}
+
+  // A writer locks the booking before its first read of it; a reader has nothing to do.
+  virtual void touch(const std::string& /*booking*/) const {}
+  // Whether a failure now can be undone by rolling back to a savepoint (a writer inside a unit).
+  virtual bool recoverable() const { return false; }
+
+  // Runs a statement; a libpqxx failure becomes StoreError, and poisons the transaction when no
+  // savepoint can undo it.
+  template <class Fn>
+  auto run(Fn&& fn) const -> decltype(fn()) {
+    if (failure_) throw failure_->error;  // the transaction is aborted: fail fast, same cause
+    try {
+      return fn();
+    } catch (...) {
+      Failure f = classify("statement");
+      if (f.lost || f.error.kind() == StoreError::Kind::unavailable || !recoverable()) failure_ = f;
+      throw f.error;
+    }
+  }
+
+  template <class Row>
+  static std::optional<Row> one(const pqxx::result& r, Row (*of)(const pqxx::row&)) {
+    if (r.empty()) return std::nullopt;
+    return of(r[0]);
+  }
+  template <class Row>
+  static std::vector<Row> all(const pqxx::result& r, Row (*of)(const pqxx::row&)) {
+    std::vector<Row> out;
+    out.reserve(r.size());
+    for (const auto& row : r) out.push_back(of(row));
+    return out;
+  }
+
+  pqxx::transaction_base& tx_;
+  mutable std::optional<Failure> failure_;
+};
+
+class PgReader final : public PgReadOps<StoreReader> {
+ public:
+  explicit PgReader(pqxx::transaction_base& tx) : PgReadOps(tx) {}
+};
+
+class PgWriter final : public PgReadOps<StoreWriter> {
+ public:
+  explicit PgWriter(pqxx::transaction_base& tx) : PgReadOps(tx) {}
+
+  std::uint64_t last_seq(const std::string& booking) const override {
+    touch(booking);
+    return last_seq_.at(booking);
+  }
+
+  void lock_bookings(const std::vector<std::string>& sorted_codes) override {
+    std::vector<std::string> missing;
+    for (const auto& code : sorted_codes) {
+      if (!locked_.count(code)) missing.push_back(code);
+    }
+    if (missing.empty()) return;
+    const std::string codes = text_array(missing);
+    run([&] { return tx_.exec_prepared("create_bookings", codes); });
+    const pqxx::result rows = run([&] { return tx_.exec_prepared("lock_bookings", codes); });
+    for (const auto& row : rows) {
+      const std::string code = row[0].as<std::string>();
+      if (locked_.insert(code).second) lock_log_.push_back(code);
+      last_seq_[code] = row[1].as<std::uint64_t>();
+    }
+  }
+
+  void append_message(const Message& m) override {
+    const std::uint64_t last = last_seq(m.booking_code);
+    if (m.seq != last + 1) {
+      throw std::logic_error("append_message: " + m.booking_code + " seq " + std::to_string(m.seq) +
+                             " does not follow last_seq " + std::to_string(last));
+    }
+    write([&] {
+      const std::optional<std::string> sender_id = m.sender_id;
+      return tx_.exec_prepared("append_message", m.booking_code, m.seq, m.message_id, type_name(m.type),
+                               role_name(m.sender), nullable(sender_id), m.text, m.data_json, m.ts);
+    });
+    last_seq_[m.booking_code] = m.seq;
+  }
+
+  void put_call(const Call& c) override {
+    touch(c.booking_code);
+    write([&] {
+      const auto connected_at = text_of(c.connected_at);
+      const auto ended_at = text_of(c.ended_at);
+      return tx_.exec_prepared("put_call", c.booking_code, c.call_id, role_name(c.from), role_name(c.to),
+                               state_name(c.state), reason_name(c.end_reason), c.created_at, nullable(connected_at),
+                               nullable(ended_at), c.ring_deadline);
+    });
+  }
+
+  void put_connection(const Connection& c) override {
+    touch(c.booking_code);
+    write([&] {
+      return tx_.exec_prepared("put_connection", c.booking_code, c.client_id, role_name(c.role), c.online, c.since);
+    });
+  }
+
+  void put_presence(const Presence& p) override {
+    touch(p.booking_code);
+    write([&] {
+      const auto driver_since = text_of(p.driver.since);
+      const auto passenger_since = text_of(p.passenger.since);
+      return tx_.exec_prepared("put_presence", p.booking_code, p.driver.online, nullable(driver_since),
+                               p.passenger.online, nullable(passenger_since));
+    });
+  }
+
+  void unit(const std::function<void()>& fn) override {
+    units_.push_back(UnitFrame{});
+    try {
+      fn();
+    } catch (...) {
+      roll_back_unit();
+      throw;
+    }
+    // Its savepoint is not released: RELEASE would cost a round trip and changes nothing; every
+    // savepoint ends with the transaction.
+    units_.pop_back();
+  }
+
+ private:
+  void touch(const std::string& booking) const override {
+    if (!locked_.count(booking)) const_cast<PgWriter*>(this)->lock_bookings({booking});
+  }
+
+  bool recoverable() const override {
+    for (const auto& u : units_) {
+      if (!u.savepoint.empty()) return true;
+    }
+    return false;
+  }
+
+  // A write statement: inside a unit, its savepoint (and any enclosing unit's) is set first.
+  template <class Fn>
+  void write(Fn&& fn) {
+    for (auto& u : units_) {
+      if (!u.savepoint.empty()) continue;
+      u.savepoint = "u" + std::to_string(++savepoints_);
+      u.locks_before = lock_log_.size();
+      u.last_seq_before = last_seq_;
+      run([&] { return tx_.exec("SAVEPOINT " + u.savepoint); });
+    }
+    run(std::forward<Fn>(fn));
+  }
+
+  // Undoes the innermost unit: its writes, the locks it took (PostgreSQL releases row locks taken
+  // after a savepoint when rolling back to it) and the seqs it counted.
+  void roll_back_unit() {
+    UnitFrame u = std::move(units_.back());
+    units_.pop_back();
+    if (u.savepoint.empty() || failure_) return;  // nothing written, or the whole transaction fails
+    try {
+      tx_.exec("ROLLBACK TO SAVEPOINT " + u.savepoint);
+    } catch (...) {
+      failure_ = classify("rollback to savepoint");
+      return;
+    }
+    while (lock_log_.size() > u.locks_before) {
+      locked_.erase(lock_log_.back());
+      lock_log_.pop_back();
+    }
+    last_seq_ = std::move(u.last_seq_before);
+  }
+
+  std::set<std::string> locked_;         // bookings whose row this transaction holds locked
+  std::vector<std::string> lock_log_;    // the same, in the order taken
+  std::map<std::string, std::uint64_t> last_seq_;  // of the locked bookings: nobody else can move it
+  std::vector<UnitFrame> units_;
+  std::uint64_t savepoints_ = 0;
+};
+
+class PostgresStore final : public Store {
+ public:
+  explicit PostgresStore(PostgresOptions options) : options_(std::move(options)) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    connect();  // at start, a database that cannot be reached is fatal: the caller says so
+  }
+
+  void write(const std::function<void(StoreWriter&)>& fn) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    pqxx::connection& c = connection();
+    try {
+      pqxx::work tx(c);
+      PgWriter writer(tx);
+      try {
+        fn(writer);
+      } catch (...) {
+        if (writer.failure()) lost_if(*writer.failure());
+        throw;
+      }
+      if (writer.failure()) {
+        lost_if(*writer.failure());
+        throw writer.failure()->error;
+      }
+      tx.commit();
+    } catch (const StoreError&) {
+      throw;
+    } catch (const pqxx::failure&) {
+      Failure f = classify("write transaction");
+      lost_if(f);
+      throw f.error;
+    }
+  }
+
+  void read(const std::function<void(const StoreReader&)>& fn) const override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    pqxx::connection& c = connection();
+    try {
+      pqxx::read_transaction tx(c);
+      const PgReader reader(tx);
+      try {
+        fn(reader);
+      } catch (...) {
+        if (reader.failure()) lost_if(*reader.failure());
+        throw;
+      }
+    } catch (const StoreError&) {
+      throw;
+    } catch (const pqxx::failure&) {
+      Failure f = classify("read transaction");
+      lost_if(f);
+      throw f.error;
+    }
+  }
+
+  bool shared() const override { return true; }
+
+ private:
+  void log(const std::string& event, const std::string& detail) const {
+    if (options_.log) options_.log(event, detail);
+  }
+
+  void connect() const {
+    auto c = std::make_unique<pqxx::connection>(options_.url);
+    // libpqxx 6 would silently reconnect a broken connection outside a transaction; this store
+    // decides when to reconnect (and says so) itself.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"  // deprecated in 6.x, still what we mean
+    c->inhibit_reactivation(true);
+#pragma GCC diagnostic pop
+    postgres::migrate(*c);
+    prepare_statements(*c);
+    connection_ = std::move(c);
+  }
+
+  // The open connection, reconnecting when the last one was lost. Within the backoff after a
+  // failed attempt, fails at once with that attempt's error.
+  pqxx::connection& connection() const {
+    if (connection_) return *connection_;
+    if (Clock::now() < retry_at_) throw StoreError(StoreError::Kind::unavailable, last_connect_error_);
+    try {
+      connect();
+    } catch (...) {
+      Failure f = classify("reconnect to PostgreSQL");
+      last_connect_error_ = f.error.what();
+      if (!outage_logged_) log("postgres_reconnect_failed", last_connect_error_ + " (retrying on the next request)");
+      outage_logged_ = true;
+      retry_at_ = Clock::now() + std::chrono::milliseconds(options_.reconnect_backoff_ms);
+      throw StoreError(StoreError::Kind::unavailable, last_connect_error_);
+    }
+    log("postgres_reconnected", "");
+    outage_logged_ = false;
+    return *connection_;
+  }
+
+  void lost_if(const Failure& f) const {
+    if (!f.lost || !connection_) return;
+    log("postgres_connection_lost", f.error.what());
+    connection_.reset();
+    retry_at_ = Clock::time_point{};  // the first request after a loss tries at once
+  }
+
+  PostgresOptions options_;
+  mutable std::mutex mutex_;  // one user of the connection at a time
+  mutable std::unique_ptr<pqxx::connection> connection_;
+  mutable Clock::time_point retry_at_{};
+  mutable std::string last_connect_error_;
+  mutable bool outage_logged_ = false;  // one line per outage, not one per request
+};
+
+}  // namespace
+
+std::unique_ptr<Store> open_postgres_store(const PostgresOptions& options) {
+  try {
+    return std::make_unique<PostgresStore>(options);
+  } catch (const StoreError&) {
+    throw;
+  } catch (...) {
+    throw classify("open PostgreSQL store").error;
+  }
+}
+
+bool postgres_store_available() { return true; }
+
+}  // namespace navietakie
