@@ -652,6 +652,10 @@ class PostgresStore final : public Store {
   // The open connection, reconnecting when the last one was lost. Within the backoff after a
   // failed attempt, fails at once with that attempt's error.
   pqxx::connection& connection() const {
+    if (connection_lost_) {
+      connection_.reset();
+      connection_lost_ = false;
+    }
     if (connection_) return *connection_;
     if (Clock::now() < retry_at_) throw StoreError(StoreError::Kind::unavailable, last_connect_error_);
     try {
@@ -670,15 +674,19 @@ class PostgresStore final : public Store {
   }
 
   void lost_if(const Failure& f) const {
-    if (!f.lost || !connection_) return;
+    if (!f.lost || !connection_ || connection_lost_) return;
     log("postgres_connection_lost", f.error.what());
-    connection_.reset();
+    // Dropped by the next connection(), not here: lost_if runs while a transaction object of
+    // this connection is still alive, and its destructor (an abort) would use a freed connection
+    // (a bridge died of SIGSEGV on a database restart, test_scale).
+    connection_lost_ = true;
     retry_at_ = Clock::time_point{};  // the first request after a loss tries at once
   }
 
   PostgresOptions options_;
   mutable std::mutex mutex_;  // one user of the connection at a time
   mutable std::unique_ptr<pqxx::connection> connection_;
+  mutable bool connection_lost_ = false;  // connection_ is to be dropped before its next use
   mutable Clock::time_point retry_at_{};
   mutable std::string last_connect_error_;
   mutable bool outage_logged_ = false;  // one line per outage, not one per request
