@@ -200,8 +200,17 @@ std::vector<Publish> Engine::handle(const std::vector<Request>& batch) {
     }
     // Nothing is stored: no success may be reported, no event, timer or connection kept.
     log_line(LogLevel::error, "commit_failed", {{"error", e.what()}, {"requests", std::to_string(batch.size())}});
-    for (auto& h : handled) {
-      if (h.error || h.ignored) continue;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      Handled& h = handled[i];
+      if (h.topic.empty()) {
+        // The store failed before the request was read (a shared store that cannot be reached):
+        // read it now for its reply address, or the `unavailable` would go nowhere; its own
+        // errors (a bad payload) come first, as always.
+        handle_one(nullptr, batch[i], h);
+        if (h.ignored || (h.error && h.error->code() != ErrorCode::unavailable)) continue;
+      } else if (h.error || h.ignored) {
+        continue;
+      }
       h.error = storage_failure(e, ErrorCode::unavailable);
       h.discard_effects();
     }
