@@ -106,7 +106,8 @@ class Probe {
     int other_errors = 0;
     std::vector<std::string> other_error_examples;
     std::vector<Clock::time_point> unavailable_at;
-    std::vector<Clock::time_point> ok_at;
+    // (sent, answered) of each acknowledged attempt, in order.
+    std::vector<std::pair<Clock::time_point, Clock::time_point>> ok_at;
     int gave_up = 0;
   };
 
@@ -135,13 +136,14 @@ class Probe {
       const std::string body = json{{"message_id", id}, {"sender", "driver"}, {"text", "probe " + std::to_string(n)}}.dump();
       bool done = false;
       for (int attempt = 0; attempt < 60 && !done; ++attempt) {
+        const auto sent = Clock::now();
         auto reply = client_.try_await_reply(client_.send_request(topic, body), 2s);
         std::lock_guard<std::mutex> lock(mutex_);
         if (!reply) {
           ++stats_.timeouts;
         } else if (is_ok(*reply)) {
           stats_.acked[id] = reply->at("message").at("seq").get<std::int64_t>();
-          stats_.ok_at.push_back(Clock::now());
+          stats_.ok_at.emplace_back(sent, Clock::now());
           done = true;
         } else if (error_code(*reply) == "unavailable") {
           ++stats_.unavailable;
@@ -232,7 +234,7 @@ BOOST_AUTO_TEST_CASE(three_bridges_on_one_postgres_survive_bridge_kills_and_a_da
   // The faults. Each kill is preceded by a read of the calls ringing then: they must end once.
   std::set<std::string> ringing_at_faults;
   int kills = 0;
-  for (int victim : {0, 1}) {
+  for (std::size_t victim : {std::size_t{0}, std::size_t{1}}) {
     at(victim == 0 ? 6 : 13);
     auto ringing = ringing_calls(pg);
     ringing_at_faults.insert(ringing.begin(), ringing.end());
@@ -351,9 +353,10 @@ BOOST_AUTO_TEST_CASE(three_bridges_on_one_postgres_survive_bridge_kills_and_a_da
   for (auto t : stats.unavailable_at) {
     if (t > db_back) last_unavailable_after_back = std::max(last_unavailable_after_back, seconds_since(db_back, t));
   }
-  for (auto t : stats.ok_at) {
-    if (t > db_down) {
-      first_ok_after_back = seconds_since(db_back, t);
+  // Recovery: the first request sent once the database was back that was acknowledged.
+  for (const auto& [sent, answered] : stats.ok_at) {
+    if (sent >= db_back) {
+      first_ok_after_back = seconds_since(db_back, answered);
       break;
     }
   }

@@ -146,7 +146,7 @@ navietakie_postgres_start() {
       return 1
     }
   fi
-  postgres_url="postgresql://navietakie@127.0.0.1:$port/navietakie"
+  postgres_url="postgresql://navietakie@127.0.0.1:$port/navietakie?connect_timeout=5"
   echo "$postgres_url"
 }
 
