@@ -98,6 +98,8 @@ EngineOptions engine_options(const Settings& settings) {
   options.max_payload_bytes = settings.max_payload_bytes;
   options.max_text_bytes = settings.max_text_bytes;
   options.batch_max = settings.batch_max;
+  // Other bridges share the database: a call one of them started must time out even if it died.
+  if (settings.store_backend == StoreBackend::postgres) options.deadline_scan_ms = 1000;
   return options;
 }
 
@@ -202,15 +204,15 @@ std::vector<Publish> Engine::handle(const std::vector<Request>& batch) {
     log_line(LogLevel::error, "commit_failed", {{"error", e.what()}, {"requests", std::to_string(batch.size())}});
     for (std::size_t i = 0; i < batch.size(); ++i) {
       Handled& h = handled[i];
-      if (h.topic.empty()) {
-        // The store failed before the request was read (a shared store that cannot be reached):
-        // read it now for its reply address, or the `unavailable` would go nowhere; its own
-        // errors (a bad payload) come first, as always.
+      if (h.topic.empty() && !h.ignored) {
+        // The transaction failed before this request was handled (a networked store that cannot
+        // begin one): check it without the store, so that it gets an answer, and its own error
+        // first if it has one.
+        metrics_.requests.fetch_sub(1, std::memory_order_relaxed);  // counted again
         handle_one(nullptr, batch[i], h);
-        if (h.ignored || (h.error && h.error->code() != ErrorCode::unavailable)) continue;
-      } else if (h.error || h.ignored) {
-        continue;
+        if (h.error && h.error->code() == ErrorCode::unavailable) h.error.reset();  // "overloaded": not so
       }
+      if (h.error || h.ignored) continue;
       h.error = storage_failure(e, ErrorCode::unavailable);
       h.discard_effects();
     }
@@ -584,12 +586,12 @@ std::optional<Millis> Engine::next_deadline() const {
   std::optional<Millis> next;
   if (!deadlines_.empty()) next = std::max(deadlines_.begin()->at, expiry_retry_at_);
   // A shared store: other hosts' deadlines are looked for every deadline_scan_ms.
-  if (store_.shared() && (!next || next_deadline_scan_ > *next)) next = next_deadline_scan_;
+  if (options_.deadline_scan_ms > 0 && (!next || next_deadline_scan_ < *next)) next = next_deadline_scan_;
   return next;
 }
 
 void Engine::scan_shared_deadlines(Millis now) {
-  if (!store_.shared() || now < next_deadline_scan_) return;
+  if (options_.deadline_scan_ms <= 0 || now < next_deadline_scan_) return;
   next_deadline_scan_ = now + options_.deadline_scan_ms;
   try {
     store_.read([&](const StoreReader& r) {

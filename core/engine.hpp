@@ -64,9 +64,10 @@ struct EngineOptions {
   // After a failed commit of expired calls, how long before the next try (a full or failing disk
   // is not retried in a busy loop).
   Millis store_retry_ms = 1000;
-  // A store shared with other hosts (Store::shared()): how often to look in it for ringing calls
-  // past their deadline that another host armed (and may no longer be alive to end).
-  Millis deadline_scan_ms = 1000;
+  // A store shared with other hosts (store_backend postgres): how often to look in it for ringing
+  // calls past their deadline that another host armed (and may no longer be alive to end).
+  // 0: never (a store only this process writes: every deadline is armed here).
+  Millis deadline_scan_ms = 0;
 };
 
 // The engine options the settings describe, for either host (which sets offline_at_start itself).
@@ -153,15 +154,15 @@ class Engine {
   std::vector<Publish> set_offline(const std::set<std::pair<std::string, std::string>>& connections);
   void apply(const ConnectionChange& change);
   void finish(const Handled& h, std::vector<Publish>& out);
-  // A shared store: adds the due ringing calls other hosts armed to deadlines_ (at most every
-  // deadline_scan_ms).
+  // With deadline_scan_ms: adds the due ringing calls other hosts armed to deadlines_ (at most
+  // every deadline_scan_ms).
   void scan_shared_deadlines(Millis now);
 
   Store& store_;
   EngineOptions options_;
   Topics topics_;
   Millis expiry_retry_at_ = 0;  // after a failed expiry commit, wait before the next try
-  Millis next_deadline_scan_ = 0;  // a shared store: when to look for other hosts' due calls next
+  Millis next_deadline_scan_ = 0;  // deadline_scan_ms: when to look for other hosts' due calls next
   Clock clock_;
   EngineMetrics metrics_;
   std::set<Deadline> deadlines_;

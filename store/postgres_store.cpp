@@ -256,6 +256,12 @@ std::string text_array(const std::vector<std::string>& values) {
 
 // ---- errors ----
 
+void refuse_nul(const std::string& value) {
+  if (value.find('\0') != std::string::npos) {
+    throw StoreError(StoreError::Kind::io, "PostgreSQL text cannot hold a NUL byte (U+0000)");
+  }
+}
+
 // What a PostgreSQL failure means to the engine. Connection-class failures also mean the
 // connection is to be replaced (`lost`).
 struct Failure {
@@ -415,6 +421,11 @@ class PgReadOps : public Interface {
     if (failure_) throw failure_->error;  // the transaction is aborted: fail fast, same cause
     try {
       return fn();
+    } catch (const pqxx::unique_violation& e) {
+      // A second active call in a booking, a message_id or seq used twice: the caller broke the
+      // interface's invariant, as the LMDB backend reports it.
+      if (!recoverable()) failure_ = Failure{StoreError(StoreError::Kind::io, e.what()), false};
+      throw std::logic_error(std::string("constraint violated: ") + e.what());
     } catch (...) {
       Failure f = classify("statement");
       if (f.lost || f.error.kind() == StoreError::Kind::unavailable || !recoverable()) failure_ = f;
@@ -475,6 +486,9 @@ class PgWriter final : public PgReadOps<StoreWriter> {
       throw std::logic_error("append_message: " + m.booking_code + " seq " + std::to_string(m.seq) +
                              " does not follow last_seq " + std::to_string(last));
     }
+    // libpq sends text parameters as C strings: a NUL would cut the value short, silently.
+    for (const std::string* field : {&m.message_id, &m.text, &m.data_json}) refuse_nul(*field);
+    if (m.sender_id) refuse_nul(*m.sender_id);
     write([&] {
       const std::optional<std::string> sender_id = m.sender_id;
       return tx_.exec_prepared("append_message", m.booking_code, m.seq, m.message_id, type_name(m.type),
@@ -526,6 +540,7 @@ class PgWriter final : public PgReadOps<StoreWriter> {
 
  private:
   void touch(const std::string& booking) const override {
+    if (booking.empty()) throw std::invalid_argument("empty booking code");
     if (!locked_.count(booking)) const_cast<PgWriter*>(this)->lock_bookings({booking});
   }
 
@@ -628,8 +643,6 @@ class PostgresStore final : public Store {
       throw f.error;
     }
   }
-
-  bool shared() const override { return true; }
 
  private:
   void log(const std::string& event, const std::string& detail) const {

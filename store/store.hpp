@@ -78,9 +78,6 @@ class Store {
   virtual void write(const std::function<void(StoreWriter&)>& fn) = 0;
   // A short read transaction.
   virtual void read(const std::function<void(const StoreReader&)>& fn) const = 0;
-  // True when other processes write to the same data at the same time (PostgreSQL under several
-  // bridges): the engine then learns ring deadlines from the store, not only from its own requests.
-  virtual bool shared() const { return false; }
 };
 
 enum class SyncMode { full, nometasync, nosync };

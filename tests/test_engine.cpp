@@ -1,8 +1,10 @@
-// The Engine against a real LMDB store in a temp dir and a fake clock moved by hand: replies,
-// events, errors and their routing, calls and ring timeouts, presence, restarts, a full store.
+// The Engine against a real store and a fake clock moved by hand: replies, events, errors and
+// their routing, calls and ring timeouts, presence, restarts, a full store. The store is LMDB in a
+// temp dir, or PostgreSQL when NAVIETAKIE_TEST_STORE=postgres (ctest test_engine_postgres;
+// tests/support/store_space.hpp).
 #include <boost/test/unit_test.hpp>
 
-#include "temp_dir.hpp"
+#include "support/store_space.hpp"
 
 #include <stdlib.h>  // mkdtemp
 
@@ -67,19 +69,17 @@ std::uint64_t errors_counted(const Engine& engine, ErrorCode code) {
   return engine.metrics().errors[static_cast<std::size_t>(code)].load();
 }
 
-using TempDir = navietakie::test::UnitTempDir;
-
 constexpr std::size_t kMapSize = std::size_t{64} << 20;
 
-// A store in a fresh temp dir, an engine on it and a clock that moves only when a test says so.
+// A fresh store, an engine on it and a clock that moves only when a test says so.
 struct EngineFixture {
   explicit EngineFixture(EngineOptions engine_options = {}, std::size_t map_size = kMapSize)
-      : options(std::move(engine_options)), map_size_bytes(map_size) {
+      : options(std::move(engine_options)), space(map_size) {
     open_store();
     make_engine();
   }
 
-  void open_store() { store = open_lmdb_store(LmdbOptions{dir.path(), map_size_bytes, SyncMode::nosync}); }
+  void open_store() { store = space.open(); }
   void make_engine() {
     engine = std::make_unique<Engine>(*store, options, [this] { return now; });
   }
@@ -115,9 +115,8 @@ struct EngineFixture {
   }
 
   EngineOptions options;
-  std::size_t map_size_bytes;
   Millis now = kT0;
-  TempDir dir;  // before store: outlives it
+  navietakie::test::StoreSpace space;  // before store: outlives it
   std::unique_ptr<Store> store;
   std::unique_ptr<Engine> engine;
 };
@@ -1077,7 +1076,9 @@ BOOST_FIXTURE_TEST_CASE(request_filters_cover_every_action, EngineFixture) {
 
 // A tiny map fills up: the request that does not fit is `unavailable`, nothing is broadcast for
 // it, and what was stored before stays readable and intact.
-BOOST_AUTO_TEST_CASE(a_full_store_answers_unavailable_and_keeps_earlier_messages) {
+// LMDB only: a map size is LMDB's (test_postgres covers a database that goes away).
+BOOST_AUTO_TEST_CASE(a_full_store_answers_unavailable_and_keeps_earlier_messages,
+                     *boost::unit_test::precondition(navietakie::test::LmdbOnly{})) {
   EngineFixture f(EngineOptions{}, std::size_t{64} * 1024);
   std::vector<std::string> stored;
   std::optional<Json> failure;

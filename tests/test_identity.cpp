@@ -1,9 +1,10 @@
 // The Engine with authentication on: what a driver, a passenger and a service identity may ask,
-// where `forbidden` falls in the error precedence, and that open mode is untouched. A real LMDB
-// store in a temp dir and a clock that moves only by hand, as in test_engine.cpp.
+// where `forbidden` falls in the error precedence, and that open mode is untouched. A real
+// store (as in test_engine.cpp: LMDB, or PostgreSQL under test_engine_postgres) and a clock that
+// moves only by hand.
 #include <boost/test/unit_test.hpp>
 
-#include "temp_dir.hpp"
+#include "support/store_space.hpp"
 
 #include <memory>
 #include <optional>
@@ -62,7 +63,7 @@ void check_ok(const Json& reply) { BOOST_TEST(reply.at("ok") == true, reply.dump
 struct IdentityFixture {
   explicit IdentityFixture(bool require_identity = true) {
     options.require_identity = require_identity;
-    store = open_lmdb_store(LmdbOptions{dir.path(), std::size_t{64} << 20, SyncMode::nosync});
+    store = space.open();
     engine = std::make_unique<Engine>(*store, options, [this] { return now; });
   }
 
@@ -95,7 +96,7 @@ struct IdentityFixture {
 
   EngineOptions options;
   Millis now = kT0;
-  navietakie::test::UnitTempDir dir;  // before store: outlives it
+  navietakie::test::StoreSpace space;  // before store: outlives it
   std::unique_ptr<Store> store;
   std::unique_ptr<Engine> engine;
 

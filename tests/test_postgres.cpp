@@ -1,10 +1,122 @@
-// The PostgreSQL test harness (tests/support/postgres.*) on its own: a server comes up on a free
-// port, answers SQL, survives a fast shutdown and a SIGKILL with its data.
+// The PostgreSQL backend against a real server this binary starts (tests/support/postgres.*):
+// the harness itself, schema migrations, several stores (hosts) on one database at once, and the
+// database going away under a store and coming back. The backend-agnostic store and engine tests
+// run on PostgreSQL too (ctest test_store_postgres, test_engine_postgres).
 #include <boost/test/unit_test.hpp>
 
-#include "support/postgres.hpp"
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
 
-using namespace navietakie::test;
+#include "core/engine.hpp"
+#include "store/postgres.hpp"
+#include "store/postgres_schema.hpp"
+#include "support/postgres.hpp"
+#include "support/store_space.hpp"
+
+using namespace navietakie;
+using navietakie::test::PostgresServer;
+using navietakie::test::PostgresServerOptions;
+
+namespace {
+
+const std::string kReply = "navietakie/v1/replies/pg/r";
+
+// A fresh schema on the binary's server: a database of its own for one test case.
+std::string fresh_schema_url() {
+  PostgresServer& server = test::shared_postgres_server();
+  const std::string schema = "p_" + test::random_hex(12);
+  server.psql("CREATE SCHEMA " + schema);
+  return server.url() + "&options=-csearch_path%3D" + schema;
+}
+
+std::unique_ptr<Store> open_at(const std::string& url) {
+  PostgresOptions options;
+  options.url = url;
+  options.reconnect_backoff_ms = 50;
+  return open_postgres_store(options);
+}
+
+Request ask(const std::string& booking, const std::string& action, Json body) {
+  body["reply_to"] = kReply;
+  return Request{"navietakie/v1/bookings/" + booking + "/" + action, body.dump(), std::nullopt, std::nullopt, "pg"};
+}
+
+// The replies of a batch, in request order.
+std::vector<Json> replies(const std::vector<Publish>& out) {
+  std::vector<Json> found;
+  for (const auto& p : out) {
+    if (p.topic == kReply) found.push_back(Json::parse(p.payload));
+  }
+  return found;
+}
+
+std::size_t published_on(const std::vector<Publish>& out, const std::string& suffix) {
+  std::size_t n = 0;
+  for (const auto& p : out) {
+    if (p.topic.size() >= suffix.size() && p.topic.compare(p.topic.size() - suffix.size(), suffix.size(), suffix) == 0)
+      ++n;
+  }
+  return n;
+}
+
+std::string error_code(const Json& reply) { return reply.at("ok") == true ? "" : reply.at("error").at("code").get<std::string>(); }
+
+// Every message of a booking, by seq, read straight from the store.
+std::vector<Message> all_messages(const Store& store, const std::string& booking) {
+  std::vector<Message> out;
+  store.read([&](const StoreReader& r) {
+    HistoryQuery q;
+    q.limit = 100000;
+    q.after_seq = 0;
+    out = r.history(booking, q).messages;
+  });
+  return out;
+}
+
+void check_gapless(const std::vector<Message>& messages) {
+  for (std::size_t i = 0; i < messages.size(); ++i) BOOST_REQUIRE(messages[i].seq == i + 1);
+}
+
+// Runs each function on its own thread, all released at once.
+void together(const std::vector<std::function<void()>>& work) {
+  std::atomic<bool> go{false};
+  std::vector<std::thread> threads;
+  for (const auto& fn : work) {
+    threads.emplace_back([&go, fn] {
+      while (!go.load()) std::this_thread::yield();
+      fn();
+    });
+  }
+  go = true;
+  for (auto& t : threads) t.join();
+}
+
+// Two hosts on one database: each its own store (connection) and engine, on one clock.
+struct TwoHosts {
+  explicit TwoHosts(EngineOptions options = {}) : url(fresh_schema_url()), a_store(open_at(url)), b_store(open_at(url)) {
+    auto clock = [this] { return now.load(); };
+    a = std::make_unique<Engine>(*a_store, options, clock);
+    b = std::make_unique<Engine>(*b_store, options, clock);
+  }
+  std::string url;
+  std::atomic<Millis> now{1'764'160'000'000};
+  std::unique_ptr<Store> a_store, b_store;
+  std::unique_ptr<Engine> a, b;
+};
+
+bool names_both_versions(const StoreError& e) {
+  const std::string what = e.what();
+  return what.find("schema version 999") != std::string::npos &&
+         what.find("this build's " + std::to_string(postgres::known_schema_version())) != std::string::npos;
+}
+
+}  // namespace
 
 BOOST_AUTO_TEST_SUITE(postgres_harness)
 
@@ -24,6 +136,217 @@ BOOST_AUTO_TEST_CASE(a_server_starts_answers_and_keeps_its_data_through_stop_and
   BOOST_TEST(!server.running());
   server.start();
   BOOST_TEST(server.psql("SELECT v FROM t") == "7\n");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(postgres_schema)
+
+BOOST_AUTO_TEST_CASE(a_fresh_database_gets_the_schema_and_a_current_one_is_left_as_is) {
+  const std::string url = fresh_schema_url();
+  {
+    auto store = open_at(url);
+    store->write([](StoreWriter& w) {
+      w.append_message(Message{"BK1", 1, "m-1", MessageType::text, Role::driver, std::nullopt, "hi", "{}", 5});
+    });
+  }
+  auto again = open_at(url);  // already current: nothing to do, nothing lost
+  again->read([](const StoreReader& r) { BOOST_TEST(r.last_seq("BK1") == 1u); });
+  const std::string schema = url.substr(url.find("%3D") + 3);
+  BOOST_TEST(test::shared_postgres_server().psql("SELECT version FROM " + schema + ".navietakie_schema") ==
+             std::to_string(postgres::known_schema_version()) + "\n");
+}
+
+BOOST_AUTO_TEST_CASE(hosts_starting_together_migrate_once) {
+  const std::string url = fresh_schema_url();
+  std::vector<std::unique_ptr<Store>> stores(3);
+  std::vector<std::string> failures(3);
+  std::vector<std::function<void()>> starts;
+  for (std::size_t i = 0; i < 3; ++i) {
+    starts.push_back([&, i] {
+      try {
+        stores[i] = open_at(url);
+      } catch (const std::exception& e) {
+        failures[i] = e.what();
+      }
+    });
+  }
+  together(starts);
+  for (std::size_t i = 0; i < 3; ++i) BOOST_TEST((stores[i] != nullptr), failures[i]);
+}
+
+BOOST_AUTO_TEST_CASE(a_newer_schema_is_refused_naming_both_versions) {
+  const std::string url = fresh_schema_url();
+  open_at(url).reset();
+  const std::string schema = url.substr(url.find("%3D") + 3);
+  test::shared_postgres_server().psql("UPDATE " + schema + ".navietakie_schema SET version = 999");
+  BOOST_CHECK_EXCEPTION(open_at(url), StoreError, names_both_versions);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(postgres_many_hosts)
+
+BOOST_AUTO_TEST_CASE(seqs_stay_gapless_with_two_hosts_writing_the_same_bookings) {
+  TwoHosts hosts;
+  const std::vector<std::string> bookings = {"BK1", "BK2", "BK3"};
+  std::atomic<int> acknowledged{0};
+  auto load = [&](Engine& engine, const std::string& who) {
+    for (int round = 0; round < 20; ++round) {
+      std::vector<Request> batch;
+      for (int i = 0; i < 6; ++i) {
+        batch.push_back(ask(bookings[static_cast<std::size_t>(i) % 3], "send_message",
+                            {{"sender", "driver"}, {"text", who + std::to_string(round)}}));
+      }
+      for (const auto& reply : replies(engine.handle(batch))) acknowledged += reply.at("ok") == true;
+    }
+  };
+  together({[&] { load(*hosts.a, "a"); }, [&] { load(*hosts.b, "b"); }});
+  BOOST_TEST(acknowledged.load() == 2 * 20 * 6);
+  std::size_t stored = 0;
+  for (const auto& booking : bookings) {
+    const auto messages = all_messages(*hosts.a_store, booking);
+    check_gapless(messages);
+    stored += messages.size();
+  }
+  BOOST_TEST(stored == 240u);
+}
+
+BOOST_AUTO_TEST_CASE(a_message_id_sent_to_both_hosts_is_stored_once) {
+  TwoHosts hosts;
+  std::vector<Json> from_a, from_b;
+  auto send_all = [](Engine& engine, std::vector<Json>& out) {
+    for (int i = 0; i < 30; ++i) {
+      auto r = replies(engine.handle({ask("BK1", "send_message",
+                                          {{"sender", "passenger"}, {"text", "once"}, {"message_id", "id-" + std::to_string(i)}})}));
+      out.push_back(r.at(0));
+    }
+  };
+  together({[&] { send_all(*hosts.a, from_a); }, [&] { send_all(*hosts.b, from_b); }});
+  for (std::size_t i = 0; i < 30; ++i) {
+    BOOST_TEST(from_a[i].at("ok") == true);
+    BOOST_TEST(from_b[i].at("ok") == true);
+    // One of the two stored it; the other got the original back.
+    BOOST_TEST((from_a[i].at("duplicate") != from_b[i].at("duplicate")), i);
+    BOOST_TEST(from_a[i].at("message").at("seq") == from_b[i].at("message").at("seq"));
+  }
+  const auto messages = all_messages(*hosts.b_store, "BK1");
+  BOOST_TEST(messages.size() == 30u);
+  check_gapless(messages);
+}
+
+BOOST_AUTO_TEST_CASE(one_active_call_per_booking_across_hosts) {
+  TwoHosts hosts;
+  for (int round = 0; round < 15; ++round) {
+    const std::string booking = "CALL" + std::to_string(round);
+    Json ra, rb;
+    together({[&] { ra = replies(hosts.a->handle({ask(booking, "make_call", {{"action", "start"}, {"by", "driver"}})})).at(0); },
+              [&] { rb = replies(hosts.b->handle({ask(booking, "make_call", {{"action", "start"}, {"by", "passenger"}})})).at(0); }});
+    BOOST_TEST(((ra.at("ok") == true) != (rb.at("ok") == true)), ra.dump() + " / " + rb.dump());
+    BOOST_TEST(error_code(ra.at("ok") == true ? rb : ra) == "busy");
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_ring_deadline_ends_its_call_exactly_once_even_when_its_host_is_gone) {
+  EngineOptions options;
+  options.call_ring_timeout_ms = 30'000;
+  options.deadline_scan_ms = 1000;
+  TwoHosts hosts(options);
+  // Host A starts calls, then dies: B never saw them, but finds them due in the database.
+  for (int i = 0; i < 5; ++i) {
+    auto r = replies(hosts.a->handle({ask("RING" + std::to_string(i), "make_call", {{"action", "start"}, {"by", "driver"}})}));
+    BOOST_REQUIRE(r.at(0).at("ok") == true);
+  }
+  // A third host that is alive too, and saw them (its own deadlines armed from the store).
+  auto c_store = open_at(hosts.url);
+  Engine c(*c_store, options, [&] { return hosts.now.load(); });
+  c.start();
+  hosts.a.reset();
+  hosts.a_store.reset();
+
+  hosts.now += 30'001;
+  std::vector<Publish> from_b, from_c;
+  together({[&] { from_b = hosts.b->expire_calls(); }, [&] { from_c = c.expire_calls(); }});
+  BOOST_TEST(published_on(from_b, "/events/call") + published_on(from_c, "/events/call") == 5u);
+  BOOST_TEST(hosts.b->metrics().calls_missed.load() + c.metrics().calls_missed.load() == 5u);
+  // Nothing left to end, on either.
+  hosts.now += 5'000;
+  BOOST_TEST(hosts.b->expire_calls().empty());
+  BOOST_TEST(c.expire_calls().empty());
+  for (int i = 0; i < 5; ++i) {
+    const auto messages = all_messages(*hosts.b_store, "RING" + std::to_string(i));
+    BOOST_REQUIRE(messages.size() == 2u);  // ringing, then missed: once
+    BOOST_TEST(messages[1].data_json.find("\"missed\"") != std::string::npos, messages[1].data_json);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(batches_locking_the_same_bookings_in_opposite_order_both_succeed) {
+  TwoHosts hosts;
+  auto batch_of = [](const std::vector<std::string>& bookings) {
+    std::vector<Request> batch;
+    for (const auto& b : bookings) batch.push_back(ask(b, "send_message", {{"sender", "driver"}, {"text", "x"}}));
+    return batch;
+  };
+  int failed = 0;
+  for (int round = 0; round < 25; ++round) {
+    std::vector<Json> ra, rb;
+    together({[&] { ra = replies(hosts.a->handle(batch_of({"DLA", "DLB", "DLA"}))); },
+              [&] { rb = replies(hosts.b->handle(batch_of({"DLB", "DLA", "DLB"}))); }});
+    for (const auto& r : ra) failed += r.at("ok") != true;
+    for (const auto& r : rb) failed += r.at("ok") != true;
+  }
+  BOOST_TEST(failed == 0);
+  check_gapless(all_messages(*hosts.a_store, "DLA"));
+  BOOST_TEST(all_messages(*hosts.a_store, "DLA").size() == 75u);
+  BOOST_TEST(all_messages(*hosts.a_store, "DLB").size() == 75u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(postgres_outage)
+
+// The database restarts (fast shutdown, then SIGKILL): meanwhile every request is `unavailable`,
+// never a false success; then the same store object serves again, nothing restarted.
+BOOST_AUTO_TEST_CASE(requests_are_unavailable_while_the_database_is_away_then_served_again) {
+  PostgresServer server(PostgresServerOptions{"outage", false});
+  auto store = open_at(server.url());
+  Millis now = 1'764'160'000'000;
+  Engine engine(*store, EngineOptions{}, [&] { return now; });
+  auto send = [&](const std::string& id) {
+    return replies(engine.handle({ask("OUT1", "send_message", {{"sender", "driver"}, {"text", id}, {"message_id", id}})}))
+        .at(0);
+  };
+  BOOST_REQUIRE(send("before").at("ok") == true);
+
+  for (const bool abrupt : {false, true}) {
+    if (abrupt) {
+      server.kill9();
+    } else {
+      server.stop();
+    }
+    for (int i = 0; i < 3; ++i) {
+      const Json reply = send("during-" + std::to_string(abrupt) + std::to_string(i));
+      BOOST_TEST(error_code(reply) == "unavailable", reply.dump());
+    }
+    // A batch too: every request in it is refused, a read as well.
+    const auto batch = replies(engine.handle({ask("OUT1", "send_message", {{"sender", "driver"}, {"text", "b"}}),
+                                              ask("OUT1", "get_message", {{"limit", 5}})}));
+    BOOST_REQUIRE(batch.size() == 2u);
+    for (const auto& reply : batch) BOOST_TEST(error_code(reply) == "unavailable", reply.dump());
+
+    server.start();
+    Json after;
+    // The first request after the restart may still meet the backoff after a failed reconnect.
+    for (int attempt = 0; attempt < 50; ++attempt) {
+      after = send("after-" + std::to_string(abrupt));
+      if (after.at("ok") == true) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    BOOST_TEST(after.at("ok") == true, after.dump());
+  }
+  const auto messages = all_messages(*store, "OUT1");
+  BOOST_TEST(messages.size() == 3u);  // before, after-0, after-1: nothing from the outages
+  check_gapless(messages);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -3,7 +3,7 @@
 // The rules are broken one field at a time on a make_call request, so they combine freely.
 #include <boost/test/unit_test.hpp>
 
-#include "temp_dir.hpp"
+#include "support/store_space.hpp"
 
 #include <functional>
 #include <memory>
@@ -64,7 +64,7 @@ struct PrecedenceFixture {
   PrecedenceFixture() {
     options.max_payload_bytes = kMaxPayload;
     options.require_identity = true;
-    store = open_lmdb_store(LmdbOptions{dir.path(), std::size_t{64} << 20, SyncMode::nosync});
+    store = space.open();
     engine = std::make_unique<Engine>(*store, options, [] { return Millis{1'764'160'000'000}; });
     // A ringing call from the driver: `end` on it is invalid_state, another `start` busy.
     Draft start;
@@ -91,7 +91,7 @@ struct PrecedenceFixture {
   }
 
   EngineOptions options;
-  navietakie::test::UnitTempDir dir;  // before store: outlives it
+  navietakie::test::StoreSpace space;  // before store: outlives it
   std::unique_ptr<Store> store;
   std::unique_ptr<Engine> engine;
 };

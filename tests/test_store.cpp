@@ -1,6 +1,8 @@
-// The LMDB store against a real environment in a fresh temp dir per test.
+// The store against a real environment in a fresh temp dir per test: LMDB, and PostgreSQL when
+// NAVIETAKIE_TEST_STORE=postgres (ctest test_store_postgres; tests/support/store_space.hpp).
 #include <boost/test/unit_test.hpp>
 
+#include "support/store_space.hpp"
 #include "temp_dir.hpp"
 
 #include <lmdb.h>
@@ -137,8 +139,8 @@ void raw_put(const std::string& dir, const char* db, const std::string& key, con
 BOOST_AUTO_TEST_SUITE(store)
 
 BOOST_AUTO_TEST_CASE(append_and_read_back) {
-  TempDir dir;
-  auto store = open_store(dir.path());
+  test::StoreSpace space;
+  auto store = space.open();
   append_messages(*store, "BK1", 3);
   store->read([](const StoreReader& r) {
     BOOST_TEST(r.last_seq("BK1") == 3U);
@@ -154,8 +156,8 @@ BOOST_AUTO_TEST_CASE(append_and_read_back) {
 }
 
 BOOST_AUTO_TEST_CASE(last_seq_with_prefix_sharing_codes) {
-  TempDir dir;
-  auto store = open_store(dir.path());
+  test::StoreSpace space;
+  auto store = space.open();
   append_messages(*store, "BK1", 3);
   append_messages(*store, "BK10", 5);
   append_messages(*store, "BK", 2);
@@ -172,8 +174,8 @@ BOOST_AUTO_TEST_CASE(last_seq_with_prefix_sharing_codes) {
 }
 
 BOOST_AUTO_TEST_CASE(append_checks_its_invariant) {
-  TempDir dir;
-  auto store = open_store(dir.path());
+  test::StoreSpace space;
+  auto store = space.open();
   append_messages(*store, "BK1", 2);
   BOOST_CHECK_THROW(store->write([](StoreWriter& w) { w.append_message(make_message("BK1", 4)); }),
                     std::logic_error);  // a gap
@@ -190,8 +192,8 @@ BOOST_AUTO_TEST_CASE(append_checks_its_invariant) {
 }
 
 BOOST_AUTO_TEST_CASE(idempotency_lookup) {
-  TempDir dir;
-  auto store = open_store(dir.path());
+  test::StoreSpace space;
+  auto store = space.open();
   append_messages(*store, "BK1", 3);
   append_messages(*store, "BK10", 1);  // reuses "m-1" in another booking
   store->read([](const StoreReader& r) {
@@ -207,8 +209,8 @@ BOOST_AUTO_TEST_CASE(idempotency_lookup) {
 }
 
 BOOST_AUTO_TEST_CASE(history_of_an_empty_booking) {
-  TempDir dir;
-  auto store = open_store(dir.path());
+  test::StoreSpace space;
+  auto store = space.open();
   append_messages(*store, "BK1", 3);
   HistoryQuery after0 = query(50);
   after0.after_seq = 0;
@@ -223,8 +225,8 @@ BOOST_AUTO_TEST_CASE(history_of_an_empty_booking) {
 }
 
 BOOST_AUTO_TEST_CASE(history_limit_bigger_than_count) {
-  TempDir dir;
-  auto store = open_store(dir.path());
+  test::StoreSpace space;
+  auto store = space.open();
   append_messages(*store, "BK1", 5);
   const auto page = history(*store, "BK1", query(50));
   BOOST_TEST(seqs(page) == range(1, 5), boost::test_tools::per_element());
@@ -234,8 +236,8 @@ BOOST_AUTO_TEST_CASE(history_limit_bigger_than_count) {
 }
 
 BOOST_AUTO_TEST_CASE(history_pages_backwards) {
-  TempDir dir;
-  auto store = open_store(dir.path());
+  test::StoreSpace space;
+  auto store = space.open();
   append_messages(*store, "BK1", 250);
   append_messages(*store, "BK10", 7);  // a neighbour whose keys sort right after
 
@@ -292,8 +294,8 @@ BOOST_AUTO_TEST_CASE(history_pages_backwards) {
 }
 
 BOOST_AUTO_TEST_CASE(history_pages_forwards) {
-  TempDir dir;
-  auto store = open_store(dir.path());
+  test::StoreSpace space;
+  auto store = space.open();
   append_messages(*store, "BK", 4);  // a neighbour whose keys sort right before
   append_messages(*store, "BK1", 250);
 
@@ -337,8 +339,8 @@ BOOST_AUTO_TEST_CASE(history_pages_forwards) {
 }
 
 BOOST_AUTO_TEST_CASE(history_filters_apply_before_the_limit) {
-  TempDir dir;
-  auto store = open_store(dir.path());
+  test::StoreSpace space;
+  auto store = space.open();
   append_messages(*store, "BK1", 250);
 
   // Calls are seq % 3 == 1: 1, 4, ..., 250 (84 of them).
@@ -409,8 +411,8 @@ BOOST_AUTO_TEST_CASE(history_filters_apply_before_the_limit) {
 }
 
 BOOST_AUTO_TEST_CASE(history_rejects_both_cursors) {
-  TempDir dir;
-  auto store = open_store(dir.path());
+  test::StoreSpace space;
+  auto store = space.open();
   HistoryQuery q = query(10);
   q.before_seq = 5;
   q.after_seq = 1;
@@ -418,8 +420,8 @@ BOOST_AUTO_TEST_CASE(history_rejects_both_cursors) {
 }
 
 BOOST_AUTO_TEST_CASE(put_call_keeps_the_indexes) {
-  TempDir dir;
-  auto store = open_store(dir.path());
+  test::StoreSpace space;
+  auto store = space.open();
   auto put = [&](const Call& c) { store->write([&](StoreWriter& w) { w.put_call(c); }); };
   auto active = [&](const std::string& booking) {
     return read_value<std::optional<Call>>(*store, [&](const StoreReader& r) { return r.active_call(booking); });
@@ -468,8 +470,8 @@ BOOST_AUTO_TEST_CASE(put_call_keeps_the_indexes) {
 }
 
 BOOST_AUTO_TEST_CASE(connections_and_presence_round_trip) {
-  TempDir dir;
-  auto store = open_store(dir.path());
+  test::StoreSpace space;
+  auto store = space.open();
   const Connection driver{"BK1", "drv-1", Role::driver, true, 100};
   const Connection passenger{"BK1", "pax-1", Role::passenger, true, 200};
   const Connection neighbour{"BK10", "drv-1", Role::driver, true, 300};
@@ -507,7 +509,8 @@ BOOST_AUTO_TEST_CASE(connections_and_presence_round_trip) {
   });
 }
 
-BOOST_AUTO_TEST_CASE(everything_survives_a_reopen) {
+// LMDB only: the same data dir opened twice in one process, and the sync modes, are LMDB's.
+BOOST_AUTO_TEST_CASE(everything_survives_a_reopen, *boost::unit_test::precondition(test::LmdbOnly{})) {
   TempDir dir;
   const Connection conn{"BK1", "drv-1", Role::driver, true, 100};
   Presence presence;
@@ -538,7 +541,8 @@ BOOST_AUTO_TEST_CASE(everything_survives_a_reopen) {
   BOOST_TEST(last_seq(*store, "BK1") == 21U);
 }
 
-BOOST_AUTO_TEST_CASE(creates_a_missing_data_dir) {
+// LMDB only: a data dir is LMDB's.
+BOOST_AUTO_TEST_CASE(creates_a_missing_data_dir, *boost::unit_test::precondition(test::LmdbOnly{})) {
   TempDir dir;
   const std::string nested = dir.path() + "/a/b/data";
   auto store = open_store(nested);
@@ -546,14 +550,16 @@ BOOST_AUTO_TEST_CASE(creates_a_missing_data_dir) {
   BOOST_TEST(std::filesystem::exists(nested + "/data.mdb"));
 }
 
-BOOST_AUTO_TEST_CASE(refuses_a_newer_schema) {
+// LMDB only: plants a version in LMDB's meta table (test_postgres has the PostgreSQL one).
+BOOST_AUTO_TEST_CASE(refuses_a_newer_schema, *boost::unit_test::precondition(test::LmdbOnly{})) {
   TempDir dir;
   open_store(dir.path()).reset();  // writes schema_version 1
   raw_put(dir.path(), keys::db::meta, std::string(keys::schema_version), keys::be64(2));
   BOOST_CHECK_EXCEPTION(open_store(dir.path()), StoreError, is_io);
 }
 
-BOOST_AUTO_TEST_CASE(a_corrupt_record_reads_as_io_error) {
+// LMDB only: plants raw bytes in an LMDB table.
+BOOST_AUTO_TEST_CASE(a_corrupt_record_reads_as_io_error, *boost::unit_test::precondition(test::LmdbOnly{})) {
   TempDir dir;
   {
     auto store = open_store(dir.path());
@@ -569,8 +575,8 @@ BOOST_AUTO_TEST_CASE(a_corrupt_record_reads_as_io_error) {
 }
 
 BOOST_AUTO_TEST_CASE(unit_rollback_keeps_the_rest_of_the_batch) {
-  TempDir dir;
-  auto store = open_store(dir.path());
+  test::StoreSpace space;
+  auto store = space.open();
   store->write([](StoreWriter& w) {
     w.unit([&] { w.append_message(make_message("BK1", 1)); });
     try {
@@ -612,7 +618,8 @@ BOOST_AUTO_TEST_CASE(unit_rollback_keeps_the_rest_of_the_batch) {
   BOOST_TEST(last_seq(*store, "BK1") == 3U);
 }
 
-BOOST_AUTO_TEST_CASE(map_full_fails_the_unit_and_reads_go_on) {
+// LMDB only: the map size is LMDB's (test_postgres covers a lost database).
+BOOST_AUTO_TEST_CASE(map_full_fails_the_unit_and_reads_go_on, *boost::unit_test::precondition(test::LmdbOnly{})) {
   TempDir dir;
   // 1 MiB: room for the empty databases and a few dozen 16 KiB messages.
   auto store = open_store(dir.path(), std::size_t{1} << 20);

@@ -5,7 +5,9 @@
 # tokens and PEM keys in auth/keys.cpp, and fuzz_jwt signs the tokens it makes up; openssl: the
 # tests make throw-away key pairs, and a throw-away CA and server certificate for the TLS
 # listeners, with it. clang, libfuzzer-14-dev, libclang-rt-14-dev: the libFuzzer targets in fuzz/,
-# built with clang by `scripts/test -L fuzz`.)
+# built with clang by `scripts/test -L fuzz`. libpqxx-dev: the PostgreSQL store backend
+# (store_backend postgres), on the official C++ client; postgresql: the server the `postgres`-labelled
+# tests and `scripts/run --store postgres` start in a temp or data dir, never the system cluster.)
 #
 # Shell variables here are lower case on purpose: an exported NAVIETAKIE_* variable would be read
 # (and rejected if unknown) by the bridge's configuration.
@@ -18,6 +20,7 @@ navietakie_packages=(
   libboost-test-dev nlohmann-json3-dev libcxxopts-dev libjwt-dev libssl-dev openssl
   valgrind
   clang libfuzzer-14-dev libclang-rt-14-dev
+  postgresql libpqxx-dev
 )
 
 # Installed means dpkg's "install ok installed", not merely known to dpkg (removed packages keep
