@@ -24,7 +24,7 @@
   // With several bridges (shared subscriptions) events may arrive out of seq order: a hole
   // below a live seq is given this long to fill before it is read with after_seq.
   const GAP_CHECK_DELAY_MS = 300;
-  // A catch-up that failed (e.g. `unavailable` while the database restarts) is tried again.
+  // A catch-up that failed (e.g. refused while the database restarts) is tried again.
   const CATCH_UP_RETRY_MS = 2000;
   const OTHER_ROLE = { [Role.driver]: Role.passenger, [Role.passenger]: Role.driver };
 
