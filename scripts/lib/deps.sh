@@ -24,9 +24,15 @@ navietakie_packages=(
 )
 
 # Installed means dpkg's "install ok installed", not merely known to dpkg (removed packages keep
-# their config files and a status entry).
+# their config files and a status entry), for the architecture asked: `pkg` is the native one (or
+# an Architecture: all package), `pkg:arm64` that one. With a foreign architecture added, dpkg-query
+# prints one status per installed architecture of a multiarch package (and `pkg:amd64` matches no
+# arch-all package), so each line is checked with its architecture.
 navietakie_package_installed() {
-  [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" == "install ok installed" ]]
+  local package="${1%%:*}" arch="${1#*:}"
+  [[ "$arch" == "$1" ]] && arch="$(dpkg --print-architecture)"
+  dpkg-query -W -f='${Architecture} ${Status}\n' "$package" 2>/dev/null |
+    grep -qE "^($arch|all) install ok installed$"
 }
 
 navietakie_install_deps() {
@@ -39,6 +45,60 @@ navietakie_install_deps() {
     navietakie_package_installed "$package" || missing+=("$package")
   done
   navietakie_apt_install "${missing[@]}"
+}
+
+# The arm64 cross build (scripts/test -L cross, docs/arm64.md): the cross compiler, qemu to run
+# its programs, and the :arm64 -dev packages beside the amd64 ones (libssl-dev: Paho's CMake
+# files need it). nlohmann-json3-dev, libcxxopts-dev and libcereal-dev are arch-independent and in
+# the list above. libpqxx-dev:arm64 is left out: it would replace the amd64 libpq-dev.
+navietakie_cross_packages=(
+  g++-aarch64-linux-gnu qemu-user-static
+  libpaho-mqttpp-dev:arm64 libpaho-mqtt-dev:arm64 libmosquitto-dev:arm64 liblmdb-dev:arm64
+  libboost-test-dev:arm64 libjwt-dev:arm64 libssl-dev:arm64
+)
+# mosquitto:arm64 cannot be installed beside the amd64 broker: it is unpacked instead, with the
+# arm64 libraries it needs that the -dev packages above do not bring.
+navietakie_arm64_broker_packages=(
+  mosquitto libcjson1 libdlt2 libsystemd0 libwrap0 libcap2 libgcrypt20 libgpg-error0 liblz4-1
+  liblzma5 libzstd1
+)
+
+navietakie_install_cross_deps() {
+  if ! command -v dpkg-query >/dev/null 2>&1; then
+    echo "note: not a Debian-like system; the cross build needs: ${navietakie_cross_packages[*]}" >&2
+    return 0
+  fi
+  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    if [[ "$(id -u)" -ne 0 ]]; then
+      echo "error: the arm64 architecture is not enabled: sudo dpkg --add-architecture arm64" >&2
+      return 1
+    fi
+    dpkg --add-architecture arm64
+    apt-get update
+  fi
+  local missing=() package
+  for package in "${navietakie_cross_packages[@]}"; do
+    navietakie_package_installed "$package" || missing+=("$package")
+  done
+  navietakie_apt_install "${missing[@]}"
+}
+
+# Unpacks mosquitto:arm64 and navietakie_arm64_broker_packages into $1 (once: the versions are
+# stamped; a new candidate version unpacks again). The broker is then $1/usr/sbin/mosquitto.
+navietakie_unpack_arm64_broker() {
+  local root="$1" versions package
+  versions="$(for package in "${navietakie_arm64_broker_packages[@]}"; do
+    apt-cache policy "$package:arm64" | awk -v p="$package" '/Candidate:/ {print p, $2}'
+  done)"
+  if [[ -x "$root/usr/sbin/mosquitto" && "$(cat "$root/.versions" 2>/dev/null)" == "$versions" ]]; then
+    return 0
+  fi
+  rm -rf "$root" && mkdir -p "$root/debs"
+  (cd "$root/debs" && apt-get -o APT::Sandbox::User=root download "${navietakie_arm64_broker_packages[@]/%/:arm64}") || return 1
+  for package in "$root"/debs/*.deb; do
+    dpkg-deb -x "$package" "$root"
+  done
+  echo "$versions" >"$root/.versions"
 }
 
 # Installs the given Debian packages (none: nothing to do); as a user, prints the command instead.

@@ -107,7 +107,8 @@ void Broker::spawn() {
   options.extra_env = launch_.env;
   for (auto& entry : plugin_broker_env()) options.extra_env.push_back(std::move(entry));
   std::vector<std::string> argv = launch_.wrapper;
-  argv.insert(argv.end(), {find_executable("mosquitto"), "-c", conf_path_});
+  const std::string executable = launch_.executable.empty() ? find_executable("mosquitto") : launch_.executable;
+  argv.insert(argv.end(), {executable, "-c", conf_path_});
   process_ = std::make_unique<Process>(std::move(argv), options);
 }
 

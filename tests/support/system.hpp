@@ -31,6 +31,8 @@ const std::vector<Host>& contract_hosts();
 struct BrokerLaunch {
   // Put in front of the mosquitto command line (e.g. valgrind and its flags).
   std::vector<std::string> wrapper;
+  // The broker executable; empty: mosquitto from PATH (test_cross runs an unpacked arm64 one).
+  std::string executable;
   // `NAME=value` entries for the broker's environment. The test process's own NAVIETAKIE_*
   // variables are never passed on: the plugin reads them as settings.
   std::vector<std::string> env;
