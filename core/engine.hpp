@@ -107,8 +107,9 @@ class Engine {
   // When expire_calls() next has work, if any call is ringing.
   std::optional<Millis> next_deadline() const;
 
-  // At start-up: re-arm ring timeouts from the store, end those already overdue, and republish the
-  // retained presence of every booking.
+  // At start-up: re-arm ring timeouts from the store and republish the retained presence of every
+  // booking. Calls already overdue are not ended here: next_deadline() is due at once, and
+  // expire_calls() ends them batch_max at a time (the engine loop, between request batches).
   std::vector<Publish> start();
 
   // MQTT clients that disconnected (a host that sees disconnects: the plugin). Their declared

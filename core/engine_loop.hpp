@@ -54,7 +54,10 @@ class EngineLoop {
  public:
   // Starts the engine on the calling thread (Engine::start(): re-arms ring deadlines, republishes
   // presence) and throws what it throws, so that a host that cannot start fails at once; then
-  // starts the loop thread, which hands the start-up results back first.
+  // starts the loop thread, which hands the start-up results back first. Calls left ringing past
+  // their deadline through a restart are ended by the loop thread, batch_max per commit, taking
+  // turns with the requests that arrive meanwhile: the first request waits for one such batch at
+  // most, not for all of them.
   EngineLoop(Engine& engine, EngineTransport& transport, LoopOptions options);
   // stop().
   ~EngineLoop();
