@@ -1,9 +1,10 @@
 // The one loop that drives the Engine, for every host. It owns the engine thread: a durable commit
 // (an fsync) never runs on a host's network thread, and requests that arrive meanwhile wait in a
 // bounded queue and go into the next batch (group commit). The loop batches (batch_max requests per
-// commit), ends ringing calls at their deadline, turns disconnects into offline presence after the
-// requests submitted before them, refuses requests past queue_max (`unavailable`, "overloaded"),
-// and hands the results back to the host through its transport.
+// commit), ends ringing calls at their deadline (a batch at a time, taking turns with requests),
+// turns disconnects into offline presence after the requests submitted before them, refuses
+// requests past queue_max (`unavailable`, "overloaded"), and hands the results back to the host
+// through its transport.
 //
 // The host contract (EngineTransport): publish a batch of results, or say that it publishes only
 // from its own thread (Mosquitto), in which case the loop keeps them for take_results() and calls
@@ -119,6 +120,7 @@ class EngineLoop {
   bool host_polling_ = false;     // guarded by mutex_: take_results() was called once
   bool busy_ = false;             // guarded by mutex_: a batch is being handled or published
   bool stopping_ = false;         // guarded by mutex_
+  bool requests_went_last_ = false;  // guarded by mutex_: overdue calls have the next turn
   Stats stats_;                   // guarded by mutex_
   std::thread thread_;
 };
