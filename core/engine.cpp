@@ -1,5 +1,6 @@
 #include "core/engine.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <random>
 
@@ -84,7 +85,7 @@ EngineOptions engine_options(const Settings& settings) {
   options.call_ring_timeout_ms = Millis{settings.call_ring_timeout_s} * 1000;
   options.max_payload_bytes = settings.max_payload_bytes;
   options.max_text_bytes = settings.max_text_bytes;
-  options.batch_max = settings.batch_max;
+  options.batch_max = std::min(settings.batch_max, options.batch_max);
   return options;
 }
 
