@@ -154,9 +154,11 @@ def idle_clients(s, build, bookings, settle_s):
     return out
 
 
-def fill(tool, messages, overdue_calls):
-    """A data dir holding `messages` messages (and overdue ringing calls), written by bench_fill."""
+def fill(tool, messages, overdue_calls, made):
+    """A data dir holding `messages` messages (and overdue ringing calls), written by bench_fill;
+    its parent dir is appended to `made` at once, for the caller to remove even if this fails."""
     parent = tempfile.mkdtemp(prefix="navietakie-fill-")
+    made.append(parent)
     data = f"{parent}/data"
     os.makedirs(data)
     result = tool("bench/bench_fill", "--dir", data, "--messages", messages, "--bookings", FILL_BOOKINGS,
@@ -164,7 +166,7 @@ def fill(tool, messages, overdue_calls):
     if result["_exit"] != 0:
         raise RuntimeError(f"bench_fill failed: {result}")
     log(f"   filled {result['messages']} messages, {overdue_calls} overdue calls in {result['fill_s']} s")
-    return parent, data
+    return data
 
 
 def cold_start(system, data, overdue_calls, runs):
@@ -215,9 +217,10 @@ def measure(quick, system, tool, build):
         out["bookings_100_idle"] = idle_clients(s, build, 100, 8 if quick else 12)
 
     log(f"== edge: filling stores of {messages} messages (bench_fill)")
-    plain_parent, plain = fill(tool, messages, 0)
-    calls_parent, with_calls = fill(tool, messages, OVERDUE_CALLS)
+    filled = []
     try:
+        plain = fill(tool, messages, 0, filled)
+        with_calls = fill(tool, messages, OVERDUE_CALLS, filled)
         log(f"== edge: plugin at {messages} messages, idle after one get_message")
         with system("plugin", start=False, data_from=plain) as s:
             s.start()
@@ -230,8 +233,8 @@ def measure(quick, system, tool, build):
                                            "overdue_calls": OVERDUE_CALLS}
         out["messages"] = messages
     finally:
-        shutil.rmtree(plain_parent, ignore_errors=True)
-        shutil.rmtree(calls_parent, ignore_errors=True)
+        for parent in filled:
+            shutil.rmtree(parent, ignore_errors=True)
     return out
 
 
