@@ -1,5 +1,6 @@
 #include "core/engine.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <random>
 
@@ -97,7 +98,7 @@ EngineOptions engine_options(const Settings& settings) {
   options.call_ring_timeout_ms = Millis{settings.call_ring_timeout_s} * 1000;
   options.max_payload_bytes = settings.max_payload_bytes;
   options.max_text_bytes = settings.max_text_bytes;
-  options.batch_max = settings.batch_max;
+  options.batch_max = std::min(settings.batch_max, options.batch_max);
   // Other bridges share the database: a call one of them started must time out even if it died.
   if (settings.store_backend == StoreBackend::postgres) options.deadline_scan_ms = 1000;
   return options;
@@ -676,13 +677,9 @@ std::vector<Publish> Engine::start() {
   for (const auto& p : presence) {
     out.push_back(Publish{topics_.presence_events(p.booking_code), to_json(p).dump(), true, std::nullopt});
   }
-  // Calls left ringing through a restart end as missed once their deadline has passed.
-  // expire_calls() takes at most batch_max at a time; stop when a pass makes no progress.
-  for (std::size_t before = deadlines_.size() + 1; deadlines_.size() < before;) {
-    before = deadlines_.size();
-    auto expired = expire_calls();
-    out.insert(out.end(), expired.begin(), expired.end());
-  }
+  // Calls left ringing through a restart are only armed here, not ended: their deadlines have
+  // passed, so the engine loop ends them batch_max at a time between request batches. Ending a
+  // thousand of them here would delay the first answer by as many store writes.
   log_line(LogLevel::info, "engine_started",
            {{"ringing_calls", std::to_string(deadlines_.size())},
             {"bookings_with_presence", std::to_string(presence.size())}});

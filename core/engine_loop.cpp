@@ -133,7 +133,6 @@ std::vector<Publish> EngineLoop::handle(const std::vector<Request>& batch,
   std::vector<Publish> out;
   if (!batch.empty()) out = engine_.handle(batch);
   if (!disconnected.empty()) append(out, engine_.disconnected(disconnected));
-  if (auto due = engine_.next_deadline(); due && *due <= system_clock_ms()) append(out, engine_.expire_calls());
   return out;
 }
 
@@ -156,14 +155,18 @@ void EngineLoop::run() {
       work_ready_.wait_for(lock, std::chrono::milliseconds(wait));
       continue;
     }
+    // Overdue calls (a thousand after a restart) and requests take turns, one batch each, and each
+    // turn's results go back on their own: a request waits for one batch of expiries at most.
+    const bool expiry_turn = deadline_passed && (queue_.empty() || requests_went_last_);
+    requests_went_last_ = !expiry_turn;
     std::vector<Request> batch;
     std::vector<std::string> disconnected;
-    take_batch(batch, disconnected);
+    if (!expiry_turn) take_batch(batch, disconnected);
     busy_ = true;
     lock.unlock();
     std::vector<Publish> out;
     try {
-      out = handle(batch, disconnected);
+      out = expiry_turn ? engine_.expire_calls() : handle(batch, disconnected);
     } catch (const std::exception& e) {
       // Engine::handle reports request failures in replies; anything escaping it is a bug. The
       // requests got no reply: their clients resend (and are deduplicated by message_id).
@@ -178,6 +181,9 @@ void EngineLoop::run() {
       stats_.largest_batch = std::max<std::uint64_t>(stats_.largest_batch, batch.size());
     }
     append(results_, std::move(out));
+    // A host that publishes from its own thread hears of them now, not when the loop next idles
+    // (it may stay busy with more turns; the broker's own next pass can be 100 ms away).
+    if (host_takes_ && host_polling_ && !results_.empty()) transport_.wake();
   }
   hand_back(lock);
   idle_.notify_all();

@@ -1,9 +1,10 @@
 // The one loop that drives the Engine, for every host. It owns the engine thread: a durable commit
 // (an fsync) never runs on a host's network thread, and requests that arrive meanwhile wait in a
 // bounded queue and go into the next batch (group commit). The loop batches (batch_max requests per
-// commit), ends ringing calls at their deadline, turns disconnects into offline presence after the
-// requests submitted before them, refuses requests past queue_max (`unavailable`, "overloaded"),
-// and hands the results back to the host through its transport.
+// commit), ends ringing calls at their deadline (a batch at a time, taking turns with requests),
+// turns disconnects into offline presence after the requests submitted before them, refuses
+// requests past queue_max (`unavailable`, "overloaded"), and hands the results back to the host
+// through its transport.
 //
 // The host contract (EngineTransport): publish a batch of results, or say that it publishes only
 // from its own thread (Mosquitto), in which case the loop keeps them for take_results() and calls
@@ -54,7 +55,10 @@ class EngineLoop {
  public:
   // Starts the engine on the calling thread (Engine::start(): re-arms ring deadlines, republishes
   // presence) and throws what it throws, so that a host that cannot start fails at once; then
-  // starts the loop thread, which hands the start-up results back first.
+  // starts the loop thread, which hands the start-up results back first. Calls left ringing past
+  // their deadline through a restart are ended by the loop thread, batch_max per commit, taking
+  // turns with the requests that arrive meanwhile: the first request waits for one such batch at
+  // most, not for all of them.
   EngineLoop(Engine& engine, EngineTransport& transport, LoopOptions options);
   // stop().
   ~EngineLoop();
@@ -116,6 +120,7 @@ class EngineLoop {
   bool host_polling_ = false;     // guarded by mutex_: take_results() was called once
   bool busy_ = false;             // guarded by mutex_: a batch is being handled or published
   bool stopping_ = false;         // guarded by mutex_
+  bool requests_went_last_ = false;  // guarded by mutex_: overdue calls have the next turn
   Stats stats_;                   // guarded by mutex_
   std::thread thread_;
 };

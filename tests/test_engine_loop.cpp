@@ -386,6 +386,54 @@ BOOST_FIXTURE_TEST_CASE(requests_submitted_before_a_disconnect_are_handled_befor
   BOOST_TEST(offline_events == 2u);  // both bookings it declared, though batch_max is 1
 }
 
+BOOST_AUTO_TEST_CASE(overdue_calls_are_ended_after_start_in_batches_taking_turns_with_requests) {
+  // 1000 calls left ringing through a restart, their deadlines long past.
+  constexpr std::size_t calls = 1000;
+  constexpr std::size_t batch = 100;
+  TestStore store;
+  {
+    Engine before(store, EngineOptions{}, [] { return system_clock_ms() - 600'000; });
+    std::vector<Request> starts;
+    for (std::size_t i = 0; i < calls; ++i) {
+      starts.push_back(asking("pax", "B" + std::to_string(i), "make_call", {{"action", "start"}, {"by", "passenger"}}));
+    }
+    for (const auto& reply : replies_to(before.handle(starts), "pax")) BOOST_REQUIRE(reply.at("ok") == true);
+  }
+  EngineOptions options;
+  options.batch_max = batch;
+  Engine engine(store, options);
+  RecordingTransport transport;
+  // The disk is slow: the loop's first store write (ending the first batch of calls) waits, so the
+  // request below is submitted while overdue calls are still being ended.
+  store.close_gate();
+  EngineLoop loop(engine, transport, LoopOptions{});
+  BOOST_REQUIRE(store.wait_for_writer_at_gate());
+  BOOST_REQUIRE(engine.next_deadline().has_value());  // start() armed them and ended none
+  loop.submit({asking("reader", "B0", "get_message", {})});
+  store.open_gate();
+  BOOST_REQUIRE(loop.wait_idle(30s));
+  BOOST_REQUIRE(!engine.next_deadline().has_value());
+  loop.stop();
+
+  // In the order handed to the host: one batch of missed calls, the answer, then the rest.
+  std::size_t missed_before_reply = 0;
+  std::size_t missed_after_reply = 0;
+  bool answered = false;
+  for (const auto& p : transport.published()) {
+    if (p.topic == reply_topic("reader")) {
+      BOOST_TEST(Json::parse(p.payload).at("ok") == true, p.payload);
+      answered = true;
+    } else if (p.topic.find("/events/call") != std::string::npos) {
+      BOOST_TEST(Json::parse(p.payload).at("end_reason") == "missed", p.payload);
+      ++(answered ? missed_after_reply : missed_before_reply);
+    }
+  }
+  BOOST_REQUIRE(answered);
+  BOOST_TEST(missed_before_reply == batch);
+  BOOST_TEST(missed_after_reply == calls - batch);
+  BOOST_TEST(engine.metrics().calls_missed.load() == calls);
+}
+
 BOOST_AUTO_TEST_CASE(an_engine_that_cannot_start_fails_the_loop_at_once) {
   class UnreadableStore : public Store {
    public:

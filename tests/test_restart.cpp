@@ -139,7 +139,8 @@ NT_HOST_TEST(call_ringing_when_the_host_was_killed_ends_missed_after_restart, 12
   system.start_host();
 
   if (host == Host::plugin) {
-    // The call ended while the plugin started, before any client could connect: read what was stored.
+    // The engine loop ended the call right after the plugin started (overdue calls take the loop's
+    // first turn), before any client could connect: read what was stored.
     client = ctx.client();
     const json got = make_call(*client, code, json{{"action", "get"}, {"call_id", call_id}});
     NT_REQUIRE_OK(got);
