@@ -224,6 +224,49 @@ BOOST_AUTO_TEST_CASE(with_authentication_the_outbox_survives_a_car_restart_while
   BOOST_TEST(last.value("replica_until_seq", -1) == 3, last.dump());
 }
 
+// Presence goes through the cloud (the authority): a local client's online state reaches the
+// passenger, its disconnect is sent upstream as offline, and the car republishes the cloud's
+// retained presence to its local clients.
+BOOST_TEST_DECORATOR(*boost::unit_test::timeout(120))
+BOOST_AUTO_TEST_CASE(presence_is_forwarded_and_a_local_disconnect_goes_offline_upstream) {
+  System cloud(system_options(Host::plugin));
+  System car(car_options(cloud, "car-" + random_hex(6)));
+  BOOST_REQUIRE_MESSAGE(car.broker().wait_log_contains("upstream_connected", 20s), car.describe());
+  const std::string code = booking("EDGEPRES");
+  auto passenger = cloud.client();
+  passenger->subscribe(event_topic(code, "presence"));
+  auto driver = car.client();
+  driver->subscribe(events_filter(code));
+  json online = set_presence(*driver, code, json{{"role", "driver"}, {"online", true}});
+  BOOST_REQUIRE_MESSAGE(is_ok(online), online.dump());
+  BOOST_TEST(online["presence"]["driver"]["online"] == true);
+  const auto driver_online = [](bool state) {
+    return [state](const json& p) { return p.contains("driver") && p["driver"].value("online", !state) == state; };
+  };
+  BOOST_TEST(passenger->wait_for(on_topic_json(event_topic(code, "presence"), driver_online(true)), 10s).has_value());
+  auto on_car = driver->wait_for(on_topic_json(event_topic(code, "presence"), driver_online(true)), 10s);
+  BOOST_TEST(on_car.has_value(), "the cloud's presence republished on the car");
+  // A later local subscriber gets it retained from the car's broker.
+  auto head_unit = car.client();
+  head_unit->subscribe(event_topic(code, "presence"));
+  auto retained = head_unit->wait_for(on_topic(event_topic(code, "presence")), 10s);
+  BOOST_REQUIRE(retained.has_value());
+  BOOST_TEST(retained->retained);
+  driver->disconnect();  // no Will: the car's DISCONNECT event alone sends it offline upstream
+  BOOST_TEST(passenger->wait_for(on_topic_json(event_topic(code, "presence"), driver_online(false)), 10s).has_value(),
+             car.describe());
+}
+
+// The bridge is a cloud host only: it refuses node_role edge and says where edge mode runs.
+BOOST_AUTO_TEST_CASE(the_bridge_refuses_the_edge_role, *boost::unit_test::timeout(30)) {
+  TempDir dir("navietakie-edge-bridge");
+  Process bridge({NAVIETAKIE_BRIDGE_BIN, "--node_role", "edge", "--upstream_url", "tcp://127.0.0.1:1"},
+                 ProcessOptions(dir.file("bridge.log")));
+  BOOST_TEST(bridge.wait_exit(10s).value_or(-1) == 2);
+  const std::string log = read_file(dir.file("bridge.log"));
+  BOOST_TEST(log.find("plugin_opt_node_role edge") != std::string::npos, log);
+}
+
 BOOST_AUTO_TEST_CASE(bad_input_on_the_car_gets_the_usual_errors_without_the_cloud) {
   System cloud(system_options(Host::plugin));
   System car(car_options(cloud, "car-" + random_hex(6)));
