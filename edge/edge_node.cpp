@@ -246,6 +246,8 @@ void EdgeNode::on_connected() {
   std::vector<std::string> filters{topics_.replies(settings_.upstream_client_id) + "/#"};
   for (const auto& b : bookings_) filters.push_back(topics_.booking_events_filter(b));
   link_->subscribe(filters);
+  // Answers of the previous connection will not come: nobody may be left waiting for them.
+  for (auto& [_, f] : forwards_) answer_without_link(f);
   forwards_.clear();
   for (const auto& entry : edge_store_.outbox()) forward_outbox(entry, std::nullopt);
   next_drain_at_ = system_clock_ms() + kDrainEveryMs;
