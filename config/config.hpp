@@ -22,6 +22,8 @@ enum class LogLevel { debug = 0, info = 1, warn = 2, error = 3 };
 // Where the data lives: LMDB in data_dir (one machine), or PostgreSQL at postgres_url (shared by
 // many bridges).
 enum class StoreBackend { lmdb, postgres };
+// What a node is in a deployment: the authority (`cloud`) or an in-car edge node linked to it.
+enum class NodeRole { cloud, edge };
 
 // A value as it appears in an error or log message: quoted, control bytes escaped, cut after
 // `shown_max` bytes, so that a hostile or binary value cannot garble the line it ends up in.
@@ -103,6 +105,12 @@ struct Settings {
   std::string mqtt_password_file;
   // Bridge: take each request's identity from the plugin's stamp, and refuse requests without one.
   bool trust_identity_property = false;
+  // Plugin: `cloud` hosts the authority (today's system); `edge` is an in-car node linked to an
+  // upstream navietakie (docs/edge.md). The bridge refuses `edge`.
+  NodeRole node_role = NodeRole::cloud;
+  std::string upstream_url;         // edge: the cloud's MQTT URL (required)
+  std::string upstream_token_file;  // edge: a JWT sent as the MQTT password upstream; empty: none
+  std::string upstream_client_id;   // edge: MQTT client id upstream (default navietakie-edge-<hostname>)
 };
 
 // The command line of a navietakie program: `--config FILE`, `--help`, and `--<key> VALUE` (or
@@ -130,5 +138,6 @@ std::string to_string(StoreBackend backend);
 // A libpq connection string or URI fit for a log line or an error: the password (the URI's
 // user:password@ part, a `password=` keyword or query parameter) replaced by "***".
 std::string redacted_postgres_url(const std::string& url);
+std::string to_string(NodeRole role);
 
 }  // namespace navietakie
