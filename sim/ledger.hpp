@@ -53,6 +53,8 @@ class BookingLedger {
   // An ok:true send_message reply.
   void message_confirmed(const std::string& message_id, const MessageView& message, bool duplicate,
                          Clock::time_point sent_at, Clock::time_point at);
+  // An ok:true reply with "queued":true (no seq yet): the events settle it.
+  void message_queued(const std::string& message_id);
   // No reply in time (the caller counted the timeout).
   void message_unconfirmed(const std::string& message_id);
   void message_event(Role subscriber, const MessageView& message, Clock::time_point at);
@@ -86,6 +88,7 @@ class BookingLedger {
     Clock::time_point sent_at;
     std::int64_t reply_seq = 0;
     bool reply_timed_out = false;
+    bool queued = false;  // answered "queued":true: settled by the events alone
     std::array<std::int64_t, 2> seen_seq{0, 0};
   };
   struct Stream {
