@@ -32,6 +32,13 @@ int main(int argc, char** argv) {
       return 0;
     }
     settings = load_settings(command_line, environ);
+    if (settings.node_role == NodeRole::edge) {
+      // The edge node answers from the car's broker while the link is down: that needs the
+      // broker's own thread, i.e. the plugin (docs/edge.md).
+      throw ConfigError(
+          "config key 'node_role': edge mode runs in the broker (the plugin, plugin_opt_node_role edge); "
+          "the bridge is a cloud host only");
+    }
   } catch (const ConfigError& e) {
     std::cerr << "navietakie-bridge: " << e.what() << "\n";
     return 2;

@@ -13,6 +13,8 @@
 #include <optional>
 #include <system_error>
 
+#include <unistd.h>
+
 namespace navietakie {
 namespace {
 
@@ -145,19 +147,52 @@ class Resolved {
   std::map<std::string, Entry> values_;
 };
 
-std::string checked_broker_url(const Resolved& resolved) {
-  const std::string& url = resolved.non_empty("broker_url");
+bool mqtt_url(std::string_view url) {
   for (std::string_view scheme : {"tcp://", "mqtt://", "ws://", "ssl://", "wss://"}) {
-    if (starts_with(url, scheme) && url.size() > scheme.size()) return url;
+    if (starts_with(url, scheme) && url.size() > scheme.size()) return true;
   }
-  resolved.fail("broker_url", "expected a URL starting with tcp://, mqtt://, ws://, ssl:// or wss:// and a host");
+  return false;
 }
 
-std::string checked_client_id(const Resolved& resolved) {
-  const std::string& id = resolved.non_empty("client_id");
-  if (id.size() > 65535) resolved.fail("client_id", "expected at most 65535 bytes");
-  if (!is_valid_utf8(id)) resolved.fail("client_id", "expected valid UTF-8");
+constexpr const char* url_expectation = "expected a URL starting with tcp://, mqtt://, ws://, ssl:// or wss:// and a host";
+
+std::string checked_broker_url(const Resolved& resolved) {
+  const std::string& url = resolved.non_empty("broker_url");
+  if (!mqtt_url(url)) resolved.fail("broker_url", url_expectation);
+  return url;
+}
+
+std::string checked_client_id(const Resolved& resolved, const std::string& key, const std::string& id) {
+  if (id.size() > 65535) resolved.fail(key, "expected at most 65535 bytes");
+  if (!is_valid_utf8(id)) resolved.fail(key, "expected valid UTF-8");
   return id;
+}
+
+std::string host_name() {
+  char name[256] = {};
+  if (gethostname(name, sizeof name - 1) != 0 || name[0] == '\0') return "unknown";
+  return name;
+}
+
+// node_role and the upstream_* keys: an edge node needs an upstream to link to.
+void resolve_node_role(const Resolved& resolved, Settings& settings) {
+  const std::string& role = resolved.text("node_role");
+  if (role == "cloud") {
+    settings.node_role = NodeRole::cloud;
+  } else if (role == "edge") {
+    settings.node_role = NodeRole::edge;
+  } else {
+    resolved.fail("node_role", "expected cloud or edge");
+  }
+  settings.upstream_url = resolved.text("upstream_url");
+  if (settings.node_role == NodeRole::edge && settings.upstream_url.empty()) {
+    resolved.fail("upstream_url", "expected the cloud's MQTT URL (node_role is edge)");
+  }
+  if (!settings.upstream_url.empty() && !mqtt_url(settings.upstream_url)) resolved.fail("upstream_url", url_expectation);
+  settings.upstream_token_file = resolved.text("upstream_token_file");
+  const std::string& id = resolved.text("upstream_client_id");
+  settings.upstream_client_id =
+      checked_client_id(resolved, "upstream_client_id", id.empty() ? "navietakie-edge-" + host_name() : id);
 }
 
 std::string checked_topic_prefix(const Resolved& resolved) {
@@ -315,6 +350,11 @@ const std::vector<ConfigKey>& config_schema() {
       {"mqtt_password_file", "", "bridge: file holding the MQTT password (e.g. a service token), read at each connect"},
       {"trust_identity_property", "false",
        "bridge: take identities from the auth-only plugin's stamp; refuse unstamped requests"},
+      {"node_role", "cloud",
+       "plugin: cloud = the authority (stores and answers); edge = in-car node linked to upstream_url"},
+      {"upstream_url", "", "edge: the cloud's MQTT URL (tcp://, mqtt://, ws://, ssl:// or wss://); required for edge"},
+      {"upstream_token_file", "", "edge: file holding a JWT sent as the MQTT password upstream, read at each connect"},
+      {"upstream_client_id", "", "edge: MQTT client id upstream; empty: navietakie-edge-<hostname>"},
   };
   return schema;
 }
@@ -450,7 +490,7 @@ Settings resolve_settings(const std::vector<ConfigLayer>& layers) {
 
   Settings settings;
   settings.broker_url = checked_broker_url(resolved);
-  settings.client_id = checked_client_id(resolved);
+  settings.client_id = checked_client_id(resolved, "client_id", resolved.non_empty("client_id"));
   settings.topic_prefix = checked_topic_prefix(resolved);
   settings.data_dir = resolved.non_empty("data_dir");
   settings.map_size_mb = static_cast<std::size_t>(resolved.integer("map_size_mb", 1, 1048576));
@@ -478,6 +518,7 @@ Settings resolve_settings(const std::vector<ConfigLayer>& layers) {
   settings.mqtt_username = resolved.text("mqtt_username");
   settings.mqtt_password_file = resolved.text("mqtt_password_file");
   settings.trust_identity_property = resolved.boolean("trust_identity_property");
+  resolve_node_role(resolved, settings);
   return settings;
 }
 
@@ -501,6 +542,8 @@ std::string to_string(SyncSetting mode) {
   }
   return "full";
 }
+
+std::string to_string(NodeRole role) { return role == NodeRole::edge ? "edge" : "cloud"; }
 
 std::string to_string(LogLevel level) {
   switch (level) {

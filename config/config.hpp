@@ -19,6 +19,9 @@ enum class SyncSetting { full, nometasync, nosync };
 
 enum class LogLevel { debug = 0, info = 1, warn = 2, error = 3 };
 
+// What a node is in a deployment: the authority (`cloud`) or an in-car edge node linked to it.
+enum class NodeRole { cloud, edge };
+
 // A value as it appears in an error or log message: quoted, control bytes escaped, cut after
 // `shown_max` bytes, so that a hostile or binary value cannot garble the line it ends up in.
 std::string quote(std::string_view value, std::size_t shown_max = 120);
@@ -97,6 +100,12 @@ struct Settings {
   std::string mqtt_password_file;
   // Bridge: take each request's identity from the plugin's stamp, and refuse requests without one.
   bool trust_identity_property = false;
+  // Plugin: `cloud` hosts the authority (today's system); `edge` is an in-car node linked to an
+  // upstream navietakie (docs/edge.md). The bridge refuses `edge`.
+  NodeRole node_role = NodeRole::cloud;
+  std::string upstream_url;         // edge: the cloud's MQTT URL (required)
+  std::string upstream_token_file;  // edge: a JWT sent as the MQTT password upstream; empty: none
+  std::string upstream_client_id;   // edge: MQTT client id upstream (default navietakie-edge-<hostname>)
 };
 
 // The command line of a navietakie program: `--config FILE`, `--help`, and `--<key> VALUE` (or
@@ -119,5 +128,6 @@ LogLevel parse_log_level(const std::string& value);        // throws ConfigError
 SyncSetting parse_sync_setting(const std::string& value);  // throws ConfigError
 std::string to_string(SyncSetting mode);
 std::string to_string(LogLevel level);
+std::string to_string(NodeRole role);
 
 }  // namespace navietakie

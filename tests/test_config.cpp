@@ -128,7 +128,11 @@ BOOST_AUTO_TEST_CASE(schema_lists_every_key_in_order_with_help) {
                                              "handlers",
                                              "mqtt_username",
                                              "mqtt_password_file",
-                                             "trust_identity_property"};
+                                             "trust_identity_property",
+                                             "node_role",
+                                             "upstream_url",
+                                             "upstream_token_file",
+                                             "upstream_client_id"};
   BOOST_TEST(keys == expected, boost::test_tools::per_element());
 }
 
@@ -317,6 +321,24 @@ BOOST_AUTO_TEST_CASE(help_lists_every_key) {
     const std::string shown = key.default_value.empty() ? "empty" : key.default_value;
     BOOST_TEST(contains(help, "[default: " + shown + "]"), key.key);
   }
+}
+
+BOOST_AUTO_TEST_CASE(node_role_edge_needs_an_upstream) {
+  const nt::Settings defaults = nt::resolve_settings({});
+  BOOST_TEST((defaults.node_role == nt::NodeRole::cloud));
+  BOOST_TEST(defaults.upstream_url == "");
+  BOOST_TEST(defaults.upstream_client_id.rfind("navietakie-edge-", 0) == 0u);
+  const nt::Settings edge = nt::resolve_settings(
+      {{{"node_role", "edge"}, {"upstream_url", "tcp://cloud.example:1883"}, {"upstream_client_id", "car-7"}}});
+  BOOST_TEST((edge.node_role == nt::NodeRole::edge));
+  BOOST_TEST(edge.upstream_url == "tcp://cloud.example:1883");
+  BOOST_TEST(edge.upstream_client_id == "car-7");
+  BOOST_TEST(contains(config_error([] { nt::resolve_settings({{{"node_role", "edge"}}}); }),
+                      "config key 'upstream_url': expected the cloud's MQTT URL (node_role is edge)"));
+  BOOST_TEST(contains(config_error([] { nt::resolve_settings({{{"node_role", "car"}}}); }),
+                      "config key 'node_role': expected cloud or edge"));
+  BOOST_TEST(contains(config_error([] { nt::resolve_settings({{{"upstream_url", "cloud:1883"}}}); }),
+                      "config key 'upstream_url': expected a URL"));
 }
 
 BOOST_AUTO_TEST_CASE(unknown_key_in_a_layer) {
