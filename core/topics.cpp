@@ -34,6 +34,19 @@ std::optional<RequestTopic> Topics::parse_request(std::string_view topic) const 
   return std::nullopt;
 }
 
+std::optional<std::string> Topics::events_booking(std::string_view topic) const {
+  const std::string head = bookings_level();
+  if (topic.size() <= head.size() || topic.substr(0, head.size()) != head) return std::nullopt;
+  const std::string_view rest = topic.substr(head.size());
+  const auto slash = rest.find('/');
+  if (slash == std::string_view::npos) return std::nullopt;
+  const std::string_view booking = rest.substr(0, slash), leaf = rest.substr(slash + 1);
+  const std::string_view events = wire::kEventsLevel;
+  if (!valid_booking_code(booking) || leaf.substr(0, events.size()) != events) return std::nullopt;
+  if (leaf.size() != events.size() && leaf[events.size()] != '/') return std::nullopt;
+  return std::string(booking);
+}
+
 std::string Topics::request_filter(Action action) const { return bookings_level() + "+/" + to_string(action); }
 
 std::string Topics::bookings_level() const {

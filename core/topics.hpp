@@ -24,6 +24,9 @@ class Topics {
 
   // `{prefix}/bookings/{one level}/{action}`; nullopt for any other topic.
   std::optional<RequestTopic> parse_request(std::string_view topic) const;
+  // The valid booking code of a topic or filter under `{prefix}/bookings/{code}/events`
+  // (`.../events/#`, `.../events/message`, ...); nullopt for anything else.
+  std::optional<std::string> events_booking(std::string_view topic) const;
   // The subscription filter for one action: `{prefix}/bookings/+/{action}`.
   std::string request_filter(Action action) const;
 

@@ -29,10 +29,15 @@ PluginHost::PluginHost(const Settings& settings)
       intake_(topics_, settings.handlers, access_) {
   if (settings.handlers) {
     store_ = open_store(settings);
-    engine_ = std::make_unique<Engine>(*store_, plugin_engine_options(settings));
     // Constructed on the broker thread: that is the thread the loop wakes.
     wakeup_ = std::make_unique<BrokerWakeup>();
-    loop_ = std::make_unique<EngineLoop>(*engine_, *wakeup_, loop_options(settings));
+    if (settings.node_role == NodeRole::edge) {
+      // The car: the cloud is the authority; the edge node forwards, queues and answers offline.
+      edge_ = std::make_unique<EdgeNode>(settings, *store_, plugin_engine_options(settings), *wakeup_);
+    } else {
+      engine_ = std::make_unique<Engine>(*store_, plugin_engine_options(settings));
+      loop_ = std::make_unique<EngineLoop>(*engine_, *wakeup_, loop_options(settings));
+    }
   }
 }
 
@@ -52,6 +57,10 @@ PluginHost::~PluginHost() {
               {"largest_batch", std::to_string(stats.largest_batch)},
               {"overloaded", std::to_string(stats.overloaded)}});
   }
+  if (edge_) {
+    edge_->submit(std::move(pending_), std::move(disconnected_));
+    edge_->stop();
+  }
   log_line(LogLevel::info, "stopping",
            {{"metrics", engine_ ? engine_->metrics().to_json() : "{}"}, {"auth", access_.metrics().to_json()}});
 }
@@ -65,6 +74,10 @@ int PluginHost::on_acl_check(const mosquitto_evt_acl_check& event) {
   if (engine_ && request_topic && event.access == MOSQ_ACL_READ) return MOSQ_ERR_ACL_DENIED;
   if (access_.check(event) != MOSQ_ERR_SUCCESS) return MOSQ_ERR_ACL_DENIED;
   if (request_topic && event.access == MOSQ_ACL_WRITE) return intake_.on_request_write(event, pending_);
+  // A car's local client follows a booking: the edge node follows it upstream (and keeps a replica).
+  if (edge_ && event.access == MOSQ_ACL_SUBSCRIBE) {
+    if (auto booking = topics_.events_booking(event.topic)) edge_->watch_booking(*booking);
+  }
   // Not DEFER: in 2.0.11, when every ACL plugin defers, the broker denies.
   return MOSQ_ERR_SUCCESS;
 }
@@ -81,6 +94,11 @@ void PluginHost::on_tick() {
     loop_->submit(std::move(pending_), disconnected_);
     pending_.clear();
     publish_all(loop_->take_results());
+  }
+  if (edge_) {
+    edge_->submit(std::move(pending_), disconnected_);
+    pending_.clear();
+    publish_all(edge_->take_results());
   }
   publish_stamped_wills(intake_.end_of_pass());
   disconnected_.clear();

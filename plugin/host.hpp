@@ -19,6 +19,7 @@
 #include "core/engine.hpp"
 #include "core/engine_loop.hpp"
 #include "core/store_setup.hpp"
+#include "edge/edge_node.hpp"
 #include "plugin/access.hpp"
 #include "plugin/intake.hpp"
 #include "plugin/wakeup.hpp"
@@ -62,7 +63,8 @@ class PluginHost {
   std::unique_ptr<Store> store_;          // handlers on only
   std::unique_ptr<Engine> engine_;        // handlers on only; after start-up, used on the loop's thread only
   std::unique_ptr<BrokerWakeup> wakeup_;  // handlers on only
-  std::unique_ptr<EngineLoop> loop_;      // handlers on only; declared last: stops first
+  std::unique_ptr<EngineLoop> loop_;      // handlers on, cloud node only; declared late: stops first
+  std::unique_ptr<EdgeNode> edge_;        // handlers on, edge node only (docs/edge.md): instead of loop_
   std::vector<Request> pending_;
   std::vector<std::string> disconnected_;
 };

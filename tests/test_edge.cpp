@@ -1,0 +1,181 @@
+// Edge mode end to end (docs/edge.md): two brokers on this machine, the cloud (the plugin, the
+// authority) and the car (the plugin with node_role edge, linked to the cloud). A passenger on the
+// cloud and a driver on the car chat both ways; then the cloud broker stops (the link is cut)
+// while the driver goes on sending (answered `queued`), make_call fails `unavailable` and
+// get_message is answered from the replica; the cloud comes back on the same port and data dir,
+// the car drains its outbox and catches up, and every message is on both sides exactly once, in
+// the cloud's seq order.
+#include <map>
+#include <set>
+
+#include "support/contract.hpp"
+
+using namespace navietakie::test;
+
+namespace {
+
+constexpr int kOfflineMessages = 5;
+
+// The car: the plugin in edge mode, linked to `cloud`.
+SystemOptions car_options(const System& cloud, const std::string& car_id, std::vector<std::string> more = {}) {
+  SystemOptions options = system_options(Host::plugin);
+  options.extra_plugin_conf = {"plugin_opt_node_role edge", "plugin_opt_upstream_url " + cloud.broker_uri(),
+                               "plugin_opt_upstream_client_id " + car_id};
+  options.extra_plugin_conf.insert(options.extra_plugin_conf.end(), more.begin(), more.end());
+  return options;
+}
+
+// Every message of the booking through get_message after_seq paging (at most 20 pages).
+std::vector<json> whole_history(TestClient& client, const std::string& code, json* last_reply = nullptr) {
+  std::vector<json> all;
+  std::int64_t after = 0;
+  for (int page = 0; page < 20; ++page) {
+    json reply = get_message(client, code, json{{"after_seq", after}, {"limit", 200}});
+    BOOST_REQUIRE_MESSAGE(is_ok(reply), reply.dump());
+    for (const auto& m : reply["messages"]) {
+      all.push_back(m);
+      after = m["seq"].get<std::int64_t>();
+    }
+    if (last_reply) *last_reply = reply;
+    if (!reply.value("has_more", false)) break;
+  }
+  return all;
+}
+
+// The history is seq 1..n, gapless, each message_id once, and matches `expected_ids` in order.
+void check_history(const std::vector<json>& history, const std::vector<std::string>& expected_ids,
+                   const std::string& side) {
+  std::vector<std::string> ids;
+  for (std::size_t i = 0; i < history.size(); ++i) {
+    BOOST_TEST(history[i]["seq"].get<std::size_t>() == i + 1, side << " seq at " << i);
+    ids.push_back(history[i]["message_id"].get<std::string>());
+  }
+  BOOST_TEST(ids == expected_ids, side << ": history in the cloud's order, each once");
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(edge)
+
+BOOST_TEST_DECORATOR(*boost::unit_test::timeout(240))
+BOOST_AUTO_TEST_CASE(messages_both_ways_survive_a_cut_link_exactly_once_in_seq_order) {
+  System cloud(system_options(Host::plugin));
+  const std::string car_id = "car-" + random_hex(6);
+  System car(car_options(cloud, car_id));
+  BOOST_REQUIRE_MESSAGE(car.broker().wait_log_contains("upstream_connected", 20s), car.describe());
+
+  const std::string code = booking("EDGE");
+  auto passenger = cloud.client();
+  passenger->subscribe(events_filter(code));
+  auto driver = car.client();
+  driver->subscribe(events_filter(code));  // the car follows the booking upstream from here
+
+  std::vector<std::string> expected;  // message_ids in the order the cloud must store them
+  // Link up: the driver gets the cloud's own reply, with the real seq.
+  json d1 = send_message(*driver, code, json{{"message_id", "d-1"}, {"sender", "driver"}, {"text", "on my way"}});
+  BOOST_REQUIRE_MESSAGE(is_ok(d1), d1.dump() << car.describe());
+  BOOST_TEST(!d1.contains("queued"));
+  BOOST_TEST(d1["message"]["seq"] == 1);
+  expected.push_back("d-1");
+  BOOST_TEST(passenger->wait_for(on_topic_json(event_topic(code, "message"),
+                                               [](const json& m) { return m.value("message_id", "") == "d-1"; }),
+                                 10s)
+                 .has_value());
+  json p1 = send_message(*passenger, code, json{{"message_id", "p-1"}, {"sender", "passenger"}, {"text", "ok"}});
+  NT_REQUIRE_OK(p1);
+  expected.push_back("p-1");
+  BOOST_TEST(driver->wait_for(on_topic_json(event_topic(code, "message"),
+                                            [](const json& m) { return m.value("message_id", "") == "p-1" && m["seq"] == 2; }),
+                              10s)
+                 .has_value(),
+             "the passenger's message reaches the driver on the car");
+
+  // Cut the link: the cloud broker stops.
+  cloud.broker().stop();
+  BOOST_REQUIRE_MESSAGE(car.broker().wait_log_contains("upstream_lost", 30s), car.describe());
+  for (int i = 2; i < 2 + kOfflineMessages; ++i) {
+    const std::string id = "d-" + std::to_string(i);
+    json queued = send_message(*driver, code, json{{"message_id", id}, {"sender", "driver"}, {"text", "offline " + id}});
+    BOOST_REQUIRE_MESSAGE(is_ok(queued), queued.dump());
+    BOOST_TEST(queued.value("queued", false) == true, queued.dump());
+    BOOST_TEST(queued["message"]["message_id"] == id);
+    BOOST_TEST(!queued["message"].contains("seq"), "no seq before the cloud stored it");
+    BOOST_TEST(queued.value("duplicate", true) == false);
+    expected.push_back(id);
+  }
+  // A retry of a queued message while offline: queued again, never twice in the outbox.
+  json retried = send_message(*driver, code, json{{"message_id", "d-2"}, {"sender", "driver"}, {"text", "offline d-2"}});
+  BOOST_TEST(retried.value("queued", false) == true, retried.dump());
+  // A message without a message_id: the car names it, so the outbox and the cloud agree on it.
+  json unnamed = send_message(*driver, code, json{{"sender", "driver"}, {"text", "named by the car"}});
+  BOOST_REQUIRE_MESSAGE(is_ok(unnamed), unnamed.dump());
+  const std::string unnamed_id = unnamed["message"]["message_id"].get<std::string>();
+  BOOST_TEST(!unnamed_id.empty());
+  expected.push_back(unnamed_id);
+
+  json call = make_call(*driver, code, call_request("start", "driver"));
+  NT_CHECK_ERROR(call, "unavailable");
+  BOOST_TEST(error_message(call) == "no link to the operator");
+
+  json offline_page = get_message(*driver, code);
+  NT_REQUIRE_OK(offline_page);
+  BOOST_TEST(offline_page.value("replica_until_seq", -1) == 2, offline_page.dump());
+  BOOST_TEST(page_seqs(offline_page) == (std::vector<std::int64_t>{1, 2}), boost::test_tools::per_element());
+  BOOST_TEST(driver->count(on_topic(event_topic(code, "message"))) == 2u, "nothing confirmed while the link is down");
+
+  // The cloud comes back on the same port and data dir; the car reconnects and drains in order.
+  cloud.broker().start();
+  cloud.wait_ready(20s);
+  const std::size_t total = expected.size();
+  auto confirmed = driver->wait_for_count(on_topic(event_topic(code, "message")), total, 40s);
+  BOOST_REQUIRE_MESSAGE(confirmed.size() == total, "events on the car: " << confirmed.size() << "\n" << car.describe());
+
+  // Each queued message moved to confirmed: exactly one event on the car, with the cloud's seq.
+  std::map<std::string, int> events_per_id;
+  std::vector<std::string> event_order;
+  for (const auto& e : driver->received(on_topic(event_topic(code, "message")))) {
+    const json m = e.body();
+    ++events_per_id[m["message_id"].get<std::string>()];
+    event_order.push_back(m["message_id"].get<std::string>());
+    BOOST_TEST(m["seq"].is_number_unsigned());
+  }
+  for (const auto& id : expected) BOOST_TEST(events_per_id[id] == 1, id << " confirmed exactly once on the car");
+  BOOST_TEST(event_order == expected, "the car's events in the cloud's seq order");
+
+  // The cloud's history: everything, once, in order (drained in arrival order).
+  auto passenger_again = cloud.client();
+  check_history(whole_history(*passenger_again, code), expected, "cloud");
+
+  // A message from the passenger after the reconnect reaches the car too.
+  NT_REQUIRE_OK(send_message(*passenger_again, code, json{{"message_id", "p-2"}, {"sender", "passenger"}, {"text", "see you"}}));
+  expected.push_back("p-2");
+  BOOST_TEST(driver->wait_for(on_topic_json(event_topic(code, "message"),
+                                            [](const json& m) { return m.value("message_id", "") == "p-2"; }),
+                              10s)
+                 .has_value());
+
+  // The car's replica: cut the link again and read it all from the car.
+  cloud.broker().stop();
+  BOOST_REQUIRE(car.broker().wait_log_contains("upstream_lost", 30s));
+  json last;
+  auto replica = whole_history(*driver, code, &last);
+  check_history(replica, expected, "car replica");
+  BOOST_TEST(last.value("replica_until_seq", -1) == static_cast<int>(expected.size()), last.dump());
+}
+
+BOOST_AUTO_TEST_CASE(bad_input_on_the_car_gets_the_usual_errors_without_the_cloud) {
+  System cloud(system_options(Host::plugin));
+  System car(car_options(cloud, "car-" + random_hex(6)));
+  auto driver = car.client();
+  const std::string code = booking("EDGEBAD");
+  NT_CHECK_ERROR(driver->request_raw(request_topic(code, "send_message"), "not json"), "invalid_json");
+  NT_CHECK_ERROR_NAMING(send_message(*driver, code, json{{"sender", "driver"}}), "invalid_request", "text");
+  NT_CHECK_ERROR(driver->request(request_topic("bad.code", "send_message"), text_message("driver", "x")),
+                 "invalid_booking_code");
+  // 3.1.1 style: the reply address and correlation_id travel in the payload, answered the same.
+  json v311 = driver->request_v311(request_topic(code, "send_message"), text_message("driver", "hi from 3.1.1"));
+  NT_CHECK_OK(v311);
+  BOOST_TEST(v311.contains("correlation_id"));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
