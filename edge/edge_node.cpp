@@ -487,6 +487,10 @@ void EdgeNode::store_replica(const std::vector<Message>& messages) {
     tracker_.reset_catch_ups();
     return;
   }
+  if (log_enabled(LogLevel::debug)) {
+    log_line(LogLevel::debug, "replica_stored",
+             {{"booking", messages.back().booking_code}, {"until", std::to_string(messages.back().seq)}});
+  }
   for (const auto& m : messages) {
     tracker_.applied(m.booking_code, m.seq);
     count(metrics_.replica_stored);

@@ -7,6 +7,7 @@
 // the cloud's seq order.
 #include <map>
 #include <set>
+#include <thread>
 
 #include "support/contract.hpp"
 
@@ -161,6 +162,109 @@ BOOST_AUTO_TEST_CASE(messages_both_ways_survive_a_cut_link_exactly_once_in_seq_o
   auto replica = whole_history(*driver, code, &last);
   check_history(replica, expected, "car replica");
   BOOST_TEST(last.value("replica_until_seq", -1) == static_cast<int>(expected.size()), last.dump());
+}
+
+// Authentication on both sides: the car presents a service token upstream, its driver a driver
+// token of the car's own key. The outbox survives a restart of the car while the link is down.
+BOOST_TEST_DECORATOR(*boost::unit_test::timeout(240))
+BOOST_AUTO_TEST_CASE(with_authentication_the_outbox_survives_a_car_restart_while_offline) {
+  SystemOptions cloud_options = system_options(Host::plugin);
+  cloud_options.secure = true;
+  System cloud(cloud_options);
+  const std::string car_id = "car-" + random_hex(6);
+  const std::string token_file = cloud.dir().file("car.jwt");
+  write_file(token_file, cloud.token(navietakie::Identity{navietakie::Principal::service, car_id, ""}) + "\n");
+  SystemOptions options = car_options(cloud, car_id, {"plugin_opt_upstream_token_file " + token_file});
+  options.secure = true;
+  System car(options);
+  BOOST_REQUIRE_MESSAGE(car.broker().wait_log_contains("upstream_connected", 20s), car.describe());
+
+  const std::string code = booking("EDGEAUTH");
+  const navietakie::Identity driver_identity{navietakie::Principal::driver, "drv-1", code};
+  auto passenger = cloud.client(cloud.as(navietakie::Identity{navietakie::Principal::passenger, "pas-1", code}));
+  passenger->subscribe(events_filter(code));
+  auto driver = car.client(car.as(driver_identity));
+  driver->subscribe(events_filter(code));
+
+  json d1 = send_message(*driver, code, json{{"message_id", "d-1"}, {"sender", "driver"}, {"text", "hello"}});
+  BOOST_REQUIRE_MESSAGE(is_ok(d1), d1.dump() << car.describe());
+  BOOST_TEST(d1["message"]["seq"] == 1);
+  BOOST_TEST(d1["message"]["sender_id"] == "drv-1", "the cloud stores the car's local identity");
+  // The car holds its local clients to their identity, as the cloud would.
+  NT_CHECK_ERROR(send_message(*driver, code, text_message("passenger", "not me")), "forbidden");
+
+  cloud.broker().stop();
+  BOOST_REQUIRE(car.broker().wait_log_contains("upstream_lost", 30s));
+  for (const std::string id : {"d-2", "d-3"}) {
+    json queued = send_message(*driver, code, json{{"message_id", id}, {"sender", "driver"}, {"text", id}});
+    BOOST_TEST(queued.value("queued", false) == true, queued.dump());
+  }
+  driver.reset();
+  car.restart_host();  // the car restarts with two messages in its outbox and no link
+  cloud.broker().start();
+  cloud.wait_ready(20s);
+
+  auto passenger_again = cloud.client(cloud.as(navietakie::Identity{navietakie::Principal::passenger, "pas-1", code}));
+  std::vector<json> history;
+  for (int tries = 0; tries < 60 && history.size() < 3; ++tries) {
+    history = whole_history(*passenger_again, code);
+    if (history.size() < 3) std::this_thread::sleep_for(500ms);
+  }
+  check_history(history, {"d-1", "d-2", "d-3"}, "cloud");
+  for (const auto& m : history) BOOST_TEST(m["sender_id"] == "drv-1");
+  // The restarted car followed the booking again: its replica is complete.
+  BOOST_REQUIRE_MESSAGE(
+      car.broker().wait_log_contains("event=replica_stored booking=" + code + " until=3", 20s), car.describe());
+  cloud.broker().stop();
+  BOOST_REQUIRE(car.broker().wait_log_contains("upstream_lost", 30s));
+  auto driver_again = car.client(car.as(driver_identity));
+  json last;
+  const std::vector<json> replica = whole_history(*driver_again, code, &last);
+  check_history(replica, {"d-1", "d-2", "d-3"}, "car replica");
+  BOOST_TEST(last.value("replica_until_seq", -1) == 3, last.dump());
+}
+
+// Presence goes through the cloud (the authority): a local client's online state reaches the
+// passenger, its disconnect is sent upstream as offline, and the car republishes the cloud's
+// retained presence to its local clients.
+BOOST_TEST_DECORATOR(*boost::unit_test::timeout(120))
+BOOST_AUTO_TEST_CASE(presence_is_forwarded_and_a_local_disconnect_goes_offline_upstream) {
+  System cloud(system_options(Host::plugin));
+  System car(car_options(cloud, "car-" + random_hex(6)));
+  BOOST_REQUIRE_MESSAGE(car.broker().wait_log_contains("upstream_connected", 20s), car.describe());
+  const std::string code = booking("EDGEPRES");
+  auto passenger = cloud.client();
+  passenger->subscribe(event_topic(code, "presence"));
+  auto driver = car.client();
+  driver->subscribe(events_filter(code));
+  json online = set_presence(*driver, code, json{{"role", "driver"}, {"online", true}});
+  BOOST_REQUIRE_MESSAGE(is_ok(online), online.dump());
+  BOOST_TEST(online["presence"]["driver"]["online"] == true);
+  const auto driver_online = [](bool state) {
+    return [state](const json& p) { return p.contains("driver") && p["driver"].value("online", !state) == state; };
+  };
+  BOOST_TEST(passenger->wait_for(on_topic_json(event_topic(code, "presence"), driver_online(true)), 10s).has_value());
+  auto on_car = driver->wait_for(on_topic_json(event_topic(code, "presence"), driver_online(true)), 10s);
+  BOOST_TEST(on_car.has_value(), "the cloud's presence republished on the car");
+  // A later local subscriber gets it retained from the car's broker.
+  auto head_unit = car.client();
+  head_unit->subscribe(event_topic(code, "presence"));
+  auto retained = head_unit->wait_for(on_topic(event_topic(code, "presence")), 10s);
+  BOOST_REQUIRE(retained.has_value());
+  BOOST_TEST(retained->retained);
+  driver->disconnect();  // no Will: the car's DISCONNECT event alone sends it offline upstream
+  BOOST_TEST(passenger->wait_for(on_topic_json(event_topic(code, "presence"), driver_online(false)), 10s).has_value(),
+             car.describe());
+}
+
+// The bridge is a cloud host only: it refuses node_role edge and says where edge mode runs.
+BOOST_AUTO_TEST_CASE(the_bridge_refuses_the_edge_role, *boost::unit_test::timeout(30)) {
+  TempDir dir("navietakie-edge-bridge");
+  Process bridge({NAVIETAKIE_BRIDGE_BIN, "--node_role", "edge", "--upstream_url", "tcp://127.0.0.1:1"},
+                 ProcessOptions(dir.file("bridge.log")));
+  BOOST_TEST(bridge.wait_exit(10s).value_or(-1) == 2);
+  const std::string log = read_file(dir.file("bridge.log"));
+  BOOST_TEST(log.find("plugin_opt_node_role edge") != std::string::npos, log);
 }
 
 BOOST_AUTO_TEST_CASE(bad_input_on_the_car_gets_the_usual_errors_without_the_cloud) {
