@@ -781,7 +781,9 @@
               call.current = null;
               renderCall();
             }
-          } else {
+          } else if (error.code !== ErrorCode.unavailable) {
+            // unavailable: a car unit without its link (calls need the operator); trying to call
+            // says so, opening the page need not.
             report(error);
           }
         });
