@@ -61,7 +61,7 @@ struct History {
 // Every message of `booking` through `client`, oldest first, page by page (bounded).
 History read_history(TestClient& client, const std::string& booking) {
   History h;
-  const std::string topic = "navietakie/v1/bookings/" + booking + "/requests/get_message";
+  const std::string topic = "navietakie/v1/bookings/" + booking + "/get_message";
   std::int64_t after = 0;
   for (int page = 0; page < 100; ++page) {
     h.last_page = client.request(topic, {{"after_seq", after}, {"limit", 200}}, 10s);
