@@ -5,6 +5,7 @@
 
 #include "core/calls.hpp"
 #include "core/log.hpp"
+#include "core/payload_limit.hpp"
 #include "core/wire.hpp"
 
 namespace navietakie {
@@ -241,11 +242,7 @@ void Engine::handle_one(StoreWriter* store, const Request& request, Handled& h) 
         h.correlation_data = request.correlation_data;
       }
     }
-    if (request.payload.size() > options_.max_payload_bytes) {
-      throw ProtocolError(ErrorCode::payload_too_large, "payload of " + std::to_string(request.payload.size()) +
-                                                            " bytes is over the limit of " +
-                                                            std::to_string(options_.max_payload_bytes));
-    }
+    check_payload_size(request.payload.size(), options_.max_payload_bytes);
     Json body = parse_payload(request.payload);
     if (!request.response_topic && body.is_object()) {
       // MQTT 3.1.1 fallback: the reply address travels in the payload.

@@ -4,6 +4,7 @@
 #include <random>
 
 #include "core/log.hpp"
+#include "core/payload_limit.hpp"
 #include "core/store_setup.hpp"
 
 namespace navietakie {
@@ -245,6 +246,8 @@ void EdgeNode::on_connected() {
   std::vector<std::string> filters{topics_.replies(settings_.upstream_client_id) + "/#"};
   for (const auto& b : bookings_) filters.push_back(topics_.booking_events_filter(b));
   link_->subscribe(filters);
+  // Answers of the previous connection will not come: nobody may be left waiting for them.
+  for (auto& [_, f] : forwards_) answer_without_link(f);
   forwards_.clear();
   for (const auto& entry : edge_store_.outbox()) forward_outbox(entry, std::nullopt);
   next_drain_at_ = system_clock_ms() + kDrainEveryMs;
@@ -562,34 +565,50 @@ void EdgeNode::handle_local(const Request& request, std::vector<OutboxEntry>& se
             engine_options_.reply_allowed(*request.identity, request.client_id, topic));
   };
   std::optional<std::pair<ErrorCode, std::string>> reply_problem;
+  // As the cloud's engine decides it: not a topic name is `invalid_request`, a topic the requester
+  // may not use is `forbidden`; either way nothing is published there.
+  const auto refuse = [&](const std::string& topic, const std::string& field) {
+    if (!Topics::valid_topic_name(topic)) {
+      reply_problem = {ErrorCode::invalid_request, "'" + field + "' must be a topic name"};
+    } else {
+      reply_problem = {ErrorCode::forbidden, "'" + field + "' may not be used as a reply address"};
+    }
+  };
   if (request.response_topic) {
     if (allowed(*request.response_topic)) {
       env.reply_topic = request.response_topic;
       env.correlation_data = request.correlation_data;
     } else {
-      reply_problem = {ErrorCode::forbidden, "'response topic' may not be used as a reply address"};
+      refuse(*request.response_topic, "response topic");
     }
   }
   try {
-    if (request.payload.size() > engine_options_.max_payload_bytes) {
-      throw ProtocolError(ErrorCode::payload_too_large,
-                          "payload of " + std::to_string(request.payload.size()) + " bytes is over the limit of " +
-                              std::to_string(engine_options_.max_payload_bytes));
-    }
+    check_payload_size(request.payload.size(), engine_options_.max_payload_bytes);
     Json body = parse_payload(request.payload);
     if (!request.response_topic && body.is_object()) {
       if (auto it = body.find("correlation_id"); it != body.end()) env.correlation_id = *it;
       if (auto it = body.find("reply_to"); it != body.end()) {
-        if (it->is_string() && allowed(it->get<std::string>())) {
+        if (!it->is_string()) {
+          reply_problem = {ErrorCode::invalid_request, "'reply_to' must be a string"};
+        } else if (allowed(it->get<std::string>())) {
           env.reply_topic = it->get<std::string>();
         } else {
-          reply_problem = {ErrorCode::forbidden, "'reply_to' may not be used as a reply address"};
+          refuse(it->get<std::string>(), "reply_to");
         }
       }
     }
     if (env.booking.empty()) throw ProtocolError(ErrorCode::invalid_booking_code, "invalid booking code");
     if (!body.is_object()) throw ProtocolError(ErrorCode::invalid_request, "payload must be a JSON object");
-    if (reply_problem) throw ProtocolError(reply_problem->first, reply_problem->second);
+    if (reply_problem && reply_problem->first == ErrorCode::invalid_request) {
+      throw ProtocolError(reply_problem->first, reply_problem->second);
+    }
+    // Fields first, as the cloud's precedence says (invalid_request before forbidden).
+    switch (parsed->action) {
+      case Action::send_message: decode_send_message(body, engine_options_.max_text_bytes); break;
+      case Action::get_message: decode_get_message(body); break;
+      case Action::make_call: decode_make_call(body); break;
+      case Action::presence: decode_presence(body); break;
+    }
     if (request.identity && request.identity->principal != Principal::service &&
         request.identity->booking != env.booking) {
       throw ProtocolError(ErrorCode::forbidden, "booking not allowed for this identity");
@@ -597,6 +616,7 @@ void EdgeNode::handle_local(const Request& request, std::vector<OutboxEntry>& se
     if (!request.identity && engine_options_.require_identity) {
       throw ProtocolError(ErrorCode::forbidden, "not authenticated");
     }
+    if (reply_problem) throw ProtocolError(reply_problem->first, reply_problem->second);
     ensure_booking(env.booking);
     body.erase("reply_to");
     body.erase("correlation_id");
@@ -615,6 +635,14 @@ void EdgeNode::handle_local(const Request& request, std::vector<OutboxEntry>& se
         // The car names the message when the client did not: the outbox, the cloud and a retry
         // all agree on one idempotency key.
         if (!r.message_id) body["message_id"] = random_message_id();
+        // Already confirmed (a client's retry after the cloud stored it): the original, as the
+        // cloud would answer, also while the link is down.
+        std::optional<Message> stored;
+        if (r.message_id) replica_.read([&](const StoreReader& rd) { stored = rd.message_by_id(env.booking, *r.message_id); });
+        if (stored) {
+          reply(env, Json{{"message", to_json(*stored)}, {"duplicate", true}});
+          return;
+        }
         sends.push_back(OutboxEntry{0, env.booking, body["message_id"].get<std::string>(), dump(body)});
         envelopes.push_back(std::move(env));
         return;

@@ -98,6 +98,16 @@ struct EdgeStore::Env {
     }
   }
 
+  // The outbox key of (booking, message_id), if that message waits.
+  std::optional<std::string> order_of(MDB_txn* t, const std::string& booking, const std::string& message_id) const {
+    const std::string id = id_key(booking, message_id);
+    MDB_val k = val(id), ok;
+    const int rc = mdb_get(t, outbox_ids, &k, &ok);
+    if (rc == MDB_NOTFOUND) return std::nullopt;
+    check(rc, "outbox_ids lookup");
+    return std::string(view(ok));
+  }
+
   template <typename Fn>
   void each(MDB_txn* t, MDB_dbi dbi, Fn&& fn) const {
     MDB_cursor* c = nullptr;
@@ -137,16 +147,13 @@ std::vector<OutboxEntry> EdgeStore::add_outbox(std::vector<OutboxEntry> entries)
   std::uint64_t next = env_->next_key;
   env_->txn(true, [&](MDB_txn* t) {
     for (auto& e : entries) {
-      const std::string id = id_key(e.booking, e.message_id);
-      MDB_val k = val(id), existing;
-      int rc = mdb_get(t, env_->outbox_ids, &k, &existing);
-      if (rc == MDB_SUCCESS) {
-        MDB_val ek{existing.mv_size, existing.mv_data}, ev;
+      if (const auto order = env_->order_of(t, e.booking, e.message_id)) {
+        MDB_val ek = val(*order), ev;
         check(mdb_get(t, env_->outbox, &ek, &ev), "outbox lookup");
         e = decode_entry(view(ev));
         continue;
       }
-      if (rc != MDB_NOTFOUND) fail(rc, "outbox_ids lookup");
+      const std::string id = id_key(e.booking, e.message_id);
       e.key = next++;
       const std::string ok = order_key(e.key), bytes = encode_entry(e);
       MDB_val okv = val(ok), bv = val(bytes);
@@ -170,12 +177,9 @@ std::vector<OutboxEntry> EdgeStore::outbox() const {
 std::optional<OutboxEntry> EdgeStore::outbox_entry(const std::string& booking, const std::string& message_id) const {
   std::optional<OutboxEntry> out;
   env_->txn(false, [&](MDB_txn* t) {
-    const std::string id = id_key(booking, message_id);
-    MDB_val k = val(id), ok;
-    const int rc = mdb_get(t, env_->outbox_ids, &k, &ok);
-    if (rc == MDB_NOTFOUND) return;
-    check(rc, "outbox_ids lookup");
-    MDB_val ev;
+    const auto order = env_->order_of(t, booking, message_id);
+    if (!order) return;
+    MDB_val ok = val(*order), ev;
     check(mdb_get(t, env_->outbox, &ok, &ev), "outbox lookup");
     out = decode_entry(view(ev));
   });
@@ -184,13 +188,10 @@ std::optional<OutboxEntry> EdgeStore::outbox_entry(const std::string& booking, c
 
 void EdgeStore::remove_outbox(const std::string& booking, const std::string& message_id) {
   env_->txn(true, [&](MDB_txn* t) {
+    const auto order = env_->order_of(t, booking, message_id);
+    if (!order) return;
     const std::string id = id_key(booking, message_id);
-    MDB_val k = val(id), ok;
-    const int rc = mdb_get(t, env_->outbox_ids, &k, &ok);
-    if (rc == MDB_NOTFOUND) return;
-    check(rc, "outbox_ids lookup");
-    const std::string order(view(ok));
-    MDB_val okv = val(order);
+    MDB_val okv = val(*order), k = val(id);
     check(mdb_del(t, env_->outbox, &okv, nullptr), "del outbox");
     check(mdb_del(t, env_->outbox_ids, &k, nullptr), "del outbox_ids");
   });

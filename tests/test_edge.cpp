@@ -143,6 +143,11 @@ BOOST_AUTO_TEST_CASE(messages_both_ways_survive_a_cut_link_exactly_once_in_seq_o
   for (const auto& id : expected) BOOST_TEST(events_per_id[id] == 1, id << " confirmed exactly once on the car");
   BOOST_TEST(event_order == expected, "the car's events in the cloud's seq order");
 
+  // A retry of a confirmed message: the original, as the cloud answers it.
+  json retry_up = send_message(*driver, code, json{{"message_id", "d-2"}, {"sender", "driver"}, {"text", "offline d-2"}});
+  BOOST_TEST(retry_up.value("duplicate", false) == true, retry_up.dump());
+  BOOST_TEST(retry_up["message"]["seq"] == 3);
+
   // The cloud's history: everything, once, in order (drained in arrival order).
   auto passenger_again = cloud.client();
   check_history(whole_history(*passenger_again, code), expected, "cloud");
@@ -162,6 +167,11 @@ BOOST_AUTO_TEST_CASE(messages_both_ways_survive_a_cut_link_exactly_once_in_seq_o
   auto replica = whole_history(*driver, code, &last);
   check_history(replica, expected, "car replica");
   BOOST_TEST(last.value("replica_until_seq", -1) == static_cast<int>(expected.size()), last.dump());
+  // Offline too, a retry of a confirmed message gets the original from the replica, not `queued`.
+  json retry_down = send_message(*driver, code, json{{"message_id", "d-3"}, {"sender", "driver"}, {"text", "offline d-3"}});
+  BOOST_TEST(retry_down.value("duplicate", false) == true, retry_down.dump());
+  BOOST_TEST(!retry_down.contains("queued"));
+  BOOST_TEST(retry_down["message"]["seq"] == 4);
 }
 
 // Authentication on both sides: the car presents a service token upstream, its driver a driver
