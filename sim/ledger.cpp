@@ -98,7 +98,7 @@ void BookingLedger::check_content(const SentMessage& sent, const std::string& me
 
 void BookingLedger::settle_if_done(std::unordered_map<std::string, SentMessage>::iterator it) {
   const SentMessage& m = it->second;
-  const bool replied = m.reply_seq != 0 || m.reply_timed_out;
+  const bool replied = m.reply_seq != 0 || m.reply_timed_out || m.queued;
   if (!replied || m.seen_seq[0] == 0 || m.seen_seq[1] == 0) return;
   if (!m.reply_timed_out) --open_records_;
   sent_.erase(it);
@@ -140,6 +140,17 @@ void BookingLedger::message_confirmed(const std::string& message_id, const Messa
 void BookingLedger::message_resent(const std::string& message_id) {
   auto it = sent_.find(message_id);
   if (it != sent_.end()) it->second.resent = true;
+}
+
+void BookingLedger::message_queued(const std::string& message_id) {
+  ++stats_.queued;
+  auto it = sent_.find(message_id);
+  if (it == sent_.end()) {
+    stats_.violation("unexpected_reply", code_ + ": " + message_id + " queued, but it is not outstanding");
+    return;
+  }
+  it->second.queued = true;
+  settle_if_done(it);
 }
 
 void BookingLedger::message_unconfirmed(const std::string& message_id) {

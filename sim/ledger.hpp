@@ -67,6 +67,8 @@ class BookingLedger {
                          Clock::time_point sent_at, Clock::time_point at);
   // Sent again unchanged (same message_id): a duplicate:true answer is then right.
   void message_resent(const std::string& message_id);
+  // An ok:true reply with "queued":true (no seq yet): the events settle it.
+  void message_queued(const std::string& message_id);
   // No reply in time (the caller counted the timeout).
   void message_unconfirmed(const std::string& message_id);
   void message_event(Role subscriber, const MessageView& message, Clock::time_point at);
@@ -111,6 +113,7 @@ class BookingLedger {
     std::int64_t reply_seq = 0;
     bool reply_timed_out = false;
     bool resent = false;
+    bool queued = false;  // answered "queued":true: settled by the events alone
     std::array<std::int64_t, 2> seen_seq{0, 0};
   };
   struct Stream {

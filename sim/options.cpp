@@ -79,6 +79,8 @@ ParsedOptions parse_options(int argc, char** argv) {
   // clang-format off
   spec.add_options()
     ("url", "broker URL", cxxopts::value<std::string>()->default_value(o.url))
+    ("passenger-url", "the passengers' broker URL (default: --url); e.g. --url a car unit in edge mode, "
+     "this its cloud", cxxopts::value<std::string>())
     ("prefix", "topic prefix", cxxopts::value<std::string>()->default_value(o.prefix))
     ("bookings", "bookings to play (2 clients each)", cxxopts::value<std::size_t>()->default_value("10"))
     ("rate", "messages per second per booking; 0 = as fast as the window allows",
@@ -126,6 +128,7 @@ ParsedOptions parse_options(int argc, char** argv) {
     require(args.unmatched().empty(),
             "unexpected argument '" + (args.unmatched().empty() ? std::string() : args.unmatched().front()) + "'");
     o.url = args["url"].as<std::string>();
+    o.passenger_url = args.count("passenger-url") ? args["passenger-url"].as<std::string>() : o.url;
     o.prefix = args["prefix"].as<std::string>();
     o.bookings = args["bookings"].as<std::size_t>();
     o.rate = args["rate"].as<double>();

@@ -19,6 +19,7 @@ struct CallMix {
 
 struct SimOptions {
   std::string url = "tcp://127.0.0.1:1883";
+  std::string passenger_url;  // the passengers' broker when not `url` (a car unit at `url`, its cloud here)
   std::string prefix = "navietakie/v1";
   std::size_t bookings = 10;
   double rate = 1;               // messages per second per booking; 0 = as fast as the window allows

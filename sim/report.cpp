@@ -64,6 +64,7 @@ ordered_json summary_json(const RunStats& stats, const RunFacts& facts) {
                             {"ring_latency_us", latency_json(stats.ring_latency)},
                             {"connect_latency_us", latency_json(stats.connect_latency)}};
   j["redelivered"] = stats.redelivered;
+  j["queued"] = stats.queued;
   j["late_replies"] = stats.late_replies;
   for (const auto& [name, field] : FaultCounters::fields) j[name] = stats.faults.*field;
   j["interrupted"] = facts.interrupted;
@@ -86,12 +87,13 @@ void print_summary(std::ostream& out, const RunStats& stats, const RunFacts& fac
       line, sizeof line,
       "  history reads: %llu; calls: %llu started, %llu accepted, %llu declined, %llu missed, "
       "%llu completed, %llu cancelled, %llu busy\n"
-      "  redelivered (QoS 1, allowed): %llu; late replies: %llu\n",
+      "  redelivered (QoS 1, allowed): %llu; late replies: %llu; queued by a car unit: %llu\n",
       static_cast<unsigned long long>(stats.history_fetches), static_cast<unsigned long long>(stats.calls.started),
       static_cast<unsigned long long>(stats.calls.accepted), static_cast<unsigned long long>(stats.calls.declined),
       static_cast<unsigned long long>(stats.calls.missed), static_cast<unsigned long long>(stats.calls.completed),
       static_cast<unsigned long long>(stats.calls.cancelled), static_cast<unsigned long long>(stats.calls.busy),
-      static_cast<unsigned long long>(stats.redelivered), static_cast<unsigned long long>(stats.late_replies));
+      static_cast<unsigned long long>(stats.redelivered), static_cast<unsigned long long>(stats.late_replies),
+      static_cast<unsigned long long>(stats.queued));
   out << line;
   std::string faults;
   for (const auto& [name, field] : FaultCounters::fields) {

@@ -89,8 +89,8 @@ int Run::setup() {
   for (std::size_t i = 0; i < worker_count; ++i) {
     workers_.push_back(std::make_unique<Worker>(options_, control_, seeds()));
   }
-  const auto make_client = [this](const std::string& client_id) -> std::unique_ptr<mqtt::iasync_client> {
-    return std::make_unique<mqtt::async_client>(options_.url, client_id,
+  const auto make_client = [this](const std::string& client_id, Role role) -> std::unique_ptr<mqtt::iasync_client> {
+    return std::make_unique<mqtt::async_client>(role == Role::passenger ? options_.passenger_url : options_.url, client_id,
                                                 mqtt::create_options(MQTTVERSION_5, kPahoBuffer));
   };
   for (std::size_t k = 0; k < mine.size(); ++k) {

@@ -48,6 +48,7 @@ json stats_json(const RunStats& s) {
   j["confirmed"] = s.confirmed;
   j["events_received"] = s.events_received;
   j["redelivered"] = s.redelivered;
+  j["queued"] = s.queued;
   j["late_replies"] = s.late_replies;
   j["history_fetches"] = s.history_fetches;
   j["calls"] = {s.calls.started,   s.calls.accepted,  s.calls.declined, s.calls.missed,
@@ -149,6 +150,7 @@ bool merge_outcome_json(const json& j, RunStats& stats, RunFacts& facts) {
     part.confirmed = s.at("confirmed").get<std::uint64_t>();
     part.events_received = s.at("events_received").get<std::uint64_t>();
     part.redelivered = s.at("redelivered").get<std::uint64_t>();
+    part.queued = s.at("queued").get<std::uint64_t>();
     part.late_replies = s.at("late_replies").get<std::uint64_t>();
     part.history_fetches = s.at("history_fetches").get<std::uint64_t>();
     const auto calls = s.at("calls").get<std::vector<std::uint64_t>>();

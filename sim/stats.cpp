@@ -35,6 +35,7 @@ void RunStats::merge(const RunStats& other) {
   confirmed += other.confirmed;
   events_received += other.events_received;
   redelivered += other.redelivered;
+  queued += other.queued;
   late_replies += other.late_replies;
   history_fetches += other.history_fetches;
   calls.started += other.calls.started;

@@ -78,6 +78,7 @@ class RunStats {
   std::uint64_t confirmed = 0;
   std::uint64_t events_received = 0;  // events/message deliveries, over all subscribers
   std::uint64_t redelivered = 0;      // the same event or reply delivered again (QoS 1): allowed
+  std::uint64_t queued = 0;           // send replies "queued":true (a car unit without its link)
   std::uint64_t late_replies = 0;     // replies that came after their request was counted as timed out
   std::uint64_t history_fetches = 0;
   CallCounters calls;

@@ -96,7 +96,7 @@ void Worker::add_booking(const std::string& code, const ClientFactory& make_clie
   for (Role role : {Role::driver, Role::passenger}) {
     const std::size_t index = participants_.size();
     Participant p;
-    p.link = std::make_unique<ClientLink>(make_client(ids[index_of(role)]), inbox_, index);
+    p.link = std::make_unique<ClientLink>(make_client(ids[index_of(role)], role), inbox_, index);
     p.booking = bookings_.size();
     p.role = role;
     p.reply_topic = topics_.replies(ids[index_of(role)]) + "/r";
@@ -341,6 +341,14 @@ void Worker::on_reply(Participant& p, const mqtt::const_message_ptr& message, Cl
   }
   switch (request.kind) {
     case RequestKind::send_message: {
+      if (reply.value("queued", false)) {
+        // A car unit without its link stored it (docs/protocol.md "Edge nodes"): the events with the
+        // cloud's seq confirm it, and finish() finds it lost if they never come.
+        b.ledger.message_queued(request.id);
+        --p.messages_in_flight;
+        try_send(p.booking, at);
+        break;
+      }
       auto record = reply.find("message");
       auto view = record == reply.end() ? std::nullopt : read_message(*record);
       if (!view) {

@@ -49,7 +49,7 @@ struct RunControl {
 
 class Worker {
  public:
-  using ClientFactory = std::function<std::unique_ptr<mqtt::iasync_client>(const std::string& client_id)>;
+  using ClientFactory = std::function<std::unique_ptr<mqtt::iasync_client>(const std::string& client_id, Role role)>;
 
   Worker(const SimOptions& options, RunControl& control, std::uint64_t seed);
   ~Worker();

@@ -512,7 +512,85 @@ const scenarios = [
       await bad.screenshot(artifact('driver-bad-token.png'));
     },
   },
+  {
+    name: 'edge: queued in the car while the cloud is down, confirmed after',
+    timeoutMs: 120000,
+    async run(ctx) {
+      // Its own cloud, and a car unit linked to it (docs/edge.md): the driver's page on the car, the
+      // passenger's on the cloud. Stopping this cloud cuts the link; the shared broker is untouched.
+      const cloud = await scenarioBroker(ctx, 'cloud');
+      const car = await scenarioBroker(ctx, 'car', { pluginOpts: ['node_role=edge', `upstream_url=tcp://127.0.0.1:${cloud.tcpPort}`] });
+      const { driver, passenger } = await openPair(ctx, { driver: { broker: car }, passenger: { broker: cloud } });
+      const tag = randomTag();
+      const t1 = `From the car [${tag}]`;
+      await driver.send(t1);
+      const m1 = await driver.untilConfirmed(t1, 15000);
+      await untilShown(passenger, { seq: m1.seq, sender: 'driver', text: t1 }, 15000);
+      const t2 = `From the phone [${tag}]`;
+      await passenger.send(t2);
+      const m2 = await passenger.untilConfirmed(t2);
+      await untilShown(driver, { seq: m2.seq, sender: 'passenger', text: t2 }, 15000);
+      ctx.log(`linked: car -> cloud seq ${m1.seq}, cloud -> car seq ${m2.seq}`);
+
+      await cloud.stop();
+      ctx.log('cloud stopped: the link is cut');
+      await passenger.until('connection disconnected or connecting', (h) => h.connection === 'disconnected' || h.connection === 'connecting');
+      const queuedTexts = [`Stuck in a tunnel [${tag}]`, `Out in 5 minutes [${tag}]`];
+      for (const t of queuedTexts) await driver.send(t);
+      const queued = (h, t) => entriesWith(h, t).length === 1 && entriesWith(h, t)[0].status === 'queued' && entriesWith(h, t)[0].seq === null;
+      await driver.until('both messages shown as queued (data-status=queued, no data-seq)', (h) => queuedTexts.every((t) => queued(h, t)), 15000);
+      await holds('the queued messages stay queued while the cloud is down', () => driver.hooks(), (h) => h.connection === 'connected' && queuedTexts.every((t) => queued(h, t)), { durationMs: 1500, show: describeHooks });
+      await driver.screenshot(artifact('driver-edge-queued.png'));
+      ctx.log('driver (connected to the car): both messages queued');
+
+      // A second driver page, opened while the car is cut off, reads the car's replica.
+      const copy = await open(ctx, 'driver', { broker: car, label: 'driver-offline-copy' });
+      await copy.untilConnection('connected');
+      const h = await copy.until('the offline-copy note, and the linked messages from the replica', (h) => h.offlineCopy !== null && [m1, m2].every((m) => h.messages.some((e) => e.seq === m.seq)), 15000);
+      assert(Number(h.offlineCopy.untilSeq) >= Number(m2.seq), `offline copy complete up to ${h.offlineCopy.untilSeq}, expected at least seq ${m2.seq}`);
+      await copy.screenshot(artifact('driver-edge-offline-copy.png'));
+      ctx.log(`a fresh driver page shows the car's replica: "${h.offlineCopy.text}"`);
+      await copy.close();
+
+      await cloud.start();
+      ctx.log('cloud started again on the same ports and data dir');
+      const confirmed = [];
+      for (const t of queuedTexts) confirmed.push(await driver.untilConfirmed(t, 45000));
+      assert(confirmed.every((m) => m.status === 'confirmed'), `driver: ${JSON.stringify(confirmed)}, expected data-status=confirmed`);
+      assert(Number(confirmed[0].seq) > Number(m2.seq) && Number(confirmed[1].seq) > Number(confirmed[0].seq),
+        `driver: queued messages confirmed as seqs ${confirmed.map((m) => m.seq).join(', ')}, expected in order after ${m2.seq}`);
+      await passenger.untilConnection('connected', 20000);
+      for (const [i, t] of queuedTexts.entries()) await untilShown(passenger, { seq: confirmed[i].seq, sender: 'driver', text: t }, 20000);
+      ctx.log(`linked again: queued -> confirmed as seqs ${confirmed.map((m) => m.seq).join(', ')}, shown on the passenger's page`);
+
+      await sleep(500);
+      for (const c of [driver, passenger]) {
+        await assertNoDuplicates(c, [m1.seq, m2.seq, ...confirmed.map((m) => m.seq)]);
+        for (const t of [t1, t2, ...queuedTexts]) {
+          const n = entriesWith(await c.hooks(), t).length;
+          assert(n === 1, `${c.label}: ${n} entries contain "${t}", expected 1`);
+        }
+      }
+      await driver.screenshot(artifact('driver-edge-confirmed.png'));
+      await passenger.screenshot(artifact('passenger-edge-confirmed.png'));
+    },
+  },
 ];
+
+// A scenario's own broker (stopped and its log kept at the end of the scenario): authentication
+// on with `auth`, more plugin settings with `pluginOpts`.
+async function scenarioBroker(ctx, name, { auth = null, pluginOpts = [] } = {}) {
+  const dir = fs.mkdtempSync(path.join(env.root, `${name}-`));
+  const broker = new Broker({ name, dir, mosquitto: env.mosquitto, ctl: env.ctl, plugin: env.plugin, webDir: env.webDir, auth, pluginOpts });
+  await broker.configure();
+  ctx.brokers.push(broker);
+  ctx.cleanups.add(`broker ${name}`, async () => {
+    await broker.stop();
+    broker.saveLog(env.artifacts);
+  });
+  await broker.start();
+  return broker;
+}
 
 // The authentication scenario's own broker: authentication on, a fresh secret.
 async function authBroker(ctx) {
@@ -521,15 +599,7 @@ async function authBroker(ctx) {
   const r = await run(env.ctl, ['secret']);
   assert(r.code === 0 && r.stdout.trim().length >= 32, `navietakie-ctl secret failed (${r.code}): ${r.stderr.trim()}`);
   fs.writeFileSync(secretFile, r.stdout, { mode: 0o600 });
-  const broker = new Broker({ name: 'auth', dir, mosquitto: env.mosquitto, ctl: env.ctl, plugin: env.plugin, webDir: env.webDir, auth: { secretFile } });
-  await broker.configure();
-  ctx.brokers.push(broker);
-  ctx.cleanups.add('broker auth', async () => {
-    await broker.stop();
-    broker.saveLog(env.artifacts);
-  });
-  await broker.start();
-  return broker;
+  return scenarioBroker(ctx, 'auth', { auth: { secretFile } });
 }
 
 // ---------------------------------------------------------------- per-scenario hooks

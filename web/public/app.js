@@ -96,6 +96,7 @@
       form: $('composer-form'),
       composer: $('composer'),
       sendButton: $('send'),
+      replicaNote: $('replica-note'),
     };
 
     // ---------------------------------------------------------- formatting
@@ -159,6 +160,8 @@
       car: '<path d="M5 11l1.6-4.2A2 2 0 0 1 8.5 5.5h7a2 2 0 0 1 1.9 1.3L19 11M4 11h16a1 1 0 0 1 1 1v4H3v-4a1 1 0 0 1 1-1zM5 16v2M19 16v2" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round"/><circle cx="7.5" cy="13.5" r="1" fill="currentColor"/><circle cx="16.5" cy="13.5" r="1" fill="currentColor"/>',
       person: '<circle cx="12" cy="8" r="4" fill="none" stroke="currentColor" stroke-width="2"/><path d="M4 21c0-4.4 3.6-7 8-7s8 2.6 8 7" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round"/>',
       close: '<path d="M6 6l12 12M18 6 6 18" fill="none" stroke="currentColor" stroke-width="2.2" stroke-linecap="round"/>',
+      // an outbox tray: held by the car until the operator has it
+      queued: '<path d="M4 13h4l1.5 2.5h5L16 13h4M4 13l2.2-7h11.6L20 13v5a1 1 0 0 1-1 1H5a1 1 0 0 1-1-1z" fill="none" stroke="currentColor" stroke-width="2" stroke-linejoin="round"/>',
       alert: '<circle cx="12" cy="12" r="10" fill="currentColor"/><path d="M12 7v6M12 16.5v.5" stroke="#fff" stroke-width="2.2" stroke-linecap="round"/>',
     };
 
@@ -240,6 +243,8 @@
     function onEvent(kind, payload) {
       if (kind === Event.message) {
         serverClock.sample(payload.ts);
+        // Events come from the operator only: a car unit that relays one is linked again.
+        showReplica(null);
         upsertMessage(payload, { live: true });
       } else if (kind === Event.call) {
         applyCall(payload, { live: true });
@@ -366,6 +371,30 @@
       dom.loadEarlier.textContent = timeline.loadingEarlier ? 'Loading…' : 'Load earlier messages';
     }
 
+    /** A history reply from a car unit without its link to the operator
+     *  carries replica_until_seq (docs/protocol.md "Edge nodes"): the car's
+     *  copy, complete up to that seq. null hides the note. */
+    function showReplica(untilSeq) {
+      const note = dom.replicaNote;
+      if (!Number.isInteger(untilSeq)) {
+        note.hidden = true;
+        note.removeAttribute('data-until-seq');
+        return;
+      }
+      note.dataset.untilSeq = String(untilSeq);
+      note.textContent = untilSeq > 0
+        ? `Offline copy from the car, complete up to message ${untilSeq}. Newer messages arrive when the car is back online.`
+        : 'Offline copy from the car. Messages arrive when the car is back online.';
+      note.hidden = false;
+    }
+
+    /** Every get_message reply says whether it came from a car's offline copy. */
+    async function getMessages(body) {
+      const reply = await conn.request(Action.get_message, body);
+      showReplica(reply.replica_until_seq);
+      return reply;
+    }
+
     function isMessage(m) {
       return m && typeof m === 'object' && Number.isInteger(m.seq) && m.seq > 0 && typeof m.type === 'string';
     }
@@ -427,6 +456,7 @@
       li.dataset.type = m.type;
       li.dataset.sender = sender;
       li.dataset.pending = 'false';
+      li.dataset.status = 'confirmed';
       li.dataset.messageId = String(m.message_id || '');
       const time = isTime(m.ts) ? h('time', { datetime: new Date(m.ts).toISOString() }, clockTime(m.ts)) : null;
 
@@ -481,7 +511,7 @@
       if (loadingLatest) return;
       loadingLatest = true;
       try {
-        const reply = await conn.request(Action.get_message, { limit: HISTORY_PAGE });
+        const reply = await getMessages({ limit: HISTORY_PAGE });
         const messages = Array.isArray(reply.messages) ? reply.messages : [];
         for (const m of messages) upsertMessage(m);
         const top = messages.length ? messages[messages.length - 1].seq : 0;
@@ -522,7 +552,7 @@
           // right after the reconnect must not hide the hole before it.
           let after = timeline.contiguousTop;
           for (;;) {
-            const reply = await conn.request(Action.get_message, { after_seq: after, limit: CATCH_UP_PAGE });
+            const reply = await getMessages({ after_seq: after, limit: CATCH_UP_PAGE });
             const messages = Array.isArray(reply.messages) ? reply.messages : [];
             const stick = nearBottom();
             for (const m of messages) upsertMessage(m);
@@ -557,7 +587,7 @@
       timeline.loadingEarlier = true;
       renderTimelineChrome();
       try {
-        const reply = await conn.request(Action.get_message, { before_seq: timeline.lowestSeq, limit: HISTORY_PAGE });
+        const reply = await getMessages({ before_seq: timeline.lowestSeq, limit: HISTORY_PAGE });
         const messages = Array.isArray(reply.messages) ? reply.messages : [];
         // Keep what the reader is looking at in place while the page grows above it.
         const fromBottom = dom.scroller.scrollHeight - dom.scroller.scrollTop;
@@ -580,13 +610,18 @@
     // ---------------------------------------------------------- outbox
 
     /** Sends not yet confirmed, by message_id, in the order written. Status:
-     *  queued (waiting for a connection), sending, failed (error reply or no
+     *  waiting (for this page's connection), sending, queued (a car unit
+     *  without its link to the operator stored it and answered "queued": its
+     *  seq comes with the events/message event), failed (error reply or no
      *  answer; the user may retry with the same message_id). */
     const outbox = new Map();
 
+    // The element's data-status per outbox status; confirmed elements say "confirmed".
+    const SHOWN_STATUS = { waiting: 'pending', sending: 'pending', queued: 'queued', failed: 'failed' };
+
     function sendText(text) {
       const id = P.randomHex(16);
-      const entry = { id, text, status: 'queued', error: null, el: h('li', { 'data-testid': 'message' }) };
+      const entry = { id, text, status: 'waiting', error: null, el: h('li', { 'data-testid': 'message' }) };
       outbox.set(id, entry);
       renderOutgoing(entry);
       dom.timeline.append(entry.el);
@@ -596,58 +631,77 @@
     }
 
     function deliver(entry) {
-      if (entry.status === 'sending') return;
+      if (entry.status === 'sending' || entry.asking) return;
       if (connection !== 'connected') {
-        entry.status = 'queued';
+        if (entry.status !== 'queued') entry.status = 'waiting';
         renderOutgoing(entry);
         return;
       }
-      entry.status = 'sending';
-      entry.error = null;
-      renderOutgoing(entry);
-      // The server deduplicates by message_id, so a resend is always safe.
+      // A queued message is safe in the car: asking again (same message_id, so
+      // never a duplicate) only fetches its seq sooner; it stays shown as queued.
+      const queued = entry.status === 'queued';
+      if (queued) {
+        entry.asking = true;
+      } else {
+        entry.status = 'sending';
+        entry.error = null;
+        renderOutgoing(entry);
+      }
       conn.request(Action.send_message, { message_id: entry.id, sender: role, text: entry.text })
         .then((reply) => {
           if (isMessage(reply.message)) {
             if (typeof reply.message.ts === 'number') serverClock.sample(reply.message.ts);
             upsertMessage(reply.message);
+          } else if (reply.queued === true && outbox.get(entry.id) === entry) {
+            entry.status = 'queued';
+            renderOutgoing(entry);
           }
         })
         .catch((error) => {
-          if (outbox.get(entry.id) !== entry) return; // confirmed by its event meanwhile
+          if (outbox.get(entry.id) !== entry || queued) return; // confirmed meanwhile, or still safe in the car
           if (error.code === 'disconnected') {
-            entry.status = 'queued'; // sent again after the reconnect
+            entry.status = 'waiting'; // sent again after the reconnect
           } else {
             entry.status = 'failed';
             entry.error = error;
             showError(error);
           }
           renderOutgoing(entry);
+        })
+        .finally(() => {
+          entry.asking = false;
         });
     }
 
     function flushOutbox() {
       for (const entry of outbox.values()) {
-        if (entry.status === 'queued') deliver(entry);
+        if (entry.status === 'waiting' || entry.status === 'queued') deliver(entry);
       }
     }
 
     function renderOutgoing(entry) {
       const li = entry.el;
       const failed = entry.status === 'failed';
+      const queued = entry.status === 'queued';
       li.className = 'entry entry--own';
       li.dataset.type = MessageType.text;
       li.dataset.sender = role;
       li.dataset.pending = 'true';
+      li.dataset.status = SHOWN_STATUS[entry.status];
       li.dataset.messageId = entry.id;
       if (failed) li.dataset.failed = 'true';
       else li.removeAttribute('data-failed');
-      const meta = h('span', { class: 'meta' }, failed ? 'Not sent' : h('span', { class: 'visually-hidden' }, 'Sending'), failed ? null : icon('clock', 13));
+      let meta;
+      if (failed) meta = h('span', { class: 'meta' }, 'Not sent');
+      else if (queued) meta = h('span', { class: 'meta', title: 'Saved in the car; sent to the operator when the link is back' }, icon('queued', 13), 'Queued');
+      else meta = h('span', { class: 'meta' }, h('span', { class: 'visually-hidden' }, 'Sending'), icon('clock', 13));
       li.replaceChildren(h('div', { class: 'bubble' }, h('p', { class: 'bubble-text' }, entry.text), meta));
       if (failed) {
         li.append(h('div', { class: 'failed-note' },
           h('span', {}, entry.error && entry.error.code === 'timeout' ? 'No answer from the server.' : 'The server refused it.'),
           h('button', { class: 'link-button', type: 'button', 'data-testid': 'retry', onclick: () => deliver(entry) }, 'Retry')));
+      } else if (queued) {
+        li.append(h('div', { class: 'queued-note' }, 'Queued in the car · sent when the link to the operator is back'));
       }
     }
 
@@ -734,7 +788,9 @@
               call.current = null;
               renderCall();
             }
-          } else {
+          } else if (error.code !== ErrorCode.unavailable) {
+            // unavailable: a car unit without its link (calls need the operator); trying to call
+            // says so, opening the page need not.
             report(error);
           }
         });
@@ -857,6 +913,7 @@
           historyLoaded: timeline.historyLoaded,
           hasMoreBefore: timeline.hasMoreBefore,
           outbox: [...outbox.values()].map((e) => ({ message_id: e.id, status: e.status })),
+          replicaUntilSeq: dom.replicaNote.hidden ? null : Number(dom.replicaNote.dataset.untilSeq),
           error: lastError ? { ...lastError } : null,
         }),
       }),

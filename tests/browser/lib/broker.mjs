@@ -60,9 +60,10 @@ export function run(file, args, { timeoutMs = 10000 } = {}) {
 
 export class Broker {
   // dir: this broker's own temp dir (conf, log, data). ctl: navietakie-ctl, which writes the conf.
-  // auth: {secretFile} turns authentication on.
-  constructor({ name, dir, mosquitto, ctl, plugin, webDir, auth = null }) {
-    Object.assign(this, { name, dir, mosquitto, ctl, plugin, webDir, auth });
+  // auth: {secretFile} turns authentication on. pluginOpts: more `key=value` plugin settings (e.g.
+  // node_role=edge for a car unit).
+  constructor({ name, dir, mosquitto, ctl, plugin, webDir, auth = null, pluginOpts = [] }) {
+    Object.assign(this, { name, dir, mosquitto, ctl, plugin, webDir, auth, pluginOpts });
     this.child = null;
     this.confPath = path.join(dir, 'mosquitto.conf');
     this.logPath = path.join(dir, 'mosquitto.log');
@@ -90,6 +91,7 @@ export class Broker {
       // Short, so that the missed-call scenario ends within seconds.
       '--plugin-opt', 'call_ring_timeout_s=3',
       ...(this.auth ? ['--plugin-opt', `auth_jwt_secret_file=${this.auth.secretFile}`] : []),
+      ...this.pluginOpts.flatMap((opt) => ['--plugin-opt', opt]),
       '--log-file', this.logPath,
       '--log-timestamp-format', '%H:%M:%S',
       '--out', this.confPath,

@@ -43,6 +43,7 @@ function readHooks() {
     };
   };
   const banner = one('call-state');
+  const offlineCopy = one('offline-copy');
   const error = one('error');
   const timeline = one('timeline');
   const entries = timeline ? [...timeline.querySelectorAll('[data-testid="message"]')] : [];
@@ -54,11 +55,14 @@ function readHooks() {
     controls: Object.fromEntries(['call', 'accept', 'decline', 'cancel', 'hangup', 'send', 'composer'].map((id) => [id, control(id)])),
     error: error && visible(error) ? { code: error.getAttribute('data-code'), text: error.innerText.replace(/\s+/g, ' ').trim() } : null,
     timeline: timeline !== null,
+    offlineCopy: offlineCopy && visible(offlineCopy) ? { untilSeq: offlineCopy.getAttribute('data-until-seq'), text: offlineCopy.innerText.trim() } : null,
     messages: entries.map((e) => ({
       seq: e.getAttribute('data-seq'),
       type: e.getAttribute('data-type'),
       sender: e.getAttribute('data-sender'),
       pending: e.getAttribute('data-pending'),
+      status: e.getAttribute('data-status'),
+      messageId: e.getAttribute('data-message-id'),
       text: e.innerText.replace(/\s+/g, ' ').trim(),
     })),
   };
@@ -72,7 +76,7 @@ export function describeHooks(h) {
     .join(' ');
   const msgs = h.messages
     .slice(-8)
-    .map((m) => `#${m.seq ?? '-'}/${m.type}/${m.sender}/pending=${m.pending} "${m.text.slice(0, 40)}"`)
+    .map((m) => `#${m.seq ?? '-'}/${m.type}/${m.sender}/${m.status} "${m.text.slice(0, 40)}"`)
     .join('; ');
   return `connection=${h.connection} presence=${h.presence} call-state=${h.call ?? '(none)'} ${ctl} error=${h.error ? h.error.code : '(none)'} timeline=${h.timeline ? 'yes' : 'MISSING'} messages(${h.messages.length}, last 8): [${msgs}]`;
 }
