@@ -317,6 +317,27 @@ BOOST_AUTO_TEST_CASE(batches_locking_the_same_bookings_in_opposite_order_both_su
 
 BOOST_AUTO_TEST_SUITE_END()
 
+BOOST_AUTO_TEST_SUITE(postgres_limits)
+
+// PostgreSQL text holds no NUL byte and libpq would cut the value there: refused, never stored
+// cut short, and its neighbours in the batch are served.
+BOOST_AUTO_TEST_CASE(a_text_with_a_nul_byte_is_refused_alone) {
+  auto store = open_at(fresh_schema_url());
+  Engine engine(*store, EngineOptions{});
+  const auto out =
+      replies(engine.handle({ask("NUL1", "send_message", {{"sender", "driver"}, {"text", std::string("a\0b", 3)}}),
+                             ask("NUL1", "send_message", {{"sender", "driver"}, {"text", "fine"}})}));
+  BOOST_REQUIRE(out.size() == 2u);
+  BOOST_TEST(error_code(out[0]) == "internal", out[0].dump());
+  BOOST_TEST(out[0].at("error").at("message").get<std::string>().find("NUL") != std::string::npos);
+  BOOST_TEST(out[1].at("ok") == true, out[1].dump());
+  const auto messages = all_messages(*store, "NUL1");
+  BOOST_REQUIRE(messages.size() == 1u);
+  BOOST_TEST(messages[0].text == "fine");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
 BOOST_AUTO_TEST_SUITE(postgres_outage)
 
 // The database restarts (fast shutdown, then SIGKILL): meanwhile every request is `unavailable`,
