@@ -635,6 +635,9 @@ void Worker::advance_call(Booking& b, Clock::time_point now) {
     request.action = call.outcome == CallOutcome::accept ? "accept" : "decline";
     call.step = CallStep::answering;
     if (call.outcome == CallOutcome::accept) call.accept_sent_at = now;
+    // Faults expected: the answer may wait with a killed bridge past the ring deadline while a
+    // live bridge ends the call `missed` (a call that was connected first still may not).
+    if (options_.resend_after_s > 0) b.ledger.allow_end_reason(call.call_id, "missed");
     publish(participant(b, callee), b.call_topic, make_call_request(request.action, call.call_id, callee), request);
   }
 }
