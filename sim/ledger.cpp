@@ -414,6 +414,9 @@ CallEventKind BookingLedger::call_event(Role subscriber, const CallView& call, s
     stats_.violation("call_end_reason",
                      who + ": ended as `" + call.end_reason + "`, expected `" + w.end_reasons.front() + "`");
   }
+  if (call.state == "ended" && call.end_reason == "missed" && state == "connected") {
+    stats_.violation("call_end_reason", who + ": ended as `missed` after it was connected");
+  }
   state = call.state;
   fp = payload_fp;
   return CallEventKind::fresh;

@@ -427,6 +427,15 @@ void Worker::on_call_reply(Booking& b, Participant& p, const Pending& request, c
       return;
     }
     if (request.action == "cancel" && code == "invalid_state") return;  // the ring timeout came first
+    if (options_.resend_after_s > 0 && code == "invalid_state" &&
+        (request.action == "accept" || request.action == "decline")) {
+      // Faults expected: the answer waited with a killed bridge's session past the ring deadline,
+      // and a live bridge ended the call `missed` meanwhile. Given up, as an unanswered action is.
+      ++stats_.faults.calls_abandoned;
+      b.ledger.allow_any_end(request.id);
+      if (current) call_over(p.booking);
+      return;
+    }
     stats_.violation("request_failed", p.link->id() + " make_call " + request.action + ": " + error_text(reply));
     if (current) call_over(p.booking);
     return;
@@ -634,6 +643,9 @@ void Worker::advance_call(Booking& b, Clock::time_point now) {
     request.action = call.outcome == CallOutcome::accept ? "accept" : "decline";
     call.step = CallStep::answering;
     if (call.outcome == CallOutcome::accept) call.accept_sent_at = now;
+    // Faults expected: the answer may wait with a killed bridge past the ring deadline while a
+    // live bridge ends the call `missed` (a call that was connected first still may not).
+    if (options_.resend_after_s > 0) b.ledger.allow_end_reason(call.call_id, "missed");
     publish(participant(b, callee), b.call_topic, make_call_request(request.action, call.call_id, callee), request);
   }
 }

@@ -26,6 +26,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <mutex>
 #include <set>
@@ -38,72 +39,29 @@
 namespace navietakie {
 namespace {
 
-// ---- names of the enums as stored (the CHECK constraints of the schema) ----
+// ---- names of the enums as stored (the CHECK constraints of the schema), indexed by the enum's
+// value (store/records.hpp) ----
 
-const char* type_name(MessageType t) {
-  switch (t) {
-    case MessageType::text: return "text";
-    case MessageType::call: return "call";
-    case MessageType::system: return "system";
-  }
-  throw std::logic_error("unknown message type");
-}
-
-const char* role_name(Role r) {
-  switch (r) {
-    case Role::driver: return "driver";
-    case Role::passenger: return "passenger";
-    case Role::system: return "system";
-  }
-  throw std::logic_error("unknown role");
-}
-
-const char* state_name(CallState s) {
-  switch (s) {
-    case CallState::ringing: return "ringing";
-    case CallState::connected: return "connected";
-    case CallState::ended: return "ended";
-  }
-  throw std::logic_error("unknown call state");
-}
-
-const char* reason_name(EndReason r) {
-  switch (r) {
-    case EndReason::none: return "none";
-    case EndReason::completed: return "completed";
-    case EndReason::declined: return "declined";
-    case EndReason::cancelled: return "cancelled";
-    case EndReason::missed: return "missed";
-  }
-  throw std::logic_error("unknown end reason");
-}
+constexpr const char* kTypeNames[] = {"text", "call", "system"};
+constexpr const char* kRoleNames[] = {"driver", "passenger", "system"};
+constexpr const char* kStateNames[] = {"ringing", "connected", "ended"};
+constexpr const char* kReasonNames[] = {"none", "completed", "declined", "cancelled", "missed"};
 
 StoreError corrupt(const std::string& what) { return StoreError(StoreError::Kind::io, "corrupt store: " + what); }
 
 template <class Enum, std::size_t N>
-Enum parse_enum(const std::string& name, const char* (*to_name)(Enum), const Enum (&values)[N], const char* what) {
-  for (Enum v : values) {
-    if (name == to_name(v)) return v;
-  }
-  throw corrupt(std::string("unknown ") + what + " '" + name + "'");
+const char* name_of(Enum value, const char* const (&names)[N]) {
+  const auto index = static_cast<std::size_t>(value);
+  if (index >= N) throw std::logic_error("enum value " + std::to_string(index) + " has no stored name");
+  return names[index];
 }
 
-MessageType parse_type(const std::string& s) {
-  static const MessageType all[] = {MessageType::text, MessageType::call, MessageType::system};
-  return parse_enum(s, type_name, all, "message type");
-}
-Role parse_role(const std::string& s) {
-  static const Role all[] = {Role::driver, Role::passenger, Role::system};
-  return parse_enum(s, role_name, all, "role");
-}
-CallState parse_state(const std::string& s) {
-  static const CallState all[] = {CallState::ringing, CallState::connected, CallState::ended};
-  return parse_enum(s, state_name, all, "call state");
-}
-EndReason parse_reason(const std::string& s) {
-  static const EndReason all[] = {EndReason::none, EndReason::completed, EndReason::declined, EndReason::cancelled,
-                                  EndReason::missed};
-  return parse_enum(s, reason_name, all, "end reason");
+template <class Enum, std::size_t N>
+Enum parse_name(const std::string& name, const char* const (&names)[N], const char* what) {
+  for (std::size_t i = 0; i < N; ++i) {
+    if (name == names[i]) return static_cast<Enum>(i);
+  }
+  throw corrupt(std::string("unknown ") + what + " '" + name + "'");
 }
 
 // ---- parameters: libpqxx 6 passes a null const char* as SQL NULL ----
@@ -122,14 +80,46 @@ std::optional<Millis> optional_millis(const pqxx::field& f) {
 
 // ---- rows -> records (column orders: the SELECT lists below) ----
 
-constexpr const char* kMessageColumns = "booking_code, seq, message_id, type, sender, sender_id, text, data, ts";
+// The columns of each table, in the order of the SELECT lists and INSERTs below; the first ones
+// are the primary key.
+const std::vector<std::string> kMessageColumns = {"booking_code", "seq",  "message_id", "type", "sender",
+                                                  "sender_id",    "text", "data",       "ts"};
+const std::vector<std::string> kCallColumns = {"booking_code", "call_id",      "caller",     "callee",
+                                               "state",        "end_reason",   "created_at", "connected_at",
+                                               "ended_at",     "ring_deadline"};
+const std::vector<std::string> kConnectionColumns = {"booking_code", "client_id", "role", "online", "since"};
+const std::vector<std::string> kPresenceColumns = {"booking_code", "driver_online", "driver_since", "passenger_online",
+                                                   "passenger_since"};
+
+std::string joined(const std::vector<std::string>& columns, std::size_t count = SIZE_MAX) {
+  std::string out;
+  for (std::size_t i = 0; i < columns.size() && i < count; ++i) out += (i > 0 ? ", " : "") + columns[i];
+  return out;
+}
+
+std::string select_from(const char* table, const std::vector<std::string>& columns) {
+  return "SELECT " + joined(columns) + " FROM " + table + " ";
+}
+
+// INSERT of every column ($1, $2, ... in order), or UPDATE of all but the first `key_columns`.
+std::string upsert(const char* table, const std::vector<std::string>& columns, std::size_t key_columns) {
+  std::string values;
+  std::string updates;
+  for (std::size_t i = 0; i < columns.size(); ++i) {
+    values += (i > 0 ? ", $" : "$") + std::to_string(i + 1);
+    if (i >= key_columns) updates += (updates.empty() ? "" : ", ") + columns[i] + " = EXCLUDED." + columns[i];
+  }
+  return std::string("INSERT INTO ") + table + " (" + joined(columns) + ") VALUES (" + values + ") ON CONFLICT (" +
+         joined(columns, key_columns) + ") DO UPDATE SET " + updates;
+}
+
 Message message_of(const pqxx::row& r) {
   Message m;
   m.booking_code = r[0].as<std::string>();
   m.seq = r[1].as<std::uint64_t>();
   m.message_id = r[2].as<std::string>();
-  m.type = parse_type(r[3].as<std::string>());
-  m.sender = parse_role(r[4].as<std::string>());
+  m.type = parse_name<MessageType>(r[3].as<std::string>(), kTypeNames, "message type");
+  m.sender = parse_name<Role>(r[4].as<std::string>(), kRoleNames, "role");
   if (!r[5].is_null()) m.sender_id = r[5].as<std::string>();
   m.text = r[6].as<std::string>();
   m.data_json = r[7].as<std::string>();
@@ -137,16 +127,14 @@ Message message_of(const pqxx::row& r) {
   return m;
 }
 
-constexpr const char* kCallColumns =
-    "booking_code, call_id, caller, callee, state, end_reason, created_at, connected_at, ended_at, ring_deadline";
 Call call_of(const pqxx::row& r) {
   Call c;
   c.booking_code = r[0].as<std::string>();
   c.call_id = r[1].as<std::string>();
-  c.from = parse_role(r[2].as<std::string>());
-  c.to = parse_role(r[3].as<std::string>());
-  c.state = parse_state(r[4].as<std::string>());
-  c.end_reason = parse_reason(r[5].as<std::string>());
+  c.from = parse_name<Role>(r[2].as<std::string>(), kRoleNames, "role");
+  c.to = parse_name<Role>(r[3].as<std::string>(), kRoleNames, "role");
+  c.state = parse_name<CallState>(r[4].as<std::string>(), kStateNames, "call state");
+  c.end_reason = parse_name<EndReason>(r[5].as<std::string>(), kReasonNames, "end reason");
   c.created_at = r[6].as<Millis>();
   c.connected_at = optional_millis(r[7]);
   c.ended_at = optional_millis(r[8]);
@@ -154,14 +142,11 @@ Call call_of(const pqxx::row& r) {
   return c;
 }
 
-constexpr const char* kConnectionColumns = "booking_code, client_id, role, online, since";
 Connection connection_of(const pqxx::row& r) {
-  return Connection{r[0].as<std::string>(), r[1].as<std::string>(), parse_role(r[2].as<std::string>()),
-                    r[3].as<bool>(), r[4].as<Millis>()};
+  return Connection{r[0].as<std::string>(), r[1].as<std::string>(),
+                    parse_name<Role>(r[2].as<std::string>(), kRoleNames, "role"), r[3].as<bool>(), r[4].as<Millis>()};
 }
 
-constexpr const char* kPresenceColumns =
-    "booking_code, driver_online, driver_since, passenger_online, passenger_since";
 Presence presence_of(const pqxx::row& r) {
   return Presence{r[0].as<std::string>(), RolePresence{r[1].as<bool>(), optional_millis(r[2])},
                   RolePresence{r[3].as<bool>(), optional_millis(r[4])}};
@@ -169,74 +154,36 @@ Presence presence_of(const pqxx::row& r) {
 
 // ---- statements, prepared once per connection ----
 
-namespace sql {
-const char* const last_seq = "SELECT last_seq FROM bookings WHERE code = $1";
-const char* const message = "SELECT booking_code, seq, message_id, type, sender, sender_id, text, data, ts "
-                            "FROM messages WHERE booking_code = $1 AND seq = $2";
-const char* const message_by_id = "SELECT booking_code, seq, message_id, type, sender, sender_id, text, data, ts "
-                                  "FROM messages WHERE booking_code = $1 AND message_id = $2";
-const char* const call = "SELECT booking_code, call_id, caller, callee, state, end_reason, created_at, "
-                         "connected_at, ended_at, ring_deadline FROM calls WHERE booking_code = $1 AND call_id = $2";
-const char* const active_call = "SELECT booking_code, call_id, caller, callee, state, end_reason, created_at, "
-                                "connected_at, ended_at, ring_deadline FROM calls "
-                                "WHERE booking_code = $1 AND state <> 'ended'";
-const char* const connections = "SELECT booking_code, client_id, role, online, since FROM connections "
-                                "WHERE booking_code = $1 ORDER BY client_id";
-const char* const presence = "SELECT booking_code, driver_online, driver_since, passenger_online, passenger_since "
-                             "FROM presence WHERE booking_code = $1";
-// Locks: the row first exists (a booking's first write), then is locked; its last_seq comes along.
-const char* const create_bookings = "INSERT INTO bookings (code) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING";
-const char* const lock_bookings = "SELECT code, last_seq FROM bookings WHERE code = ANY($1::text[]) "
-                                  "ORDER BY code FOR UPDATE";
-// One round trip: the message and its booking's last_seq.
-const char* const append_message =
-    "WITH m AS (INSERT INTO messages (booking_code, seq, message_id, type, sender, sender_id, text, data, ts) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)) "
-    "UPDATE bookings SET last_seq = $2 WHERE code = $1";
-const char* const put_call =
-    "INSERT INTO calls (booking_code, call_id, caller, callee, state, end_reason, created_at, connected_at, "
-    "ended_at, ring_deadline) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
-    "ON CONFLICT (booking_code, call_id) DO UPDATE SET caller = EXCLUDED.caller, callee = EXCLUDED.callee, "
-    "state = EXCLUDED.state, end_reason = EXCLUDED.end_reason, created_at = EXCLUDED.created_at, "
-    "connected_at = EXCLUDED.connected_at, ended_at = EXCLUDED.ended_at, ring_deadline = EXCLUDED.ring_deadline";
-const char* const put_connection =
-    "INSERT INTO connections (booking_code, client_id, role, online, since) VALUES ($1, $2, $3, $4, $5) "
-    "ON CONFLICT (booking_code, client_id) DO UPDATE SET role = EXCLUDED.role, online = EXCLUDED.online, "
-    "since = EXCLUDED.since";
-const char* const put_presence =
-    "INSERT INTO presence (booking_code, driver_online, driver_since, passenger_online, passenger_since) "
-    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (booking_code) DO UPDATE SET "
-    "driver_online = EXCLUDED.driver_online, driver_since = EXCLUDED.driver_since, "
-    "passenger_online = EXCLUDED.passenger_online, passenger_since = EXCLUDED.passenger_since";
-const char* const ringing_calls = "SELECT booking_code, call_id, caller, callee, state, end_reason, created_at, "
-                                  "connected_at, ended_at, ring_deadline FROM calls WHERE state = 'ringing'";
-const char* const due_ringing_calls =
-    "SELECT booking_code, call_id, caller, callee, state, end_reason, created_at, connected_at, ended_at, "
-    "ring_deadline FROM calls WHERE state = 'ringing' AND ring_deadline <= $1 ORDER BY ring_deadline LIMIT $2";
-const char* const all_presence = "SELECT booking_code, driver_online, driver_since, passenger_online, "
-                                 "passenger_since FROM presence ORDER BY booking_code";
-}  // namespace sql
+std::vector<std::pair<std::string, std::string>> statements() {
+  const std::string messages = select_from("messages", kMessageColumns);
+  const std::string calls = select_from("calls", kCallColumns);
+  return {
+      {"last_seq", "SELECT last_seq FROM bookings WHERE code = $1"},
+      {"message", messages + "WHERE booking_code = $1 AND seq = $2"},
+      {"message_by_id", messages + "WHERE booking_code = $1 AND message_id = $2"},
+      {"call", calls + "WHERE booking_code = $1 AND call_id = $2"},
+      {"active_call", calls + "WHERE booking_code = $1 AND state <> 'ended'"},
+      {"ringing_calls", calls + "WHERE state = 'ringing'"},
+      {"due_ringing_calls", calls + "WHERE state = 'ringing' AND ring_deadline <= $1 ORDER BY ring_deadline LIMIT $2"},
+      {"connections", select_from("connections", kConnectionColumns) + "WHERE booking_code = $1 ORDER BY client_id"},
+      {"presence", select_from("presence", kPresenceColumns) + "WHERE booking_code = $1"},
+      {"all_presence", select_from("presence", kPresenceColumns) + "ORDER BY booking_code"},
+      // Locks: the rows first exist (a booking's first write), then are locked in the order given;
+      // their last_seq comes along.
+      {"create_bookings", "INSERT INTO bookings (code) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING"},
+      {"lock_bookings", "SELECT code, last_seq FROM bookings WHERE code = ANY($1::text[]) ORDER BY code FOR UPDATE"},
+      // One round trip: the message and its booking's last_seq.
+      {"append_message", "WITH m AS (INSERT INTO messages (" + joined(kMessageColumns) +
+                             ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)) "
+                             "UPDATE bookings SET last_seq = $2 WHERE code = $1"},
+      {"put_call", upsert("calls", kCallColumns, 2)},
+      {"put_connection", upsert("connections", kConnectionColumns, 2)},
+      {"put_presence", upsert("presence", kPresenceColumns, 1)},
+  };
+}
 
 void prepare_statements(pqxx::connection& c) {
-  const std::pair<const char*, const char*> statements[] = {
-      {"last_seq", sql::last_seq},
-      {"message", sql::message},
-      {"message_by_id", sql::message_by_id},
-      {"call", sql::call},
-      {"active_call", sql::active_call},
-      {"connections", sql::connections},
-      {"presence", sql::presence},
-      {"create_bookings", sql::create_bookings},
-      {"lock_bookings", sql::lock_bookings},
-      {"append_message", sql::append_message},
-      {"put_call", sql::put_call},
-      {"put_connection", sql::put_connection},
-      {"put_presence", sql::put_presence},
-      {"ringing_calls", sql::ringing_calls},
-      {"due_ringing_calls", sql::due_ringing_calls},
-      {"all_presence", sql::all_presence},
-  };
-  for (const auto& [name, text] : statements) c.prepare(name, text);
+  for (const auto& [name, text] : statements()) c.prepare(name, text);
 }
 
 // A text[] literal of booking codes (quoted: the codes' alphabet is the protocol's business).
@@ -338,7 +285,7 @@ class PgReadOps : public Interface {
     if (page.last_seq == 0) return page;
     // The filters are the query's own (HistoryQuery::matches), so both backends agree on them;
     // the database walks the booking's primary key away from the bound, a chunk at a time.
-    std::string text = std::string("SELECT ") + kMessageColumns + " FROM messages WHERE booking_code = $1";
+    std::string text = select_from("messages", kMessageColumns) + "WHERE booking_code = $1";
     const bool ascending = query.after_seq.has_value();
     std::uint64_t bound = 0;  // exclusive
     if (ascending) {
@@ -491,8 +438,8 @@ class PgWriter final : public PgReadOps<StoreWriter> {
     if (m.sender_id) refuse_nul(*m.sender_id);
     write([&] {
       const std::optional<std::string> sender_id = m.sender_id;
-      return tx_.exec_prepared("append_message", m.booking_code, m.seq, m.message_id, type_name(m.type),
-                               role_name(m.sender), nullable(sender_id), m.text, m.data_json, m.ts);
+      return tx_.exec_prepared("append_message", m.booking_code, m.seq, m.message_id, name_of(m.type, kTypeNames),
+                               name_of(m.sender, kRoleNames), nullable(sender_id), m.text, m.data_json, m.ts);
     });
     last_seq_[m.booking_code] = m.seq;
   }
@@ -502,8 +449,9 @@ class PgWriter final : public PgReadOps<StoreWriter> {
     write([&] {
       const auto connected_at = text_of(c.connected_at);
       const auto ended_at = text_of(c.ended_at);
-      return tx_.exec_prepared("put_call", c.booking_code, c.call_id, role_name(c.from), role_name(c.to),
-                               state_name(c.state), reason_name(c.end_reason), c.created_at, nullable(connected_at),
+      return tx_.exec_prepared("put_call", c.booking_code, c.call_id, name_of(c.from, kRoleNames),
+                               name_of(c.to, kRoleNames), name_of(c.state, kStateNames),
+                               name_of(c.end_reason, kReasonNames), c.created_at, nullable(connected_at),
                                nullable(ended_at), c.ring_deadline);
     });
   }
@@ -511,7 +459,8 @@ class PgWriter final : public PgReadOps<StoreWriter> {
   void put_connection(const Connection& c) override {
     touch(c.booking_code);
     write([&] {
-      return tx_.exec_prepared("put_connection", c.booking_code, c.client_id, role_name(c.role), c.online, c.since);
+      return tx_.exec_prepared("put_connection", c.booking_code, c.client_id, name_of(c.role, kRoleNames), c.online,
+                               c.since);
     });
   }
 
@@ -583,8 +532,8 @@ class PgWriter final : public PgReadOps<StoreWriter> {
     last_seq_ = std::move(u.last_seq_before);
   }
 
-  std::set<std::string> locked_;         // bookings whose row this transaction holds locked
-  std::vector<std::string> lock_log_;    // the same, in the order taken
+  std::set<std::string> locked_;                   // bookings whose row this transaction holds locked
+  std::vector<std::string> lock_log_;              // the same, in the order taken
   std::map<std::string, std::uint64_t> last_seq_;  // of the locked bookings: nobody else can move it
   std::vector<UnitFrame> units_;
   std::uint64_t savepoints_ = 0;
@@ -599,52 +548,56 @@ class PostgresStore final : public Store {
 
   void write(const std::function<void(StoreWriter&)>& fn) override {
     std::lock_guard<std::mutex> lock(mutex_);
-    pqxx::connection& c = connection();
-    try {
+    transaction("write transaction", [&](pqxx::connection& c) {
       pqxx::work tx(c);
       PgWriter writer(tx);
-      try {
-        fn(writer);
-      } catch (...) {
-        if (writer.failure()) lost_if(*writer.failure());
-        throw;
-      }
+      run_noting_loss(writer, [&] { fn(writer); });
+      // A failure fn swallowed (a lost connection, a deadlock) still fails the transaction.
       if (writer.failure()) {
         lost_if(*writer.failure());
         throw writer.failure()->error;
       }
       tx.commit();
-    } catch (const StoreError&) {
-      throw;
-    } catch (const pqxx::failure&) {
-      Failure f = classify("write transaction");
-      lost_if(f);
-      throw f.error;
-    }
+    });
   }
 
   void read(const std::function<void(const StoreReader&)>& fn) const override {
     std::lock_guard<std::mutex> lock(mutex_);
-    pqxx::connection& c = connection();
-    try {
+    transaction("read transaction", [&](pqxx::connection& c) {
       pqxx::read_transaction tx(c);
       const PgReader reader(tx);
-      try {
-        fn(reader);
-      } catch (...) {
-        if (reader.failure()) lost_if(*reader.failure());
-        throw;
-      }
+      run_noting_loss(reader, [&] { fn(reader); });
+    });
+  }
+
+ private:
+  // Runs body on the connection (reconnecting if needed); a libpqxx failure of the transaction
+  // itself (BEGIN, COMMIT) becomes StoreError, and a lost connection is dropped for the next call.
+  template <class Body>
+  void transaction(const char* what, Body&& body) const {
+    pqxx::connection& c = connection();
+    try {
+      body(c);
     } catch (const StoreError&) {
       throw;
     } catch (const pqxx::failure&) {
-      Failure f = classify("read transaction");
+      Failure f = classify(what);
       lost_if(f);
       throw f.error;
     }
   }
 
- private:
+  // Runs fn; if it throws after the reader or writer saw the connection go, drops the connection.
+  template <class Ops, class Fn>
+  void run_noting_loss(const Ops& ops, Fn&& fn) const {
+    try {
+      fn();
+    } catch (...) {
+      if (ops.failure()) lost_if(*ops.failure());
+      throw;
+    }
+  }
+
   void log(const std::string& event, const std::string& detail) const {
     if (options_.log) options_.log(event, detail);
   }
@@ -675,7 +628,13 @@ class PostgresStore final : public Store {
       connect();
     } catch (...) {
       Failure f = classify("reconnect to PostgreSQL");
-      last_connect_error_ = f.error.what();
+      try {
+        throw;
+      } catch (const pqxx::broken_connection& e) {
+        last_connect_error_ = std::string("cannot connect to PostgreSQL: ") + e.what();
+      } catch (...) {
+        last_connect_error_ = f.error.what();
+      }
       if (!outage_logged_) log("postgres_reconnect_failed", last_connect_error_ + " (retrying on the next request)");
       outage_logged_ = true;
       retry_at_ = Clock::now() + std::chrono::milliseconds(options_.reconnect_backoff_ms);

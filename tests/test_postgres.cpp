@@ -65,7 +65,9 @@ std::size_t published_on(const std::vector<Publish>& out, const std::string& suf
   return n;
 }
 
-std::string error_code(const Json& reply) { return reply.at("ok") == true ? "" : reply.at("error").at("code").get<std::string>(); }
+std::string error_code(const Json& reply) {
+  return reply.at("ok") == true ? "" : reply.at("error").at("code").get<std::string>();
+}
 
 // Every message of a booking, by seq, read straight from the store.
 std::vector<Message> all_messages(const Store& store, const std::string& booking) {
@@ -99,7 +101,8 @@ void together(const std::vector<std::function<void()>>& work) {
 
 // Two hosts on one database: each its own store (connection) and engine, on one clock.
 struct TwoHosts {
-  explicit TwoHosts(EngineOptions options = {}) : url(fresh_schema_url()), a_store(open_at(url)), b_store(open_at(url)) {
+  explicit TwoHosts(EngineOptions options = {})
+      : url(fresh_schema_url()), a_store(open_at(url)), b_store(open_at(url)) {
     auto clock = [this] { return now.load(); };
     a = std::make_unique<Engine>(*a_store, options, clock);
     b = std::make_unique<Engine>(*b_store, options, clock);
@@ -217,8 +220,9 @@ BOOST_AUTO_TEST_CASE(a_message_id_sent_to_both_hosts_is_stored_once) {
   std::vector<Json> from_a, from_b;
   auto send_all = [](Engine& engine, std::vector<Json>& out) {
     for (int i = 0; i < 30; ++i) {
-      auto r = replies(engine.handle({ask("BK1", "send_message",
-                                          {{"sender", "passenger"}, {"text", "once"}, {"message_id", "id-" + std::to_string(i)}})}));
+      auto r = replies(
+          engine.handle({ask("BK1", "send_message",
+                             {{"sender", "passenger"}, {"text", "once"}, {"message_id", "id-" + std::to_string(i)}})}));
       out.push_back(r.at(0));
     }
   };
@@ -240,8 +244,13 @@ BOOST_AUTO_TEST_CASE(one_active_call_per_booking_across_hosts) {
   for (int round = 0; round < 15; ++round) {
     const std::string booking = "CALL" + std::to_string(round);
     Json ra, rb;
-    together({[&] { ra = replies(hosts.a->handle({ask(booking, "make_call", {{"action", "start"}, {"by", "driver"}})})).at(0); },
-              [&] { rb = replies(hosts.b->handle({ask(booking, "make_call", {{"action", "start"}, {"by", "passenger"}})})).at(0); }});
+    together(
+        {[&] {
+           ra = replies(hosts.a->handle({ask(booking, "make_call", {{"action", "start"}, {"by", "driver"}})})).at(0);
+         },
+         [&] {
+           rb = replies(hosts.b->handle({ask(booking, "make_call", {{"action", "start"}, {"by", "passenger"}})})).at(0);
+         }});
     BOOST_TEST(((ra.at("ok") == true) != (rb.at("ok") == true)), ra.dump() + " / " + rb.dump());
     BOOST_TEST(error_code(ra.at("ok") == true ? rb : ra) == "busy");
   }
@@ -254,7 +263,8 @@ BOOST_AUTO_TEST_CASE(a_ring_deadline_ends_its_call_exactly_once_even_when_its_ho
   TwoHosts hosts(options);
   // Host A starts calls, then dies: B never saw them, but finds them due in the database.
   for (int i = 0; i < 5; ++i) {
-    auto r = replies(hosts.a->handle({ask("RING" + std::to_string(i), "make_call", {{"action", "start"}, {"by", "driver"}})}));
+    auto r = replies(
+        hosts.a->handle({ask("RING" + std::to_string(i), "make_call", {{"action", "start"}, {"by", "driver"}})}));
     BOOST_REQUIRE(r.at(0).at("ok") == true);
   }
   // A third host that is alive too, and saw them (its own deadlines armed from the store).
@@ -290,8 +300,12 @@ BOOST_AUTO_TEST_CASE(batches_locking_the_same_bookings_in_opposite_order_both_su
   int failed = 0;
   for (int round = 0; round < 25; ++round) {
     std::vector<Json> ra, rb;
-    together({[&] { ra = replies(hosts.a->handle(batch_of({"DLA", "DLB", "DLA"}))); },
-              [&] { rb = replies(hosts.b->handle(batch_of({"DLB", "DLA", "DLB"}))); }});
+    together({[&] {
+                ra = replies(hosts.a->handle(batch_of({"DLA", "DLB", "DLA"})));
+              },
+              [&] {
+                rb = replies(hosts.b->handle(batch_of({"DLB", "DLA", "DLB"})));
+              }});
     for (const auto& r : ra) failed += r.at("ok") != true;
     for (const auto& r : rb) failed += r.at("ok") != true;
   }
@@ -299,6 +313,27 @@ BOOST_AUTO_TEST_CASE(batches_locking_the_same_bookings_in_opposite_order_both_su
   check_gapless(all_messages(*hosts.a_store, "DLA"));
   BOOST_TEST(all_messages(*hosts.a_store, "DLA").size() == 75u);
   BOOST_TEST(all_messages(*hosts.a_store, "DLB").size() == 75u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(postgres_limits)
+
+// PostgreSQL text holds no NUL byte and libpq would cut the value there: refused, never stored
+// cut short, and its neighbours in the batch are served.
+BOOST_AUTO_TEST_CASE(a_text_with_a_nul_byte_is_refused_alone) {
+  auto store = open_at(fresh_schema_url());
+  Engine engine(*store, EngineOptions{});
+  const auto out =
+      replies(engine.handle({ask("NUL1", "send_message", {{"sender", "driver"}, {"text", std::string("a\0b", 3)}}),
+                             ask("NUL1", "send_message", {{"sender", "driver"}, {"text", "fine"}})}));
+  BOOST_REQUIRE(out.size() == 2u);
+  BOOST_TEST(error_code(out[0]) == "internal", out[0].dump());
+  BOOST_TEST(out[0].at("error").at("message").get<std::string>().find("NUL") != std::string::npos);
+  BOOST_TEST(out[1].at("ok") == true, out[1].dump());
+  const auto messages = all_messages(*store, "NUL1");
+  BOOST_REQUIRE(messages.size() == 1u);
+  BOOST_TEST(messages[0].text == "fine");
 }
 
 BOOST_AUTO_TEST_SUITE_END()
@@ -313,7 +348,8 @@ BOOST_AUTO_TEST_CASE(requests_are_unavailable_while_the_database_is_away_then_se
   Millis now = 1'764'160'000'000;
   Engine engine(*store, EngineOptions{}, [&] { return now; });
   auto send = [&](const std::string& id) {
-    return replies(engine.handle({ask("OUT1", "send_message", {{"sender", "driver"}, {"text", id}, {"message_id", id}})}))
+    return replies(
+               engine.handle({ask("OUT1", "send_message", {{"sender", "driver"}, {"text", id}, {"message_id", id}})}))
         .at(0);
   };
   BOOST_REQUIRE(send("before").at("ok") == true);

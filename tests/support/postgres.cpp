@@ -51,8 +51,7 @@ std::string postgres_bin_dir() {
   return found.back().string();
 }
 
-PostgresServer::PostgresServer(PostgresServerOptions options)
-    : options_(std::move(options)), dir_("navietakie-pg") {
+PostgresServer::PostgresServer(PostgresServerOptions options) : options_(std::move(options)), dir_("navietakie-pg") {
   const std::string bin = postgres_bin_dir();
   if (bin.empty()) {
     throw std::runtime_error("no PostgreSQL server binaries in /usr/lib/postgresql/*/bin (Debian package postgresql)");
@@ -63,8 +62,8 @@ PostgresServer::PostgresServer(PostgresServerOptions options)
   port_ = free_port();
 
   // No fsync during initdb either: it is rebuilt from scratch for each test binary anyway.
-  run_to_end(as_postgres({bin + "/initdb", "-D", data_dir_, "-U", kSuperuser, "-E", "UTF8", "--locale=C.UTF-8",
-                          "-A", "trust", "--no-sync"}),
+  run_to_end(as_postgres({bin + "/initdb", "-D", data_dir_, "-U", kSuperuser, "-E", "UTF8", "--locale=C.UTF-8", "-A",
+                          "trust", "--no-sync"}),
              dir_.file("initdb.log"), 120s);
   // Trust, but only over the socket in the temp dir and 127.0.0.1 (the server listens nowhere else).
   write_file(data_dir_ + "/pg_hba.conf",
@@ -150,20 +149,18 @@ void PostgresServer::kill9() {
 bool PostgresServer::running() { return server_ && server_->alive(); }
 
 std::string PostgresServer::psql(const std::string& sql, const std::string& database) {
-  return run_to_end({"psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p",
-                     std::to_string(port_), "-U", kSuperuser, "-d", database.empty() ? options_.database : database,
-                     "-c", sql},
-                    dir_.file("psql.log"), 60s);
+  return run_to_end(
+      {"psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", std::to_string(port_), "-U",
+       kSuperuser, "-d", database.empty() ? options_.database : database, "-c", sql},
+      dir_.file("psql.log"), 60s);
 }
 
-void PostgresServer::create_database(const std::string& name) {
-  psql("CREATE DATABASE \"" + name + "\"", "postgres");
-}
+void PostgresServer::create_database(const std::string& name) { psql("CREATE DATABASE \"" + name + "\"", "postgres"); }
 
 std::string PostgresServer::describe() {
   std::string state = server_ ? server_->describe(0) : std::string("never started\n");
-  return "PostgreSQL on 127.0.0.1:" + std::to_string(port_) + " in " + data_dir_ + ": " + state +
-         "--- last lines of " + log_path_ + " ---\n" + file_tail(log_path_, 40);
+  return "PostgreSQL on 127.0.0.1:" + std::to_string(port_) + " in " + data_dir_ + ": " + state + "--- last lines of " +
+         log_path_ + " ---\n" + file_tail(log_path_, 40);
 }
 
 }  // namespace navietakie::test

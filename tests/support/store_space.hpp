@@ -29,7 +29,7 @@ class StoreSpace {
   // On PostgreSQL, several may be open at once (several hosts on one database).
   std::unique_ptr<Store> open() const;
 
-  const std::string& dir() const { return dir_.path(); }  // LMDB's data dir
+  const std::string& dir() const { return dir_.path(); }    // LMDB's data dir
   const std::string& postgres_url() const { return url_; }  // "" on LMDB
 
  private:
