@@ -153,7 +153,10 @@ void EdgeNode::run() {
     for (const auto& [_, f] : forwards_) {
       if (f.waiting) wait = std::min(wait, std::max<Millis>(0, f.sent_at + kAnswerWithinMs - now));
     }
-    if (!link_->up()) wait = std::min(wait, std::max<Millis>(20, next_connect_at_ - now));
+    // Not up(): that calls into Paho while this thread holds mutex_, which Paho's thread takes in
+    // the notify (a lock-order inversion that froze the car under load). A stale answer here only
+    // changes how long this thread sleeps.
+    if (!link_->reported_up()) wait = std::min(wait, std::max<Millis>(20, next_connect_at_ - now));
     if (!results_.empty()) {
       wake_.wake();  // repeated until the broker thread has taken them (a wake-up can be lost)
       wait = std::min<Millis>(wait, 2);

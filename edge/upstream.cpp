@@ -34,10 +34,14 @@ UpstreamLink::UpstreamLink(const Settings& settings, std::function<void()> notif
       nudge_topic_(Topics(settings.topic_prefix).bridge_wake(settings.upstream_client_id)) {
   client_->set_connected_handler([this](const std::string&) {
     set_tcp_nodelay_on_open_sockets();
+    reported_up_.store(true, std::memory_order_relaxed);
     push(LinkEvent{LinkEvent::Kind::connected, {}, {}, std::nullopt, false});
   });
   client_->set_connection_lost_handler(
-      [this](const std::string& cause) { push(LinkEvent{LinkEvent::Kind::lost, cause, {}, std::nullopt, false}); });
+      [this](const std::string& cause) {
+        reported_up_.store(false, std::memory_order_relaxed);
+        push(LinkEvent{LinkEvent::Kind::lost, cause, {}, std::nullopt, false});
+      });
   client_->set_message_callback([this](mqtt::const_message_ptr msg) {
     LinkEvent e{LinkEvent::Kind::message, msg->get_topic(), msg->to_string(), std::nullopt, msg->is_retained()};
     const auto& props = msg->get_properties();
@@ -138,6 +142,7 @@ bool UpstreamLink::subscribe(const std::vector<std::string>& filters) {
 bool UpstreamLink::nudge() { return nudge_send_thread(*client_, nudge_topic_); }
 
 void UpstreamLink::stop() {
+  reported_up_.store(false, std::memory_order_relaxed);
   try {
     if (client_->is_connected()) client_->disconnect(2s)->wait_for(3s);
   } catch (const std::exception& e) {

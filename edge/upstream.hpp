@@ -4,6 +4,7 @@
 // again, so a rotated token is picked up).
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -40,6 +41,10 @@ class UpstreamLink {
   // A connect attempt ended without a connection (the caller retries after a back-off).
   bool connect_failed();
   bool up() const;
+  // The link state as Paho's callbacks last reported it, without calling into Paho: for a caller
+  // that holds a lock Paho's own thread may wait for (the edge node's, taken in its notify), where
+  // up() (Paho's is_connected(), under Paho's mutex) would invert the lock order and deadlock.
+  bool reported_up() const { return reported_up_.load(std::memory_order_relaxed); }
   std::vector<LinkEvent> take_events();
   // QoS 1, with a Response Topic and Correlation Data when given. False if not sent (link down).
   bool publish(const std::string& topic, const std::string& payload, bool retain = false,
@@ -62,6 +67,7 @@ class UpstreamLink {
   std::string nudge_topic_;
   std::mutex mutex_;
   std::vector<LinkEvent> events_;  // guarded by mutex_
+  std::atomic<bool> reported_up_{false};
 };
 
 }  // namespace navietakie
