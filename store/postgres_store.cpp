@@ -548,13 +548,13 @@ class PostgresStore final : public Store {
 
   void write(const std::function<void(StoreWriter&)>& fn) override {
     std::lock_guard<std::mutex> lock(mutex_);
-    transaction("write transaction", [&](pqxx::connection& c) {
+    transaction("write transaction", [&](pqxx::connection& c, std::optional<Failure>& seen) {
       pqxx::work tx(c);
       PgWriter writer(tx);
-      run_noting_loss(writer, [&] { fn(writer); });
+      run_noting_failure(writer, seen, [&] { fn(writer); });
       // A failure fn swallowed (a lost connection, a deadlock) still fails the transaction.
       if (writer.failure()) {
-        lost_if(*writer.failure());
+        seen = writer.failure();
         throw writer.failure()->error;
       }
       tx.commit();
@@ -563,37 +563,44 @@ class PostgresStore final : public Store {
 
   void read(const std::function<void(const StoreReader&)>& fn) const override {
     std::lock_guard<std::mutex> lock(mutex_);
-    transaction("read transaction", [&](pqxx::connection& c) {
+    transaction("read transaction", [&](pqxx::connection& c, std::optional<Failure>& seen) {
       pqxx::read_transaction tx(c);
       const PgReader reader(tx);
-      run_noting_loss(reader, [&] { fn(reader); });
+      run_noting_failure(reader, seen, [&] { fn(reader); });
     });
   }
 
  private:
   // Runs body on the connection (reconnecting if needed); a libpqxx failure of the transaction
   // itself (BEGIN, COMMIT) becomes StoreError, and a lost connection is dropped for the next call.
+  //
+  // body owns the libpqxx transaction object, whose destructor (an abort) still uses the
+  // connection: a failure seen inside body is only noted there (`seen`), and the connection is
+  // dropped here, once body has returned or unwound and that object is gone.
   template <class Body>
   void transaction(const char* what, Body&& body) const {
     pqxx::connection& c = connection();
+    std::optional<Failure> seen;
     try {
-      body(c);
-    } catch (const StoreError&) {
-      throw;
+      body(c, seen);
     } catch (const pqxx::failure&) {
       Failure f = classify(what);
       lost_if(f);
+      if (seen) lost_if(*seen);
       throw f.error;
+    } catch (...) {
+      if (seen) lost_if(*seen);
+      throw;
     }
   }
 
-  // Runs fn; if it throws after the reader or writer saw the connection go, drops the connection.
+  // Runs fn; if it throws after the reader or writer saw a failure, notes it for transaction().
   template <class Ops, class Fn>
-  void run_noting_loss(const Ops& ops, Fn&& fn) const {
+  static void run_noting_failure(const Ops& ops, std::optional<Failure>& seen, Fn&& fn) {
     try {
       fn();
     } catch (...) {
-      if (ops.failure()) lost_if(*ops.failure());
+      if (ops.failure()) seen = ops.failure();
       throw;
     }
   }
