@@ -46,8 +46,8 @@ void SeqTable::trim(std::int64_t seq, std::size_t keep) {
   }
 }
 
-BookingLedger::BookingLedger(std::string code, std::array<std::string, 2> client_ids, RunStats& stats)
-    : code_(std::move(code)), stats_(stats) {
+BookingLedger::BookingLedger(std::string code, std::array<std::string, 2> client_ids, RunStats& stats, LedgerMode mode)
+    : code_(std::move(code)), stats_(stats), mode_(mode) {
   for (std::size_t i = 0; i < 2; ++i) id_prefix_[i] = client_ids[i] + "-";
 }
 
@@ -118,7 +118,7 @@ void BookingLedger::message_confirmed(const std::string& message_id, const Messa
     stats_.violation("reply_mismatch",
                      code_ + ": the reply to " + message_id + " carries " + m.booking_code + "/" + m.message_id);
   }
-  if (duplicate) {
+  if (duplicate && !sent.resent) {
     stats_.violation("unexpected_duplicate", code_ + ": " + message_id + " was sent once but answered duplicate:true");
   }
   check_content(sent, message_id, m, "reply");
@@ -135,6 +135,11 @@ void BookingLedger::message_confirmed(const std::string& message_id, const Messa
   if (sent.reply_seq != 0) return;  // answered before (the caller only passes fresh replies)
   sent.reply_seq = m.seq;
   settle_if_done(it);
+}
+
+void BookingLedger::message_resent(const std::string& message_id) {
+  auto it = sent_.find(message_id);
+  if (it != sent_.end()) it->second.resent = true;
 }
 
 void BookingLedger::message_unconfirmed(const std::string& message_id) {
@@ -160,23 +165,34 @@ void BookingLedger::message_event(Role subscriber, const MessageView& m, Clock::
       stats_.violation("seq_jump", code_ + " " + to_string(subscriber) + ": seq " + std::to_string(m.seq) + " after " +
                                        std::to_string(s.max_seen));
     } else {
-      for (std::int64_t q = s.max_seen + 1; q < m.seq; ++q) s.missing.insert(q);
+      for (std::int64_t q = s.max_seen + 1; q < m.seq; ++q) s.missing.emplace(q, at);
     }
     s.max_seen = m.seq;
   } else if (s.missing.erase(m.seq) > 0) {
-    stats_.violation("seq_out_of_order", code_ + " " + to_string(subscriber) + ": seq " + std::to_string(m.seq) +
-                                             " arrived after a higher one");
+    // One host publishes in commit order; several hosts on a shared subscription need not.
+    if (mode_.shared) {
+      ++stats_.faults.reordered;
+    } else {
+      stats_.violation("seq_out_of_order", code_ + " " + to_string(subscriber) + ": seq " + std::to_string(m.seq) +
+                                               " arrived after a higher one");
+    }
   } else {
-    // This subscriber had this seq already: a QoS 1 redelivery is fine if it is the same message.
+    // This subscriber had this seq already: a QoS 1 redelivery, or the broadcast of a seq a
+    // catch-up read brought first, is fine if it is the same message.
     auto known = seqs_.get(m.seq);
     if (known && *known != fp) {
       stats_.violation("seq_conflict", code_ + " " + to_string(subscriber) + ": seq " + std::to_string(m.seq) +
                                            " delivered again with different content (" + m.message_id + ")");
-    } else {
+    } else if (s.recovered.erase(m.seq) == 0) {
       ++stats_.redelivered;
     }
     return;
   }
+  take_seq(subscriber, m, fp, at, true);
+}
+
+void BookingLedger::take_seq(Role subscriber, const MessageView& m, std::uint64_t fp, Clock::time_point at,
+                             bool by_event) {
   if (seqs_.note(m.seq, fp) == SeqTable::Match::different) {
     stats_.violation("seq_conflict", code_ + " " + to_string(subscriber) + ": seq " + std::to_string(m.seq) + " (" +
                                          m.message_id + ") differs from what the other party or a reply saw");
@@ -195,13 +211,13 @@ void BookingLedger::message_event(Role subscriber, const MessageView& m, Clock::
       return;
     }
     seen = m.seq;
-    check_content(sent, m.message_id, m, "event");
+    check_content(sent, m.message_id, m, by_event ? "event" : "catch-up read");
     if (sent.reply_seq != 0 && sent.reply_seq != m.seq) {
       stats_.violation("seq_mismatch", code_ + ": " + m.message_id + " confirmed as seq " +
                                            std::to_string(sent.reply_seq) + " but broadcast as seq " +
                                            std::to_string(m.seq));
     }
-    if (subscriber != sent.sender) stats_.event_latency.add(micros(at - sent.sent_at));
+    if (by_event && subscriber != sent.sender) stats_.event_latency.add(micros(at - sent.sent_at));
     settle_if_done(it);
     return;
   }
@@ -216,38 +232,78 @@ void BookingLedger::message_event(Role subscriber, const MessageView& m, Clock::
   // Otherwise not ours: call records, or another writer's messages. The seq checks cover them.
 }
 
-void BookingLedger::history_page(Role reader, const nlohmann::json& reply, int limit,
-                                 std::optional<std::int64_t> before_seq, std::int64_t seen_then) {
-  const std::string who = code_ + " " + to_string(reader);
+std::optional<std::int64_t> BookingLedger::catch_up_from(Role subscriber, Clock::time_point now,
+                                                         Clock::duration wait) const {
+  if (!mode_.shared) return std::nullopt;
+  const Stream& s = streams_[index_of(subscriber)];
+  for (const auto& [seq, since] : s.missing) {
+    if (now - since >= wait) return s.missing.begin()->first - 1;
+  }
+  if (last_seq_ && s.max_seen < last_seq_->first && now - last_seq_->second >= wait) {
+    return std::max(s.max_seen, s.baseline);
+  }
+  return std::nullopt;
+}
+
+void BookingLedger::catch_up_page(Role reader, const nlohmann::json& reply, int limit, std::int64_t after_seq,
+                                  Clock::time_point at) {
+  const std::string who = code_ + " " + to_string(reader) + " catch-up";
+  auto page = read_page(who, reply);
+  if (!page) return;
+  const auto& messages = page->messages;
+  // Seqs are gapless from 1: the page is the `limit` seqs after the cursor, up to last_seq.
+  const std::int64_t expected = std::max<std::int64_t>(0, std::min<std::int64_t>(limit, page->last_seq - after_seq));
+  if (static_cast<std::int64_t>(messages.size()) != expected ||
+      (!messages.empty() && messages.front().seq != after_seq + 1)) {
+    stats_.violation("history_count", who + ": " + std::to_string(messages.size()) + " messages after seq " +
+                                          std::to_string(after_seq) + ", expected " + std::to_string(expected) +
+                                          " (last_seq " + std::to_string(page->last_seq) + ")");
+  }
+  if (page->has_more != (after_seq + static_cast<std::int64_t>(messages.size()) < page->last_seq)) {
+    stats_.violation("history_has_more", who + ": has_more " + (page->has_more ? "true" : "false") + " after seq " +
+                                             std::to_string(after_seq));
+  }
+  Stream& s = streams_[index_of(reader)];
+  for (const MessageView& m : messages) {
+    if (m.seq <= s.baseline) continue;
+    if (m.seq > s.max_seen) {
+      for (std::int64_t q = s.max_seen + 1; q < m.seq; ++q) s.missing.emplace(q, at);
+      s.max_seen = m.seq;
+    } else if (s.missing.erase(m.seq) == 0) {
+      continue;  // this subscriber has it (read_page compared the content)
+    }
+    s.recovered.insert(m.seq);
+    take_seq(reader, m, fingerprint(m), at, false);
+  }
+}
+
+std::optional<BookingLedger::Page> BookingLedger::read_page(const std::string& who, const nlohmann::json& reply) {
   auto messages = reply.find("messages");
   auto has_more = reply.find("has_more");
   auto last_seq_it = reply.find("last_seq");
   if (messages == reply.end() || !messages->is_array() || has_more == reply.end() || !has_more->is_boolean() ||
       last_seq_it == reply.end() || !last_seq_it->is_number_integer()) {
     stats_.violation("history_malformed", who + ": " + reply.dump().substr(0, 200));
-    return;
+    return std::nullopt;
   }
-  const auto last_seq = last_seq_it->get<std::int64_t>();
-  std::vector<MessageView> page;
-  page.reserve(messages->size());
+  Page page;
+  page.has_more = has_more->get<bool>();
+  page.last_seq = last_seq_it->get<std::int64_t>();
+  page.messages.reserve(messages->size());
   for (const auto& record : *messages) {
     auto m = read_message(record);
     if (!m) {
       stats_.violation("history_malformed", who + ": a record without its fields");
-      return;
+      return std::nullopt;
     }
-    page.push_back(std::move(*m));
+    page.messages.push_back(std::move(*m));
   }
-  for (std::size_t i = 0; i < page.size(); ++i) {
-    const MessageView& m = page[i];
+  for (std::size_t i = 0; i < page.messages.size(); ++i) {
+    const MessageView& m = page.messages[i];
     if (m.booking_code != code_) stats_.violation("wrong_booking", who + ": a history record of " + m.booking_code);
-    if (i > 0 && m.seq != page[i - 1].seq + 1) {
-      stats_.violation("history_gap", who + ": seq " + std::to_string(page[i - 1].seq) + " then " +
+    if (i > 0 && m.seq != page.messages[i - 1].seq + 1) {
+      stats_.violation("history_gap", who + ": seq " + std::to_string(page.messages[i - 1].seq) + " then " +
                                           std::to_string(m.seq) + " in one page");
-    }
-    if (before_seq && m.seq >= *before_seq) {
-      stats_.violation("history_cursor",
-                       who + ": seq " + std::to_string(m.seq) + " in a page before " + std::to_string(*before_seq));
     }
     auto known = seqs_.get(m.seq);
     if (known && *known != fingerprint(m)) {
@@ -256,6 +312,24 @@ void BookingLedger::history_page(Role reader, const nlohmann::json& reply, int l
     }
     auto it = sent_.find(m.message_id);
     if (it != sent_.end()) check_content(it->second, m.message_id, m, "history");
+  }
+  return page;
+}
+
+void BookingLedger::history_page(Role reader, const nlohmann::json& reply, int limit,
+                                 std::optional<std::int64_t> before_seq, std::int64_t seen_then) {
+  const std::string who = code_ + " " + to_string(reader);
+  auto read = read_page(who, reply);
+  if (!read) return;
+  const auto& page = read->messages;
+  const std::int64_t last_seq = read->last_seq;
+  if (before_seq) {
+    for (const MessageView& m : page) {
+      if (m.seq >= *before_seq) {
+        stats_.violation("history_cursor",
+                         who + ": seq " + std::to_string(m.seq) + " in a page before " + std::to_string(*before_seq));
+      }
+    }
   }
   // Seqs are gapless from 1, so the page is fully determined by last_seq, the cursor and the limit.
   const std::int64_t top = before_seq ? std::min(*before_seq - 1, last_seq) : last_seq;
@@ -269,8 +343,8 @@ void BookingLedger::history_page(Role reader, const nlohmann::json& reply, int l
       stats_.violation("history_count", who + ": the page ends at seq " + std::to_string(page.back().seq) +
                                             ", expected " + std::to_string(top));
     }
-    if (has_more->get<bool>() != (page.front().seq > 1)) {
-      stats_.violation("history_has_more", who + ": has_more " + (has_more->get<bool>() ? "true" : "false") +
+    if (read->has_more != (page.front().seq > 1)) {
+      stats_.violation("history_has_more", who + ": has_more " + (read->has_more ? "true" : "false") +
                                                " with the page starting at seq " + std::to_string(page.front().seq));
     }
   }
@@ -290,6 +364,11 @@ void BookingLedger::expect_call(const std::string& call_id, Role caller, std::ve
 void BookingLedger::allow_end_reason(const std::string& call_id, const std::string& reason) {
   auto it = calls_.find(call_id);
   if (it != calls_.end() && !it->second.end_reasons.empty()) it->second.end_reasons.push_back(reason);
+}
+
+void BookingLedger::allow_any_end(const std::string& call_id) {
+  auto it = calls_.find(call_id);
+  if (it != calls_.end()) it->second.end_reasons.clear();
 }
 
 CallEventKind BookingLedger::call_event(Role subscriber, const CallView& call, std::uint64_t payload_fp) {
@@ -343,14 +422,28 @@ bool BookingLedger::caught_up(std::int64_t last_seq) const {
   return true;
 }
 
+void BookingLedger::note_last_seq(std::int64_t last_seq, Clock::time_point at) { last_seq_.emplace(last_seq, at); }
+
 void BookingLedger::finish(std::optional<std::int64_t> last_seq) {
   for (Role role : {Role::driver, Role::passenger}) {
     const Stream& s = streams_[index_of(role)];
     const std::string who = code_ + " " + to_string(role);
+    // Stored (a catch-up read found it) but never broadcast to this subscriber: a host that died
+    // between its commit and its publish does that; a running one must not.
+    if (mode_.faults) {
+      stats_.faults.events_recovered += s.recovered.size();
+    } else if (!s.recovered.empty()) {
+      stats_.violation(
+          "event_not_broadcast",
+          who + ": seq " + std::to_string(*s.recovered.begin()) +
+              " was stored (read back with after_seq) but never broadcast" +
+              (s.recovered.size() > 1 ? ", and " + std::to_string(s.recovered.size() - 1) + " more" : std::string()),
+          s.recovered.size());
+    }
     if (!s.missing.empty()) {
       stats_.violation(
           "seq_gap",
-          who + ": never received seq " + std::to_string(*s.missing.begin()) +
+          who + ": never received seq " + std::to_string(s.missing.begin()->first) +
               (s.missing.size() > 1 ? " and " + std::to_string(s.missing.size() - 1) + " more" : std::string()),
           s.missing.size());
     }

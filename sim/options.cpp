@@ -95,6 +95,14 @@ ParsedOptions parse_options(int argc, char** argv) {
     ("history-every", "seconds between history fetches per client; 0 = never",
      cxxopts::value<double>()->default_value("10"))
     ("reply-timeout", "seconds a request may wait for its reply", cxxopts::value<double>()->default_value("10"))
+    ("shared", "several hosts serve the bookings (shared subscriptions): events may arrive out of seq "
+     "order; a seq missing for --gap-wait ms is read back with after_seq")
+    ("gap-wait", "with --shared: milliseconds a missing seq may take to arrive before it is read back",
+     cxxopts::value<double>()->default_value("1000"))
+    ("resend-after", "faults expected: a request with no reply after MS milliseconds, or answered "
+     "`unavailable`, is sent again unchanged (same message_id); 0 = never", cxxopts::value<double>()->default_value("0"))
+    ("resend-tries", "with --resend-after: resends per request before it counts as unanswered",
+     cxxopts::value<unsigned>()->default_value("10"))
     ("booking-prefix", "booking codes are PREFIX-<n> (default SIM-<random hex>)", cxxopts::value<std::string>())
     ("secret-file", "authentication on: mint a driver / passenger token per client with this secret",
      cxxopts::value<std::string>())
@@ -130,6 +138,10 @@ ParsedOptions parse_options(int argc, char** argv) {
     o.history_every_s = args["history-every"].as<double>();
     o.reply_timeout_s = args["reply-timeout"].as<double>();
     o.connect_timeout_s = args["connect-timeout"].as<double>();
+    o.shared = args.count("shared") > 0;
+    o.gap_wait_s = args["gap-wait"].as<double>() / 1000;
+    o.resend_after_s = args["resend-after"].as<double>() / 1000;
+    o.resend_tries = args["resend-tries"].as<unsigned>();
     o.json = args.count("json") > 0;
     o.quiet = args.count("quiet") > 0;
     o.seed = args.count("seed") ? args["seed"].as<std::uint64_t>() : std::random_device{}();
@@ -153,6 +165,9 @@ ParsedOptions parse_options(int argc, char** argv) {
     require(o.ring_timeout_s > 0, "--ring-timeout: more than 0 seconds");
     require(o.history_every_s >= 0, "--history-every: 0 or more seconds");
     require(o.reply_timeout_s > 0, "--reply-timeout: more than 0 seconds");
+    require(o.gap_wait_s > 0, "--gap-wait: more than 0 ms");
+    require(o.resend_after_s >= 0, "--resend-after: 0 or more ms");
+    require(o.resend_tries >= 1 && o.resend_tries <= 1000, "--resend-tries: 1 to 1000");
     require(o.connect_timeout_s > 0, "--connect-timeout: more than 0 seconds");
     require(o.workers >= 1 && o.workers <= 64, "--workers: 1 to 64");
     require(o.connect_parallel >= 1 && o.connect_parallel <= 10000, "--connect-parallel: 1 to 10000");

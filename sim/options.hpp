@@ -37,6 +37,14 @@ struct SimOptions {
   std::uint64_t seed = 0;
   double connect_timeout_s = 10;
   double reply_timeout_s = 10;
+  // Several hosts on a shared subscription (--shared): events may arrive out of seq order; a seq
+  // still missing after gap_wait_s is read back with get_message after_seq.
+  bool shared = false;
+  double gap_wait_s = 1;
+  // Faults expected (--resend-after): a request without a reply after this long, or answered
+  // `unavailable`, is sent again unchanged (same message_id), at most resend_tries times. 0 = off.
+  double resend_after_s = 0;
+  unsigned resend_tries = 10;
   std::size_t workers = 2;              // verifier threads; each owns a share of the bookings
   std::size_t connect_parallel = 1000;  // connects in flight at once
   std::size_t processes = 1;            // simulator processes sharing the bookings (see shards.hpp)

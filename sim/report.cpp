@@ -65,6 +65,7 @@ ordered_json summary_json(const RunStats& stats, const RunFacts& facts) {
                             {"connect_latency_us", latency_json(stats.connect_latency)}};
   j["redelivered"] = stats.redelivered;
   j["late_replies"] = stats.late_replies;
+  for (const auto& [name, field] : FaultCounters::fields) j[name] = stats.faults.*field;
   j["interrupted"] = facts.interrupted;
   j["violations"] = violations;
   j["ok"] = stats.violations.empty();
@@ -92,6 +93,11 @@ void print_summary(std::ostream& out, const RunStats& stats, const RunFacts& fac
       static_cast<unsigned long long>(stats.calls.cancelled), static_cast<unsigned long long>(stats.calls.busy),
       static_cast<unsigned long long>(stats.redelivered), static_cast<unsigned long long>(stats.late_replies));
   out << line;
+  std::string faults;
+  for (const auto& [name, field] : FaultCounters::fields) {
+    faults += (faults.empty() ? "  " : ", ") + std::string(name) + " " + std::to_string(stats.faults.*field);
+  }
+  out << faults << " (shared subscriptions / faults, allowed)\n";
   out << latency_line("send -> reply", stats.reply_latency);
   out << latency_line("send -> event (other side)", stats.event_latency);
   out << latency_line("history read", stats.history_latency);

@@ -179,7 +179,9 @@ RunOutcome Run::execute() {
     return outcome;
   }
   for (auto& w : workers_) w->start();
-  const auto reply_wait = from_seconds(options_.reply_timeout_s);
+  // With resends a request may take all its tries (and a catch-up read one more) to be answered.
+  const auto reply_wait = from_seconds(
+      std::max(options_.reply_timeout_s, options_.resend_after_s * (options_.resend_tries + 1) + options_.gap_wait_s));
   const auto drain_wait = std::max<std::chrono::microseconds>(5s, reply_wait);
   // Setup: every client declared online and read its booking's last seq (or timed out trying).
   wait_idle(Clock::now() + reply_wait + 2s, 0);

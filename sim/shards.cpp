@@ -52,6 +52,7 @@ json stats_json(const RunStats& s) {
   j["history_fetches"] = s.history_fetches;
   j["calls"] = {s.calls.started,   s.calls.accepted,  s.calls.declined, s.calls.missed,
                 s.calls.completed, s.calls.cancelled, s.calls.busy};
+  for (const auto& [name, field] : FaultCounters::fields) j["faults"][name] = s.faults.*field;
   j["reply"] = histogram_json(s.reply_latency);
   j["event"] = histogram_json(s.event_latency);
   j["history"] = histogram_json(s.history_latency);
@@ -153,6 +154,8 @@ bool merge_outcome_json(const json& j, RunStats& stats, RunFacts& facts) {
     const auto calls = s.at("calls").get<std::vector<std::uint64_t>>();
     if (calls.size() != 7) return false;
     part.calls = {calls[0], calls[1], calls[2], calls[3], calls[4], calls[5], calls[6]};
+    for (const auto& [name, field] : FaultCounters::fields)
+      part.faults.*field = s.at("faults").at(name).get<std::uint64_t>();
     read_histogram(s.at("reply"), part.reply_latency);
     read_histogram(s.at("event"), part.event_latency);
     read_histogram(s.at("history"), part.history_latency);

@@ -44,6 +44,7 @@ void RunStats::merge(const RunStats& other) {
   calls.completed += other.calls.completed;
   calls.cancelled += other.calls.cancelled;
   calls.busy += other.calls.busy;
+  for (const auto& [name, field] : FaultCounters::fields) faults.*field += other.faults.*field;
   reply_latency.merge(other.reply_latency);
   event_latency.merge(other.event_latency);
   history_latency.merge(other.history_latency);

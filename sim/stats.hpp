@@ -3,6 +3,7 @@
 // goes are in Progress, shared and atomic.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -10,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "sim/latency.hpp"
@@ -35,6 +37,27 @@ struct CallCounters {
   std::uint64_t busy = 0;       // start refused as busy: another call was active (not a violation)
 };
 
+// What several hosts and faults do to a run (--shared, --resend-after): counted, allowed.
+struct FaultCounters {
+  std::uint64_t resends = 0;           // requests sent again unchanged (no reply in time, or `unavailable`)
+  std::uint64_t unavailable = 0;       // replies `unavailable` (database restarting, overloaded)
+  std::uint64_t reordered = 0;         // events that arrived after a higher seq (--shared)
+  std::uint64_t gap_fetches = 0;       // get_message after_seq reads of a gap
+  std::uint64_t events_recovered = 0;  // seqs a subscriber got only from such a read, never as an event
+  std::uint64_t calls_abandoned = 0;   // calls given up after `unavailable` or no reply
+
+  // The JSON names of the counters (summary and the --processes merge use the same).
+  using Field = std::uint64_t FaultCounters::*;
+  static constexpr std::array<std::pair<const char*, Field>, 6> fields{{
+      {"resends", &FaultCounters::resends},
+      {"unavailable", &FaultCounters::unavailable},
+      {"reordered", &FaultCounters::reordered},
+      {"gap_fetches", &FaultCounters::gap_fetches},
+      {"events_recovered", &FaultCounters::events_recovered},
+      {"calls_abandoned", &FaultCounters::calls_abandoned},
+  }};
+};
+
 class RunStats {
  public:
   explicit RunStats(Progress& progress) : progress_(&progress) {}
@@ -58,6 +81,7 @@ class RunStats {
   std::uint64_t late_replies = 0;     // replies that came after their request was counted as timed out
   std::uint64_t history_fetches = 0;
   CallCounters calls;
+  FaultCounters faults;
   LatencyHistogram reply_latency;    // send_message publish -> its reply
   LatencyHistogram event_latency;    // send_message publish -> events/message at the other party
   LatencyHistogram history_latency;  // get_message publish -> its reply

@@ -113,6 +113,10 @@ std::string get_message_request(int limit, std::optional<std::int64_t> before_se
   return p + "}";
 }
 
+std::string get_message_after_request(int limit, std::int64_t after_seq) {
+  return R"({"limit":)" + std::to_string(limit) + R"(,"after_seq":)" + std::to_string(after_seq) + "}";
+}
+
 std::string make_call_request(std::string_view action, std::string_view call_id, Role by) {
   std::string p = R"({"action":")";
   p.append(action).append(R"(","call_id":")").append(call_id);

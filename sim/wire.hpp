@@ -54,6 +54,8 @@ std::string make_text(std::string_view message_id, std::size_t bytes, std::uint6
 // backslashes (ids, roles, generated texts), so they are written directly.
 std::string send_message_request(std::string_view message_id, Role sender, std::string_view text);
 std::string get_message_request(int limit, std::optional<std::int64_t> before_seq);
+// {"limit":limit,"after_seq":after_seq}: the oldest `limit` messages after a seq (catching up).
+std::string get_message_after_request(int limit, std::int64_t after_seq);
 std::string make_call_request(std::string_view action, std::string_view call_id, Role by);
 std::string presence_request(Role role, bool online, std::string_view client_id);
 

@@ -17,6 +17,7 @@ using nlohmann::json;
 constexpr auto kHousekeepingEvery = 20ms;
 constexpr auto kWakeEvery = 2ms;
 constexpr int kHistoryLimit = 50;
+constexpr int kCatchUpLimit = 200;           // the protocol's largest page
 constexpr std::size_t kAnsweredMemory = 64;  // replies remembered per client, to recognise redeliveries
 constexpr std::size_t kExpiredMemory = 100000;
 // A callee answers after this long; a caller talks this long before hanging up.
@@ -61,7 +62,8 @@ const char* Worker::request_name(RequestKind kind) {
     case RequestKind::presence: return to_string(Action::presence);
     case RequestKind::history:
     case RequestKind::baseline:
-    case RequestKind::last_seq: return to_string(Action::get_message);
+    case RequestKind::last_seq:
+    case RequestKind::catch_up: return to_string(Action::get_message);
   }
   return "?";
 }
@@ -82,7 +84,7 @@ Worker::~Worker() {
 
 void Worker::add_booking(const std::string& code, const ClientFactory& make_client) {
   const std::array<std::string, 2> ids{"sim-" + code + "-d", "sim-" + code + "-p"};
-  auto b = std::make_unique<Booking>(code, ids, stats_);
+  auto b = std::make_unique<Booking>(code, ids, stats_, LedgerMode{options_.shared, options_.resend_after_s > 0});
   b->send_topic = topics_.request(code, Action::send_message);
   b->get_topic = topics_.request(code, Action::get_message);
   b->call_topic = topics_.request(code, Action::make_call);
@@ -324,6 +326,10 @@ void Worker::on_reply(Participant& p, const mqtt::const_message_ptr& message, Cl
     return;
   }
   const bool ok = reply["ok"].get<bool>();
+  if (!ok && options_.resend_after_s > 0 && error_code(reply) == "unavailable") {
+    ++stats_.faults.unavailable;
+    if (retry(p, request, at, true)) return;
+  }
   if (request.kind == RequestKind::make_call) {
     on_call_reply(b, p, request, reply);
     return;
@@ -366,9 +372,14 @@ void Worker::on_reply(Participant& p, const mqtt::const_message_ptr& message, Cl
         b.ledger.set_baseline(p.role, last->get<std::int64_t>());
       } else {
         b.last_seq = last->get<std::int64_t>();
+        b.ledger.note_last_seq(*b.last_seq, at);
       }
       break;
     }
+    case RequestKind::catch_up:
+      p.catch_up_in_flight = false;
+      b.ledger.catch_up_page(p.role, reply, kCatchUpLimit, request.after_seq, at);
+      break;
     case RequestKind::presence:
     case RequestKind::make_call: break;
   }
@@ -388,6 +399,7 @@ void Worker::request_failed(Participant& p, const Pending& request, Clock::time_
       if (b.call && b.call->call_id == request.id) call_over(p.booking);
       break;
     case RequestKind::last_seq: b.last_seq_failed = true; break;
+    case RequestKind::catch_up: p.catch_up_in_flight = false; break;
     case RequestKind::baseline:
     case RequestKind::presence: break;
   }
@@ -618,13 +630,27 @@ void Worker::advance_call(Booking& b, Clock::time_point now) {
   }
 }
 
+void Worker::send_catch_up(Participant& p, std::int64_t after_seq) {
+  Pending request;
+  request.kind = RequestKind::catch_up;
+  request.after_seq = after_seq;
+  p.catch_up_in_flight = true;
+  ++stats_.faults.gap_fetches;
+  publish(p, bookings_[p.booking]->get_topic, get_message_after_request(kCatchUpLimit, after_seq), request);
+}
+
 // The next call comes at the booking's next slot (TimerKind::call_start).
 void Worker::call_over(std::size_t booking) { bookings_[booking]->call.reset(); }
 
 bool Worker::publish(Participant& p, const std::string& topic, std::string payload, Pending request) {
   const auto now = Clock::now();
-  request.sent_at = now;
-  request.deadline = now + seconds(options_.reply_timeout_s);
+  if (request.resends == 0) request.sent_at = now;  // a resend's latency counts from the first send
+  const bool resendable = options_.resend_after_s > 0 && request.kind != RequestKind::make_call;
+  request.deadline = now + seconds(resendable ? options_.resend_after_s : options_.reply_timeout_s);
+  if (options_.resend_after_s > 0) {
+    request.topic = topic;
+    request.payload = payload;
+  }
   const std::uint64_t correlation = p.next_correlation++;
   p.pending.emplace(correlation, std::move(request));
   if (!p.link->publish_request(topic, std::move(payload), p.reply_topic, std::to_string(correlation))) {
@@ -647,6 +673,14 @@ void Worker::housekeeping(Clock::time_point now) {
       stats_.violation("publish_refused", p.link->id() + ": the broker refused a request (" + reason + ")", refused);
     }
   }
+  if (options_.shared && phase_ != Phase::setup) {
+    for (auto& p : participants_) {
+      if (p.lost || p.catch_up_in_flight || bookings_[p.booking]->broken) continue;
+      if (auto from = bookings_[p.booking]->ledger.catch_up_from(p.role, now, seconds(options_.gap_wait_s))) {
+        send_catch_up(p, *from);
+      }
+    }
+  }
   for (std::size_t i = 0; i < bookings_.size(); ++i) {
     Booking& b = *bookings_[i];
     if (b.broken || !b.call || now < b.call->deadline) continue;
@@ -661,17 +695,31 @@ void Worker::housekeeping(Clock::time_point now) {
   idle_.store(compute_idle(phase_), std::memory_order_release);
 }
 
-// Requests past their deadline (or all of them, at the end) count as unanswered.
+// Requests past their deadline (or all of them, at the end) are sent again (--resend-after) or
+// count as unanswered.
 void Worker::expire(Participant& p, Clock::time_point now, bool everything) {
+  std::vector<Pending> due;
   for (auto it = p.pending.begin(); it != p.pending.end();) {
     if (!everything && it->second.deadline > now) {
       ++it;
       continue;
     }
-    const Pending request = std::move(it->second);
-    if (p.expired.size() >= kExpiredMemory) p.expired.clear();
-    p.expired.insert(it->first);
+    if (!it->second.held) {
+      if (p.expired.size() >= kExpiredMemory) p.expired.clear();
+      p.expired.insert(it->first);
+    }
+    due.push_back(std::move(it->second));
     it = p.pending.erase(it);
+  }
+  for (Pending& request : due) {
+    if (!everything && request.held) {
+      request.held = false;  // the `unavailable` wait is over: out it goes (retry counted it)
+      std::string topic = request.topic;
+      std::string payload = request.payload;
+      publish(p, topic, std::move(payload), std::move(request));
+      continue;
+    }
+    if (!everything && retry(p, request, now, false)) continue;
     std::string what = request_name(request.kind);
     if (request.kind == RequestKind::make_call) what += " " + request.action;
     if (!request.id.empty()) what += " " + request.id;
@@ -682,6 +730,33 @@ void Worker::expire(Participant& p, Clock::time_point now, bool everything) {
                                           (everything ? std::string() : std::string(limit) + " s"));
     request_failed(p, request, now);
   }
+}
+
+bool Worker::retry(Participant& p, Pending request, Clock::time_point now, bool hold) {
+  if (options_.resend_after_s <= 0) return false;
+  Booking& b = *bookings_[p.booking];
+  if (request.kind == RequestKind::make_call) {
+    // A call action is not resent (a second start would be `busy`, a second accept `invalid_state`):
+    // the call is given up, and however the system ends it is right.
+    ++stats_.faults.calls_abandoned;
+    b.ledger.allow_any_end(request.id);
+    if (b.call && b.call->call_id == request.id) call_over(p.booking);
+    return true;
+  }
+  if (request.resends >= options_.resend_tries) return false;
+  ++request.resends;
+  ++stats_.faults.resends;
+  if (request.kind == RequestKind::send_message) b.ledger.message_resent(request.id);
+  if (hold) {
+    request.held = true;
+    request.deadline = now + seconds(options_.resend_after_s);
+    p.pending.emplace(p.next_correlation++, std::move(request));
+    return true;
+  }
+  std::string topic = request.topic;
+  std::string payload = request.payload;
+  publish(p, topic, std::move(payload), std::move(request));
+  return true;
 }
 
 bool Worker::compute_idle(Phase phase) const {

@@ -77,7 +77,7 @@ class Worker {
   const RunStats& stats() const { return stats_; }
 
  private:
-  enum class RequestKind { send_message, history, make_call, presence, baseline, last_seq };
+  enum class RequestKind { send_message, history, make_call, presence, baseline, last_seq, catch_up };
   static const char* request_name(RequestKind kind);
   struct Pending {
     RequestKind kind = RequestKind::send_message;
@@ -88,6 +88,13 @@ class Worker {
     int limit = 0;
     std::optional<std::int64_t> before_seq;
     std::int64_t seen_then = 0;
+    std::int64_t after_seq = 0;  // catch_up
+    // Kept to send it again unchanged (--resend-after); `held`: waiting out an `unavailable`
+    // until `deadline`, not published under this correlation.
+    std::string topic;
+    std::string payload;
+    unsigned resends = 0;
+    bool held = false;
   };
   struct Participant {
     std::unique_ptr<ClientLink> link;
@@ -102,6 +109,7 @@ class Worker {
     std::uint64_t next_correlation = 1;
     std::size_t messages_in_flight = 0;
     bool history_in_flight = false;
+    bool catch_up_in_flight = false;
     std::uint64_t history_reads = 0;
     bool lost = false;
   };
@@ -120,8 +128,8 @@ class Worker {
     bool end_scheduled = false;
   };
   struct Booking {
-    Booking(std::string code_in, std::array<std::string, 2> client_ids, RunStats& stats)
-        : code(code_in), ledger(std::move(code_in), std::move(client_ids), stats) {}
+    Booking(std::string code_in, std::array<std::string, 2> client_ids, RunStats& stats, LedgerMode mode)
+        : code(code_in), ledger(std::move(code_in), std::move(client_ids), stats, mode) {}
     std::string code;
     std::string send_topic, get_topic, call_topic, presence_topic;
     std::string message_events, call_events, presence_events, errors;
@@ -155,6 +163,10 @@ class Worker {
   void on_message_event(Booking& b, Participant& p, const mqtt::const_message_ptr& message, Clock::time_point at);
   void on_call_event(Booking& b, Participant& p, const mqtt::const_message_ptr& message, Clock::time_point at);
   void request_failed(Participant& p, const Pending& request, Clock::time_point now);
+  // --resend-after: whether `request` (unanswered, or answered `unavailable` when `hold`) goes out
+  // again; a call is given up instead.
+  bool retry(Participant& p, Pending request, Clock::time_point now, bool hold);
+  void send_catch_up(Participant& p, std::int64_t after_seq);
 
   void fire(const Timer& timer, Clock::time_point now);
   void try_send(std::size_t booking, Clock::time_point now);

@@ -73,7 +73,7 @@ function pageUrl(broker, code, role, token) {
 }
 
 // Opens one participant's page and registers it for the scenario's cleanup and checks.
-async function open(ctx, role, { broker = env.broker, token, label = role, device } = {}) {
+async function open(ctx, role, { broker = env.broker, token, label = role, device, prepare } = {}) {
   const client = await openClient({
     chromium: env.chromium,
     profilesDir: env.profilesDir,
@@ -81,6 +81,7 @@ async function open(ctx, role, { broker = env.broker, token, label = role, devic
     label,
     device: device ?? (role === 'driver' ? DESKTOP : PHONE),
     url: pageUrl(broker, ctx.code, role, token),
+    prepare,
   });
   ctx.clients.push(client);
   ctx.cleanups.add(`browser ${label}`, () => client.close());
@@ -122,6 +123,74 @@ function untilShown(client, { seq, sender, text, type = 'text' }, timeoutMs = 10
 }
 
 const callGone = (h) => h.call === 'ended' || h.call === null;
+
+// The size of the MQTT packet at the start of `buf` (fixed header byte, remaining length in 1 to 4
+// bytes of 7 bits), or null while it is incomplete.
+function mqttPacketSize(buf) {
+  let length = 0;
+  let scale = 1;
+  for (let i = 1; i < 5; i += 1) {
+    if (i >= buf.length) return null;
+    length += (buf[i] & 0x7f) * scale;
+    if ((buf[i] & 0x80) === 0) return i + 1 + length;
+    scale *= 128;
+  }
+  throw new Error('malformed MQTT remaining length from the broker');
+}
+
+// What several bridges on a shared subscription can do to a page's events/message stream
+// (docs/protocol.md "Ordering"): the event carrying `hold` is held back until the one carrying
+// `releaseAfter` has gone through (out of seq order), the one carrying `drop` never arrives (its
+// bridge died between commit and publish). It sits on the page's MQTT WebSocket, splitting the
+// broker's frames into packets; everything else passes unchanged.
+class EventReorder {
+  constructor({ hold, drop, releaseAfter }) {
+    Object.assign(this, { hold, drop, releaseAfter });
+    this.held = null;
+    this.dropped = 0;
+    this.released = 0;
+  }
+
+  async install(context) {
+    await context.routeWebSocket(/.*/, (ws) => {
+      const server = ws.connectToServer();
+      ws.onMessage((m) => server.send(m));
+      let pending = Buffer.alloc(0);
+      server.onMessage((m) => {
+        if (typeof m === 'string') {
+          ws.send(m);
+          return;
+        }
+        pending = Buffer.concat([pending, m]);
+        for (;;) {
+          const size = mqttPacketSize(pending);
+          if (size === null || size > pending.length) break;
+          this.pass(Buffer.from(pending.subarray(0, size)), (p) => ws.send(p));
+          pending = pending.subarray(size);
+        }
+      });
+    });
+  }
+
+  pass(packet, send) {
+    const isEvent = packet[0] >> 4 === 3 && packet.toString('utf8').includes('/events/message');
+    const text = isEvent ? packet.toString('utf8') : '';
+    if (isEvent && text.includes(this.drop)) {
+      this.dropped += 1;
+      return;
+    }
+    if (isEvent && text.includes(this.hold)) {
+      this.held = packet;
+      return;
+    }
+    send(packet);
+    if (isEvent && text.includes(this.releaseAfter) && this.held) {
+      send(this.held);
+      this.held = null;
+      this.released += 1;
+    }
+  }
+}
 const visible = (h, id) => h.controls[id].visible;
 
 // ---------------------------------------------------------------- scenarios
@@ -300,6 +369,39 @@ const scenarios = [
       await assertNoDuplicates(driver, [seqs[0]]);
       await assertNoDuplicates(passenger, [seqs[0]]);
       ctx.log(`shown on both pages as seq ${seqs[0]}`);
+    },
+  },
+  {
+    name: 'events out of seq order and one never broadcast (several bridges)',
+    timeoutMs: 45000,
+    async run(ctx) {
+      // The passenger's page gets seq 3 first, then seq 1, and never the event of seq 2: it must
+      // show 1, 2, 3 in seq order, each once, seq 2 read with after_seq (docs/protocol.md "Ordering").
+      const tag = randomTag();
+      const texts = [`held back [${tag}]`, `never broadcast [${tag}]`, `arrives first [${tag}]`];
+      const reorder = new EventReorder({ hold: texts[0], drop: texts[1], releaseAfter: texts[2] });
+      const passenger = await open(ctx, 'passenger', { prepare: (context) => reorder.install(context) });
+      await passenger.untilConnection('connected');
+      // Its first history page is in: what follows reaches it as events only.
+      await passenger.page.waitForFunction(() => window.navietakie && window.navietakie.state().historyLoaded, null, { timeout: 10000 });
+      for (const text of texts) {
+        const pub = await run(env.mosquittoPub, [
+          '-h', '127.0.0.1', '-p', String(env.broker.tcpPort), '-V', 'mqttv311', '-q', '1',
+          '-t', `navietakie/v1/bookings/${ctx.code}/send_message`,
+          '-m', JSON.stringify({ sender: 'driver', text }),
+        ]);
+        assert(pub.code === 0, `mosquitto_pub failed (${pub.code}): ${pub.stderr.trim()}`);
+      }
+      const ordered = (h) => {
+        const ours = h.messages.filter((m) => m.text.includes(tag) && m.pending !== 'true');
+        return ours.length === 3 && ours.every((m, i) => m.seq === String(i + 1) && m.text.includes(texts[i]));
+      };
+      await passenger.until('seqs 1, 2, 3 in order: held back, never broadcast, arrives first', ordered);
+      assert(reorder.dropped === 1, `the event of seq 2 was dropped ${reorder.dropped} times, expected 1`);
+      assert(reorder.released === 1, `the event of seq 1 was released after seq 3 ${reorder.released} times, expected 1`);
+      await sleep(500);
+      await assertNoDuplicates(passenger, [1, 2, 3]);
+      ctx.log('seq 3 arrived before seq 1, seq 2 never came as an event: shown 1, 2, 3');
     },
   },
   {

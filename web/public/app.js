@@ -21,7 +21,11 @@
   const HISTORY_PAGE = 50;
   const CATCH_UP_PAGE = 200;
   const ENDED_BANNER_MS = 4000;
+  // With several bridges (shared subscriptions) events may arrive out of seq order: a hole
+  // below a live seq is given this long to fill before it is read with after_seq.
   const GAP_CHECK_DELAY_MS = 300;
+  // A catch-up that failed (e.g. refused while the database restarts) is tried again.
+  const CATCH_UP_RETRY_MS = 2000;
   const OTHER_ROLE = { [Role.driver]: Role.passenger, [Role.passenger]: Role.driver };
 
   const $ = (id) => document.getElementById(id);
@@ -529,6 +533,9 @@
         } while (catchUpAgain);
       } catch (error) {
         report(error);
+        // The hole must not stay for good: look again while connected (a reconnect catches up
+        // by itself).
+        if (error.code !== 'disconnected') setTimeout(checkForGap, CATCH_UP_RETRY_MS);
       } finally {
         catchingUp = false;
       }
@@ -847,6 +854,7 @@
           presence: peerPresence ? { ...peerPresence } : null,
           call: call.current ? { ...call.current } : null,
           seqs: [...timeline.bySeq.keys()].sort((a, b) => a - b),
+          historyLoaded: timeline.historyLoaded,
           hasMoreBefore: timeline.hasMoreBefore,
           outbox: [...outbox.values()].map((e) => ({ message_id: e.id, status: e.status })),
           error: lastError ? { ...lastError } : null,

@@ -162,7 +162,8 @@ export class Client {
 }
 
 // Starts a browser with a fresh profile dir and opens `url` in it.
-export async function openClient({ chromium, profilesDir, role, label = role, device, url }) {
+// `prepare(context)`, if given, runs before the page loads (e.g. to route its WebSocket).
+export async function openClient({ chromium, profilesDir, role, label = role, device, url, prepare }) {
   const profileDir = fs.mkdtempSync(path.join(profilesDir, `${label.replace(/[^a-z0-9]/gi, '-')}-`));
   let context;
   try {
@@ -195,6 +196,7 @@ export async function openClient({ chromium, profilesDir, role, label = role, de
   const page = context.pages()[0] ?? (await context.newPage());
   const client = new Client({ role, label, context, page, profileDir });
   try {
+    if (prepare) await prepare(context);
     await page.goto(url, { waitUntil: 'load', timeout: 15000 });
   } catch (e) {
     await client.close();
