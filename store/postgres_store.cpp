@@ -154,6 +154,14 @@ Presence presence_of(const pqxx::row& r) {
 
 // ---- statements, prepared once per connection ----
 
+// Locks a batch's bookings (`codes`: a quoted text[] literal): the rows first exist (a booking's
+// first write), then are locked in code order; their last_seq comes along. Two statements in one
+// round trip: the SELECT must see the rows the INSERT created.
+std::string lock_bookings_sql(const std::string& codes) {
+  return "INSERT INTO bookings (code) SELECT unnest(" + codes + "::text[]) ON CONFLICT DO NOTHING; " +
+         "SELECT code, last_seq FROM bookings WHERE code = ANY(" + codes + "::text[]) ORDER BY code FOR UPDATE";
+}
+
 std::vector<std::pair<std::string, std::string>> statements() {
   const std::string messages = select_from("messages", kMessageColumns);
   const std::string calls = select_from("calls", kCallColumns);
@@ -168,10 +176,6 @@ std::vector<std::pair<std::string, std::string>> statements() {
       {"connections", select_from("connections", kConnectionColumns) + "WHERE booking_code = $1 ORDER BY client_id"},
       {"presence", select_from("presence", kPresenceColumns) + "WHERE booking_code = $1"},
       {"all_presence", select_from("presence", kPresenceColumns) + "ORDER BY booking_code"},
-      // Locks: the rows first exist (a booking's first write), then are locked in the order given;
-      // their last_seq comes along.
-      {"create_bookings", "INSERT INTO bookings (code) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING"},
-      {"lock_bookings", "SELECT code, last_seq FROM bookings WHERE code = ANY($1::text[]) ORDER BY code FOR UPDATE"},
       // One round trip: the message and its booking's last_seq.
       {"append_message", "WITH m AS (INSERT INTO messages (" + joined(kMessageColumns) +
                              ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)) "
@@ -417,9 +421,15 @@ class PgWriter final : public PgReadOps<StoreWriter> {
       if (!locked_.count(code)) missing.push_back(code);
     }
     if (missing.empty()) return;
-    const std::string codes = text_array(missing);
-    run([&] { return tx_.exec_prepared("create_bookings", codes); });
-    const pqxx::result rows = run([&] { return tx_.exec_prepared("lock_bookings", codes); });
+    pqxx::result rows;
+    try {
+      rows = run([&] { return tx_.exec(lock_bookings_sql(tx_.quote(text_array(missing)))); });
+    } catch (const StoreError& e) {
+      // libpqxx 6 closes its transaction object when a statement sent as text fails: no savepoint
+      // can undo this one, the whole transaction fails.
+      if (!failure_) failure_ = Failure{e, false};
+      throw;
+    }
     for (const auto& row : rows) {
       const std::string code = row[0].as<std::string>();
       if (locked_.insert(code).second) lock_log_.push_back(code);
@@ -437,9 +447,8 @@ class PgWriter final : public PgReadOps<StoreWriter> {
     for (const std::string* field : {&m.message_id, &m.text, &m.data_json}) refuse_nul(*field);
     if (m.sender_id) refuse_nul(*m.sender_id);
     write([&] {
-      const std::optional<std::string> sender_id = m.sender_id;
       return tx_.exec_prepared("append_message", m.booking_code, m.seq, m.message_id, name_of(m.type, kTypeNames),
-                               name_of(m.sender, kRoleNames), nullable(sender_id), m.text, m.data_json, m.ts);
+                               name_of(m.sender, kRoleNames), nullable(m.sender_id), m.text, m.data_json, m.ts);
     });
     last_seq_[m.booking_code] = m.seq;
   }

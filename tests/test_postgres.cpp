@@ -337,6 +337,38 @@ BOOST_AUTO_TEST_CASE(a_text_with_a_nul_byte_is_refused_alone) {
   BOOST_TEST(messages[0].text == "fine");
 }
 
+// A unit's SAVEPOINT travels with its INSERT in one round trip: when that INSERT fails (here a
+// message_id used twice, which the engine's lookup normally prevents), the unit is still rolled
+// back alone and its neighbours commit.
+BOOST_AUTO_TEST_CASE(an_insert_failing_in_the_savepoints_round_trip_fails_its_unit_alone) {
+  auto store = open_at(fresh_schema_url());
+  auto message = [](std::uint64_t seq, const std::string& id) {
+    Message m;
+    m.booking_code = "SPT1";
+    m.seq = seq;
+    m.message_id = id;
+    m.text = id;
+    m.data_json = "{}";
+    m.ts = 1;
+    return m;
+  };
+  bool refused = false;
+  store->write([&](StoreWriter& w) {
+    w.unit([&] { w.append_message(message(1, "first")); });
+    try {
+      w.unit([&] { w.append_message(message(2, "first")); });
+    } catch (const std::logic_error&) {
+      refused = true;
+    }
+    w.unit([&] { w.append_message(message(2, "second")); });
+  });
+  BOOST_TEST(refused);
+  const auto messages = all_messages(*store, "SPT1");
+  BOOST_REQUIRE(messages.size() == 2u);
+  BOOST_TEST(messages[1].message_id == "second");
+  check_gapless(messages);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(postgres_outage)
