@@ -154,6 +154,12 @@ Presence presence_of(const pqxx::row& r) {
 
 // ---- statements, prepared once per connection ----
 
+// A message by its idempotency key; `booking` and `message_id` as placeholders or quoted literals.
+std::string message_by_id_sql(const std::string& booking, const std::string& message_id) {
+  return select_from("messages", kMessageColumns) + "WHERE booking_code = " + booking +
+         " AND message_id = " + message_id;
+}
+
 // Locks a batch's bookings (`codes`: a quoted text[] literal): the rows first exist (a booking's
 // first write), then are locked in code order; their last_seq comes along. Two statements in one
 // round trip: the SELECT must see the rows the INSERT created.
@@ -168,7 +174,7 @@ std::vector<std::pair<std::string, std::string>> statements() {
   return {
       {"last_seq", "SELECT last_seq FROM bookings WHERE code = $1"},
       {"message", messages + "WHERE booking_code = $1 AND seq = $2"},
-      {"message_by_id", messages + "WHERE booking_code = $1 AND message_id = $2"},
+      {"message_by_id", message_by_id_sql("$1", "$2")},
       {"call", calls + "WHERE booking_code = $1 AND call_id = $2"},
       {"active_call", calls + "WHERE booking_code = $1 AND state <> 'ended'"},
       {"ringing_calls", calls + "WHERE state = 'ringing'"},
@@ -275,9 +281,18 @@ class PgReadOps : public Interface {
     return one(run([&] { return tx_.exec_prepared("message", booking, seq); }), message_of);
   }
 
+  // The lookup that starts a send_message with a message_id: the unit's SAVEPOINT, if it needs one,
+  // travels with it in one round trip (set before the unit writes anything, so rolling back to it
+  // undoes the same writes).
   std::optional<Message> message_by_id(const std::string& booking, const std::string& message_id) const override {
     touch(booking);
-    return one(run([&] { return tx_.exec_prepared("message_by_id", booking, message_id); }), message_of);
+    const std::string savepoints = savepoints_due();
+    if (savepoints.empty()) {
+      return one(run([&] { return tx_.exec_prepared("message_by_id", booking, message_id); }), message_of);
+    }
+    return one(run_as_text(
+                   [&] { return tx_.exec(savepoints + message_by_id_sql(tx_.quote(booking), tx_.quote(message_id))); }),
+               message_of);
   }
 
   HistoryPage history(const std::string& booking, const HistoryQuery& query) const override {
@@ -364,6 +379,24 @@ class PgReadOps : public Interface {
   virtual void touch(const std::string& /*booking*/) const {}
   // Whether a failure now can be undone by rolling back to a savepoint (a writer inside a unit).
   virtual bool recoverable() const { return false; }
+  // The SAVEPOINT statements of the units that have none yet (now counted as set); a reader has
+  // no units.
+  virtual std::string savepoints_due() const { return ""; }
+
+  // Runs a statement sent as SQL text (tx.exec). libpqxx 6 closes its transaction object when
+  // such a statement fails, so no savepoint can undo the failure: the transaction fails.
+  template <class Fn>
+  auto run_as_text(Fn&& fn) const -> decltype(fn()) {
+    try {
+      return run(std::forward<Fn>(fn));
+    } catch (const StoreError& e) {
+      if (!failure_) failure_ = Failure{e, false};
+      throw;
+    } catch (const std::logic_error& e) {
+      if (!failure_) failure_ = Failure{StoreError(StoreError::Kind::io, e.what()), false};
+      throw;
+    }
+  }
 
   // Runs a statement; a libpqxx failure becomes StoreError, and poisons the transaction when no
   // savepoint can undo it.
@@ -421,15 +454,7 @@ class PgWriter final : public PgReadOps<StoreWriter> {
       if (!locked_.count(code)) missing.push_back(code);
     }
     if (missing.empty()) return;
-    pqxx::result rows;
-    try {
-      rows = run([&] { return tx_.exec(lock_bookings_sql(tx_.quote(text_array(missing)))); });
-    } catch (const StoreError& e) {
-      // libpqxx 6 closes its transaction object when a statement sent as text fails: no savepoint
-      // can undo this one, the whole transaction fails.
-      if (!failure_) failure_ = Failure{e, false};
-      throw;
-    }
+    const pqxx::result rows = run_as_text([&] { return tx_.exec(lock_bookings_sql(tx_.quote(text_array(missing)))); });
     for (const auto& row : rows) {
       const std::string code = row[0].as<std::string>();
       if (locked_.insert(code).second) lock_log_.push_back(code);
@@ -509,16 +534,23 @@ class PgWriter final : public PgReadOps<StoreWriter> {
     return false;
   }
 
-  // A write statement: inside a unit, its savepoint (and any enclosing unit's) is set first.
-  template <class Fn>
-  void write(Fn&& fn) {
+  std::string savepoints_due() const override {
+    std::string statements;
     for (auto& u : units_) {
       if (!u.savepoint.empty()) continue;
       u.savepoint = "u" + std::to_string(++savepoints_);
       u.locks_before = lock_log_.size();
       u.last_seq_before = last_seq_;
-      run([&] { return tx_.exec("SAVEPOINT " + u.savepoint); });
+      statements += "SAVEPOINT " + u.savepoint + "; ";
     }
+    return statements;
+  }
+
+  // A write statement: inside a unit, its savepoint (and any enclosing unit's) is set first.
+  template <class Fn>
+  void write(Fn&& fn) {
+    const std::string savepoints = savepoints_due();
+    if (!savepoints.empty()) run_as_text([&] { return tx_.exec(savepoints); });
     run(std::forward<Fn>(fn));
   }
 
@@ -544,8 +576,8 @@ class PgWriter final : public PgReadOps<StoreWriter> {
   std::set<std::string> locked_;                   // bookings whose row this transaction holds locked
   std::vector<std::string> lock_log_;              // the same, in the order taken
   std::map<std::string, std::uint64_t> last_seq_;  // of the locked bookings: nobody else can move it
-  std::vector<UnitFrame> units_;
-  std::uint64_t savepoints_ = 0;
+  mutable std::vector<UnitFrame> units_;           // savepoints_due() sets their savepoints from a read
+  mutable std::uint64_t savepoints_ = 0;
 };
 
 class PostgresStore final : public Store {

@@ -337,10 +337,10 @@ BOOST_AUTO_TEST_CASE(a_text_with_a_nul_byte_is_refused_alone) {
   BOOST_TEST(messages[0].text == "fine");
 }
 
-// A unit's SAVEPOINT travels with its INSERT in one round trip: when that INSERT fails (here a
-// message_id used twice, which the engine's lookup normally prevents), the unit is still rolled
-// back alone and its neighbours commit.
-BOOST_AUTO_TEST_CASE(an_insert_failing_in_the_savepoints_round_trip_fails_its_unit_alone) {
+// A unit is rolled back alone, its neighbours commit: when its INSERT fails (a message_id used
+// twice, which the engine's lookup normally prevents), and when it fails after a message_id
+// lookup, which carries the unit's SAVEPOINT in the same round trip.
+BOOST_AUTO_TEST_CASE(a_failing_unit_is_rolled_back_alone) {
   auto store = open_at(fresh_schema_url());
   auto message = [](std::uint64_t seq, const std::string& id) {
     Message m;
@@ -361,11 +361,25 @@ BOOST_AUTO_TEST_CASE(an_insert_failing_in_the_savepoints_round_trip_fails_its_un
       refused = true;
     }
     w.unit([&] { w.append_message(message(2, "second")); });
+    try {
+      w.unit([&] {
+        BOOST_TEST(!w.message_by_id("SPT1", "third"));
+        w.append_message(message(3, "third"));
+        throw std::runtime_error("the request fails after its write");
+      });
+    } catch (const std::runtime_error&) {
+    }
+    BOOST_TEST(w.last_seq("SPT1") == 2u);
+    w.unit([&] {
+      BOOST_TEST(!w.message_by_id("SPT1", "fourth"));
+      w.append_message(message(3, "fourth"));
+    });
   });
   BOOST_TEST(refused);
   const auto messages = all_messages(*store, "SPT1");
-  BOOST_REQUIRE(messages.size() == 2u);
+  BOOST_REQUIRE(messages.size() == 3u);
   BOOST_TEST(messages[1].message_id == "second");
+  BOOST_TEST(messages[2].message_id == "fourth");
   check_gapless(messages);
 }
 
