@@ -162,9 +162,12 @@ std::string message_by_id_sql(const std::string& booking, const std::string& mes
 
 // Locks a batch's bookings (`codes`: a quoted text[] literal): the rows first exist (a booking's
 // first write), then are locked in code order; their last_seq comes along. Two statements in one
-// round trip: the SELECT must see the rows the INSERT created.
+// round trip: the SELECT must see the rows the INSERT created. The INSERT leaves out the rows it
+// can already see: ON CONFLICT on a row that another host's open transaction has updated waits for
+// that transaction, and these rows are updated by every write.
 std::string lock_bookings_sql(const std::string& codes) {
-  return "INSERT INTO bookings (code) SELECT unnest(" + codes + "::text[]) ON CONFLICT DO NOTHING; " +
+  return "INSERT INTO bookings (code) SELECT c FROM unnest(" + codes +
+         "::text[]) AS c WHERE NOT EXISTS (SELECT 1 FROM bookings b WHERE b.code = c) ON CONFLICT DO NOTHING; " +
          "SELECT code, last_seq FROM bookings WHERE code = ANY(" + codes + "::text[]) ORDER BY code FOR UPDATE";
 }
 
