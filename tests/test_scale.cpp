@@ -232,7 +232,7 @@ BOOST_AUTO_TEST_CASE(three_bridges_on_one_postgres_survive_bridge_kills_and_a_da
   // The faults. Each kill is preceded by a read of the calls ringing then: they must end once.
   std::set<std::string> ringing_at_faults;
   int kills = 0;
-  for (int victim : {0, 1}) {
+  for (std::size_t victim : {std::size_t{0}, std::size_t{1}}) {
     at(victim == 0 ? 6 : 13);
     auto ringing = ringing_calls(pg);
     ringing_at_faults.insert(ringing.begin(), ringing.end());
