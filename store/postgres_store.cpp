@@ -154,13 +154,30 @@ Presence presence_of(const pqxx::row& r) {
 
 // ---- statements, prepared once per connection ----
 
+// A message by its idempotency key; `booking` and `message_id` as placeholders or quoted literals.
+std::string message_by_id_sql(const std::string& booking, const std::string& message_id) {
+  return select_from("messages", kMessageColumns) + "WHERE booking_code = " + booking +
+         " AND message_id = " + message_id;
+}
+
+// Locks a batch's bookings (`codes`: a quoted text[] literal): the rows first exist (a booking's
+// first write), then are locked in code order; their last_seq comes along. Two statements in one
+// round trip: the SELECT must see the rows the INSERT created. The INSERT leaves out the rows it
+// can already see: ON CONFLICT on a row that another host's open transaction has updated waits for
+// that transaction, and these rows are updated by every write.
+std::string lock_bookings_sql(const std::string& codes) {
+  return "INSERT INTO bookings (code) SELECT c FROM unnest(" + codes +
+         "::text[]) AS c WHERE NOT EXISTS (SELECT 1 FROM bookings b WHERE b.code = c) ON CONFLICT DO NOTHING; " +
+         "SELECT code, last_seq FROM bookings WHERE code = ANY(" + codes + "::text[]) ORDER BY code FOR UPDATE";
+}
+
 std::vector<std::pair<std::string, std::string>> statements() {
   const std::string messages = select_from("messages", kMessageColumns);
   const std::string calls = select_from("calls", kCallColumns);
   return {
       {"last_seq", "SELECT last_seq FROM bookings WHERE code = $1"},
       {"message", messages + "WHERE booking_code = $1 AND seq = $2"},
-      {"message_by_id", messages + "WHERE booking_code = $1 AND message_id = $2"},
+      {"message_by_id", message_by_id_sql("$1", "$2")},
       {"call", calls + "WHERE booking_code = $1 AND call_id = $2"},
       {"active_call", calls + "WHERE booking_code = $1 AND state <> 'ended'"},
       {"ringing_calls", calls + "WHERE state = 'ringing'"},
@@ -168,10 +185,6 @@ std::vector<std::pair<std::string, std::string>> statements() {
       {"connections", select_from("connections", kConnectionColumns) + "WHERE booking_code = $1 ORDER BY client_id"},
       {"presence", select_from("presence", kPresenceColumns) + "WHERE booking_code = $1"},
       {"all_presence", select_from("presence", kPresenceColumns) + "ORDER BY booking_code"},
-      // Locks: the rows first exist (a booking's first write), then are locked in the order given;
-      // their last_seq comes along.
-      {"create_bookings", "INSERT INTO bookings (code) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING"},
-      {"lock_bookings", "SELECT code, last_seq FROM bookings WHERE code = ANY($1::text[]) ORDER BY code FOR UPDATE"},
       // One round trip: the message and its booking's last_seq.
       {"append_message", "WITH m AS (INSERT INTO messages (" + joined(kMessageColumns) +
                              ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)) "
@@ -271,9 +284,18 @@ class PgReadOps : public Interface {
     return one(run([&] { return tx_.exec_prepared("message", booking, seq); }), message_of);
   }
 
+  // The lookup that starts a send_message with a message_id: the unit's SAVEPOINT, if it needs one,
+  // travels with it in one round trip (set before the unit writes anything, so rolling back to it
+  // undoes the same writes).
   std::optional<Message> message_by_id(const std::string& booking, const std::string& message_id) const override {
     touch(booking);
-    return one(run([&] { return tx_.exec_prepared("message_by_id", booking, message_id); }), message_of);
+    const std::string savepoints = savepoints_due();
+    if (savepoints.empty()) {
+      return one(run([&] { return tx_.exec_prepared("message_by_id", booking, message_id); }), message_of);
+    }
+    return one(run_as_text(
+                   [&] { return tx_.exec(savepoints + message_by_id_sql(tx_.quote(booking), tx_.quote(message_id))); }),
+               message_of);
   }
 
   HistoryPage history(const std::string& booking, const HistoryQuery& query) const override {
@@ -360,6 +382,24 @@ class PgReadOps : public Interface {
   virtual void touch(const std::string& /*booking*/) const {}
   // Whether a failure now can be undone by rolling back to a savepoint (a writer inside a unit).
   virtual bool recoverable() const { return false; }
+  // The SAVEPOINT statements of the units that have none yet (now counted as set); a reader has
+  // no units.
+  virtual std::string savepoints_due() const { return ""; }
+
+  // Runs a statement sent as SQL text (tx.exec). libpqxx 6 closes its transaction object when
+  // such a statement fails, so no savepoint can undo the failure: the transaction fails.
+  template <class Fn>
+  auto run_as_text(Fn&& fn) const -> decltype(fn()) {
+    try {
+      return run(std::forward<Fn>(fn));
+    } catch (const StoreError& e) {
+      if (!failure_) failure_ = Failure{e, false};
+      throw;
+    } catch (const std::logic_error& e) {
+      if (!failure_) failure_ = Failure{StoreError(StoreError::Kind::io, e.what()), false};
+      throw;
+    }
+  }
 
   // Runs a statement; a libpqxx failure becomes StoreError, and poisons the transaction when no
   // savepoint can undo it.
@@ -417,9 +457,7 @@ class PgWriter final : public PgReadOps<StoreWriter> {
       if (!locked_.count(code)) missing.push_back(code);
     }
     if (missing.empty()) return;
-    const std::string codes = text_array(missing);
-    run([&] { return tx_.exec_prepared("create_bookings", codes); });
-    const pqxx::result rows = run([&] { return tx_.exec_prepared("lock_bookings", codes); });
+    const pqxx::result rows = run_as_text([&] { return tx_.exec(lock_bookings_sql(tx_.quote(text_array(missing)))); });
     for (const auto& row : rows) {
       const std::string code = row[0].as<std::string>();
       if (locked_.insert(code).second) lock_log_.push_back(code);
@@ -437,9 +475,8 @@ class PgWriter final : public PgReadOps<StoreWriter> {
     for (const std::string* field : {&m.message_id, &m.text, &m.data_json}) refuse_nul(*field);
     if (m.sender_id) refuse_nul(*m.sender_id);
     write([&] {
-      const std::optional<std::string> sender_id = m.sender_id;
       return tx_.exec_prepared("append_message", m.booking_code, m.seq, m.message_id, name_of(m.type, kTypeNames),
-                               name_of(m.sender, kRoleNames), nullable(sender_id), m.text, m.data_json, m.ts);
+                               name_of(m.sender, kRoleNames), nullable(m.sender_id), m.text, m.data_json, m.ts);
     });
     last_seq_[m.booking_code] = m.seq;
   }
@@ -500,16 +537,23 @@ class PgWriter final : public PgReadOps<StoreWriter> {
     return false;
   }
 
-  // A write statement: inside a unit, its savepoint (and any enclosing unit's) is set first.
-  template <class Fn>
-  void write(Fn&& fn) {
+  std::string savepoints_due() const override {
+    std::string statements;
     for (auto& u : units_) {
       if (!u.savepoint.empty()) continue;
       u.savepoint = "u" + std::to_string(++savepoints_);
       u.locks_before = lock_log_.size();
       u.last_seq_before = last_seq_;
-      run([&] { return tx_.exec("SAVEPOINT " + u.savepoint); });
+      statements += "SAVEPOINT " + u.savepoint + "; ";
     }
+    return statements;
+  }
+
+  // A write statement: inside a unit, its savepoint (and any enclosing unit's) is set first.
+  template <class Fn>
+  void write(Fn&& fn) {
+    const std::string savepoints = savepoints_due();
+    if (!savepoints.empty()) run_as_text([&] { return tx_.exec(savepoints); });
     run(std::forward<Fn>(fn));
   }
 
@@ -535,8 +579,8 @@ class PgWriter final : public PgReadOps<StoreWriter> {
   std::set<std::string> locked_;                   // bookings whose row this transaction holds locked
   std::vector<std::string> lock_log_;              // the same, in the order taken
   std::map<std::string, std::uint64_t> last_seq_;  // of the locked bookings: nobody else can move it
-  std::vector<UnitFrame> units_;
-  std::uint64_t savepoints_ = 0;
+  mutable std::vector<UnitFrame> units_;           // savepoints_due() sets their savepoints from a read
+  mutable std::uint64_t savepoints_ = 0;
 };
 
 class PostgresStore final : public Store {
@@ -548,13 +592,13 @@ class PostgresStore final : public Store {
 
   void write(const std::function<void(StoreWriter&)>& fn) override {
     std::lock_guard<std::mutex> lock(mutex_);
-    transaction("write transaction", [&](pqxx::connection& c) {
+    transaction("write transaction", [&](pqxx::connection& c, std::optional<Failure>& seen) {
       pqxx::work tx(c);
       PgWriter writer(tx);
-      run_noting_loss(writer, [&] { fn(writer); });
+      run_noting_failure(writer, seen, [&] { fn(writer); });
       // A failure fn swallowed (a lost connection, a deadlock) still fails the transaction.
       if (writer.failure()) {
-        lost_if(*writer.failure());
+        seen = writer.failure();
         throw writer.failure()->error;
       }
       tx.commit();
@@ -563,37 +607,44 @@ class PostgresStore final : public Store {
 
   void read(const std::function<void(const StoreReader&)>& fn) const override {
     std::lock_guard<std::mutex> lock(mutex_);
-    transaction("read transaction", [&](pqxx::connection& c) {
+    transaction("read transaction", [&](pqxx::connection& c, std::optional<Failure>& seen) {
       pqxx::read_transaction tx(c);
       const PgReader reader(tx);
-      run_noting_loss(reader, [&] { fn(reader); });
+      run_noting_failure(reader, seen, [&] { fn(reader); });
     });
   }
 
  private:
   // Runs body on the connection (reconnecting if needed); a libpqxx failure of the transaction
   // itself (BEGIN, COMMIT) becomes StoreError, and a lost connection is dropped for the next call.
+  //
+  // body owns the libpqxx transaction object, whose destructor (an abort) still uses the
+  // connection: a failure seen inside body is only noted there (`seen`), and the connection is
+  // dropped here, once body has returned or unwound and that object is gone.
   template <class Body>
   void transaction(const char* what, Body&& body) const {
     pqxx::connection& c = connection();
+    std::optional<Failure> seen;
     try {
-      body(c);
-    } catch (const StoreError&) {
-      throw;
+      body(c, seen);
     } catch (const pqxx::failure&) {
       Failure f = classify(what);
       lost_if(f);
+      if (seen) lost_if(*seen);
       throw f.error;
+    } catch (...) {
+      if (seen) lost_if(*seen);
+      throw;
     }
   }
 
-  // Runs fn; if it throws after the reader or writer saw the connection go, drops the connection.
+  // Runs fn; if it throws after the reader or writer saw a failure, notes it for transaction().
   template <class Ops, class Fn>
-  void run_noting_loss(const Ops& ops, Fn&& fn) const {
+  static void run_noting_failure(const Ops& ops, std::optional<Failure>& seen, Fn&& fn) {
     try {
       fn();
     } catch (...) {
-      if (ops.failure()) lost_if(*ops.failure());
+      if (ops.failure()) seen = ops.failure();
       throw;
     }
   }
