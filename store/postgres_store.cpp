@@ -699,9 +699,10 @@ class PostgresStore final : public Store {
   void lost_if(const Failure& f) const {
     if (!f.lost || !connection_ || connection_lost_) return;
     log("postgres_connection_lost", f.error.what());
-    // Dropped by the next connection(), not here: lost_if runs while a transaction object of
-    // this connection is still alive, and its destructor (an abort) would use a freed connection
-    // (a bridge died of SIGSEGV on a database restart, test_scale).
+    // Dropped by the next connection(), not here: transaction() already calls this only once the
+    // libpqxx transaction object is gone, and deferring the drop too keeps any other caller from
+    // freeing a connection a live transaction still uses (its destructor aborts on it: bridges
+    // died of SIGSEGV on a database restart, test_scale).
     connection_lost_ = true;
     retry_at_ = Clock::time_point{};  // the first request after a loss tries at once
   }
