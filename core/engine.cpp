@@ -267,7 +267,8 @@ void Engine::handle_one(StoreWriter* store, const Request& request, Handled& h) 
     // never used, not even for the errors found before it: they go to the errors topic.
     std::optional<ProtocolError> bad_reply_address;
     if (request.response_topic) {
-      bad_reply_address = reply_address_problem(request, *request.response_topic, "response topic");
+      bad_reply_address =
+          reply_address_problem(topics_, options_, request, *request.response_topic, "response topic");
       if (!bad_reply_address) {
         h.reply_topic = request.response_topic;
         h.correlation_data = request.correlation_data;
@@ -281,7 +282,8 @@ void Engine::handle_one(StoreWriter* store, const Request& request, Handled& h) 
       if (auto it = body.find("reply_to"); it != body.end()) {
         if (!it->is_string()) {
           bad_reply_address = ProtocolError(ErrorCode::invalid_request, "'reply_to' must be a string");
-        } else if (!(bad_reply_address = reply_address_problem(request, it->get<std::string>(), "reply_to"))) {
+        } else if (!(bad_reply_address =
+                         reply_address_problem(topics_, options_, request, it->get<std::string>(), "reply_to"))) {
           h.reply_topic = it->get<std::string>();
         }
       }
@@ -334,22 +336,23 @@ const Identity* Engine::authenticated(const Request& request, const Handled& h) 
   return identity;  // nullptr: open mode
 }
 
-std::optional<ProtocolError> Engine::reply_address_problem(const Request& request, const std::string& topic,
-                                                           const std::string& field) const {
+std::optional<ProtocolError> reply_address_problem(const Topics& topics, const EngineOptions& options,
+                                                   const Request& request, const std::string& topic,
+                                                   const std::string& field) {
   const std::string name = "'" + field + "'";
   if (!Topics::valid_topic_name(topic)) {
     return ProtocolError(ErrorCode::invalid_request,
                          name + " must be a topic name: not empty, no '+' or '#', not starting with '$'");
   }
-  if (topics_.system_topic(topic)) {
+  if (topics.system_topic(topic)) {
     return ProtocolError(ErrorCode::forbidden,
                          name + " is a request, event, errors or metrics topic: no reply is published there");
   }
-  if (request.identity && options_.reply_allowed &&
-      !options_.reply_allowed(*request.identity, request.client_id, topic)) {
+  if (request.identity && options.reply_allowed &&
+      !options.reply_allowed(*request.identity, request.client_id, topic)) {
     return ProtocolError(ErrorCode::forbidden,
                          name + " is not the publisher's to use (a driver or passenger: under " +
-                             options_.topic_prefix +
+                             options.topic_prefix +
                              "/replies/{its own client id}/; a service: a topic its grants let it receive)");
   }
   return std::nullopt;

@@ -76,6 +76,14 @@ struct EngineOptions {
 // The engine options the settings describe, for either host (which sets offline_at_start itself).
 EngineOptions engine_options(const Settings& settings);
 
+// Why `topic` (a request's `field`) cannot be its reply address: `invalid_request` for a topic that
+// is not a topic name, `forbidden` for one the system or the requester may not use (the host's
+// reply_allowed policy). nullopt: usable. The engine's rule, also applied by an edge node that
+// answers for the cloud.
+std::optional<ProtocolError> reply_address_problem(const Topics& topics, const EngineOptions& options,
+                                                   const Request& request, const std::string& topic,
+                                                   const std::string& field);
+
 using Clock = std::function<Millis()>;
 Millis system_clock_ms();
 
@@ -149,10 +157,6 @@ class Engine {
   // The identity a request acts under (nullptr in open mode), once it may act on its booking and
   // be answered at its reply address (else `forbidden`).
   const Identity* authenticated(const Request& request, const Handled& h) const;
-  // Why `topic` (a request's `field`) cannot be its reply address: `invalid_request` for a topic
-  // that is not a topic name, `forbidden` for one the system or the requester may not use.
-  std::optional<ProtocolError> reply_address_problem(const Request& request, const std::string& topic,
-                                                     const std::string& field) const;
   void record_call_change(StoreWriter& w, const Call& call, Role sender, Handled& h);
   Presence refresh_presence(StoreWriter& w, const std::string& booking);
   std::vector<Publish> set_offline(const std::set<std::pair<std::string, std::string>>& connections);

@@ -562,27 +562,15 @@ void EdgeNode::handle_local(const Request& request, std::vector<OutboxEntry>& se
   Envelope env;
   env.request_topic = request.topic;
   if (valid_booking_code(parsed->booking)) env.booking = parsed->booking;
-  const auto allowed = [&](const std::string& topic) {
-    return topics_.valid_reply_topic(topic) &&
-           (!request.identity || !engine_options_.reply_allowed ||
-            engine_options_.reply_allowed(*request.identity, request.client_id, topic));
-  };
-  std::optional<std::pair<ErrorCode, std::string>> reply_problem;
-  // As the cloud's engine decides it: not a topic name is `invalid_request`, a topic the requester
-  // may not use is `forbidden`; either way nothing is published there.
-  const auto refuse = [&](const std::string& topic, const std::string& field) {
-    if (!Topics::valid_topic_name(topic)) {
-      reply_problem = {ErrorCode::invalid_request, "'" + field + "' must be a topic name"};
-    } else {
-      reply_problem = {ErrorCode::forbidden, "'" + field + "' may not be used as a reply address"};
-    }
-  };
+  // The cloud's engine's rule (core/engine.hpp reply_address_problem): nothing is published at a
+  // refused address, and the problem is answered in the cloud's precedence below.
+  std::optional<ProtocolError> reply_problem;
   if (request.response_topic) {
-    if (allowed(*request.response_topic)) {
+    reply_problem =
+        reply_address_problem(topics_, engine_options_, request, *request.response_topic, "response topic");
+    if (!reply_problem) {
       env.reply_topic = request.response_topic;
       env.correlation_data = request.correlation_data;
-    } else {
-      refuse(*request.response_topic, "response topic");
     }
   }
   try {
@@ -592,19 +580,16 @@ void EdgeNode::handle_local(const Request& request, std::vector<OutboxEntry>& se
       if (auto it = body.find("correlation_id"); it != body.end()) env.correlation_id = *it;
       if (auto it = body.find("reply_to"); it != body.end()) {
         if (!it->is_string()) {
-          reply_problem = {ErrorCode::invalid_request, "'reply_to' must be a string"};
-        } else if (allowed(it->get<std::string>())) {
+          reply_problem = ProtocolError(ErrorCode::invalid_request, "'reply_to' must be a string");
+        } else if (!(reply_problem = reply_address_problem(topics_, engine_options_, request,
+                                                           it->get<std::string>(), "reply_to"))) {
           env.reply_topic = it->get<std::string>();
-        } else {
-          refuse(it->get<std::string>(), "reply_to");
         }
       }
     }
     if (env.booking.empty()) throw ProtocolError(ErrorCode::invalid_booking_code, "invalid booking code");
     if (!body.is_object()) throw ProtocolError(ErrorCode::invalid_request, "payload must be a JSON object");
-    if (reply_problem && reply_problem->first == ErrorCode::invalid_request) {
-      throw ProtocolError(reply_problem->first, reply_problem->second);
-    }
+    if (reply_problem && reply_problem->code() == ErrorCode::invalid_request) throw *reply_problem;
     // Fields first, as the cloud's precedence says (invalid_request before forbidden).
     switch (parsed->action) {
       case Action::send_message: decode_send_message(body, engine_options_.max_text_bytes); break;
@@ -619,7 +604,7 @@ void EdgeNode::handle_local(const Request& request, std::vector<OutboxEntry>& se
     if (!request.identity && engine_options_.require_identity) {
       throw ProtocolError(ErrorCode::forbidden, "not authenticated");
     }
-    if (reply_problem) throw ProtocolError(reply_problem->first, reply_problem->second);
+    if (reply_problem) throw *reply_problem;
     ensure_booking(env.booking);
     body.erase("reply_to");
     body.erase("correlation_id");
