@@ -669,10 +669,6 @@ class PostgresStore final : public Store {
   // The open connection, reconnecting when the last one was lost. Within the backoff after a
   // failed attempt, fails at once with that attempt's error.
   pqxx::connection& connection() const {
-    if (connection_lost_) {
-      connection_.reset();
-      connection_lost_ = false;
-    }
     if (connection_) return *connection_;
     if (Clock::now() < retry_at_) throw StoreError(StoreError::Kind::unavailable, last_connect_error_);
     try {
@@ -696,21 +692,19 @@ class PostgresStore final : public Store {
     return *connection_;
   }
 
+  // Only from transaction(), once its body (and the libpqxx transaction object in it, whose
+  // destructor aborts on the connection) is gone: freeing the connection earlier crashed every
+  // bridge when PostgreSQL restarted under load.
   void lost_if(const Failure& f) const {
-    if (!f.lost || !connection_ || connection_lost_) return;
+    if (!f.lost || !connection_) return;
     log("postgres_connection_lost", f.error.what());
-    // Dropped by the next connection(), not here: transaction() already calls this only once the
-    // libpqxx transaction object is gone, and deferring the drop too keeps any other caller from
-    // freeing a connection a live transaction still uses (its destructor aborts on it: bridges
-    // died of SIGSEGV on a database restart, test_scale).
-    connection_lost_ = true;
+    connection_.reset();
     retry_at_ = Clock::time_point{};  // the first request after a loss tries at once
   }
 
   PostgresOptions options_;
   mutable std::mutex mutex_;  // one user of the connection at a time
   mutable std::unique_ptr<pqxx::connection> connection_;
-  mutable bool connection_lost_ = false;  // connection_ is to be dropped before its next use
   mutable Clock::time_point retry_at_{};
   mutable std::string last_connect_error_;
   mutable bool outage_logged_ = false;  // one line per outage, not one per request
