@@ -7,7 +7,9 @@
 # listeners, with it. clang, libfuzzer-14-dev, libclang-rt-14-dev: the libFuzzer targets in fuzz/,
 # built with clang by `scripts/test -L fuzz`. libpqxx-dev: the PostgreSQL store backend
 # (store_backend postgres), on the official C++ client; postgresql: the server the `postgres`-labelled
-# tests and `scripts/run --store postgres` start in a temp or data dir, never the system cluster.)
+# tests and `scripts/run --store postgres` start in a temp or data dir, never the system cluster.
+# rapidjson-dev: the request decoder and the streaming reply and event writer on the hot path;
+# header-only, so the arm64 cross build needs nothing more.)
 #
 # Shell variables here are lower case on purpose: an exported NAVIETAKIE_* variable would be read
 # (and rejected if unknown) by the bridge's configuration.
@@ -21,7 +23,26 @@ navietakie_packages=(
   valgrind
   clang libfuzzer-14-dev libclang-rt-14-dev
   postgresql libpqxx-dev
+  rapidjson-dev
 )
+
+# What scripts/bench needs besides: Google Benchmark for the engine microbenchmark, and the peers
+# it measures side by side (NATS JetStream with the nats.c client, Redis Streams with hiredis).
+# Their servers are started by the bench on free ports of 127.0.0.1, never as system services.
+navietakie_bench_packages=(
+  libbenchmark-dev
+  nats-server libnats-dev
+  redis-server libhiredis-dev
+)
+
+navietakie_install_bench_deps() {
+  command -v dpkg-query >/dev/null 2>&1 || return 0
+  local missing=() package
+  for package in "${navietakie_bench_packages[@]}"; do
+    navietakie_package_installed "$package" || missing+=("$package")
+  done
+  navietakie_apt_install "${missing[@]}"
+}
 
 # Installed means dpkg's "install ok installed", not merely known to dpkg (removed packages keep
 # their config files and a status entry), for the architecture asked: `pkg` is the native one (or
