@@ -1,19 +1,11 @@
 #include "store/keys.hpp"
 
+#include <array>
 #include <stdexcept>
 
 #include "store/store.hpp"
 
 namespace navietakie::keys {
-
-std::string be64(std::uint64_t value) {
-  std::string out(8, '\0');
-  for (std::size_t i = 0; i < 8; ++i) {
-    out[7 - i] = static_cast<char>(static_cast<unsigned char>(value & 0xffU));
-    value >>= 8;
-  }
-  return out;
-}
 
 std::uint64_t from_be64(std::string_view bytes) {
   if (bytes.size() != 8) {
@@ -32,10 +24,28 @@ void check_booking(std::string_view booking) {
   }
 }
 
-std::string composite(std::string_view booking, std::string_view rest) {
-  std::string key = booking_prefix(booking);
+const std::string& composite_into(std::string& key, std::string_view booking, std::string_view rest) {
+  check_booking(booking);
+  key.assign(booking);
+  key.push_back('\0');
   key.append(rest);
   return key;
+}
+
+std::string composite(std::string_view booking, std::string_view rest) {
+  std::string key;
+  composite_into(key, booking, rest);
+  return key;
+}
+
+// be64 into a stack array: the key's 8 seq bytes without a string of their own.
+std::array<char, 8> be64_bytes(std::uint64_t value) {
+  std::array<char, 8> out{};
+  for (std::size_t i = 0; i < 8; ++i) {
+    out[7 - i] = static_cast<char>(static_cast<unsigned char>(value & 0xffU));
+    value >>= 8;
+  }
+  return out;
 }
 
 }  // namespace
@@ -54,7 +64,25 @@ std::string booking_end(std::string_view booking) {
   return key;
 }
 
-std::string message(std::string_view booking, std::uint64_t seq) { return composite(booking, be64(seq)); }
+std::string be64(std::uint64_t value) {
+  const auto bytes = be64_bytes(value);
+  return std::string(bytes.data(), bytes.size());
+}
+
+std::string message(std::string_view booking, std::uint64_t seq) {
+  std::string key;
+  message_into(key, booking, seq);
+  return key;
+}
+
+const std::string& message_into(std::string& out, std::string_view booking, std::uint64_t seq) {
+  const auto bytes = be64_bytes(seq);
+  return composite_into(out, booking, std::string_view(bytes.data(), bytes.size()));
+}
+
+const std::string& message_id_into(std::string& out, std::string_view booking, std::string_view message_id) {
+  return composite_into(out, booking, message_id);
+}
 
 std::string message_id(std::string_view booking, std::string_view message_id) { return composite(booking, message_id); }
 

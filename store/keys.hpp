@@ -53,6 +53,11 @@ std::string connection(std::string_view booking, std::string_view client_id);
 std::string active_call(std::string_view booking);
 std::string presence(std::string_view booking);
 
+// The append path's keys, written over `out` and returned: a buffer reused from key to key
+// allocates only when a key outgrows it. Same bytes as message() and message_id().
+const std::string& message_into(std::string& out, std::string_view booking, std::uint64_t seq);
+const std::string& message_id_into(std::string& out, std::string_view booking, std::string_view message_id);
+
 bool has_prefix(std::string_view key, std::string_view prefix);
 // The seq of a messages key that starts with `prefix`; throws StoreError(io) on a malformed key.
 std::uint64_t message_seq(std::string_view key, std::string_view prefix);

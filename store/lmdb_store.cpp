@@ -11,6 +11,7 @@
 #include <mutex>
 #include <set>
 #include <stdexcept>
+#include <string>
 #include <string_view>
 #include <system_error>
 #include <utility>
@@ -304,9 +305,20 @@ class LmdbReader final : public LmdbReadOps<StoreReader> {
   LmdbReader(const Dbs& dbs, MDB_txn* txn) : LmdbReadOps(dbs, txn) {}
 };
 
+// The bytes a write transaction builds its keys and values in, kept from one transaction to the
+// next so that, once they have grown to the records' size, an append allocates nothing for them.
+// One set per store is enough: LMDB lets one write transaction run at a time (the others wait in
+// mdb_txn_begin), and a buffer is used only while its transaction is.
+struct WriteBuffers {
+  std::string message_key;
+  std::string id_key;
+  std::string value;
+};
+
 class LmdbWriter final : public LmdbReadOps<StoreWriter> {
  public:
-  LmdbWriter(const Dbs& dbs, MDB_env* env, MDB_txn* txn) : LmdbReadOps(dbs, txn), env_(env) {}
+  LmdbWriter(const Dbs& dbs, MDB_env* env, MDB_txn* txn, WriteBuffers& buffers)
+      : LmdbReadOps(dbs, txn), env_(env), buffers_(buffers) {}
 
   void append_message(const Message& m) override {
     const std::uint64_t last = last_seq(m.booking_code);
@@ -314,11 +326,12 @@ class LmdbWriter final : public LmdbReadOps<StoreWriter> {
       throw std::logic_error("append_message: " + m.booking_code + " seq " + std::to_string(m.seq) +
                              " does not follow last_seq " + std::to_string(last));
     }
-    const std::string id_key = keys::message_id(m.booking_code, m.message_id);
+    const std::string& id_key = keys::message_id_into(buffers_.id_key, m.booking_code, m.message_id);
     if (lookup(txn_, dbs_.message_ids, id_key)) {
       throw std::logic_error("append_message: " + m.booking_code + " already has message_id " + m.message_id);
     }
-    put(dbs_.messages, keys::message(m.booking_code, m.seq), encode(m));
+    encode_into(m, buffers_.value);
+    put(dbs_.messages, keys::message_into(buffers_.message_key, m.booking_code, m.seq), buffers_.value);
     put(dbs_.message_ids, id_key, keys::be64(m.seq));
   }
 
@@ -332,7 +345,8 @@ class LmdbWriter final : public LmdbReadOps<StoreWriter> {
     if (record.active() && active_id && *active_id != record.call_id) {
       throw std::logic_error("put_call: " + record.booking_code + " already has active call " + *active_id);
     }
-    put(dbs_.calls, key, encode(record));
+    encode_into(record, buffers_.value);
+    put(dbs_.calls, key, buffers_.value);
     if (record.state == CallState::ringing) {
       put(dbs_.ringing_calls, key, std::string_view(""));  // presence of the key is the index
     } else {
@@ -346,11 +360,13 @@ class LmdbWriter final : public LmdbReadOps<StoreWriter> {
   }
 
   void put_connection(const Connection& record) override {
-    put(dbs_.connections, keys::connection(record.booking_code, record.client_id), encode(record));
+    encode_into(record, buffers_.value);
+    put(dbs_.connections, keys::connection(record.booking_code, record.client_id), buffers_.value);
   }
 
   void put_presence(const Presence& record) override {
-    put(dbs_.presence, keys::presence(record.booking_code), encode(record));
+    encode_into(record, buffers_.value);
+    put(dbs_.presence, keys::presence(record.booking_code), buffers_.value);
   }
 
   // A nested txn: aborting it drops exactly the unit's writes, and an LMDB failure inside it
@@ -401,6 +417,7 @@ class LmdbWriter final : public LmdbReadOps<StoreWriter> {
   }
 
   MDB_env* env_;
+  WriteBuffers& buffers_;
   std::optional<StoreError> failure_;  // of the innermost txn
 };
 
@@ -493,7 +510,7 @@ class LmdbStore final : public Store {
 
   void write(const std::function<void(StoreWriter&)>& fn) override {
     Txn txn = Txn::begin(env_.get(), nullptr, 0);
-    LmdbWriter writer(dbs_, env_.get(), txn.get());
+    LmdbWriter writer(dbs_, env_.get(), txn.get(), buffers_);
     fn(writer);  // on throw, txn aborts
     // LMDB refuses to commit a txn a write failed in; report the original failure, not that.
     if (writer.failure()) throw *writer.failure();
@@ -533,6 +550,7 @@ class LmdbStore final : public Store {
   Env env_;
   Dbs dbs_;
   SyncMode sync_;
+  WriteBuffers buffers_;  // for whichever write() holds LMDB's write lock
 };
 
 }  // namespace

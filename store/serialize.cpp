@@ -5,7 +5,7 @@
 
 #include <cstdint>
 #include <istream>
-#include <sstream>
+#include <ostream>
 #include <stdexcept>
 #include <streambuf>
 
@@ -187,14 +187,56 @@ void serialize(Archive& ar, Presence& p, std::uint32_t version) {
 
 namespace {
 
+// Appends what cereal writes to a std::string the caller owns: no stream buffer of its own to
+// grow and then copy out (std::ostringstream), and a reused string keeps its capacity. cereal's
+// portable binary archive writes with sputn only, which an empty put area sends to xsputn.
+class StringSink : public std::streambuf {
+ public:
+  explicit StringSink(std::string& out) : out_(out) {}
+
+ protected:
+  std::streamsize xsputn(const char* bytes, std::streamsize count) override {
+    out_.append(bytes, static_cast<std::size_t>(count));
+    return count;
+  }
+  int_type overflow(int_type c) override {
+    if (!traits_type::eq_int_type(c, traits_type::eof())) out_.push_back(traits_type::to_char_type(c));
+    return traits_type::not_eof(c);
+  }
+
+ private:
+  std::string& out_;
+};
+
+// Room for a record's fixed fields, version words and length prefixes: one reservation, not a
+// string doubling its way up.
+constexpr std::size_t kRecordOverhead = 96;
+
+std::size_t size_hint(const Message& m) {
+  return kRecordOverhead + m.booking_code.size() + m.message_id.size() + m.sender_id.value_or("").size() +
+         m.text.size() + m.data_json.size();
+}
+std::size_t size_hint(const Call& c) { return kRecordOverhead + c.booking_code.size() + c.call_id.size(); }
+std::size_t size_hint(const Connection& c) { return kRecordOverhead + c.booking_code.size() + c.client_id.size(); }
+std::size_t size_hint(const Presence& p) { return kRecordOverhead + p.booking_code.size(); }
+
+// A fresh archive per record: cereal writes a type's version before its first record in an
+// archive, so one archive reused across records would leave the version out of all but the first.
+template <class Record>
+void encode_record(const Record& record, std::string& out) {
+  out.clear();
+  out.reserve(size_hint(record));
+  StringSink sink(out);
+  std::ostream stream(&sink);
+  cereal::PortableBinaryOutputArchive ar(stream);
+  ar(record);
+}
+
 template <class Record>
 std::string encode_record(const Record& record) {
-  std::ostringstream out(std::ios::binary);
-  {
-    cereal::PortableBinaryOutputArchive ar(out);
-    ar(record);
-  }
-  return std::move(out).str();
+  std::string out;
+  encode_record(record, out);
+  return out;
 }
 
 template <class Record>
@@ -220,6 +262,11 @@ std::string encode(const Message& message) { return encode_record(message); }
 std::string encode(const Call& call) { return encode_record(call); }
 std::string encode(const Connection& connection) { return encode_record(connection); }
 std::string encode(const Presence& presence) { return encode_record(presence); }
+
+void encode_into(const Message& message, std::string& out) { encode_record(message, out); }
+void encode_into(const Call& call, std::string& out) { encode_record(call, out); }
+void encode_into(const Connection& connection, std::string& out) { encode_record(connection, out); }
+void encode_into(const Presence& presence, std::string& out) { encode_record(presence, out); }
 
 Message decode_message(std::string_view bytes) { return decode_record<Message>(bytes, "Message"); }
 Call decode_call(std::string_view bytes) { return decode_record<Call>(bytes, "Call"); }

@@ -15,6 +15,13 @@ std::string encode(const Call& call);
 std::string encode(const Connection& connection);
 std::string encode(const Presence& presence);
 
+// The same bytes, written over `out`. Its capacity is kept: a buffer reused from record to record
+// (the LMDB store keeps one for its write transactions) allocates only when a record outgrows it.
+void encode_into(const Message& message, std::string& out);
+void encode_into(const Call& call, std::string& out);
+void encode_into(const Connection& connection, std::string& out);
+void encode_into(const Presence& presence, std::string& out);
+
 // Each throws StoreError(io) on bytes that are not a whole, valid record of its type
 // (truncated, trailing bytes, unknown version, out-of-range enum); it never reads past `bytes`.
 Message decode_message(std::string_view bytes);
