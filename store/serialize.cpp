@@ -213,7 +213,7 @@ class StringSink : public std::streambuf {
 constexpr std::size_t kRecordOverhead = 96;
 
 std::size_t size_hint(const Message& m) {
-  return kRecordOverhead + m.booking_code.size() + m.message_id.size() + m.sender_id.value_or("").size() +
+  return kRecordOverhead + m.booking_code.size() + m.message_id.size() + (m.sender_id ? m.sender_id->size() : 0) +
          m.text.size() + m.data_json.size();
 }
 std::size_t size_hint(const Call& c) { return kRecordOverhead + c.booking_code.size() + c.call_id.size(); }
