@@ -101,7 +101,8 @@ void send_messages(benchmark::State& state, SyncMode sync) {
       benchmark::DoNotOptimize(out.data());
       sends += batch.size();
     }
-    const double wall_ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - wall_before).count();
+    const double wall_ns =
+        std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - wall_before).count();
     const double cpu_s = process_cpu_seconds() - cpu_before;
     const bench::AllocCount allocs_after = bench::allocations();
     const auto allocs = static_cast<double>(allocs_after.calls - allocs_before.calls);
