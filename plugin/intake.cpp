@@ -79,6 +79,7 @@ int RequestIntake::on_message(mosquitto_evt_message& event, std::vector<Request>
 int RequestIntake::on_request_write(const mosquitto_evt_acl_check& event, std::vector<Request>& pending) {
   // 2.0.11 sends a client's Will without a MESSAGE event: right after its DISCONNECT event, the
   // only trace is this write check. A Will on a request topic (presence offline) is a request.
+  if (just_disconnected_.empty()) return MOSQ_ERR_SUCCESS;  // every request's write check: no copy of the id
   const char* id = mosquitto_client_id(event.client);
   if (!id || !just_disconnected_.count({event.client, id})) return MOSQ_ERR_SUCCESS;
   const Session* session = access_.session_of(event.client);
