@@ -17,20 +17,34 @@ constexpr std::string_view kSharePrefix = "$share/";
 constexpr std::size_t kMaxTopicBytes = 65535;
 constexpr std::size_t kMaxClientIdBytes = 128;
 
-// The levels of a topic or filter: "a//b" -> {"a", "", "b"}.
-std::vector<std::string_view> levels(std::string_view topic) {
-  std::vector<std::string_view> out;
-  for (std::size_t start = 0;;) {
-    const std::size_t slash = topic.find('/', start);
-    out.push_back(topic.substr(start, slash == std::string_view::npos ? slash : slash - start));
-    if (slash == std::string_view::npos) return out;
-    start = slash + 1;
+// The levels of a topic or filter, one at a time and without copies (a check runs for every
+// delivered message): "a//b" -> "a", "", "b".
+class Levels {
+ public:
+  explicit Levels(std::string_view text) : rest_(text) {}
+  // The next level into `level`; false after the last one.
+  bool next(std::string_view& level) {
+    if (done_) return false;
+    const std::size_t slash = rest_.find('/');
+    done_ = slash == std::string_view::npos;
+    level = rest_.substr(0, slash);
+    if (!done_) rest_.remove_prefix(slash + 1);
+    return true;
   }
-}
+  bool done() const { return done_; }
 
+ private:
+  std::string_view rest_;
+  bool done_ = false;
+};
+
+// One pass over the bytes each (string_view::find_first_of scans its set once per byte).
 bool valid_topic_name(std::string_view topic) {
-  return !topic.empty() && topic.size() <= kMaxTopicBytes &&
-         topic.find_first_of(std::string_view("+#\0", 3)) == std::string_view::npos;
+  if (topic.empty() || topic.size() > kMaxTopicBytes) return false;
+  for (char c : topic) {
+    if (c == '+' || c == '#' || c == '\0') return false;
+  }
+  return true;
 }
 
 bool is_wildcard(std::string_view level) { return level == "+" || level == "#"; }
@@ -52,42 +66,20 @@ std::string reply_namespace(const AclPolicy& policy, std::string_view client_id)
   return Topics(policy.topic_prefix).replies(client_id) + "/#";
 }
 
-// Whether a filter the identity holds lets it read or write `topic`, or subscribe to the filter
-// `topic` (shared or not).
-bool filter_allows(std::string_view filter, Access access, std::string_view topic) {
-  return access == Access::subscribe ? filter_covers(filter, strip_shared(topic)) : topic_matches(filter, topic);
-}
+// filter_covers for texts known to be valid filters (a topic name is one).
+bool valid_filter_covers(std::string_view outer, std::string_view inner);
 
-bool participant_allows(const AclPolicy& policy, const Identity& identity, std::string_view client_id, Access access,
-                        std::string_view topic) {
-  const Topics topics(policy.topic_prefix);
-  if (access == Access::write) {
-    for (const auto& action : wire::kActions) {
-      if (topic == topics.request(identity.booking, action.value)) return true;
-    }
-    return false;
-  }
-  const std::string readable[] = {topics.booking_events_filter(identity.booking),
-                                  topics.booking_errors(identity.booking), reply_namespace(policy, client_id)};
-  for (const std::string& filter : readable) {
-    if (filter_allows(filter, access, topic)) return true;
+// Whether one of `filters` (all valid) covers the valid filter or topic name `inner`.
+bool any_covers(const std::vector<std::string>& filters, std::string_view inner) {
+  for (const std::string& filter : filters) {
+    if (valid_filter_covers(filter, inner)) return true;
   }
   return false;
 }
 
-bool service_allows(const AclPolicy& policy, const Identity& identity, std::string_view client_id, Access access,
-                    std::string_view topic) {
-  if (access != Access::write && filter_allows(reply_namespace(policy, client_id), access, topic)) {
-    return true;
-  }
-  for (const Grant& grant : policy.service_grants) {
-    if (grant.subject != "*" && grant.subject != identity.subject) continue;
-    // A pub grant is for writing only; a sub grant for subscribing and reading only.
-    if (grant.publish == (access == Access::write) && filter_allows(grant.filter, access, topic)) {
-      return true;
-    }
-  }
-  return false;
+// Adds `filter` if it is valid: an invalid one never covers anything.
+void add_valid(std::vector<std::string>& filters, std::string filter) {
+  if (valid_topic_filter(filter)) filters.push_back(std::move(filter));
 }
 
 }  // namespace
@@ -140,42 +132,52 @@ std::vector<Grant> parse_grants(std::string_view text, std::string_view topic_pr
 
 bool valid_topic_filter(std::string_view filter) {
   if (filter.empty() || filter.size() > kMaxTopicBytes) return false;
-  if (filter.find('\0') != std::string_view::npos) return false;
-  const auto parts = levels(filter);
-  for (std::size_t i = 0; i < parts.size(); ++i) {
-    const std::string_view level = parts[i];
-    if (level == "#" && i + 1 != parts.size()) return false;
-    if (!is_wildcard(level) && level.find_first_of("+#") != std::string_view::npos) return false;
+  Levels parts(filter);
+  for (std::string_view level; parts.next(level);) {
+    if (level == "#" && !parts.done()) return false;
+    if (is_wildcard(level)) continue;
+    for (char c : level) {
+      if (c == '+' || c == '#' || c == '\0') return false;
+    }
   }
   return true;
 }
 
 bool topic_matches(std::string_view filter, std::string_view topic) {
   // A topic name is a filter that matches exactly itself.
-  return valid_topic_name(topic) && filter_covers(filter, topic);
+  // A topic name is a valid filter too.
+  return valid_topic_name(topic) && valid_topic_filter(filter) && valid_filter_covers(filter, topic);
 }
 
 bool filter_covers(std::string_view outer, std::string_view inner) {
-  if (!valid_topic_filter(outer) || !valid_topic_filter(inner)) return false;
-  const auto outer_levels = levels(outer);
-  const auto inner_levels = levels(inner);
+  return valid_topic_filter(outer) && valid_topic_filter(inner) && valid_filter_covers(outer, inner);
+}
+
+namespace {
+
+bool valid_filter_covers(std::string_view outer, std::string_view inner) {
+  Levels outer_levels(outer);
+  Levels inner_levels(inner);
+  std::string_view o;
+  std::string_view n;
+  outer_levels.next(o);
+  bool more_inner = inner_levels.next(n);  // every text has a first level
   // Wildcards in the first level never match a '$' topic; only a literal '$' level can.
-  if (is_wildcard(outer_levels.front()) && !inner_levels.front().empty() && inner_levels.front().front() == '$') {
-    return false;
-  }
-  for (std::size_t i = 0; i < outer_levels.size(); ++i) {
-    const std::string_view o = outer_levels[i];
+  if (is_wildcard(o) && !n.empty() && n.front() == '$') return false;
+  for (;;) {
     if (o == "#") return true;  // also matches the parent level: a/# covers a
-    if (i >= inner_levels.size()) return false;
-    const std::string_view n = inner_levels[i];
+    if (!more_inner) return false;
     if (o == "+") {
       if (n == "#") return false;  // '#' spans more than one level
     } else if (n != o) {
       return false;  // a literal covers only the same literal
     }
+    more_inner = inner_levels.next(n);
+    if (!outer_levels.next(o)) return !more_inner;  // as many levels on both sides
   }
-  return outer_levels.size() == inner_levels.size();
 }
+
+}  // namespace
 
 std::string_view strip_shared(std::string_view filter) {
   if (filter.substr(0, kSharePrefix.size()) != kSharePrefix) return filter;
@@ -210,7 +212,7 @@ AclPolicy acl_policy(const Settings& settings) {
 bool reply_address_allowed(const AclPolicy& policy, const Identity& identity, std::string_view client_id,
                            std::string_view topic) {
   if (!valid_client_id_for_auth(client_id) || identity_claims_problem(identity)) return false;
-  if (identity.principal == Principal::service) return service_allows(policy, identity, client_id, Access::read, topic);
+  if (identity.principal == Principal::service) return SessionAcl(policy, identity, client_id).allows(Access::read, topic);
   const std::string own = policy.topic_prefix + "/replies/" + std::string(client_id) + "/";
   return topic.size() > own.size() && topic.substr(0, own.size()) == own && topic_matches(own + "#", topic);
 }
@@ -222,12 +224,47 @@ std::function<bool(const Identity&, const std::string&, const std::string&)> rep
       };
 }
 
+SessionAcl::SessionAcl(const AclPolicy& policy, const Identity& identity, std::string_view client_id)
+    : usable_(valid_client_id_for_auth(client_id) && !identity_claims_problem(identity)) {
+  if (!usable_) return;
+  // Everyone may subscribe to (and receive) its own reply namespace.
+  add_valid(read_filters_, reply_namespace(policy, client_id));
+  if (identity.principal != Principal::service) {
+    // A participant: the requests, events and errors of its booking.
+    const Topics topics(policy.topic_prefix);
+    for (const auto& action : wire::kActions) write_topics_.push_back(topics.request(identity.booking, action.value));
+    add_valid(read_filters_, topics.booking_events_filter(identity.booking));
+    add_valid(read_filters_, topics.booking_errors(identity.booking));
+    return;
+  }
+  for (const Grant& grant : policy.service_grants) {
+    if (grant.subject != "*" && grant.subject != identity.subject) continue;
+    // A pub grant is for writing only; a sub grant for subscribing and reading only.
+    add_valid(grant.publish ? write_filters_ : read_filters_, grant.filter);
+  }
+}
+
+bool SessionAcl::allows(Access access, std::string_view topic) const {
+  if (access == Access::unsubscribe) return true;
+  if (!usable_) return false;
+  // The topic (or filter) is checked once here, the filters once in the constructor.
+  switch (access) {
+    case Access::write:
+      for (const std::string& request : write_topics_) {
+        if (topic == request) return true;
+      }
+      return valid_topic_name(topic) && any_covers(write_filters_, topic);
+    case Access::subscribe: {
+      const std::string_view filter = strip_shared(topic);  // shared or not
+      return valid_topic_filter(filter) && any_covers(read_filters_, filter);
+    }
+    default: return valid_topic_name(topic) && any_covers(read_filters_, topic);
+  }
+}
+
 bool acl_allows(const AclPolicy& policy, const Identity& identity, std::string_view client_id, Access access,
                 std::string_view topic) {
-  if (access == Access::unsubscribe) return true;
-  if (!valid_client_id_for_auth(client_id) || identity_claims_problem(identity)) return false;
-  return identity.principal == Principal::service ? service_allows(policy, identity, client_id, access, topic)
-                                                  : participant_allows(policy, identity, client_id, access, topic);
+  return SessionAcl(policy, identity, client_id).allows(access, topic);
 }
 
 }  // namespace navietakie

@@ -69,10 +69,29 @@ struct AclPolicy {
 // the key when the grants do not parse.
 AclPolicy acl_policy(const Settings& settings);
 
-// Whether `identity`, connected with MQTT client id `client_id`, may do `access` on `topic` (for
-// subscribe and unsubscribe, `topic` is the subscription filter, possibly $share/...).
-// Unsubscribing is always allowed; everything else is denied for an invalid client id or an
-// identity no token could carry (see identity_claims_problem).
+// What one identity, connected with one MQTT client id, may do under a policy: the topics and
+// filters the policy gives it, worked out once. The broker checks every delivered message, so a
+// connection keeps one of these for its life (built when it authenticates) and a check only
+// matches the topic against them.
+class SessionAcl {
+ public:
+  SessionAcl(const AclPolicy& policy, const Identity& identity, std::string_view client_id);
+
+  // Whether it may do `access` on `topic` (for subscribe and unsubscribe, `topic` is the
+  // subscription filter, possibly $share/...). Unsubscribing is always allowed; everything else is
+  // denied for an invalid client id or an identity no token could carry (see
+  // identity_claims_problem).
+  bool allows(Access access, std::string_view topic) const;
+
+ private:
+  bool usable_ = false;                     // valid client id and identity
+  std::vector<std::string> write_topics_;   // a participant's request topics, exactly
+  std::vector<std::string> write_filters_;  // a service's pub grants
+  std::vector<std::string> read_filters_;   // what it may subscribe to and receive
+};
+
+// Whether `identity`, connected with MQTT client id `client_id`, may do `access` on `topic`:
+// SessionAcl(policy, identity, client_id).allows(access, topic), for a single decision.
 bool acl_allows(const AclPolicy& policy, const Identity& identity, std::string_view client_id, Access access,
                 std::string_view topic);
 

@@ -137,8 +137,11 @@ int AccessControl::on_basic_auth(const mosquitto_evt_basic_auth& event) {
     return refuse("client_id_taken", "client id in use by another subject");
   }
   // A reconnect before the last tick: the old session's entry may still be listed as ended.
-  const Session& session = sessions_[event.client] =
-      Session{identity, client_id, verified.expires_at_s, ++generations_};
+  const Session& session =
+      sessions_
+          .insert_or_assign(event.client, Session{identity, client_id, verified.expires_at_s, ++generations_,
+                                                  SessionAcl(acl_, identity, client_id)})
+          .first->second;
   Owner& owner = owners_[client_id];
   owner.subject = identity.subject;
   owner.live.insert(session.generation);
@@ -171,7 +174,7 @@ int AccessControl::check(const mosquitto_evt_acl_check& event) {
     denied_because = "unknown access";
   } else if (expired(session->expires_at_s, settings_.auth_leeway_s, now_s()) && *access != Access::unsubscribe) {
     denied_because = "token expired";
-  } else if (!acl_allows(acl_, session->identity, session->client_id, *access, event.topic)) {
+  } else if (!session->acl.allows(*access, event.topic)) {
     denied_because = "not granted";
   }
   if (!denied_because) return MOSQ_ERR_SUCCESS;

@@ -56,6 +56,10 @@ struct Session {
   std::string client_id;
   std::int64_t expires_at_s = 0;
   std::uint64_t generation = 0;  // which authentication made it (a connection's address is reused)
+  // What this identity with this client id may do, worked out at its authentication: a new one
+  // (a reconnect, another token) makes a new Session. The policy never changes while the plugin
+  // runs (no RELOAD callback: a new policy takes a broker restart).
+  SessionAcl acl;
 };
 
 class AccessControl {

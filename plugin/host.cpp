@@ -69,7 +69,7 @@ int PluginHost::on_message(mosquitto_evt_message& event) { return intake_.on_mes
 
 int PluginHost::on_acl_check(const mosquitto_evt_acl_check& event) {
   if (!event.topic) return access_.enabled() ? MOSQ_ERR_ACL_DENIED : MOSQ_ERR_SUCCESS;
-  const bool request_topic = topics_.parse_request(event.topic).has_value();
+  const bool request_topic = intake_.is_request(event.topic);
   // Requests are consumed by the handlers, never delivered to subscribers.
   if (engine_ && request_topic && event.access == MOSQ_ACL_READ) return MOSQ_ERR_ACL_DENIED;
   if (access_.check(event) != MOSQ_ERR_SUCCESS) return MOSQ_ERR_ACL_DENIED;

@@ -6,7 +6,10 @@
 
 #include "plugin/intake.hpp"
 
+#include <string_view>
+
 #include "core/log.hpp"
+#include "core/wire.hpp"
 #include "plugin/stamp.hpp"
 
 namespace navietakie {
@@ -48,8 +51,16 @@ Request copy_request(const mosquitto* client, const char* topic, const void* pay
 RequestIntake::RequestIntake(const Topics& topics, bool handlers, AccessControl& access)
     : topics_(topics), handlers_(handlers), access_(access) {}
 
+bool RequestIntake::is_request(const char* topic) const {
+  if (!topic) return false;
+  const std::string_view name(topic);
+  const std::size_t last = name.rfind('/');
+  if (last == std::string_view::npos || !wire::parse(wire::kActions, name.substr(last + 1))) return false;
+  return topics_.parse_request(name).has_value();
+}
+
 int RequestIntake::on_message(mosquitto_evt_message& event, std::vector<Request>& pending) {
-  if (!event.topic || !topics_.parse_request(event.topic)) return MOSQ_ERR_SUCCESS;
+  if (!is_request(event.topic)) return MOSQ_ERR_SUCCESS;
   // A request is consumed once, by the handlers or by the bridge: never kept as a retained message,
   // which the broker would deliver again (with the publisher's stamp) at every subscription.
   event.retain = false;
@@ -79,6 +90,7 @@ int RequestIntake::on_message(mosquitto_evt_message& event, std::vector<Request>
 int RequestIntake::on_request_write(const mosquitto_evt_acl_check& event, std::vector<Request>& pending) {
   // 2.0.11 sends a client's Will without a MESSAGE event: right after its DISCONNECT event, the
   // only trace is this write check. A Will on a request topic (presence offline) is a request.
+  if (just_disconnected_.empty()) return MOSQ_ERR_SUCCESS;  // every request's write check: no copy of the id
   const char* id = mosquitto_client_id(event.client);
   if (!id || !just_disconnected_.count({event.client, id})) return MOSQ_ERR_SUCCESS;
   const Session* session = access_.session_of(event.client);

@@ -34,6 +34,11 @@ class RequestIntake {
   // `handlers`: the engine runs in the broker (requests are queued), else auth only (stamped).
   RequestIntake(const Topics& topics, bool handlers, AccessControl& access);
 
+  // Whether `topic` (may be null) is a request topic: Topics::parse_request, asked only of topics
+  // whose last level is an action name (the broker checks every publish and delivery, and most are
+  // events and replies).
+  bool is_request(const char* topic) const;
+
   // MOSQ_EVT_MESSAGE: handlers on: appends a request to `pending`; handlers off: stamps it. A
   // request that carries a stamp of its own is refused (MOSQ_ERR_ACL_DENIED).
   int on_message(mosquitto_evt_message& event, std::vector<Request>& pending);

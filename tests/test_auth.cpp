@@ -1043,6 +1043,28 @@ BOOST_AUTO_TEST_CASE(participants_see_their_own_booking_only) {
   check(policy, kPassenger, "app-1", cases);
 }
 
+// The plugin keeps one SessionAcl per connection: it answers for the identity and client id it
+// was built for, whatever it is asked, and as often.
+BOOST_AUTO_TEST_CASE(a_session_acl_answers_for_its_own_identity_and_client_id) {
+  const auto policy = default_policy();
+  const nt::SessionAcl first(policy, kDriver, "app-1");
+  const nt::SessionAcl other(policy, make_identity(nt::Principal::driver, "drv-1", "BK-2"), "app-2");
+  for (int round = 0; round < 2; ++round) {
+    BOOST_TEST(first.allows(A::read, P + "/bookings/BK-1/events/message"));
+    BOOST_TEST(!other.allows(A::read, P + "/bookings/BK-1/events/message"));
+    BOOST_TEST(other.allows(A::read, P + "/bookings/BK-2/events/message"));
+    BOOST_TEST(!first.allows(A::read, P + "/bookings/BK-2/events/message"));
+    BOOST_TEST(first.allows(A::read, P + "/replies/app-1/r"));
+    BOOST_TEST(!first.allows(A::read, P + "/replies/app-2/r"));
+    BOOST_TEST(other.allows(A::write, P + "/bookings/BK-2/send_message"));
+    BOOST_TEST(!other.allows(A::write, P + "/bookings/BK-1/send_message"));
+    BOOST_TEST(!first.allows(A::read, P + "/bookings/BK-1/events/+"));  // a filter is no topic name
+  }
+  const nt::SessionAcl unusable(policy, kDriver, "app/1");
+  BOOST_TEST(!unusable.allows(A::read, P + "/bookings/BK-1/events/message"));
+  BOOST_TEST(unusable.allows(A::unsubscribe, P + "/bookings/BK-1/events/#"));
+}
+
 BOOST_AUTO_TEST_CASE(invalid_client_id_or_identity_is_denied) {
   const auto policy = default_policy();
   for (const std::string client_id : {"app/1", "", "app+", "app#", "a\nb"}) {

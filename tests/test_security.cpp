@@ -314,6 +314,38 @@ NT_HOST_TEST(a_client_id_cannot_be_taken_over_by_another_subject, 60) {
   BOOST_CHECK_THROW(connect_as(ctx, owner, slash), std::exception);
 }
 
+// What a connection may receive is worked out when it authenticates (the plugin keeps it per
+// session): a phone whose next token is for another booking resumes its session, subscription to
+// the old booking included, and from then on receives the new booking's events and not the old's.
+NT_HOST_TEST(a_resumed_session_with_another_token_receives_only_what_the_new_token_allows, 60) {
+  TestContext ctx(security_system(host));
+  const std::string first_booking = booking("sec-a");
+  const std::string next_booking = booking("sec-b");
+  const Identity first = driver_of(first_booking);
+  const Identity next{Principal::driver, first.subject, next_booking};  // the same driver, a new ride
+  ClientOptions options = phone();
+  options.clean_start = false;
+  auto before = connect_as(ctx, first, options);
+  BOOST_REQUIRE(before->subscribe_reason(events_filter(first_booking)) < kRefused);
+  before->disconnect();
+
+  auto after = connect_as(ctx, next, options);
+  BOOST_TEST(after->subscribe_reason(events_filter(first_booking)) >= kRefused);
+  BOOST_REQUIRE(after->subscribe_reason(events_filter(next_booking)) < kRefused);
+  // The old booking's event goes out first: had the resumed subscription been served with the old
+  // token's access, it would arrive before the new booking's.
+  NT_REQUIRE_OK(send_message(*connect_as(ctx, passenger_of(first_booking)), first_booking,
+                             text_message("passenger", "old ride")));
+  NT_REQUIRE_OK(send_message(*connect_as(ctx, passenger_of(next_booking)), next_booking,
+                             text_message("passenger", "new ride")));
+  BOOST_TEST(after->wait_for(on_topic(event_topic(next_booking, "message")), 5s).has_value());
+  BOOST_TEST(after->count(on_topic(event_topic(first_booking, "message"))) == 0u);
+  // And it may publish for the new booking only.
+  NT_CHECK_OK(send_message(*after, next_booking, text_message("driver", "on my way")));
+  BOOST_TEST(after->publish_reason(request_topic(first_booking, "send_message"),
+                                   text_message("driver", "x").dump()) == kNotAuthorized);
+}
+
 // A reply address the requester may not use is `forbidden`, reported on its own booking's errors
 // topic; nothing is published at the address: no text of its choosing in another booking's events
 // or errors, in the global errors, nor in another client's replies (with chosen correlation data).

@@ -117,9 +117,10 @@ TestClient::TestClient(const std::string& server_uri, ClientOptions options) : o
   auto connect =
       mqtt::connect_options_builder().mqtt_version(paho_version(options_.version)).keep_alive_interval(30s).finalize();
   connect.set_connect_timeout(options_.connect_timeout);
-  if (options_.version == MqttVersion::v5)
-    connect.set_clean_start(true);
-  else
+  if (options_.version == MqttVersion::v5) {
+    connect.set_clean_start(options_.clean_start);
+    if (!options_.clean_start) connect.set_properties({{mqtt::property::SESSION_EXPIRY_INTERVAL, 60}});
+  } else
     connect.set_clean_session(true);
   if (options_.username) connect.set_user_name(*options_.username);
   if (options_.password) connect.set_password(*options_.password);

@@ -35,6 +35,9 @@ struct ClientOptions {
   MqttVersion version = MqttVersion::v5;
   std::string client_id;  // empty: "nt-test-<random>"
   std::optional<Will> will;
+  // false (MQTT v5 only): resume the session of this client id, which the broker keeps for a minute
+  // after a disconnect (subscriptions included).
+  bool clean_start = true;
   std::string topic_prefix = "navietakie/v1";
   std::chrono::milliseconds connect_timeout = 5s;
   // Credentials (a JWT as the password when authentication is on); unset: none sent.
