@@ -8,6 +8,7 @@
 #include "core/engine.hpp"
 #include "core/store_setup.hpp"
 #include "core/log.hpp"
+#include "bridge/paho_compat.hpp"
 #include "bridge/paho_host.hpp"
 #include "config/config.hpp"
 
@@ -71,6 +72,7 @@ int main(int argc, char** argv) {
               {"share_group", settings.share_group},
               {"environment", settings.environment}});
 
+    quiet_paho_trace();
     // Room for bursts while the worker commits; Paho's default buffer holds only 100 messages.
     mqtt::async_client client(settings.broker_url, settings.client_id, mqtt::create_options(MQTTVERSION_5, 100000));
     PahoHost host(client, engine, settings);

@@ -35,6 +35,12 @@ int set_tcp_nodelay_on_open_sockets() {
   return count;
 }
 
+void quiet_paho_trace() {
+  const char* trace = std::getenv("MQTT_C_CLIENT_TRACE");
+  if (trace && *trace) return;
+  MQTTAsync_setTraceLevel(MQTTASYNC_TRACE_ERROR);
+}
+
 bool nudge_send_thread(mqtt::async_client& client, const std::string& nudge_topic) {
   if (client.get_pending_delivery_tokens().empty()) return false;
   try {

@@ -14,6 +14,13 @@ namespace navietakie {
 // connections). Returns how many it set. Cheap and non-blocking; call after each (re)connect.
 int set_tcp_nodelay_on_open_sockets();
 
+// Paho C 1.3 as Debian builds it (without PAHO_HIGH_PERFORMANCE) keeps an in-memory trace of every
+// internal function entry and exit, and formats every protocol trace line with vsnprintf, each under
+// one process-wide mutex that all of Paho's threads share: several of those per packet. Raising the
+// trace level to errors skips both (error lines are still traced). Left as it is when
+// MQTT_C_CLIENT_TRACE asks for a trace. Process-wide; call once, before or after creating clients.
+void quiet_paho_trace();
+
 // Paho C 1.3 wakes its send thread only when a command is queued, not when a PUBACK frees a slot
 // of the broker's receive window: publishes queued behind a full window wait up to 1 s. While any
 // are pending, a tiny QoS 0 publish (on a topic nobody reads) every few ms wakes it.

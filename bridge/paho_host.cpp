@@ -113,12 +113,71 @@ PahoHost::PahoHost(mqtt::async_client& client, Engine& engine, const Settings& s
   // Paho callbacks run on its receive thread: they only set flags, never block.
   client_.set_connected_handler([this](const std::string&) {
     set_tcp_nodelay_on_open_sockets();
-    resubscribe_ = true;
+    {
+      std::lock_guard<std::mutex> lock(signal_mutex_);
+      resubscribe_ = true;
+    }
+    signalled_.notify_one();
   });
   client_.set_connection_lost_handler([this](const std::string& cause) {
     log_line(LogLevel::warn, "connection_lost", {{"cause", cause}});
-    lost_ = true;
+    {
+      std::lock_guard<std::mutex> lock(signal_mutex_);
+      lost_ = true;
+    }
+    signalled_.notify_one();
   });
+  client_.set_message_callback([this](mqtt::const_message_ptr msg) { arrived(msg); });
+}
+
+void PahoHost::arrived(const mqtt::const_message_ptr& msg) {
+  last_arrival_ns_ = std::chrono::steady_clock::now().time_since_epoch().count();
+  std::lock_guard<std::mutex> lock(arrival_mutex_);
+  if (!msg || stored_copy(*msg)) return;
+  if (!loop_) {
+    held_.push_back(to_request(msg));
+    return;
+  }
+  // Under arrival_mutex_: attach_loop() may be handing the held requests over; these come after.
+  std::vector<Request> one;
+  one.push_back(to_request(msg));
+  loop_->submit(std::move(one));
+}
+
+std::size_t PahoHost::attach_loop(EngineLoop* loop) {
+  std::lock_guard<std::mutex> lock(arrival_mutex_);
+  loop_ = loop;
+  const std::size_t held = loop_ ? held_.size() : 0;
+  if (held > 0) loop_->submit(std::exchange(held_, {}));
+  return held;
+}
+
+std::chrono::milliseconds PahoHost::nudge_if_due() {
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_nudge_) return std::chrono::ceil<std::chrono::milliseconds>(next_nudge_ - now);
+  // Set before counting: a publish handed over after the count sees it and wakes this thread.
+  awaiting_publishes_ = true;
+  const std::size_t pending = client_.get_pending_delivery_tokens().size();
+  next_nudge_ = now + kSendNudgeEvery;
+  if (pending == 0) {
+    stall_nudge_at_ = now + timings_.stall_nudge;
+    return timings_.poll;
+  }
+  awaiting_publishes_ = false;
+  // A nudge is a publish too (for the broker as well): one per request under load was a third
+  // publish per request. Only a full window makes Paho hold publishes routinely; anything else
+  // (a partial socket write) gets a nudge once publishes have been pending for stall_nudge.
+  if (pending > receive_maximum_ || now >= stall_nudge_at_) {
+    nudge_send_thread(client_, wake_topic_);
+    stall_nudge_at_ = now + timings_.stall_nudge;
+  }
+  return kSendNudgeEvery;
+}
+
+void PahoHost::sleep_unless_signalled(std::chrono::milliseconds wait) {
+  std::unique_lock<std::mutex> lock(signal_mutex_);
+  signalled_.wait_for(lock, wait, [this] { return lost_.load() || resubscribe_.load() || published_; });
+  published_ = false;
 }
 
 bool PahoHost::connect(const std::atomic<bool>& stop) {
@@ -133,7 +192,15 @@ bool PahoHost::connect(const std::atomic<bool>& stop) {
           {{mqtt::property::SESSION_EXPIRY_INTERVAL, kSessionExpiry}, {mqtt::property::RECEIVE_MAXIMUM, 65535}});
       auto token = client_.connect(connect_options_);
       if (token->wait_for(10s)) {
-        log_line(LogLevel::info, "connected", {{"broker", settings_.broker_url}, {"client_id", settings_.client_id}});
+        const mqtt::connect_response response = token->get_connect_response();
+        const auto& props = response.get_properties();
+        receive_maximum_ = props.contains(mqtt::property::RECEIVE_MAXIMUM)
+                               ? mqtt::get<std::uint16_t>(props, mqtt::property::RECEIVE_MAXIMUM)
+                               : 65535;
+        log_line(LogLevel::info, "connected",
+                 {{"broker", settings_.broker_url},
+                  {"client_id", settings_.client_id},
+                  {"receive_maximum", std::to_string(receive_maximum_)}});
         return true;
       }
     } catch (const mqtt::exception& e) {
@@ -190,21 +257,6 @@ void PahoHost::publish_metrics() {
       {Publish{Topics(settings_.topic_prefix).bridge_metrics(settings_.client_id), metrics, true, std::nullopt}});
 }
 
-std::size_t PahoHost::submit_arrived(EngineLoop& loop, std::chrono::milliseconds wait) {
-  mqtt::const_message_ptr msg;
-  std::vector<Request> batch;
-  const bool got = wait.count() > 0 ? client_.try_consume_message_for(&msg, wait) : client_.try_consume_message(&msg);
-  if (got) {
-    do {
-      // A null message marks a lost connection.
-      if (msg && !stored_copy(*msg)) batch.push_back(to_request(msg));
-    } while (batch.size() < settings_.batch_max && client_.try_consume_message(&msg));
-  }
-  const std::size_t n = batch.size();
-  loop.submit(std::move(batch));
-  return n;
-}
-
 bool PahoHost::publish(const std::vector<Publish>& results) {
   {
     std::lock_guard<std::mutex> lock(after_disconnect_mutex_);
@@ -214,6 +266,14 @@ bool PahoHost::publish(const std::vector<Publish>& results) {
     }
   }
   publish_all(results);
+  if (awaiting_publishes_.exchange(false)) {
+    // The host thread sleeps for a while since nothing was pending: these may fill the window.
+    {
+      std::lock_guard<std::mutex> lock(signal_mutex_);
+      published_ = true;
+    }
+    signalled_.notify_one();
+  }
   return true;
 }
 
@@ -236,32 +296,47 @@ void PahoHost::publish_final(const std::vector<Publish>& publishes) {
 }
 
 bool PahoHost::run(const std::atomic<bool>& stop) {
-  client_.start_consuming();
   if (!connect(stop)) return false;
   EngineLoop loop(engine_, *this, loop_options(settings_));  // publishes the start-up presence first
+  // Requests that came with the session, before the loop: handed over first. And whatever way
+  // run() ends, the receive thread stops submitting before the loop is gone.
+  attach_loop(&loop);
+  struct Detach {
+    PahoHost& host;
+    ~Detach() { host.attach_loop(nullptr); }
+  } detach{*this};
   auto next_metrics = std::chrono::steady_clock::now() + timings_.metrics_every;
   while (!stop) {
     if (lost_.exchange(false) && !client_.is_connected() && !connect(stop)) break;
     if (resubscribe_.exchange(false)) subscribe();
-    const auto wait = nudge_send_thread(client_, wake_topic_) ? kSendNudgeEvery : timings_.poll;
-    submit_arrived(loop, wait);
+    const auto wait = std::min(nudge_if_due(), timings_.poll);
     if (std::chrono::steady_clock::now() >= next_metrics) {
       publish_metrics();
       next_metrics += timings_.metrics_every;
     }
+    sleep_unless_signalled(std::max(1ms, wait));
   }
-  // Paho acknowledged (PUBACK) every request in its consumer queue: handle and answer them before
-  // leaving, until none has come for a moment (bounded).
+  // Paho acknowledged (PUBACK) every request the loop has: answer them, and those still coming,
+  // before leaving, until none has come for a moment (bounded).
   const auto drain_until = std::chrono::steady_clock::now() + timings_.drain_max;
-  auto quiet_since = std::chrono::steady_clock::now();
-  while (std::chrono::steady_clock::now() < drain_until &&
-         std::chrono::steady_clock::now() - quiet_since < timings_.drain_quiet) {
-    if (submit_arrived(loop, 20ms) > 0) quiet_since = std::chrono::steady_clock::now();
+  const auto quiet = [this] {
+    const auto last = std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(last_arrival_ns_.load()));
+    return std::chrono::steady_clock::now() - last >= timings_.drain_quiet;
+  };
+  while (std::chrono::steady_clock::now() < drain_until && !quiet()) {
+    std::this_thread::sleep_for(std::min(nudge_if_due(), 20ms));
   }
+  // From here requests wait in held_: their results need the connection that the DISCONNECT ends.
+  attach_loop(nullptr);
   loop.wait_idle(timings_.drain_max);
+  std::uint64_t retained_ignored = 0;
+  {
+    std::lock_guard<std::mutex> lock(arrival_mutex_);
+    retained_ignored = retained_ignored_;
+  }
   log_line(
       LogLevel::info, "stopping",
-      {{"metrics", engine_.metrics().to_json()}, {"retained_requests_ignored", std::to_string(retained_ignored_)}});
+      {{"metrics", engine_.metrics().to_json()}, {"retained_requests_ignored", std::to_string(retained_ignored)}});
   try {
     // Lets in-flight publishes complete first. The session expiry is repeated in the DISCONNECT:
     // without it Mosquitto 2.0.11 ended the session at a clean disconnect (CONNACK "session
@@ -274,17 +349,16 @@ bool PahoHost::run(const std::atomic<bool>& stop) {
   } catch (const mqtt::exception& e) {
     log_line(LogLevel::warn, "disconnect_failed", {{"error", e.what()}});
   }
-  // What arrived between the last drain and the DISCONNECT was acknowledged too: commit it, and
+  // What arrived after the drain, until the DISCONNECT, was acknowledged too: commit it, and
   // send its replies and events over a short second connection that subscribes to nothing (the
   // session, and the requests it keeps for the next start, stay untouched).
   {
     std::lock_guard<std::mutex> lock(after_disconnect_mutex_);
     after_disconnect_ = true;
   }
-  std::size_t late_requests = 0;
-  while (std::size_t n = submit_arrived(loop, 0ms)) late_requests += n;
+  const std::size_t late_requests = attach_loop(&loop);
+  attach_loop(nullptr);
   loop.stop();
-  client_.stop_consuming();
   if (late_requests > 0)
     log_line(LogLevel::info, "handled_after_disconnect", {{"requests", std::to_string(late_requests)}});
   std::vector<Publish> late;
