@@ -7,6 +7,10 @@
 //                                    end, in `window` bookings at a time; latency is per round)
 //                 [--until-event]   (send_message: a unit ends when its events/message arrives, i.e.
 //                                    request -> durable commit -> broadcast delivered)
+//                 [--event-confirmed] (send_message without a reply address: a unit ends when its
+//                                    events/message arrives, which carries its message_id and seq; the
+//                                    raw relay's shape, one publish in and one delivery out, plus
+//                                    durability. Refusals come on the booking's errors topic.)
 //                 [--raw]           (no navietakie: a unit is a QoS 1 publish to a topic this client
 //                                    subscribes to, ending at its delivery: the transport's own cost)
 #include <mqtt/async_client.h>
@@ -33,7 +37,8 @@ using Clock = std::chrono::steady_clock;
 const char* const kUsage =
     "Usage: bench_rr [--url tcp://127.0.0.1:1883] [--count 2000] [--window 1] [--booking BENCH]\n"
     "                [--prefix navietakie/v1] [--username U --password TOKEN]\n"
-    "                [--action send_message --payload JSON] [--call-rounds] [--until-event] [--raw]\n"
+    "                [--action send_message --payload JSON] [--call-rounds] [--until-event]\n"
+    "                [--event-confirmed] [--unit-timeout-ms 10000] [--raw]\n"
     "\n"
     "Request/response load against a running navietakie; prints one JSON line of throughput and\n"
     "latency percentiles. Exit 0 when every unit got an ok reply, 1 otherwise, 2 on bad arguments.\n"
@@ -49,6 +54,10 @@ const char* const kUsage =
     "  --payload JSON     the request payload (default a 100-byte driver chat line)\n"
     "  --call-rounds      a unit is a call round (start, accept, end) in one of `window` bookings\n"
     "  --until-event      send_message: a unit ends when its events/message arrives\n"
+    "  --event-confirmed  send_message without a reply address (no response topic, no reply_to):\n"
+    "                     a unit ends when its events/message arrives; a refusal on the booking's\n"
+    "                     errors topic fails the oldest unit in flight\n"
+    "  --unit-timeout-ms N  a unit unanswered after N ms fails (default 10000)\n"
     "  --raw              no navietakie: a unit is a QoS 1 publish to a topic this client follows\n"
     "  --help             this text\n";
 
@@ -71,6 +80,8 @@ struct Options {
       R"({"sender":"driver","text":"benchmark message of about one hundred bytes, as a chat line would be......"})";
   bool call_rounds = false;
   bool until_event = false;
+  bool event_confirmed = false;  // no reply address: the event is the confirmation
+  std::size_t unit_timeout_ms = 10000;
   bool raw = false;
   bool help = false;
 };
@@ -92,6 +103,8 @@ Options parse_options(int argc, char** argv) {
       o.call_rounds = true;
     else if (flag == "--until-event")
       o.until_event = true;
+    else if (flag == "--event-confirmed")
+      o.event_confirmed = true;
     else if (flag == "--raw")
       o.raw = true;
     else {
@@ -102,7 +115,10 @@ Options parse_options(int argc, char** argv) {
                           : flag == "--password" ? &o.password
                           : flag == "--payload"  ? &o.payload
                                                  : nullptr;
-      std::size_t* number = flag == "--count" ? &o.count : flag == "--window" ? &o.window : nullptr;
+      std::size_t* number = flag == "--count"             ? &o.count
+                            : flag == "--window"          ? &o.window
+                            : flag == "--unit-timeout-ms" ? &o.unit_timeout_ms
+                                                          : nullptr;
       if (flag == "--action") {
         if (i + 1 >= argc) throw UsageError(flag + " needs a value");
         const auto action = navietakie::wire::parse(navietakie::wire::kActions, argv[++i]);
@@ -120,6 +136,10 @@ Options parse_options(int argc, char** argv) {
     }
   }
   o.window = std::max<std::size_t>(1, o.window);
+  o.unit_timeout_ms = std::max<std::size_t>(1, o.unit_timeout_ms);
+  if (o.event_confirmed && (o.call_rounds || o.raw || o.action != navietakie::Action::send_message)) {
+    throw UsageError("--event-confirmed measures send_message alone (not with --call-rounds, --raw or --action)");
+  }
   return o;
 }
 
@@ -139,7 +159,10 @@ int run(const Options& options) {
   const std::string& password = options.password;
   const std::string& payload = options.payload;
   const bool call_rounds = options.call_rounds;
-  const bool until_event = options.until_event;
+  const bool event_confirmed = options.event_confirmed;
+  // Both are confirmed by the event, matched by the message_id the request carries.
+  const bool until_event = options.until_event || event_confirmed;
+  const auto unit_timeout = std::chrono::milliseconds(options.unit_timeout_ms);
   const bool raw = options.raw;
   const navietakie::Topics topics(options.prefix);
   const std::string client_id = "bench-rr-" + std::to_string(::getpid());
@@ -161,7 +184,9 @@ int run(const Options& options) {
   client.subscribe(reply_topic, 1)->wait();
   const std::string events_topic = topics.message_events(booking);
   const std::string raw_topic = "bench/raw/" + client_id;
+  const std::string errors_topic = topics.booking_errors(booking);
   if (until_event) client.subscribe(events_topic, 1)->wait();
+  if (event_confirmed) client.subscribe(errors_topic, 1)->wait();
   if (raw) client.subscribe(raw_topic, 1)->wait();
 
   // One unit of work in flight: a request (or, with --call-rounds, a call round in its booking).
@@ -181,7 +206,7 @@ int run(const Options& options) {
   auto publish = [&](const std::string& topic, const std::string& body, Unit unit) {
     std::string corr = std::to_string(requests++);
     mqtt::properties props{{mqtt::property::CORRELATION_DATA, corr}};
-    if (!raw) props.add({mqtt::property::RESPONSE_TOPIC, reply_topic});
+    if (!raw && !event_confirmed) props.add({mqtt::property::RESPONSE_TOPIC, reply_topic});
     std::string payload_out = body;
     std::string key = corr;
     if (until_event) {  // the event is matched by the message_id this request carries
@@ -213,15 +238,51 @@ int run(const Options& options) {
     ++sent;
     publish(raw ? raw_topic : request_topic, payload, std::move(unit));
   };
+  std::size_t timed_out = 0;
+  // A unit that ends without an ok: counted, the first one shown, and the next unit started.
+  auto fail = [&](const std::string& why) {
+    if (++failed == 1) std::fprintf(stderr, "first error: %s\n", why.c_str());
+    if (sent < count) send_one();
+  };
+  // The unit in flight longest: a booking's requests are answered in order, so a refusal on the
+  // errors topic (which carries no correlation) is the oldest unit's.
+  auto oldest_in_flight = [&] {
+    return std::min_element(in_flight.begin(), in_flight.end(),
+                            [](const auto& a, const auto& b) { return a.second.started < b.second.started; });
+  };
+  // Every wait is bounded: a unit unanswered after the unit timeout fails (nothing hangs the run).
+  auto expire_units = [&] {
+    const auto now = Clock::now();
+    for (auto it = in_flight.begin(); it != in_flight.end();) {
+      if (now - it->second.started < unit_timeout) {
+        ++it;
+        continue;
+      }
+      it = in_flight.erase(it);
+      ++timed_out;
+      fail("no answer within " + std::to_string(options.unit_timeout_ms) + " ms");
+    }
+  };
   auto start = Clock::now();
   while (sent < count && in_flight.size() < window) send_one();
   auto deadline = Clock::now() + std::chrono::seconds(120);
+  auto next_expiry_check = Clock::now();
   while (latencies_us.size() + failed < count && Clock::now() < deadline) {
+    if (Clock::now() >= next_expiry_check) {
+      expire_units();
+      next_expiry_check = Clock::now() + std::chrono::milliseconds(50);
+    }
     mqtt::const_message_ptr msg;
     navietakie::nudge_send_thread(client, "bench/wake");  // bridge/paho_compat.hpp
     if (!client.try_consume_message_for(&msg, std::chrono::milliseconds(2)) || !msg) continue;
     const auto& props = msg->get_properties();
     std::string key;
+    if (event_confirmed && msg->get_topic() == errors_topic) {
+      if (in_flight.empty()) continue;
+      in_flight.erase(oldest_in_flight());
+      fail(msg->to_string());
+      continue;
+    }
     if (until_event && msg->get_topic() == events_topic) {
       const std::string body = msg->to_string();
       const auto at = body.find(R"("message_id":")");
@@ -249,18 +310,19 @@ int run(const Options& options) {
       call_step(std::move(unit));
       continue;
     }
-    if (ok)
-      latencies_us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - unit.started).count());
-    else if (++failed == 1)
-      std::fprintf(stderr, "first error: %s\n", msg->to_string().c_str());
+    if (!ok) {
+      fail(msg->to_string());
+      continue;
+    }
+    latencies_us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - unit.started).count());
     if (sent < count) send_one();
   }
   double secs = std::chrono::duration<double>(Clock::now() - start).count();
   client.disconnect()->wait();
   std::printf(
-      "{\"window\":%zu,\"count\":%zu,\"replies\":%zu,\"errors\":%zu,\"%s\":%.0f,"
+      "{\"window\":%zu,\"count\":%zu,\"replies\":%zu,\"errors\":%zu,\"timeouts\":%zu,\"%s\":%.0f,"
       "\"p50_us\":%.0f,\"p99_us\":%.0f,\"p999_us\":%.0f}\n",
-      window, count, latencies_us.size(), failed, call_rounds ? "rounds_per_s" : "msgs_per_s",
+      window, count, latencies_us.size(), failed, timed_out, call_rounds ? "rounds_per_s" : "msgs_per_s",
       static_cast<double>(latencies_us.size()) / secs, percentile(latencies_us, 0.5), percentile(latencies_us, 0.99),
       percentile(latencies_us, 0.999));
   return latencies_us.size() == count && failed == 0 ? 0 : 1;

@@ -481,4 +481,34 @@ NT_HOST_TEST(navietakie_sim_verifies_a_short_run, 120) {
   BOOST_TEST(summary["calls"].value("started", 0) > 0);
 }
 
+#ifdef NAVIETAKIE_BENCH_RR_BIN
+// bench_rr --event-confirmed (scripts/bench's plugin_event_confirmed): send_message without a reply
+// address, each confirmed by its events/message; a refused request, which only the booking's
+// errors topic reports, fails at once instead of hanging the run.
+NT_HOST_TEST(bench_rr_event_confirmed_counts_events_and_refusals, 120) {
+  TestContext ctx(cli_system(host));
+  System& system = ctx.system();
+  const CliResult confirmed = run_cli(system,
+                                      {NAVIETAKIE_BENCH_RR_BIN, "--url", system.broker_uri(), "--count", "200",
+                                       "--window", "8", "--booking", booking("rrevent"), "--event-confirmed"},
+                                      60s);
+  BOOST_TEST(confirmed.exit_code.value_or(-1) == 0, confirmed.err);
+  const json counted = printed_json(confirmed);
+  BOOST_TEST(counted.value("replies", 0) == 200, counted.dump());
+  BOOST_TEST(counted.value("errors", -1) == 0, counted.dump());
+
+  const CliResult refused =
+      run_cli(system,
+              {NAVIETAKIE_BENCH_RR_BIN, "--url", system.broker_uri(), "--count", "20", "--window", "4", "--booking",
+               booking("rrrefused"), "--event-confirmed", "--payload", R"({"sender":"nobody","text":"x"})"},
+              60s);
+  BOOST_TEST(refused.exit_code.value_or(-1) == 1, refused.err);
+  const json failed = printed_json(refused);
+  BOOST_TEST(failed.value("replies", -1) == 0, failed.dump());
+  BOOST_TEST(failed.value("errors", 0) == 20, failed.dump());
+  BOOST_TEST(failed.value("timeouts", -1) == 0, failed.dump());  // each one ended by its refusal
+  BOOST_TEST(refused.err.find("invalid_request") != std::string::npos, refused.err);
+}
+#endif
+
 BOOST_AUTO_TEST_SUITE_END()
