@@ -167,11 +167,12 @@ std::uint64_t stream_sequence(natsMsg* msg) {
 }
 
 // One page of the newest `limit` messages of `subject` (see the top of the file). `spacing` is the
-// stream sequences per message of this subject, learnt from one page for the next. Returns the
-// number of messages in the page (== limit, unless the subject holds fewer) or 0 on a failure.
-std::size_t page(jsCtx* js, const std::string& subject, std::size_t limit, double& spacing) {
+// stream sequences per message of this subject, learnt from one page for the next. Returns what
+// went wrong, or "" for a full page ending at the subject's newest message.
+std::string page(jsCtx* js, const std::string& subject, std::size_t limit, double& spacing) {
   natsMsg* last = nullptr;
-  if (js_GetLastMsg(&last, js, kStream, subject.c_str(), nullptr, nullptr) != NATS_OK) return 0;
+  const natsStatus got_last = js_GetLastMsg(&last, js, kStream, subject.c_str(), nullptr, nullptr);
+  if (got_last != NATS_OK) return std::string("last message: ") + natsStatus_GetText(got_last);
   const std::uint64_t newest = natsMsg_GetSequence(last);
   natsMsg_Destroy(last);
   constexpr int kFetchAtMost = 2000;
@@ -186,7 +187,8 @@ std::size_t page(jsCtx* js, const std::string& subject, std::size_t limit, doubl
     so.Config.AckPolicy = js_AckNone;
     so.Config.MemoryStorage = true;
     natsSubscription* sub = nullptr;
-    if (js_PullSubscribe(&sub, js, subject.c_str(), nullptr, nullptr, &so, nullptr) != NATS_OK) return 0;
+    const natsStatus created = js_PullSubscribe(&sub, js, subject.c_str(), nullptr, nullptr, &so, nullptr);
+    if (created != NATS_OK) return std::string("consumer: ") + natsStatus_GetText(created);
     jsFetchRequest fr;
     jsFetchRequest_Init(&fr);
     fr.Batch = kFetchAtMost;
@@ -199,14 +201,20 @@ std::size_t page(jsCtx* js, const std::string& subject, std::size_t limit, doubl
     natsMsgList_Destroy(&list);
     natsSubscription_Unsubscribe(sub);  // deletes the ephemeral consumer
     natsSubscription_Destroy(sub);
-    if (fetched != NATS_OK && fetched != NATS_TIMEOUT && count == 0) return 0;
+    if (fetched != NATS_OK && fetched != NATS_TIMEOUT && count == 0)
+      return std::string("fetch: ") + natsStatus_GetText(fetched);
     if (count > 0) spacing = static_cast<double>(newest + 1 - from) / static_cast<double>(count);
     const bool too_long = count == static_cast<std::size_t>(kFetchAtMost) && reached < newest;
     const bool too_short = count < limit && from > 1;
-    if (!too_long && !too_short) return reached == newest ? std::min(count, limit) : 0;
     if (too_short && count == 0) spacing *= 4;
+    if (too_long || too_short) continue;
+    if (count < limit) return "the subject holds " + std::to_string(count) + " messages";
+    if (reached != newest)
+      return "the fetch ended at sequence " + std::to_string(reached) + " of " + std::to_string(newest) + " (" +
+             natsStatus_GetText(fetched) + ")";
+    return "";
   }
-  return 0;
+  return "no start sequence found in 40 tries";
 }
 
 int history(const peer::Options& o) {
@@ -214,6 +222,7 @@ int history(const peer::Options& o) {
   Client client(o.port, on_fill_ack, nullptr);
   const std::string subject = subject_of(o.booking);
   std::atomic<std::size_t> next{0};
+  std::atomic<std::size_t> failures{0};
   const auto start = Clock::now();
   std::vector<std::thread> pagers;
   for (std::size_t t = 0; t < o.window; ++t) {
@@ -221,7 +230,9 @@ int history(const peer::Options& o) {
       double spacing = 1;
       while (next++ < o.count) {
         const auto started = Clock::now();
-        units.finished(started, page(client.js, subject, o.limit, spacing) == o.limit);
+        const std::string problem = page(client.js, subject, o.limit, spacing);
+        if (!problem.empty() && failures++ == 0) std::fprintf(stderr, "page: %s\n", problem.c_str());
+        units.finished(started, problem.empty());
       }
     });
   }

@@ -127,7 +127,10 @@ def result_of(proc, timeout=600):
     lines = [l for l in out.splitlines() if l.startswith("{")]
     if not lines:
         raise RuntimeError(f"{proc.args[0]} printed no JSON (exit {proc.returncode}): {err[-1500:]}")
-    return json.loads(lines[-1])
+    data = json.loads(lines[-1])
+    if data.get("errors"):
+        log(f"{os.path.basename(proc.args[0])}: {data['errors']} errors: {err.strip()[-500:]}")
+    return data
 
 
 def run_tool(build_dir, kind, server, *args, timeout=600):
