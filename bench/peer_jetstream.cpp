@@ -61,6 +61,7 @@ struct Client {
     jo.PublishAsync.AckHandler = on_ack;
     jo.PublishAsync.AckHandlerClosure = closure;
     jo.PublishAsync.MaxPending = 4096;
+    jo.PublishAsync.StallWait = 30000;  // ms: a fill waits for room rather than failing on a busy machine
     check(natsConnection_JetStream(&js, nc, &jo), "jetstream context");
     ensure_stream();
   }
@@ -134,8 +135,9 @@ int send(const peer::Options& o) {
   return units.report(o.window, o.count, start);
 }
 
-void on_fill_ack(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr*, void* closure) {
-  if (pa == nullptr) ++*static_cast<std::atomic<std::size_t>*>(closure);
+void on_fill_ack(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* closure) {
+  if (pa == nullptr && closure && (*static_cast<std::atomic<std::size_t>*>(closure))++ == 0)
+    std::fprintf(stderr, "fill: %s\n", pae && pae->ErrText ? pae->ErrText : "no publish ack");
   natsMsg_Destroy(msg);
 }
 
@@ -146,13 +148,14 @@ int fill(const peer::Options& o) {
   for (std::size_t i = 0; i < o.messages; ++i) {
     const std::string subject = subject_of(peer::fill_booking(i, o.bookings));
     const std::string body = peer::chat_line("f" + std::to_string(i));
-    if (js_PublishAsync(client.js, subject.c_str(), body.data(), static_cast<int>(body.size()), nullptr) != NATS_OK)
-      ++errors;
+    const natsStatus s = js_PublishAsync(client.js, subject.c_str(), body.data(), static_cast<int>(body.size()), nullptr);
+    if (s != NATS_OK && errors++ == 0) std::fprintf(stderr, "fill: %s\n", natsStatus_GetText(s));
   }
   jsPubOptions po;
   jsPubOptions_Init(&po);
   po.MaxWait = 120000;
-  if (js_PublishAsyncComplete(client.js, &po) != NATS_OK) ++errors;
+  const natsStatus completed = js_PublishAsyncComplete(client.js, &po);
+  if (completed != NATS_OK && errors++ == 0) std::fprintf(stderr, "fill: %s\n", natsStatus_GetText(completed));
   std::printf("{\"messages\":%zu,\"bookings\":%zu,\"errors\":%zu,\"fill_s\":%.1f}\n", o.messages, o.bookings,
               errors.load(), std::chrono::duration<double>(Clock::now() - start).count());
   return errors == 0 ? 0 : 1;

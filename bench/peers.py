@@ -22,6 +22,8 @@ import sys
 import tempfile
 import time
 
+import edge_figures  # peak_rss
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 TOOLS = {"peer_jetstream": "peer_jetstream", "peer_redis_streams": "peer_redis"}
 
@@ -92,13 +94,6 @@ class Server:
         with open(f"/proc/{self.proc.pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-    def peak_rss_mib(self):
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-        return None
 
     def close(self):
         if self.proc.poll() is None:
@@ -174,7 +169,7 @@ def measure_one(build_dir, kind, quick, raw):
         cpu_before = server.cpu_s()
         loaded = load(build_dir, kind, server, clients, window, count)
         server_cpu_s = server.cpu_s() - cpu_before
-        rss = server.peak_rss_mib()
+        rss = edge_figures.peak_rss(server.proc.pid)
     sent = clients * count
     row = {
         "msgs_per_s": round(loaded["msgs_per_s"]),
