@@ -32,8 +32,9 @@ TOOLS = {"peer_jetstream": "peer_jetstream", "peer_redis_streams": "peer_redis"}
 DURABILITY = {
     "peer_jetstream": (
         "nats-server 2.9.10 file store: each message is written to its block file (write(2), the page "
-        "cache) before the publish ack, and fsynced by a timer every 2 minutes (stream.go sets "
-        "SyncInterval = 2 min; 2.9 has no setting for it: sync_interval, with 'always', came in 2.10.0). "
+        "cache) before the publish ack, and fsynced by a timer every 2 minutes and at an orderly shutdown, "
+        "not when a block fills (stream.go sets SyncInterval = 2 min; 2.9 has no setting for it: "
+        "sync_interval, with 'always', came in 2.10.0). "
         "A server crash loses nothing acknowledged, a machine crash up to 2 minutes of it."),
     "peer_redis_streams": (
         "redis-server 7.0, appendonly yes, appendfsync always: each event-loop pass writes and fsyncs the "
