@@ -151,6 +151,8 @@ struct Engine::Handled {
   std::optional<ProtocolError> refused_reply;  // `forbidden`, raised after the payload's own checks
   Result result = Result::none;
   std::string result_json;  // the record (or array of records) the reply carries
+  // Or the result is the payload of events[*result_event]: the same bytes, not copied.
+  std::optional<std::size_t> result_event;
   bool has_more = false;    // a history page's
   std::uint64_t last_seq = 0;
   std::vector<Publish> events;
@@ -163,6 +165,7 @@ struct Engine::Handled {
   // What was prepared for a change that is not stored: no event, no timer, nothing counted.
   void discard_effects() {
     events.clear();
+    result_event.reset();
     arm.clear();
     disarm.clear();
     connection.reset();
@@ -349,19 +352,20 @@ const Identity* Engine::authenticated(const Request& request, const Handled& h) 
 std::optional<ProtocolError> reply_address_problem(const Topics& topics, const EngineOptions& options,
                                                    const Request& request, const std::string& topic,
                                                    const std::string& field) {
-  const std::string name = "'" + field + "'";
+  // Built only for an answer that needs it: most requests have a usable address.
+  const auto name = [&] { return "'" + field + "'"; };
   if (!Topics::valid_topic_name(topic)) {
     return ProtocolError(ErrorCode::invalid_request,
-                         name + " must be a topic name: not empty, no '+' or '#', not starting with '$'");
+                         name() + " must be a topic name: not empty, no '+' or '#', not starting with '$'");
   }
   if (topics.system_topic(topic)) {
     return ProtocolError(ErrorCode::forbidden,
-                         name + " is a request, event, errors or metrics topic: no reply is published there");
+                         name() + " is a request, event, errors or metrics topic: no reply is published there");
   }
   if (request.identity && options.reply_allowed &&
       !options.reply_allowed(*request.identity, request.client_id, topic)) {
     return ProtocolError(ErrorCode::forbidden,
-                         name + " is not the publisher's to use (a driver or passenger: under " +
+                         name() + " is not the publisher's to use (a driver or passenger: under " +
                              options.topic_prefix +
                              "/replies/{its own client id}/; a service: a topic its grants let it receive)");
   }
@@ -403,7 +407,7 @@ void Engine::handle_send(StoreWriter& w, const Request& request, const RequestBo
   std::string json = json_text(m);
   h.stored_message = true;
   h.result = Handled::Result::message;
-  if (h.reply_topic) h.result_json = json;
+  h.result_event = h.events.size();
   h.events.push_back(Publish{topics_.message_events(h.booking), std::move(json), false, std::nullopt});
 }
 
@@ -485,7 +489,7 @@ void Engine::record_call_change(StoreWriter& w, const Call& call, Role sender, H
   w.append_message(m);
   h.stored_message = true;
   h.result = Handled::Result::call;
-  h.result_json = call_json;
+  h.result_event = h.events.size();
   h.events.push_back(Publish{topics_.call_events(call.booking_code), std::move(call_json), false, std::nullopt});
   h.events.push_back(Publish{topics_.message_events(call.booking_code), json_text(m), false, std::nullopt});
 }
@@ -504,7 +508,7 @@ void Engine::handle_presence(StoreWriter& w, const Request& request, const Reque
   Presence presence = refresh_presence(w, h.booking);
   std::string json = json_text(presence);
   h.result = Handled::Result::presence;
-  h.result_json = json;
+  h.result_event = h.events.size();
   h.events.push_back(Publish{topics_.presence_events(h.booking), std::move(json), true, std::nullopt});
 }
 
@@ -576,7 +580,7 @@ std::vector<Publish> Engine::disconnected(const std::vector<std::string>& client
   return set_offline(connections);
 }
 
-void Engine::finish(const Handled& h, std::vector<Publish>& out) {
+void Engine::finish(Handled& h, std::vector<Publish>& out) {
   if (h.error) {
     count(metrics_.errors[static_cast<std::size_t>(h.error->code())]);
     auto level = h.error->code() == ErrorCode::internal || h.error->code() == ErrorCode::unavailable ? LogLevel::error
@@ -610,28 +614,29 @@ void Engine::finish(const Handled& h, std::vector<Publish>& out) {
     if (h.correlation_id) reply.key("correlation_id").raw(*h.correlation_id);
     if (h.reply_topic) {
       reply.end_object();
-      out.push_back(Publish{*h.reply_topic, reply.str(), false, h.correlation_data});
+      out.push_back(Publish{std::move(*h.reply_topic), reply.str(), false, std::move(h.correlation_data)});
     } else {
       reply.key("request_topic").string(*h.topic).end_object();
       out.push_back(Publish{h.booking.empty() ? topics_.global_errors() : topics_.booking_errors(h.booking),
                             reply.str(), false, std::nullopt});
     }
   }
-  out.insert(out.end(), h.events.begin(), h.events.end());
+  out.insert(out.end(), std::make_move_iterator(h.events.begin()), std::make_move_iterator(h.events.end()));
 }
 
 void Engine::write_result(JsonWriter& reply, const Handled& h) {
+  const std::string& result_json = h.result_event ? h.events[*h.result_event].payload : h.result_json;
   switch (h.result) {
     case Handled::Result::none: return;
     case Handled::Result::message:
-      reply.key("message").raw(h.result_json).key("duplicate").boolean(h.duplicate);
+      reply.key("message").raw(result_json).key("duplicate").boolean(h.duplicate);
       return;
     case Handled::Result::messages:
-      reply.key("messages").raw(h.result_json).key("has_more").boolean(h.has_more);
+      reply.key("messages").raw(result_json).key("has_more").boolean(h.has_more);
       reply.key("last_seq").number(h.last_seq);
       return;
-    case Handled::Result::call: reply.key("call").raw(h.result_json); return;
-    case Handled::Result::presence: reply.key("presence").raw(h.result_json); return;
+    case Handled::Result::call: reply.key("call").raw(result_json); return;
+    case Handled::Result::presence: reply.key("presence").raw(result_json); return;
   }
 }
 

@@ -161,7 +161,8 @@ class Engine {
   Presence refresh_presence(StoreWriter& w, const std::string& booking);
   std::vector<Publish> set_offline(const std::set<std::pair<std::string, std::string>>& connections);
   void apply(const ConnectionChange& change);
-  void finish(const Handled& h, std::vector<Publish>& out);
+  // Moves the request's publishes out of `h`.
+  void finish(Handled& h, std::vector<Publish>& out);
   static void write_result(JsonWriter& reply, const Handled& h);
   // With deadline_scan_ms: adds the due ringing calls other hosts armed to deadlines_ (at most
   // every deadline_scan_ms).

@@ -8,7 +8,7 @@
 #include <string_view>
 #include <type_traits>
 
-#include <rapidjson/document.h>
+#include "core/json_rapidjson.hpp"
 
 namespace navietakie {
 

@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include <rapidjson/encodings.h>
@@ -11,23 +12,32 @@
 namespace navietakie {
 namespace {
 
-// Buffers a thread has used and keeps for its next replies, so that writing one allocates only
-// the finished text. A few, as a writer may be open while another writes a record to splice.
-std::vector<std::unique_ptr<rapidjson::StringBuffer>>& spare_buffers() {
-  thread_local std::vector<std::unique_ptr<rapidjson::StringBuffer>> spare;
+}  // namespace
+
+struct JsonWriter::Slot {
+  rapidjson::StringBuffer buffer;
+  rapidjson::Writer<rapidjson::StringBuffer> writer{buffer};
+};
+
+namespace {
+
+// Slots a thread has used and keeps for its next replies, so that writing one allocates only the
+// finished text. A few, as a writer may be open while another writes a record to splice.
+std::vector<std::unique_ptr<JsonWriter::Slot>>& spare_slots() {
+  thread_local std::vector<std::unique_ptr<JsonWriter::Slot>> spare;
   return spare;
 }
-constexpr std::size_t kSpareBuffersKept = 4;
+constexpr std::size_t kSpareSlotsKept = 4;
 // A buffer grown past this by a large history page goes back to the heap rather than stay with
 // the thread.
 constexpr std::size_t kSpareBufferMaxBytes = 256 * 1024;
 
-std::unique_ptr<rapidjson::StringBuffer> take_buffer() {
-  auto& spare = spare_buffers();
-  if (spare.empty()) return std::make_unique<rapidjson::StringBuffer>();
-  auto buffer = std::move(spare.back());
+std::unique_ptr<JsonWriter::Slot> take_slot() {
+  auto& spare = spare_slots();
+  if (spare.empty()) return std::make_unique<JsonWriter::Slot>();
+  auto slot = std::move(spare.back());
   spare.pop_back();
-  return buffer;
+  return slot;
 }
 
 // Whether the UTF-8 sequence starting at `text` decodes; on success `length` is its byte count.
@@ -79,14 +89,14 @@ rapidjson::SizeType size_of(std::string_view text) { return static_cast<rapidjso
 
 }  // namespace
 
-JsonWriter::JsonWriter() : buffer_(take_buffer()), writer_(*buffer_) {}
+JsonWriter::JsonWriter() : slot_(take_slot()), buffer_(slot_->buffer), writer_(slot_->writer) {
+  buffer_.Clear();
+  writer_.Reset(buffer_);
+}
 
 JsonWriter::~JsonWriter() {
-  auto& spare = spare_buffers();
-  if (spare.size() < kSpareBuffersKept && buffer_->GetSize() <= kSpareBufferMaxBytes) {
-    buffer_->Clear();
-    spare.push_back(std::move(buffer_));
-  }
+  auto& spare = spare_slots();
+  if (spare.size() < kSpareSlotsKept && buffer_.GetSize() <= kSpareBufferMaxBytes) spare.push_back(std::move(slot_));
 }
 
 JsonWriter& JsonWriter::begin_object() {
@@ -153,10 +163,13 @@ JsonWriter& JsonWriter::null() {
 }
 
 JsonWriter& JsonWriter::raw(std::string_view json) {
-  writer_.RawValue(json.data(), json.size(), rapidjson::kObjectType);
+  // The writer's RawValue copies byte by byte: let it write the separator only, then copy the
+  // text in one go (a message spliced into a reply is most of the reply).
+  writer_.RawValue(json.data(), 0, rapidjson::kObjectType);
+  std::memcpy(buffer_.Push(json.size()), json.data(), json.size());
   return *this;
 }
 
-std::string JsonWriter::str() const { return std::string(buffer_->GetString(), buffer_->GetSize()); }
+std::string JsonWriter::str() const { return std::string(buffer_.GetString(), buffer_.GetSize()); }
 
 }  // namespace navietakie

@@ -9,8 +9,7 @@
 #include <string>
 #include <string_view>
 
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
+#include "core/json_rapidjson.hpp"
 
 namespace navietakie {
 
@@ -44,10 +43,13 @@ class JsonWriter {
 
   std::string str() const;
 
+  // A buffer and a writer (whose nesting stack is allocated on first use), kept by the thread.
+  struct Slot;
+
  private:
-  using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
-  std::unique_ptr<rapidjson::StringBuffer> buffer_;  // from the thread's free list, returned on destruction
-  Writer writer_;
+  std::unique_ptr<Slot> slot_;  // from the thread's spares, returned to them on destruction
+  rapidjson::StringBuffer& buffer_;
+  rapidjson::Writer<rapidjson::StringBuffer>& writer_;
 };
 
 }  // namespace navietakie
