@@ -26,23 +26,20 @@ std::string listed(const std::array<wire::Named<E>, N>& table, std::size_t count
   throw ProtocolError(ErrorCode::invalid_request, "'" + field + "' " + why);
 }
 
-const Json* field(const Json& body, const char* name) {
-  auto it = body.find(name);
-  return it == body.end() ? nullptr : &*it;
-}
+const JsonValue* field(const RequestBody& body, const char* name) { return body.find(name); }
 
-std::string required_string(const Json& body, const char* name) {
-  const Json* v = field(body, name);
+std::string required_string(const RequestBody& body, const char* name) {
+  const JsonValue* v = field(body, name);
   if (!v) invalid(name, "is required");
-  if (!v->is_string()) invalid(name, "must be a string");
-  return v->get<std::string>();
+  if (!v->IsString()) invalid(name, "must be a string");
+  return std::string(string_of(*v));
 }
 
-std::optional<std::string> optional_string(const Json& body, const char* name) {
-  const Json* v = field(body, name);
+std::optional<std::string> optional_string(const RequestBody& body, const char* name) {
+  const JsonValue* v = field(body, name);
   if (!v) return std::nullopt;
-  if (!v->is_string()) invalid(name, "must be a string");
-  return v->get<std::string>();
+  if (!v->IsString()) invalid(name, "must be a string");
+  return std::string(string_of(*v));
 }
 
 // An id the client chooses (message_id, call_id, client_id): the printable-key rule.
@@ -51,29 +48,26 @@ std::string client_key_rule() {
          std::to_string(wire::kClientKey.max_length) + " printable ASCII characters without spaces";
 }
 
-std::optional<std::string> optional_key(const Json& body, const char* name) {
+std::optional<std::string> optional_key(const RequestBody& body, const char* name) {
   auto key = optional_string(body, name);
   if (key && !valid_printable_key(*key)) invalid(name, client_key_rule());
   return key;
 }
 
-std::optional<std::uint64_t> optional_unsigned(const Json& body, const char* name) {
-  const Json* v = field(body, name);
+// Integers as nlohmann read them: an integer literal that fits 64 bits, signed or unsigned; one
+// with a fraction or exponent (50.0) is a double, and so is one beyond 64 bits. "-0" is 0.
+std::optional<std::uint64_t> optional_unsigned(const RequestBody& body, const char* name) {
+  const JsonValue* v = field(body, name);
   if (!v) return std::nullopt;
-  if (v->is_number_unsigned()) return v->get<std::uint64_t>();
-  if (v->is_number_integer() && v->get<std::int64_t>() >= 0) return static_cast<std::uint64_t>(v->get<std::int64_t>());
+  if (v->IsUint64()) return v->GetUint64();
   invalid(name, "must be a non-negative integer");
 }
 
-std::optional<Millis> optional_millis(const Json& body, const char* name) {
-  const Json* v = field(body, name);
+std::optional<Millis> optional_millis(const RequestBody& body, const char* name) {
+  const JsonValue* v = field(body, name);
   if (!v) return std::nullopt;
-  if (v->is_number_unsigned()) {
-    auto u = v->get<std::uint64_t>();
-    if (u > static_cast<std::uint64_t>(std::numeric_limits<Millis>::max())) invalid(name, "is out of range");
-    return static_cast<Millis>(u);
-  }
-  if (v->is_number_integer()) return v->get<Millis>();
+  if (v->IsInt64()) return v->GetInt64();
+  if (v->IsUint64()) invalid(name, "is out of range");
   invalid(name, "must be an integer (milliseconds since the Unix epoch)");
 }
 
@@ -85,17 +79,10 @@ Role party(const std::string& value, const char* name, bool allow_system) {
   invalid(name, "must be " + listed(wire::kRoles, allowed, true, " or "));
 }
 
-std::optional<MessageType> parse_type(const std::string& value) { return wire::parse(wire::kMessageTypes, value); }
+// A body in nlohmann form, read by the same rules as a payload.
+std::string payload_of(const Json& body) { return body.dump(-1, ' ', false, Json::error_handler_t::replace); }
 
-int depth(const Json& value, int limit) {
-  if (limit < 0 || !value.is_structured()) return 0;
-  int deepest = 0;
-  for (const auto& child : value) {
-    deepest = std::max(deepest, depth(child, limit - 1));
-    if (deepest >= limit) break;
-  }
-  return deepest + 1;
-}
+std::optional<MessageType> parse_type(std::string_view value) { return wire::parse(wire::kMessageTypes, value); }
 
 }  // namespace
 
@@ -107,55 +94,95 @@ const char* to_string(EndReason reason) {
   return reason == EndReason::none ? "none" : wire::name_of(wire::kEndReasons, reason).data();
 }
 
-Json to_json(const Message& m) {
-  Json j = {{"booking_code", m.booking_code},
-            {"seq", m.seq},
-            {"message_id", m.message_id},
-            {"type", to_string(m.type)},
-            {"sender", to_string(m.sender)}};
-  if (m.sender_id) j["sender_id"] = *m.sender_id;
-  if (m.type == MessageType::text || !m.text.empty()) j["text"] = m.text;
-  j["data"] = Json::parse(m.data_json, nullptr, false);
-  if (j["data"].is_discarded()) j["data"] = Json::object();
-  j["ts"] = m.ts;
-  return j;
+namespace {
+
+// A stored `data` is JSON object text this code wrote (compact_json) or an older version wrote
+// (nlohmann's dump of a validated object): spliced as it is, never parsed again. Anything else
+// (a hand-edited store) reads as an empty object rather than make the reply not JSON.
+std::string_view stored_data(const std::string& data_json) {
+  std::string_view text = data_json;
+  const auto first = text.find_first_not_of(" \t\r\n");
+  const auto last = text.find_last_not_of(" \t\r\n");
+  if (first == std::string_view::npos || text[first] != '{' || text[last] != '}') return "{}";
+  return text.substr(first, last - first + 1);
 }
 
-Json to_json(const Call& c) {
-  Json j = {{"booking_code", c.booking_code},
-            {"call_id", c.call_id},
-            {"from", to_string(c.from)},
-            {"to", to_string(c.to)},
-            {"state", to_string(c.state)}};
-  j["end_reason"] = c.end_reason == EndReason::none ? Json(nullptr) : Json(to_string(c.end_reason));
-  j["created_at"] = c.created_at;
-  if (c.state == CallState::ringing) j["ring_deadline"] = c.ring_deadline;
-  if (c.connected_at) j["connected_at"] = *c.connected_at;
-  if (c.ended_at) j["ended_at"] = *c.ended_at;
-  j["duration_ms"] = c.duration_ms();
-  return j;
+template <class Record>
+std::string text_of(const Record& record) {
+  JsonWriter out;
+  write_json(out, record);
+  return out.str();
 }
 
-Json to_json(const Presence& p) {
-  auto role = [](const RolePresence& r) {
-    return Json{{"online", r.online}, {"since", r.since ? Json(*r.since) : Json(nullptr)}};
-  };
-  return Json{{"booking_code", p.booking_code}, {"driver", role(p.driver)}, {"passenger", role(p.passenger)}};
+void write_role(JsonWriter& out, const RolePresence& role) {
+  out.begin_object().key("online").boolean(role.online).key("since").null_or(role.since).end_object();
 }
+
+}  // namespace
+
+void write_json(JsonWriter& out, const Message& m) {
+  out.begin_object();
+  out.key("booking_code").string(m.booking_code);
+  out.key("seq").number(m.seq);
+  out.key("message_id").string(m.message_id);
+  out.key("type").string(to_string(m.type));
+  out.key("sender").string(to_string(m.sender));
+  if (m.sender_id) out.key("sender_id").string(*m.sender_id);
+  if (m.type == MessageType::text || !m.text.empty()) out.key("text").string(m.text);
+  out.key("data").raw(stored_data(m.data_json));
+  out.key("ts").number(m.ts);
+  out.end_object();
+}
+
+void write_json(JsonWriter& out, const Call& c) {
+  out.begin_object();
+  out.key("booking_code").string(c.booking_code);
+  out.key("call_id").string(c.call_id);
+  out.key("from").string(to_string(c.from));
+  out.key("to").string(to_string(c.to));
+  out.key("state").string(to_string(c.state));
+  out.key("end_reason");
+  if (c.end_reason == EndReason::none) {
+    out.null();
+  } else {
+    out.string(to_string(c.end_reason));
+  }
+  out.key("created_at").number(c.created_at);
+  if (c.state == CallState::ringing) out.key("ring_deadline").number(c.ring_deadline);
+  if (c.connected_at) out.key("connected_at").number(*c.connected_at);
+  if (c.ended_at) out.key("ended_at").number(*c.ended_at);
+  out.key("duration_ms").number(c.duration_ms());
+  out.end_object();
+}
+
+void write_json(JsonWriter& out, const Presence& p) {
+  out.begin_object().key("booking_code").string(p.booking_code);
+  out.key("driver");
+  write_role(out, p.driver);
+  out.key("passenger");
+  write_role(out, p.passenger);
+  out.end_object();
+}
+
+std::string json_text(const Message& message) { return text_of(message); }
+std::string json_text(const Call& call) { return text_of(call); }
+std::string json_text(const Presence& presence) { return text_of(presence); }
+
+Json to_json(const Message& message) { return Json::parse(json_text(message)); }
+Json to_json(const Call& call) { return Json::parse(json_text(call)); }
+Json to_json(const Presence& presence) { return Json::parse(json_text(presence)); }
 
 Json parse_payload(std::string_view payload) {
+  const RequestBody checked(payload);  // the engine's rules decide what is JSON
   try {
     return Json::parse(payload.begin(), payload.end());
-  } catch (const Json::parse_error& e) {
-    // Not e.what(): it quotes the offending bytes, which may not be UTF-8 themselves.
-    throw ProtocolError(ErrorCode::invalid_json,
-                        "payload is not valid JSON in UTF-8 (error at byte " + std::to_string(e.byte) + ")");
   } catch (const Json::exception&) {
-    throw ProtocolError(ErrorCode::invalid_json, "payload is not valid JSON (a number is out of range)");
+    // Not e.what(): it quotes the offending bytes, which may not be UTF-8 themselves.
+    throw ProtocolError(ErrorCode::invalid_json, "payload is not valid JSON in UTF-8");
   }
 }
 
-SendMessageRequest decode_send_message(const Json& body, std::size_t max_text_bytes) {
+SendMessageRequest decode_send_message(const RequestBody& body, std::size_t max_text_bytes) {
   SendMessageRequest r;
   r.message_id = optional_key(body, "message_id");
   if (auto type = optional_string(body, "type")) {
@@ -173,36 +200,34 @@ SendMessageRequest decode_send_message(const Json& body, std::size_t max_text_by
     invalid("text", "is longer than " + std::to_string(max_text_bytes) + " bytes");
   }
   if (r.type == MessageType::text && r.text.empty()) invalid("text", "is required for a text message");
-  if (const Json* data = field(body, "data")) {
-    if (!data->is_object()) invalid("data", "must be a JSON object");
+  if (const JsonValue* data = field(body, "data")) {
+    if (!data->IsObject()) invalid("data", "must be a JSON object");
     if (depth(*data, wire::kDataMaxDepth) > wire::kDataMaxDepth) {
       invalid("data", "is nested deeper than " + std::to_string(wire::kDataMaxDepth) + " levels");
     }
-    r.data_json = data->dump();
+    r.data_json = compact_json(*data);
   }
   return r;
 }
 
-HistoryQuery decode_get_message(const Json& body) {
+HistoryQuery decode_get_message(const RequestBody& body) {
   HistoryQuery q;
   q.limit = wire::kHistoryLimitDefault;
-  if (const Json* limit = field(body, "limit")) {
+  if (const JsonValue* limit = field(body, "limit")) {
     const std::string rule = "must be an integer from " + std::to_string(wire::kHistoryLimitMin) + " to " +
                              std::to_string(wire::kHistoryLimitMax);
-    if (!limit->is_number_integer()) invalid("limit", rule);
-    // A negative integer is a signed number; any other is read unsigned.
-    if (!limit->is_number_unsigned() && limit->get<std::int64_t>() < 0) invalid("limit", rule);
-    const auto value = limit->get<std::uint64_t>();
+    if (!limit->IsUint64()) invalid("limit", rule);  // also a negative integer
+    const auto value = limit->GetUint64();
     if (value < wire::kHistoryLimitMin || value > wire::kHistoryLimitMax) invalid("limit", rule);
     q.limit = static_cast<std::size_t>(value);
   }
   q.before_seq = optional_unsigned(body, "before_seq");
   q.after_seq = optional_unsigned(body, "after_seq");
   if (q.before_seq && q.after_seq) invalid("before_seq", "cannot be combined with 'after_seq'");
-  if (const Json* types = field(body, "types")) {
-    if (!types->is_array()) invalid("types", "must be an array of message types");
-    for (const auto& t : *types) {
-      auto parsed = t.is_string() ? parse_type(t.get<std::string>()) : std::nullopt;
+  if (const JsonValue* types = field(body, "types")) {
+    if (!types->IsArray()) invalid("types", "must be an array of message types");
+    for (const auto& t : types->GetArray()) {
+      auto parsed = t.IsString() ? parse_type(string_of(t)) : std::nullopt;
       if (!parsed) {
         invalid("types", "may hold only " + listed(wire::kMessageTypes, wire::kMessageTypes.size(), true, " and "));
       }
@@ -215,7 +240,7 @@ HistoryQuery decode_get_message(const Json& body) {
   return q;
 }
 
-MakeCallRequest decode_make_call(const Json& body) {
+MakeCallRequest decode_make_call(const RequestBody& body) {
   MakeCallRequest r;
   auto action = parse_call_action(required_string(body, "action"));
   if (!action)
@@ -233,15 +258,22 @@ MakeCallRequest decode_make_call(const Json& body) {
   return r;
 }
 
-PresenceRequest decode_presence(const Json& body) {
+PresenceRequest decode_presence(const RequestBody& body) {
   PresenceRequest r;
   r.role = party(required_string(body, "role"), "role", false);
-  const Json* online = field(body, "online");
+  const JsonValue* online = field(body, "online");
   if (!online) invalid("online", "is required");
-  if (!online->is_boolean()) invalid("online", "must be true or false");
-  r.online = online->get<bool>();
+  if (!online->IsBool()) invalid("online", "must be true or false");
+  r.online = online->GetBool();
   r.client_id = optional_key(body, "client_id");
   return r;
 }
+
+SendMessageRequest decode_send_message(const Json& body, std::size_t max_text_bytes) {
+  return decode_send_message(RequestBody(payload_of(body)), max_text_bytes);
+}
+HistoryQuery decode_get_message(const Json& body) { return decode_get_message(RequestBody(payload_of(body))); }
+MakeCallRequest decode_make_call(const Json& body) { return decode_make_call(RequestBody(payload_of(body))); }
+PresenceRequest decode_presence(const Json& body) { return decode_presence(RequestBody(payload_of(body))); }
 
 }  // namespace navietakie

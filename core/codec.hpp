@@ -1,4 +1,7 @@
 // JSON on the wire: records out, requests in. Validation errors name the offending field.
+// The engine's path is RapidJSON (core/json_body, core/json_writer): records written once as text,
+// requests decoded without a DOM of nlohmann values. The nlohmann forms below serve the edge node,
+// tools and tests, and go through the same code.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -7,6 +10,8 @@
 #include <string_view>
 
 #include "core/calls.hpp"
+#include "core/json_body.hpp"
+#include "core/json_writer.hpp"
 #include "core/printable_key.hpp"
 #include "store/records.hpp"
 
@@ -20,11 +25,19 @@ const char* to_string(Role role);
 const char* to_string(CallState state);
 const char* to_string(EndReason reason);
 
+// Records as the contract writes them. A stored message's `data` is spliced as it was stored.
+void write_json(JsonWriter& out, const Message& message);
+void write_json(JsonWriter& out, const Call& call);
+void write_json(JsonWriter& out, const Presence& presence);
+std::string json_text(const Message& message);
+std::string json_text(const Call& call);
+std::string json_text(const Presence& presence);
+
 Json to_json(const Message& message);
 Json to_json(const Call& call);
 Json to_json(const Presence& presence);
 
-// Parses a payload: `invalid_json` if it is not JSON or not UTF-8.
+// Parses a payload: `invalid_json` if it is not JSON or not UTF-8 (the rules of RequestBody).
 Json parse_payload(std::string_view payload);
 
 struct SendMessageRequest {
@@ -49,6 +62,11 @@ struct PresenceRequest {
 };
 
 // Each throws ProtocolError(invalid_request) naming the field. `body` is a JSON object.
+SendMessageRequest decode_send_message(const RequestBody& body, std::size_t max_text_bytes);
+HistoryQuery decode_get_message(const RequestBody& body);
+MakeCallRequest decode_make_call(const RequestBody& body);
+PresenceRequest decode_presence(const RequestBody& body);
+// The same for a body already in nlohmann form (the edge node edits requests before forwarding).
 SendMessageRequest decode_send_message(const Json& body, std::size_t max_text_bytes);
 HistoryQuery decode_get_message(const Json& body);
 MakeCallRequest decode_make_call(const Json& body);

@@ -134,18 +134,27 @@ struct Engine::ConnectionChange {
 };
 
 // What one request produced, held until its batch commits.
+// The answer is kept as JSON text written once (a record, or a history page's array) and spliced
+// into the reply, which is written only if someone will receive it.
 struct Engine::Handled {
-  std::string topic;
-  std::string action = "unknown";
+  enum class Result { none, message, messages, call, presence };
+
+  const std::string* topic = nullptr;  // the request's, set once it is handled (it outlives this)
+  const char* action = "unknown";
   std::string booking;  // set once the booking code is valid
   std::optional<std::string> reply_topic;
   std::optional<std::string> correlation_data;  // v5
-  std::optional<Json> correlation_id;           // 3.1.1, echoed in the payload
+  std::optional<std::string> correlation_id;    // 3.1.1, echoed in the payload: its JSON text
   bool ignored = false;                         // not a request topic
   bool log_quietly = false;                     // its failure is logged in aggregate (overloaded)
   std::optional<ProtocolError> error;
   std::optional<ProtocolError> refused_reply;  // `forbidden`, raised after the payload's own checks
-  Json result = Json::object();
+  Result result = Result::none;
+  std::string result_json;  // the record (or array of records) the reply carries
+  // Or the result is the payload of events[*result_event]: the same bytes, not copied.
+  std::optional<std::size_t> result_event;
+  bool has_more = false;    // a history page's
+  std::uint64_t last_seq = 0;
   std::vector<Publish> events;
   std::vector<Deadline> arm;
   std::vector<Deadline> disarm;
@@ -156,6 +165,7 @@ struct Engine::Handled {
   // What was prepared for a change that is not stored: no event, no timer, nothing counted.
   void discard_effects() {
     events.clear();
+    result_event.reset();
     arm.clear();
     disarm.clear();
     connection.reset();
@@ -206,7 +216,7 @@ std::vector<Publish> Engine::handle(const std::vector<Request>& batch) {
     log_line(LogLevel::error, "commit_failed", {{"error", e.what()}, {"requests", std::to_string(batch.size())}});
     for (std::size_t i = 0; i < batch.size(); ++i) {
       Handled& h = handled[i];
-      if (h.topic.empty() && !h.ignored) {
+      if (!h.topic && !h.ignored) {
         // The transaction failed before this request was handled (a networked store that cannot
         // begin one): check it without the store, so that it gets an answer, and its own error
         // first if it has one.
@@ -252,7 +262,7 @@ void Engine::apply(const ConnectionChange& change) {
 
 void Engine::handle_one(StoreWriter* store, const Request& request, Handled& h) {
   count(metrics_.requests);
-  h.topic = request.topic;
+  h.topic = &request.topic;
   auto parsed = topics_.parse_request(request.topic);
   if (!parsed) {
     h.ignored = true;
@@ -275,16 +285,19 @@ void Engine::handle_one(StoreWriter* store, const Request& request, Handled& h) 
       }
     }
     check_payload_size(request.payload.size(), options_.max_payload_bytes);
-    Json body = parse_payload(request.payload);
+    const RequestBody body(request.payload);
+    const JsonValue* correlation_id = nullptr;
     if (!request.response_topic && body.is_object()) {
       // MQTT 3.1.1 fallback: the reply address travels in the payload.
-      if (auto it = body.find("correlation_id"); it != body.end()) h.correlation_id = *it;
-      if (auto it = body.find("reply_to"); it != body.end()) {
-        if (!it->is_string()) {
+      if ((correlation_id = body.find("correlation_id"))) h.correlation_id = compact_json(*correlation_id);
+      if (const JsonValue* reply_to = body.find("reply_to")) {
+        if (!reply_to->IsString()) {
           bad_reply_address = ProtocolError(ErrorCode::invalid_request, "'reply_to' must be a string");
-        } else if (!(bad_reply_address =
-                         reply_address_problem(topics_, options_, request, it->get<std::string>(), "reply_to"))) {
-          h.reply_topic = it->get<std::string>();
+        } else {
+          std::string topic(string_of(*reply_to));
+          if (!(bad_reply_address = reply_address_problem(topics_, options_, request, topic, "reply_to"))) {
+            h.reply_topic = std::move(topic);
+          }
         }
       }
     }
@@ -297,7 +310,7 @@ void Engine::handle_one(StoreWriter* store, const Request& request, Handled& h) 
       h.refused_reply = std::move(bad_reply_address);  // `forbidden` comes after `invalid_request`
     }
     if (!body.is_object()) throw ProtocolError(ErrorCode::invalid_request, "payload must be a JSON object");
-    if (h.correlation_id && !h.correlation_id->is_string()) {
+    if (correlation_id && !correlation_id->IsString()) {
       throw ProtocolError(ErrorCode::invalid_request, "'correlation_id' must be a string");
     }
     // Checked last, so that the answer to a request is the same whatever the load, but for this.
@@ -339,33 +352,35 @@ const Identity* Engine::authenticated(const Request& request, const Handled& h) 
 std::optional<ProtocolError> reply_address_problem(const Topics& topics, const EngineOptions& options,
                                                    const Request& request, const std::string& topic,
                                                    const std::string& field) {
-  const std::string name = "'" + field + "'";
+  // Built only for an answer that needs it: most requests have a usable address.
+  const auto name = [&] { return "'" + field + "'"; };
   if (!Topics::valid_topic_name(topic)) {
     return ProtocolError(ErrorCode::invalid_request,
-                         name + " must be a topic name: not empty, no '+' or '#', not starting with '$'");
+                         name() + " must be a topic name: not empty, no '+' or '#', not starting with '$'");
   }
   if (topics.system_topic(topic)) {
     return ProtocolError(ErrorCode::forbidden,
-                         name + " is a request, event, errors or metrics topic: no reply is published there");
+                         name() + " is a request, event, errors or metrics topic: no reply is published there");
   }
   if (request.identity && options.reply_allowed &&
       !options.reply_allowed(*request.identity, request.client_id, topic)) {
     return ProtocolError(ErrorCode::forbidden,
-                         name + " is not the publisher's to use (a driver or passenger: under " +
+                         name() + " is not the publisher's to use (a driver or passenger: under " +
                              options.topic_prefix +
                              "/replies/{its own client id}/; a service: a topic its grants let it receive)");
   }
   return std::nullopt;
 }
 
-void Engine::handle_send(StoreWriter& w, const Request& request, const Json& body, Handled& h) {
+void Engine::handle_send(StoreWriter& w, const Request& request, const RequestBody& body, Handled& h) {
   SendMessageRequest r = decode_send_message(body, options_.max_text_bytes);
   const Identity* identity = authenticated(request, h);
   if (identity) check_send(*identity, r);
   if (r.message_id) {
     if (auto first = w.message_by_id(h.booking, *r.message_id)) {
       h.duplicate = true;
-      h.result = Json{{"message", to_json(*first)}, {"duplicate", true}};
+      h.result = Handled::Result::message;
+      if (h.reply_topic) h.result_json = json_text(*first);
       return;
     }
   }
@@ -388,22 +403,30 @@ void Engine::handle_send(StoreWriter& w, const Request& request, const Json& bod
   m.data_json = std::move(r.data_json);
   m.ts = clock_();
   w.append_message(m);
-  Json json = to_json(m);
+  // Written once: the event carries these bytes, and so does the reply.
+  std::string json = json_text(m);
   h.stored_message = true;
-  h.events.push_back(Publish{topics_.message_events(h.booking), json.dump(), false, std::nullopt});
-  h.result = Json{{"message", std::move(json)}, {"duplicate", false}};
+  h.result = Handled::Result::message;
+  h.result_event = h.events.size();
+  h.events.push_back(Publish{topics_.message_events(h.booking), std::move(json), false, std::nullopt});
 }
 
-void Engine::handle_get(StoreWriter& w, const Request& request, const Json& body, Handled& h) {
+void Engine::handle_get(StoreWriter& w, const Request& request, const RequestBody& body, Handled& h) {
   HistoryQuery q = decode_get_message(body);
   authenticated(request, h);  // any identity of the booking may read all of it
   HistoryPage page = w.history(h.booking, q);
-  Json messages = Json::array();
-  for (const auto& m : page.messages) messages.push_back(to_json(m));
-  h.result = Json{{"messages", std::move(messages)}, {"has_more", page.has_more}, {"last_seq", page.last_seq}};
+  h.result = Handled::Result::messages;
+  h.has_more = page.has_more;
+  h.last_seq = page.last_seq;
+  if (!h.reply_topic) return;  // nobody to answer (a page is only ever a reply)
+  JsonWriter out;
+  out.begin_array();
+  for (const auto& m : page.messages) write_json(out, m);
+  out.end_array();
+  h.result_json = out.str();
 }
 
-void Engine::handle_call(StoreWriter& w, const Request& request, const Json& body, Handled& h) {
+void Engine::handle_call(StoreWriter& w, const Request& request, const RequestBody& body, Handled& h) {
   MakeCallRequest r = decode_make_call(body);
   if (const Identity* identity = authenticated(request, h)) check_call(*identity, r);
   if (r.action == CallAction::get) {
@@ -412,13 +435,15 @@ void Engine::handle_call(StoreWriter& w, const Request& request, const Json& bod
       throw ProtocolError(ErrorCode::not_found, r.call_id ? "no call '" + *r.call_id + "' in this booking"
                                                           : std::string("no active call in this booking"));
     }
-    h.result = Json{{"call", to_json(*call)}};
+    h.result = Handled::Result::call;
+    h.result_json = json_text(*call);
     return;
   }
   if (r.action == CallAction::start) {
     if (r.call_id) {
       if (auto existing = w.call(h.booking, *r.call_id)) {  // a retried start
-        h.result = Json{{"call", to_json(*existing)}};
+        h.result = Handled::Result::call;
+        h.result_json = json_text(*existing);
         return;
       }
     }
@@ -442,26 +467,34 @@ void Engine::handle_call(StoreWriter& w, const Request& request, const Json& bod
 
 void Engine::record_call_change(StoreWriter& w, const Call& call, Role sender, Handled& h) {
   w.put_call(call);
-  Json call_json = to_json(call);
+  std::string call_json = json_text(call);
   Message m;
   m.booking_code = call.booking_code;
   m.seq = w.last_seq(call.booking_code) + 1;
   m.message_id = random_id("");
   m.type = MessageType::call;
   m.sender = sender;
-  m.data_json =
-      Json{{"call_id", call.call_id},      {"state", to_string(call.state)}, {"end_reason", call_json["end_reason"]},
-           {"from", to_string(call.from)}, {"to", to_string(call.to)},       {"duration_ms", call.duration_ms()}}
-          .dump();
+  JsonWriter data;
+  data.begin_object().key("call_id").string(call.call_id).key("state").string(to_string(call.state));
+  data.key("end_reason");
+  if (call.end_reason == EndReason::none) {
+    data.null();
+  } else {
+    data.string(to_string(call.end_reason));
+  }
+  data.key("from").string(to_string(call.from)).key("to").string(to_string(call.to));
+  data.key("duration_ms").number(call.duration_ms()).end_object();
+  m.data_json = data.str();
   m.ts = clock_();
   w.append_message(m);
   h.stored_message = true;
-  h.events.push_back(Publish{topics_.call_events(call.booking_code), call_json.dump(), false, std::nullopt});
-  h.events.push_back(Publish{topics_.message_events(call.booking_code), to_json(m).dump(), false, std::nullopt});
-  h.result = Json{{"call", std::move(call_json)}};
+  h.result = Handled::Result::call;
+  h.result_event = h.events.size();
+  h.events.push_back(Publish{topics_.call_events(call.booking_code), std::move(call_json), false, std::nullopt});
+  h.events.push_back(Publish{topics_.message_events(call.booking_code), json_text(m), false, std::nullopt});
 }
 
-void Engine::handle_presence(StoreWriter& w, const Request& request, const Json& body, Handled& h) {
+void Engine::handle_presence(StoreWriter& w, const Request& request, const RequestBody& body, Handled& h) {
   PresenceRequest r = decode_presence(body);
   if (const Identity* identity = authenticated(request, h)) check_presence(*identity, r, request.client_id);
   // The bridge cannot see who published; without a client_id the role itself keys the connection.
@@ -473,9 +506,10 @@ void Engine::handle_presence(StoreWriter& w, const Request& request, const Json&
   // once the commit succeeded (handle()).
   if (!request.client_id.empty()) h.connection = ConnectionChange{request.client_id, h.booking, key, r.online};
   Presence presence = refresh_presence(w, h.booking);
-  Json json = to_json(presence);
-  h.events.push_back(Publish{topics_.presence_events(h.booking), json.dump(), true, std::nullopt});
-  h.result = Json{{"presence", std::move(json)}};
+  std::string json = json_text(presence);
+  h.result = Handled::Result::presence;
+  h.result_event = h.events.size();
+  h.events.push_back(Publish{topics_.presence_events(h.booking), std::move(json), true, std::nullopt});
 }
 
 Presence Engine::refresh_presence(StoreWriter& w, const std::string& booking) {
@@ -520,7 +554,7 @@ std::vector<Publish> Engine::set_offline(const std::set<std::pair<std::string, s
         }
       }
       for (const auto& booking : bookings) {
-        out.push_back(Publish{topics_.presence_events(booking), to_json(refresh_presence(w, booking)).dump(), true,
+        out.push_back(Publish{topics_.presence_events(booking), json_text(refresh_presence(w, booking)), true,
                               std::nullopt});
       }
     });
@@ -546,41 +580,64 @@ std::vector<Publish> Engine::disconnected(const std::vector<std::string>& client
   return set_offline(connections);
 }
 
-void Engine::finish(const Handled& h, std::vector<Publish>& out) {
-  Json reply;
+void Engine::finish(Handled& h, std::vector<Publish>& out) {
   if (h.error) {
     count(metrics_.errors[static_cast<std::size_t>(h.error->code())]);
-    Json error = {{"code", to_string(h.error->code())}, {"message", h.error->what()}};
-    if (!h.error->call_id().empty()) error["call_id"] = h.error->call_id();
-    reply = Json{{"ok", false}, {"error", std::move(error)}};
     auto level = h.error->code() == ErrorCode::internal || h.error->code() == ErrorCode::unavailable ? LogLevel::error
                                                                                                      : LogLevel::warn;
     if (!h.log_quietly)
       log_line(level, "request",
-               {{"topic", h.topic},
+               {{"topic", *h.topic},
                 {"action", h.action},
                 {"error", to_string(h.error->code())},
                 {"message", h.error->what()}});
   } else {
     if (h.stored_message) count(metrics_.messages_stored);
     if (h.duplicate) count(metrics_.duplicates);
-    reply = Json{{"ok", true}};
-    reply.update(h.result);
     if (log_enabled(LogLevel::debug)) {
-      log_line(LogLevel::debug, "request", {{"topic", h.topic}, {"action", h.action}, {"result", "ok"}});
+      log_line(LogLevel::debug, "request", {{"topic", *h.topic}, {"action", h.action}, {"result", "ok"}});
     }
   }
-  if (h.correlation_id) reply["correlation_id"] = *h.correlation_id;
-  // The request topic comes from the client: never let a byte of it make dump() throw.
-  auto dump = [](const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); };
-  if (h.reply_topic) {
-    out.push_back(Publish{*h.reply_topic, dump(reply), false, h.correlation_data});
-  } else if (h.error) {
-    reply["request_topic"] = h.topic;
-    out.push_back(Publish{h.booking.empty() ? topics_.global_errors() : topics_.booking_errors(h.booking), dump(reply),
-                          false, std::nullopt});
+  // A success is answered only at a reply address; an error, failing that, on an errors topic.
+  if (h.reply_topic || h.error) {
+    // Strings from the client (the request topic) are written with invalid UTF-8 replaced.
+    JsonWriter reply;
+    reply.begin_object().key("ok").boolean(!h.error);
+    if (h.error) {
+      reply.key("error").begin_object();
+      reply.key("code").string(to_string(h.error->code())).key("message").string(h.error->what());
+      if (!h.error->call_id().empty()) reply.key("call_id").string(h.error->call_id());
+      reply.end_object();
+    } else {
+      write_result(reply, h);
+    }
+    if (h.correlation_id) reply.key("correlation_id").raw(*h.correlation_id);
+    if (h.reply_topic) {
+      reply.end_object();
+      out.push_back(Publish{std::move(*h.reply_topic), reply.str(), false, std::move(h.correlation_data)});
+    } else {
+      reply.key("request_topic").string(*h.topic).end_object();
+      out.push_back(Publish{h.booking.empty() ? topics_.global_errors() : topics_.booking_errors(h.booking),
+                            reply.str(), false, std::nullopt});
+    }
   }
-  out.insert(out.end(), h.events.begin(), h.events.end());
+  out.insert(out.end(), std::make_move_iterator(h.events.begin()), std::make_move_iterator(h.events.end()));
+}
+
+void Engine::write_result(JsonWriter& reply, const Handled& h) {
+  const std::string& result_json = h.result_event ? h.events[*h.result_event].payload : h.result_json;
+  switch (h.result) {
+    case Handled::Result::none: return;
+    case Handled::Result::message:
+      reply.key("message").raw(result_json).key("duplicate").boolean(h.duplicate);
+      return;
+    case Handled::Result::messages:
+      reply.key("messages").raw(result_json).key("has_more").boolean(h.has_more);
+      reply.key("last_seq").number(h.last_seq);
+      return;
+    case Handled::Result::call: reply.key("call").raw(result_json); return;
+    case Handled::Result::presence: reply.key("presence").raw(result_json); return;
+  }
 }
 
 std::optional<Millis> Engine::next_deadline() const {
@@ -675,7 +732,7 @@ std::vector<Publish> Engine::start() {
     store_.read([&](const StoreReader& r) { presence = r.all_presence(); });
   }
   for (const auto& p : presence) {
-    out.push_back(Publish{topics_.presence_events(p.booking_code), to_json(p).dump(), true, std::nullopt});
+    out.push_back(Publish{topics_.presence_events(p.booking_code), json_text(p), true, std::nullopt});
   }
   // Calls left ringing through a restart are only armed here, not ended: their deadlines have
   // passed, so the engine loop ends them batch_max at a time between request batches. Ending a

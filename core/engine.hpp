@@ -150,10 +150,10 @@ class Engine {
   struct ConnectionChange;
   // w == nullptr: the request is refused before the store (overloaded()).
   void handle_one(StoreWriter* w, const Request& request, Handled& h);
-  void handle_send(StoreWriter& w, const Request& request, const Json& body, Handled& h);
-  void handle_get(StoreWriter& w, const Request& request, const Json& body, Handled& h);
-  void handle_call(StoreWriter& w, const Request& request, const Json& body, Handled& h);
-  void handle_presence(StoreWriter& w, const Request& request, const Json& body, Handled& h);
+  void handle_send(StoreWriter& w, const Request& request, const RequestBody& body, Handled& h);
+  void handle_get(StoreWriter& w, const Request& request, const RequestBody& body, Handled& h);
+  void handle_call(StoreWriter& w, const Request& request, const RequestBody& body, Handled& h);
+  void handle_presence(StoreWriter& w, const Request& request, const RequestBody& body, Handled& h);
   // The identity a request acts under (nullptr in open mode), once it may act on its booking and
   // be answered at its reply address (else `forbidden`).
   const Identity* authenticated(const Request& request, const Handled& h) const;
@@ -161,7 +161,9 @@ class Engine {
   Presence refresh_presence(StoreWriter& w, const std::string& booking);
   std::vector<Publish> set_offline(const std::set<std::pair<std::string, std::string>>& connections);
   void apply(const ConnectionChange& change);
-  void finish(const Handled& h, std::vector<Publish>& out);
+  // Moves the request's publishes out of `h`.
+  void finish(Handled& h, std::vector<Publish>& out);
+  static void write_result(JsonWriter& reply, const Handled& h);
   // With deadline_scan_ms: adds the due ringing calls other hosts armed to deadlines_ (at most
   // every deadline_scan_ms).
   void scan_shared_deadlines(Millis now);

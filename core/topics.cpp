@@ -22,7 +22,7 @@ const char* to_string(Action action) {
 bool valid_booking_code(std::string_view code) { return wire::matches(wire::kBookingCode, code); }
 
 std::optional<RequestTopic> Topics::parse_request(std::string_view topic) const {
-  const std::string head = bookings_level();
+  const std::string& head = bookings_level();
   if (topic.size() <= head.size() || topic.substr(0, head.size()) != head) return std::nullopt;
   std::string_view rest = topic.substr(head.size());
   auto slash = rest.find('/');
@@ -35,7 +35,7 @@ std::optional<RequestTopic> Topics::parse_request(std::string_view topic) const 
 }
 
 std::optional<std::string> Topics::events_booking(std::string_view topic) const {
-  const std::string head = bookings_level();
+  const std::string& head = bookings_level();
   if (topic.size() <= head.size() || topic.substr(0, head.size()) != head) return std::nullopt;
   const std::string_view rest = topic.substr(head.size());
   const auto slash = rest.find('/');
@@ -49,16 +49,17 @@ std::optional<std::string> Topics::events_booking(std::string_view topic) const 
 
 std::string Topics::request_filter(Action action) const { return bookings_level() + "+/" + to_string(action); }
 
-std::string Topics::bookings_level() const {
-  std::string head = prefix_;
-  head += '/';
-  head += wire::kBookingsLevel;
-  head += '/';
-  return head;
+Topics::Topics(std::string prefix) : prefix_(std::move(prefix)) {
+  bookings_level_ = prefix_;
+  bookings_level_ += '/';
+  bookings_level_ += wire::kBookingsLevel;
+  bookings_level_ += '/';
 }
 
 std::string Topics::booking_topic(const std::string& booking, std::string_view leaf) const {
-  std::string topic = bookings_level();
+  std::string topic;
+  topic.reserve(bookings_level().size() + booking.size() + 1 + leaf.size());
+  topic += bookings_level();
   topic += booking;
   topic += '/';
   topic += leaf;

@@ -20,7 +20,7 @@ struct RequestTopic {
 
 class Topics {
  public:
-  explicit Topics(std::string prefix) : prefix_(std::move(prefix)) {}
+  explicit Topics(std::string prefix);
 
   // `{prefix}/bookings/{one level}/{action}`; nullopt for any other topic.
   std::optional<RequestTopic> parse_request(std::string_view topic) const;
@@ -58,9 +58,10 @@ class Topics {
   bool valid_reply_topic(std::string_view topic) const { return valid_topic_name(topic) && !system_topic(topic); }
 
  private:
-  std::string bookings_level() const;  // `{prefix}/bookings/`
+  const std::string& bookings_level() const { return bookings_level_; }
   std::string booking_topic(const std::string& booking, std::string_view leaf) const;
   std::string prefix_;
+  std::string bookings_level_;  // `{prefix}/bookings/`, made once: every request topic is matched against it
 };
 
 }  // namespace navietakie
