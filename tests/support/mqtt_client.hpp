@@ -35,9 +35,6 @@ struct ClientOptions {
   MqttVersion version = MqttVersion::v5;
   std::string client_id;  // empty: "nt-test-<random>"
   std::optional<Will> will;
-  // false (MQTT v5 only): resume the session of this client id, which the broker keeps for a minute
-  // after a disconnect (subscriptions included).
-  bool clean_start = true;
   std::string topic_prefix = "navietakie/v1";
   std::chrono::milliseconds connect_timeout = 5s;
   // Credentials (a JWT as the password when authentication is on); unset: none sent.
@@ -46,6 +43,9 @@ struct ClientOptions {
   // TLS (mqtts://, ssl://, wss:// URIs): the CA certificate (PEM) the server's certificate must
   // chain to; its name must match the host of the URI. Empty: no TLS options.
   std::string trust_store{};
+  // false (MQTT v5 only): resume the session of this client id, which the broker keeps for a minute
+  // after a disconnect (subscriptions included). Last: aggregate initialisers list the fields above.
+  bool clean_start = true;
 };
 
 // One received PUBLISH, copied out of Paho's message.
