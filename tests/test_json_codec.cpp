@@ -11,6 +11,7 @@
 
 #include "core/codec.hpp"
 #include "core/errors.hpp"
+#include "support/protocol_error.hpp"
 #include "core/json_body.hpp"
 #include "core/json_writer.hpp"
 
@@ -20,14 +21,7 @@ namespace {
 
 constexpr std::size_t kMaxText = 4096;
 
-std::optional<ProtocolError> error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const ProtocolError& e) {
-    return e;
-  }
-  return std::nullopt;
-}
+using testing::error_of;
 
 std::optional<ErrorCode> parse_error(const std::string& payload) {
   auto e = error_of([&] { const RequestBody body(payload); });
