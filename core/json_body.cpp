@@ -58,6 +58,63 @@ void refuse_lone_low_surrogates(std::string_view text, std::size_t offset) {
   if (!reader.Parse<kParseFlags>(in, check)) not_json_at(offset + reader.GetErrorOffset() + 1);
 }
 
+// Where a number can start outside strings, the number's length if its digits before the
+// exponent are all zeros and it has an exponent; else 0.
+std::size_t zero_with_exponent(std::string_view text, std::size_t at) {
+  std::size_t i = at;
+  if (i < text.size() && text[i] == '-') ++i;
+  const std::size_t digits = i;
+  while (i < text.size() && (text[i] == '0' || text[i] == '.')) ++i;
+  if (i == digits || i >= text.size() || (text[i] != 'e' && text[i] != 'E')) return 0;
+  return i - at;
+}
+
+// Calls zero(i) for the index of each 'e'/'E' of a number outside strings whose significand is 0.
+template <class Zero>
+void for_each_exponent_on_zero(std::string_view text, Zero zero) {
+  bool in_string = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '-' || (c >= '0' && c <= '9')) {
+      const std::size_t length = zero_with_exponent(text, i);
+      if (length > 0) zero(i + length);
+      // Skip the rest of the number (or of whatever bad token this is).
+      while (i + 1 < text.size() && std::string_view("0123456789.eE+-").find(text[i + 1]) != std::string_view::npos) ++i;
+    }
+  }
+}
+
+bool has_exponent_on_zero(std::string_view text) {
+  // Most payloads have no "0e", "0E", ".e" or ".E" at all: one pass of find() then.
+  bool candidate = false;
+  for (std::size_t i = text.find_first_of("eE"); i != std::string_view::npos; i = text.find_first_of("eE", i + 1)) {
+    if (i > 0 && (text[i - 1] == '0' || text[i - 1] == '.')) {
+      candidate = true;
+      break;
+    }
+  }
+  if (!candidate) return false;
+  bool found = false;
+  for_each_exponent_on_zero(text, [&](std::size_t) { found = true; });
+  return found;
+}
+
+void zero_exponents_of_zeros(std::string& text) {
+  for_each_exponent_on_zero(text, [&](std::size_t e) {
+    std::size_t i = e + 1;
+    if (i < text.size() && (text[i] == '+' || text[i] == '-')) ++i;
+    for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i) text[i] = '0';
+  });
+}
+
 std::string_view name_of(const JsonValue::Member& member) { return string_of(member.name); }
 
 bool has_equal_names(const JsonValue& object) {
@@ -115,13 +172,22 @@ RequestBody::RequestBody(std::string_view payload, Parse)
   // input, RapidJSON's stream reads it as the end): what follows is not looked at.
   // A plain MemoryStream, not Parse(text, length): that one's stream also skips a partial BOM.
   rapidjson::MemoryStream in(text.data(), text.size());
-  document_.ParseStream<kParseFlags, rapidjson::UTF8<>>(in);
-  if (document_.HasParseError()) {
-    if (document_.GetParseError() == rapidjson::kParseErrorNumberTooBig) {
-      throw ProtocolError(ErrorCode::invalid_json, "payload is not valid JSON (a number is out of range)");
-    }
-    not_json_at(offset + document_.GetErrorOffset() + 1);
+  std::string zeroed;
+  if (has_exponent_on_zero(text)) {
+    // RapidJSON 1.1.0 reads a zero with an exponent (`0e99`) through __builtin_clzll(0) into
+    // garbage (6.5e296), and refuses `0e999`; both are 0 to strtod and so were to nlohmann.
+    // Parsed from a copy whose zeros' exponents are 0 (same length: the same error offsets).
+    zeroed.assign(text);
+    zero_exponents_of_zeros(zeroed);
+    rapidjson::MemoryStream copy(zeroed.data(), zeroed.size());
+    document_.ParseStream<kParseFlags, rapidjson::UTF8<>>(copy);
+  } else {
+    document_.ParseStream<kParseFlags, rapidjson::UTF8<>>(in);
   }
+  if (document_.HasParseError() && document_.GetParseError() == rapidjson::kParseErrorNumberTooBig) {
+    throw ProtocolError(ErrorCode::invalid_json, "payload is not valid JSON (a number is out of range)");
+  }
+  if (document_.HasParseError()) not_json_at(offset + document_.GetErrorOffset() + 1);
   refuse_lone_low_surrogates(text, offset);
 }
 

@@ -10,6 +10,7 @@
 
 #include "core/codec.hpp"
 #include "core/errors.hpp"
+#include "support/protocol_error.hpp"
 #include "core/topics.hpp"
 
 using namespace navietakie;
@@ -18,15 +19,7 @@ namespace {
 
 constexpr std::size_t kMaxText = 4096;
 
-// The ProtocolError fn throws, or nullopt.
-std::optional<ProtocolError> error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const ProtocolError& e) {
-    return e;
-  }
-  return std::nullopt;
-}
+using testing::error_of;
 
 // fn fails with invalid_request whose message names `field` as 'field'.
 void check_invalid(const std::function<void()>& fn, const std::string& field) {

@@ -11,6 +11,7 @@
 
 #include "core/codec.hpp"
 #include "core/errors.hpp"
+#include "support/protocol_error.hpp"
 #include "core/json_body.hpp"
 #include "core/json_writer.hpp"
 
@@ -20,14 +21,7 @@ namespace {
 
 constexpr std::size_t kMaxText = 4096;
 
-std::optional<ProtocolError> error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const ProtocolError& e) {
-    return e;
-  }
-  return std::nullopt;
-}
+using testing::error_of;
 
 std::optional<ErrorCode> parse_error(const std::string& payload) {
   auto e = error_of([&] { const RequestBody body(payload); });
@@ -97,6 +91,7 @@ BOOST_AUTO_TEST_CASE(accepts_and_refuses_what_nlohmann_did) {
       std::string("{}\0", 3), std::string("{\"a\":1}\0 ", 9), "{\"a\":\"\x01\"}", "{\"a\":\"\\u001f\\u000b\"}",
       "\xef\xbb\xbf{}",                   // a byte order mark
       "\xef\xbb\xbf", "\xef\xbb{}", " \xef\xbb\xbf{}", "{\"a\":\"\xef\xbb\xbf\"}",
+      "0E99", "0e400", "0e999", "{\"a\":-0.00E+99999999999}", "[0e999,1e999]", "[0e999,1]", "-0.0e-500", "0.000e99", "[0e1,0.0E+30,-0e-7]",  // zero significands
       "1e400", "-1e400", "{\"limit\":1e999}", "18446744073709551615", "18446744073709551616",
       "-9223372036854775808", "-9223372036854775809", "123456789012345678901234567890",
       "{\"a\":1,\"b\":2,\"a\":3}", "{\"a\":{\"x\":1,\"x\":{\"y\":2}},\"b\":[{\"c\":1,\"c\":2}]}",
