@@ -116,6 +116,11 @@ void EngineLoop::hand_back(std::unique_lock<std::mutex>& lock) {
   }
 }
 
+void EngineLoop::wake_host() {
+  transport_.wake();
+  woken_at_ = std::chrono::steady_clock::now();
+}
+
 void EngineLoop::take_batch(std::vector<Request>& batch, std::vector<std::string>& disconnected) {
   while (!queue_.empty() && queue_.front().request && batch.size() < options_.batch_max) {
     batch.push_back(std::move(*queue_.front().request));
@@ -149,7 +154,10 @@ void EngineLoop::run() {
       // Wait for work, a ringing call's deadline, or the stop; wake the host while results wait.
       Millis wait = due ? std::min(*due - now, options_.idle_wait_ms) : options_.idle_wait_ms;
       if (!results_.empty() && host_polling_) {
-        transport_.wake();
+        // Repeated only once rewake_ms has passed since the last wake-up: the one sent right after
+        // the batch is usually still on its way (each is a signal the broker thread handles).
+        const auto since = std::chrono::steady_clock::now() - woken_at_;
+        if (since >= std::chrono::milliseconds(options_.rewake_ms)) wake_host();
         wait = std::min(wait, options_.rewake_ms);
       }
       work_ready_.wait_for(lock, std::chrono::milliseconds(wait));
@@ -183,7 +191,7 @@ void EngineLoop::run() {
     append(results_, std::move(out));
     // A host that publishes from its own thread hears of them now, not when the loop next idles
     // (it may stay busy with more turns; the broker's own next pass can be 100 ms away).
-    if (host_takes_ && host_polling_ && !results_.empty()) transport_.wake();
+    if (host_takes_ && host_polling_ && !results_.empty()) wake_host();
   }
   hand_back(lock);
   idle_.notify_all();

@@ -92,6 +92,8 @@ class EngineLoop {
   void run();
   bool has_work() const;  // callers hold mutex_
   void hand_back(std::unique_lock<std::mutex>& lock);
+  // transport_.wake(), remembering when (the loop thread only).
+  void wake_host();
   void wait_for_work(std::unique_lock<std::mutex>& lock);
   // Takes the next batch off queue_: up to batch_max requests, then the disconnects that follow them.
   void take_batch(std::vector<Request>& batch, std::vector<std::string>& disconnected);
@@ -122,6 +124,7 @@ class EngineLoop {
   bool stopping_ = false;         // guarded by mutex_
   bool requests_went_last_ = false;  // guarded by mutex_: overdue calls have the next turn
   Stats stats_;                   // guarded by mutex_
+  std::chrono::steady_clock::time_point woken_at_{};  // the loop thread's: the last wake()
   std::thread thread_;
 };
 
