@@ -337,6 +337,7 @@ int main(int argc, char** argv) {
       std::fputs(kUsage, stdout);
       return 0;
     }
+    navietakie::quiet_paho_trace();  // the load generator's own Paho trace bookkeeping is not what is measured
     return run(options);
   } catch (const UsageError& e) {
     std::fprintf(stderr, "bench_rr: %s (bench_rr --help lists the options)\n", e.what());

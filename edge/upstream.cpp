@@ -32,6 +32,7 @@ UpstreamLink::UpstreamLink(const Settings& settings, std::function<void()> notif
       client_(std::make_unique<mqtt::async_client>(settings.upstream_url, settings.upstream_client_id,
                                                    mqtt::create_options(MQTTVERSION_5, 100000))),
       nudge_topic_(Topics(settings.topic_prefix).bridge_wake(settings.upstream_client_id)) {
+  quiet_paho_trace();  // Paho C's trace bookkeeping costs the car CPU on every packet (bridge/paho_compat.hpp)
   client_->set_connected_handler([this](const std::string&) {
     set_tcp_nodelay_on_open_sockets();
     reported_up_.store(true, std::memory_order_relaxed);
