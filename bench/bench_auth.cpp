@@ -1,5 +1,6 @@
-// What authentication costs the broker thread: verifying a token (once per CONNECT) and an ACL
-// decision (per publish, per subscription and per delivered message).
+// What authentication costs the broker thread: verifying a token (once per CONNECT), building a
+// session's ACL (once per CONNECT) and an ACL decision (per publish, per subscription and per
+// delivered message), the last on the session's prebuilt SessionAcl as the plugin makes it.
 // Usage: bench_auth [--iterations N]   (prints one line per operation)
 #include <chrono>
 #include <cstdio>
@@ -43,27 +44,33 @@ int main(int argc, char** argv) {
   AclPolicy policy;
   policy.service_grants =
       parse_grants("*:pub:{prefix}/bookings/+/send_message, *:sub:{prefix}/bookings/+/events/#", policy.topic_prefix);
+  const double session = ns_per_op(iterations / 10, [&](std::size_t) {
+    return SessionAcl(policy, driver, "phone-1").allows(Access::unsubscribe, "x");
+  });
+  const SessionAcl driver_acl(policy, driver, "phone-1");
   const double publish = ns_per_op(iterations, [&](std::size_t) {
-    return acl_allows(policy, driver, "phone-1", Access::write, "navietakie/v1/bookings/BK123/send_message");
+    return driver_acl.allows(Access::write, "navietakie/v1/bookings/BK123/send_message");
   });
   const double read = ns_per_op(iterations, [&](std::size_t) {
-    return acl_allows(policy, driver, "phone-1", Access::read, "navietakie/v1/bookings/BK123/events/message");
+    return driver_acl.allows(Access::read, "navietakie/v1/bookings/BK123/events/message");
   });
   const double subscribe = ns_per_op(iterations, [&](std::size_t) {
-    return acl_allows(policy, driver, "phone-1", Access::subscribe, "navietakie/v1/bookings/+/events/#");
+    return driver_acl.allows(Access::subscribe, "navietakie/v1/bookings/+/events/#");
   });
   const Identity ops{Principal::service, "ops", ""};
+  const SessionAcl ops_acl(policy, ops, "ops-1");
   const double service_read = ns_per_op(iterations, [&](std::size_t) {
-    return acl_allows(policy, ops, "ops-1", Access::read, "navietakie/v1/bookings/BK123/events/message");
+    return ops_acl.allows(Access::read, "navietakie/v1/bookings/BK123/events/message");
   });
   std::printf("verify_token (HS256, %zu-byte token)   %8.0f ns/op\n", token.size(), verify);
+  std::printf("session ACL built (participant)         %8.0f ns/op\n", session);
   std::printf("acl publish (participant, allowed)      %8.0f ns/op\n", publish);
   std::printf("acl read (participant, allowed)         %8.0f ns/op\n", read);
   std::printf("acl subscribe (participant, wildcard)   %8.0f ns/op\n", subscribe);
   std::printf("acl read (service, via grants)          %8.0f ns/op\n", service_read);
   std::printf(
-      "{\"verify_token_ns\":%.0f,\"acl_publish_ns\":%.0f,\"acl_read_ns\":%.0f,\"acl_subscribe_ns\":%.0f,"
+      "{\"verify_token_ns\":%.0f,\"session_acl_ns\":%.0f,\"acl_publish_ns\":%.0f,\"acl_read_ns\":%.0f,\"acl_subscribe_ns\":%.0f,"
       "\"acl_service_read_ns\":%.0f}\n",
-      verify, publish, read, subscribe, service_read);
+      verify, session, publish, read, subscribe, service_read);
   return 0;
 }
