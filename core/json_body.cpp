@@ -188,7 +188,7 @@ RequestBody::RequestBody(std::string_view payload, Parse)
     throw ProtocolError(ErrorCode::invalid_json, "payload is not valid JSON (a number is out of range)");
   }
   if (document_.HasParseError()) not_json_at(offset + document_.GetErrorOffset() + 1);
-  refuse_lone_low_surrogates(text, offset);
+  refuse_lone_low_surrogates(zeroed.empty() ? text : std::string_view(zeroed), offset);
 }
 
 const JsonValue* RequestBody::find(std::string_view name) const {
