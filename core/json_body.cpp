@@ -93,15 +93,15 @@ void for_each_exponent_on_zero(std::string_view text, Zero zero) {
 }
 
 bool has_exponent_on_zero(std::string_view text) {
-  // Most payloads have no "0e", "0E", ".e" or ".E" at all: one pass of find() then.
-  bool candidate = false;
-  for (std::size_t i = text.find_first_of("eE"); i != std::string_view::npos; i = text.find_first_of("eE", i + 1)) {
-    if (i > 0 && (text[i - 1] == '0' || text[i - 1] == '.')) {
-      candidate = true;
-      break;
+  // Most payloads have no "0e", "0E", ".e" or ".E" at all: found by memchr (string_view::find)
+  // then, without looking at strings.
+  const auto after_zero = [&](char e) {
+    for (std::size_t i = text.find(e); i != std::string_view::npos; i = text.find(e, i + 1)) {
+      if (i > 0 && (text[i - 1] == '0' || text[i - 1] == '.')) return true;
     }
-  }
-  if (!candidate) return false;
+    return false;
+  };
+  if (!after_zero('e') && !after_zero('E')) return false;
   bool found = false;
   for_each_exponent_on_zero(text, [&](std::size_t) { found = true; });
   return found;
@@ -188,7 +188,7 @@ RequestBody::RequestBody(std::string_view payload, Parse)
     throw ProtocolError(ErrorCode::invalid_json, "payload is not valid JSON (a number is out of range)");
   }
   if (document_.HasParseError()) not_json_at(offset + document_.GetErrorOffset() + 1);
-  refuse_lone_low_surrogates(text, offset);
+  refuse_lone_low_surrogates(zeroed.empty() ? text : std::string_view(zeroed), offset);
 }
 
 const JsonValue* RequestBody::find(std::string_view name) const {
