@@ -37,11 +37,7 @@ navietakie_bench_packages=(
 
 navietakie_install_bench_deps() {
   command -v dpkg-query >/dev/null 2>&1 || return 0
-  local missing=() package
-  for package in "${navietakie_bench_packages[@]}"; do
-    navietakie_package_installed "$package" || missing+=("$package")
-  done
-  navietakie_apt_install "${missing[@]}"
+  navietakie_install_missing "${navietakie_bench_packages[@]}"
 }
 
 # Installed means dpkg's "install ok installed", not merely known to dpkg (removed packages keep
@@ -61,11 +57,7 @@ navietakie_install_deps() {
     echo "note: not a Debian-like system; make sure these are installed: ${navietakie_packages[*]}" >&2
     return 0
   fi
-  local missing=() package
-  for package in "${navietakie_packages[@]}"; do
-    navietakie_package_installed "$package" || missing+=("$package")
-  done
-  navietakie_apt_install "${missing[@]}"
+  navietakie_install_missing "${navietakie_packages[@]}"
 }
 
 # The arm64 cross build (scripts/test -L cross, docs/arm64.md): the cross compiler, qemu to run
@@ -97,11 +89,7 @@ navietakie_install_cross_deps() {
     dpkg --add-architecture arm64
     apt-get update
   fi
-  local missing=() package
-  for package in "${navietakie_cross_packages[@]}"; do
-    navietakie_package_installed "$package" || missing+=("$package")
-  done
-  navietakie_apt_install "${missing[@]}"
+  navietakie_install_missing "${navietakie_cross_packages[@]}"
 }
 
 # Unpacks mosquitto:arm64 and navietakie_arm64_broker_packages into $1 (once: the versions are
@@ -120,6 +108,15 @@ navietakie_unpack_arm64_broker() {
     dpkg-deb -x "$package" "$root"
   done
   echo "$versions" >"$root/.versions"
+}
+
+# Installs those of the given Debian packages that are not installed (navietakie_package_installed).
+navietakie_install_missing() {
+  local missing=() package
+  for package in "$@"; do
+    navietakie_package_installed "$package" || missing+=("$package")
+  done
+  navietakie_apt_install "${missing[@]}"
 }
 
 # Installs the given Debian packages (none: nothing to do); as a user, prints the command instead.
