@@ -500,7 +500,7 @@ void EdgeNode::store_replica(const std::vector<Message>& messages) {
   for (const auto& m : messages) {
     tracker_.applied(m.booking_code, m.seq);
     count(metrics_.replica_stored);
-    emit(Publish{topics_.message_events(m.booking_code), to_json(m).dump(), false, std::nullopt});
+    emit(Publish{topics_.message_events(m.booking_code), json_text(m), false, std::nullopt});
     // The cloud stored it: a waiting outbox entry of that id is confirmed.
     if (edge_store_.outbox_entry(m.booking_code, m.message_id)) {
       try {
