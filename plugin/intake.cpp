@@ -6,10 +6,7 @@
 
 #include "plugin/intake.hpp"
 
-#include <string_view>
-
 #include "core/log.hpp"
-#include "core/wire.hpp"
 #include "plugin/stamp.hpp"
 
 namespace navietakie {
@@ -51,13 +48,7 @@ Request copy_request(const mosquitto* client, const char* topic, const void* pay
 RequestIntake::RequestIntake(const Topics& topics, bool handlers, AccessControl& access)
     : topics_(topics), handlers_(handlers), access_(access) {}
 
-bool RequestIntake::is_request(const char* topic) const {
-  if (!topic) return false;
-  const std::string_view name(topic);
-  const std::size_t last = name.rfind('/');
-  if (last == std::string_view::npos || !wire::parse(wire::kActions, name.substr(last + 1))) return false;
-  return topics_.parse_request(name).has_value();
-}
+bool RequestIntake::is_request(const char* topic) const { return topic && topics_.parse_request(topic).has_value(); }
 
 int RequestIntake::on_message(mosquitto_evt_message& event, std::vector<Request>& pending) {
   if (!is_request(event.topic)) return MOSQ_ERR_SUCCESS;

@@ -34,9 +34,8 @@ class RequestIntake {
   // `handlers`: the engine runs in the broker (requests are queued), else auth only (stamped).
   RequestIntake(const Topics& topics, bool handlers, AccessControl& access);
 
-  // Whether `topic` (may be null) is a request topic: Topics::parse_request, asked only of topics
-  // whose last level is an action name (the broker checks every publish and delivery, and most are
-  // events and replies).
+  // Whether `topic` (may be null) is a request topic. Asked of every publish and delivery the broker
+  // checks: Topics::parse_request allocates nothing for a topic that is not a request.
   bool is_request(const char* topic) const;
 
   // MOSQ_EVT_MESSAGE: handlers on: appends a request to `pending`; handlers off: stamps it. A
