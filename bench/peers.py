@@ -15,16 +15,13 @@ nothing to them; `ratio_to_raw` comes from the raw relay row it hands to measure
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 
 import edge_figures  # peak_rss
+from procs import free_port, proc_cpu_s, stop, wait_port
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 TOOLS = {"peer_jetstream": "peer_jetstream", "peer_redis_streams": "peer_redis"}
 
 # What each server has synced when it acknowledges, from its 2.9.10 / 7.0 source (see README
@@ -45,12 +42,6 @@ DURABILITY = {
 
 def log(*parts):
     print(*parts, file=sys.stderr, flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def targets(build_dir):
@@ -81,29 +72,15 @@ class Server:
                    str(self.port), "--dir", self.dir, "--appendonly", "yes", "--appendfsync", "always",
                    "--save", "", "--daemonize", "no"]
         self.proc = subprocess.Popen(cmd, stdout=open(f"{self.dir}/server.log", "w"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        self.close()
-        raise RuntimeError(f"{kind} server did not start")
+        if not wait_port(self.port, timeout=15, alive=lambda: self.proc.poll() is None):
+            self.close()
+            raise RuntimeError(f"{kind} server did not start")
 
     def cpu_s(self):
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return proc_cpu_s(self.proc.pid)
 
     def close(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc, timeout=15)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self):
