@@ -9,7 +9,9 @@
 # (store_backend postgres), on the official C++ client; postgresql: the server the `postgres`-labelled
 # tests and `scripts/run --store postgres` start in a temp or data dir, never the system cluster.
 # rapidjson-dev: the request decoder and the streaming reply and event writer on the hot path;
-# header-only, so the arm64 cross build needs nothing more.)
+# header-only, so the arm64 cross build needs nothing more.
+# coturn: the TURN server the browser test of relay-only calls starts on a free port (and
+# `scripts/run --turn`); never run as a system service by us.)
 #
 # Shell variables here are lower case on purpose: an exported NAVIETAKIE_* variable would be read
 # (and rejected if unknown) by the bridge's configuration.
@@ -24,6 +26,7 @@ navietakie_packages=(
   clang libfuzzer-14-dev libclang-rt-14-dev
   postgresql libpqxx-dev
   rapidjson-dev
+  coturn
 )
 
 # What scripts/bench needs besides: Google Benchmark for the engine microbenchmark, and the peers
