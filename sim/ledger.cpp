@@ -379,7 +379,9 @@ void BookingLedger::allow_end_reason(const std::string& call_id, const std::stri
 
 void BookingLedger::allow_any_end(const std::string& call_id) {
   auto it = calls_.find(call_id);
-  if (it != calls_.end()) it->second.end_reasons.clear();
+  if (it == calls_.end()) return;
+  it->second.end_reasons.clear();
+  it->second.abandoned = true;
 }
 
 CallEventKind BookingLedger::call_event(Role subscriber, const CallView& call, std::uint64_t payload_fp) {
@@ -401,7 +403,9 @@ CallEventKind BookingLedger::call_event(Role subscriber, const CallView& call, s
   // The state machine's own table (core/wire.hpp) says which step is legal; an unknown state never is.
   const auto from = wire::parse(wire::kCallStates, state);
   const auto to = wire::parse(wire::kCallStates, call.state);
-  const bool allowed = to && (state.empty() || from) && wire::may_follow(from, *to);
+  // An abandoned call's earlier events may be lost with the host that committed them; the steps
+  // after the first one seen are still checked.
+  const bool allowed = to && (state.empty() || from) && (wire::may_follow(from, *to) || (state.empty() && w.abandoned));
   if (!allowed) {
     stats_.violation("call_state",
                      who + ": `" + (state.empty() ? std::string("(none)") : state) + "` -> `" + call.state + "`");

@@ -87,7 +87,8 @@ class BookingLedger {
   // A call this run starts: who calls, and the end reasons that are right for it.
   void expect_call(const std::string& call_id, Role caller, std::vector<std::string> end_reasons);
   void allow_end_reason(const std::string& call_id, const std::string& reason);
-  // A call whose request went unanswered: however it ends is right.
+  // A call whose request went unanswered: however it ends is right, and its first event seen may be
+  // any state (the host that committed the earlier ones may have died before publishing them).
   void allow_any_end(const std::string& call_id);
   CallEventKind call_event(Role subscriber, const CallView& call, std::uint64_t payload_fp);
   bool call_ended_for_both(const std::string& call_id) const;
@@ -131,6 +132,9 @@ class BookingLedger {
     Role caller = Role::driver;
     bool ours = false;
     std::vector<std::string> end_reasons;  // empty: any
+    // Given up after its request went unanswered (a killed host): the host may have committed a
+    // state and died before publishing its event, so the first event seen may be any later state.
+    bool abandoned = false;
     std::array<std::string, 2> state;
     std::array<std::uint64_t, 2> fp{0, 0};
   };

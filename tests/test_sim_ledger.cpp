@@ -164,6 +164,26 @@ BOOST_AUTO_TEST_CASE(a_message_sent_once_and_answered_duplicate_is_a_violation) 
   BOOST_TEST(f.count("unexpected_duplicate") == 1u);
 }
 
+// A call started and its start went unanswered (the host was killed after its commit): its ringing
+// event may be lost with that host, so `ended` may be the first state a subscriber sees. A call
+// still awaited gets no such pass.
+BOOST_AUTO_TEST_CASE(an_abandoned_call_may_first_be_seen_ended_an_awaited_one_may_not) {
+  Fixture f({true, true});
+  const CallView ended{kCode, "call-1", "driver", "passenger", "ended", "missed"};
+  f.ledger.expect_call("call-1", Role::driver, {"completed"});
+  f.ledger.allow_any_end("call-1");
+  f.ledger.call_event(Role::passenger, ended, 1);
+  BOOST_TEST(f.count("call_state") == 0u);
+  // Later steps are still checked: ended never goes back to ringing.
+  f.ledger.call_event(Role::passenger, CallView{kCode, "call-1", "driver", "passenger", "ringing", ""}, 2);
+  BOOST_TEST(f.count("call_state") == 1u);
+
+  const CallView other{kCode, "call-2", "driver", "passenger", "ended", "missed"};
+  f.ledger.expect_call("call-2", Role::driver, {});
+  f.ledger.call_event(Role::driver, other, 3);
+  BOOST_TEST(f.count("call_state") == 2u);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 }  // namespace navietakie::sim
