@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
 
@@ -100,6 +102,11 @@ void PostgresServer::start() {
   const std::string bin = postgres_bin_dir();
   std::vector<std::string> argv = as_postgres({bin + "/postgres", "-D", data_dir_, "-p", std::to_string(port_), "-k",
                                                dir_.path(), "-c", "listen_addresses=127.0.0.1"});
+  // A test that crashes runs no destructor: the server must not outlive it (an ASan abort once left
+  // one running). setpriv sets the parent-death signal after it changes credentials (which clear it);
+  // the kernel sends it when the thread that started the server exits, so start it from a thread
+  // that lives as long as the test (every test here does: the main thread).
+  if (running_as_root()) argv.insert(argv.begin() + 1, "--pdeathsig=TERM");
   if (!options_.fsync) {
     for (const char* setting : {"fsync=off", "full_page_writes=off"}) {
       argv.push_back("-c");
@@ -143,7 +150,28 @@ void PostgresServer::stop() {
 }
 
 void PostgresServer::kill9() {
-  if (server_) server_->kill9();
+  if (!server_ || !server_->alive()) return;
+  // A crash of the database server takes its backends with it. SIGKILL of the postmaster alone
+  // leaves each backend running until it notices, and under load one may still answer a query
+  // after the "crash" (a test then saw a commit succeed during the outage). Stopped first, the
+  // postmaster forks no new backend while they are killed.
+  const pid_t postmaster = server_->pid();
+  ::kill(postmaster, SIGSTOP);
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.empty() || !std::all_of(name.begin(), name.end(), [](char c) { return c >= '0' && c <= '9'; })) continue;
+    std::ifstream stat(entry.path() / "stat");
+    std::string line;
+    if (!std::getline(stat, line)) continue;  // exited meanwhile
+    // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so read after the last ')'.
+    const auto close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 1));
+    char state = 0;
+    pid_t ppid = 0;
+    if (rest >> state >> ppid && ppid == postmaster) ::kill(static_cast<pid_t>(std::stol(name)), SIGKILL);
+  }
+  server_->kill9();
 }
 
 bool PostgresServer::running() { return server_ && server_->alive(); }
