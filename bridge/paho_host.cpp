@@ -32,9 +32,9 @@ std::optional<std::string> user_property(const mqtt::properties& props, std::str
   return value;
 }
 
-// An engine Publish as a Paho message (QoS 1, with the reply's Correlation Data).
+// An engine Publish as a Paho message (at its QoS, with the reply's Correlation Data).
 mqtt::message_ptr to_message(const Publish& p) {
-  auto msg = mqtt::make_message(p.topic, p.payload, kQos, p.retain);
+  auto msg = mqtt::make_message(p.topic, p.payload, p.qos, p.retain);
   if (p.correlation_data) {
     mqtt::properties props;
     props.add(mqtt::property(mqtt::property::CORRELATION_DATA, *p.correlation_data));

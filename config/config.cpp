@@ -346,6 +346,7 @@ const std::vector<ConfigKey>& config_schema() {
       {"auth_service_grants",
        "*:pub:{prefix}/bookings/+/send_message, *:pub:{prefix}/bookings/+/get_message, "
        "*:pub:{prefix}/bookings/+/make_call, *:pub:{prefix}/bookings/+/presence, "
+       "*:pub:{prefix}/bookings/+/mark_read, *:pub:{prefix}/bookings/+/typing, "
        "*:sub:{prefix}/bookings/+/events/#, *:sub:{prefix}/bookings/+/errors, *:sub:{prefix}/errors",
        "what service identities may do: comma-separated SUBJECT:pub|sub:FILTER (SUBJECT * = any)"},
       {"auth_token_max_bytes", "4096", "largest accepted token (MQTT password), in bytes (64..65535)"},

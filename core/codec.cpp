@@ -35,6 +35,13 @@ std::string required_string(const RequestBody& body, const char* name) {
   return std::string(string_of(*v));
 }
 
+bool required_bool(const RequestBody& body, const char* name) {
+  const JsonValue* v = field(body, name);
+  if (!v) invalid(name, "is required");
+  if (!v->IsBool()) invalid(name, "must be true or false");
+  return v->GetBool();
+}
+
 std::optional<std::string> optional_string(const RequestBody& body, const char* name) {
   const JsonValue* v = field(body, name);
   if (!v) return std::nullopt;
@@ -118,6 +125,11 @@ void write_role(JsonWriter& out, const RolePresence& role) {
   out.begin_object().key("online").boolean(role.online).key("since").null_or(role.since).end_object();
 }
 
+// A party's read horizon: `at` null until it first marked something read.
+void write_role(JsonWriter& out, const RoleRead& role) {
+  out.begin_object().key("seq").number(role.seq).key("at").null_or(role.at).end_object();
+}
+
 }  // namespace
 
 void write_json(JsonWriter& out, const Message& m) {
@@ -164,13 +176,24 @@ void write_json(JsonWriter& out, const Presence& p) {
   out.end_object();
 }
 
+void write_json(JsonWriter& out, const ReadReceipts& r) {
+  out.begin_object().key("booking_code").string(r.booking_code);
+  out.key("driver");
+  write_role(out, r.driver);
+  out.key("passenger");
+  write_role(out, r.passenger);
+  out.end_object();
+}
+
 std::string json_text(const Message& message) { return text_of(message); }
 std::string json_text(const Call& call) { return text_of(call); }
 std::string json_text(const Presence& presence) { return text_of(presence); }
+std::string json_text(const ReadReceipts& receipts) { return text_of(receipts); }
 
 Json to_json(const Message& message) { return Json::parse(json_text(message)); }
 Json to_json(const Call& call) { return Json::parse(json_text(call)); }
 Json to_json(const Presence& presence) { return Json::parse(json_text(presence)); }
+Json to_json(const ReadReceipts& receipts) { return Json::parse(json_text(receipts)); }
 
 Json parse_payload(std::string_view payload) {
   const RequestBody checked(payload);  // the engine's rules decide what is JSON
@@ -261,11 +284,24 @@ MakeCallRequest decode_make_call(const RequestBody& body) {
 PresenceRequest decode_presence(const RequestBody& body) {
   PresenceRequest r;
   r.role = party(required_string(body, "role"), "role", false);
-  const JsonValue* online = field(body, "online");
-  if (!online) invalid("online", "is required");
-  if (!online->IsBool()) invalid("online", "must be true or false");
-  r.online = online->GetBool();
+  r.online = required_bool(body, "online");
   r.client_id = optional_key(body, "client_id");
+  return r;
+}
+
+MarkReadRequest decode_mark_read(const RequestBody& body) {
+  MarkReadRequest r;
+  r.role = party(required_string(body, "role"), "role", false);
+  const auto seq = optional_unsigned(body, "seq");
+  if (!seq) invalid("seq", "is required");
+  r.seq = *seq;
+  return r;
+}
+
+TypingRequest decode_typing(const RequestBody& body) {
+  TypingRequest r;
+  r.role = party(required_string(body, "role"), "role", false);
+  r.typing = required_bool(body, "typing");
   return r;
 }
 
@@ -275,5 +311,7 @@ SendMessageRequest decode_send_message(const Json& body, std::size_t max_text_by
 HistoryQuery decode_get_message(const Json& body) { return decode_get_message(RequestBody(payload_of(body))); }
 MakeCallRequest decode_make_call(const Json& body) { return decode_make_call(RequestBody(payload_of(body))); }
 PresenceRequest decode_presence(const Json& body) { return decode_presence(RequestBody(payload_of(body))); }
+MarkReadRequest decode_mark_read(const Json& body) { return decode_mark_read(RequestBody(payload_of(body))); }
+TypingRequest decode_typing(const Json& body) { return decode_typing(RequestBody(payload_of(body))); }
 
 }  // namespace navietakie

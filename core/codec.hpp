@@ -29,13 +29,16 @@ const char* to_string(EndReason reason);
 void write_json(JsonWriter& out, const Message& message);
 void write_json(JsonWriter& out, const Call& call);
 void write_json(JsonWriter& out, const Presence& presence);
+void write_json(JsonWriter& out, const ReadReceipts& receipts);
 std::string json_text(const Message& message);
 std::string json_text(const Call& call);
 std::string json_text(const Presence& presence);
+std::string json_text(const ReadReceipts& receipts);
 
 Json to_json(const Message& message);
 Json to_json(const Call& call);
 Json to_json(const Presence& presence);
+Json to_json(const ReadReceipts& receipts);
 
 // Parses a payload: `invalid_json` if it is not JSON or not UTF-8 (the rules of RequestBody).
 Json parse_payload(std::string_view payload);
@@ -61,15 +64,29 @@ struct PresenceRequest {
   std::optional<std::string> client_id;
 };
 
+struct MarkReadRequest {
+  Role role = Role::driver;
+  std::uint64_t seq = 0;
+};
+
+struct TypingRequest {
+  Role role = Role::driver;
+  bool typing = false;
+};
+
 // Each throws ProtocolError(invalid_request) naming the field. `body` is a JSON object.
 SendMessageRequest decode_send_message(const RequestBody& body, std::size_t max_text_bytes);
 HistoryQuery decode_get_message(const RequestBody& body);
 MakeCallRequest decode_make_call(const RequestBody& body);
 PresenceRequest decode_presence(const RequestBody& body);
+MarkReadRequest decode_mark_read(const RequestBody& body);
+TypingRequest decode_typing(const RequestBody& body);
 // The same for a body already in nlohmann form (the edge node edits requests before forwarding).
 SendMessageRequest decode_send_message(const Json& body, std::size_t max_text_bytes);
 HistoryQuery decode_get_message(const Json& body);
 MakeCallRequest decode_make_call(const Json& body);
 PresenceRequest decode_presence(const Json& body);
+MarkReadRequest decode_mark_read(const Json& body);
+TypingRequest decode_typing(const Json& body);
 
 }  // namespace navietakie

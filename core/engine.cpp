@@ -5,6 +5,7 @@
 #include <random>
 
 #include "core/calls.hpp"
+#include "core/engine_handled.hpp"
 #include "core/log.hpp"
 #include "core/payload_limit.hpp"
 #include "core/wire.hpp"
@@ -93,6 +94,11 @@ void check_presence(const Identity& identity, const PresenceRequest& r, const st
 
 }  // namespace
 
+void check_own_role(const Identity& identity, Role role, const char* field) {
+  auto own = own_role(identity);
+  if (own && role != *own) forbid(std::string("'") + field + "' contradicts the authenticated role");
+}
+
 EngineOptions engine_options(const Settings& settings) {
   EngineOptions options;
   options.topic_prefix = settings.topic_prefix;
@@ -121,66 +127,17 @@ std::string EngineMetrics::to_json() const {
               {"duplicates", duplicates.load()},
               {"calls_missed", calls_missed.load()},
               {"overloaded", overloaded.load()},
+              {"typing_dropped", typing_dropped.load()},
               {"errors", errors_by_code}}
       .dump();
 }
-
-// A connection a client declared (presence with its MQTT client id), to remember once committed.
-struct Engine::ConnectionChange {
-  std::string client_id;
-  std::string booking;
-  std::string key;
-  bool online = false;
-};
-
-// What one request produced, held until its batch commits.
-// The answer is kept as JSON text written once (a record, or a history page's array) and spliced
-// into the reply, which is written only if someone will receive it.
-struct Engine::Handled {
-  enum class Result { none, message, messages, call, presence };
-
-  const std::string* topic = nullptr;  // the request's, set once it is handled (it outlives this)
-  const char* action = "unknown";
-  std::string booking;  // set once the booking code is valid
-  std::optional<std::string> reply_topic;
-  std::optional<std::string> correlation_data;  // v5
-  std::optional<std::string> correlation_id;    // 3.1.1, echoed in the payload: its JSON text
-  bool ignored = false;                         // not a request topic
-  bool log_quietly = false;                     // its failure is logged in aggregate (overloaded)
-  std::optional<ProtocolError> error;
-  std::optional<ProtocolError> refused_reply;  // `forbidden`, raised after the payload's own checks
-  Result result = Result::none;
-  std::string result_json;  // the record (or array of records) the reply carries
-  // Or the result is the payload of events[*result_event]: the same bytes, not copied.
-  std::optional<std::size_t> result_event;
-  bool has_more = false;    // a history page's
-  std::uint64_t last_seq = 0;
-  std::vector<Publish> events;
-  std::vector<Deadline> arm;
-  std::vector<Deadline> disarm;
-  std::optional<ConnectionChange> connection;
-  bool stored_message = false;
-  bool duplicate = false;
-
-  // What was prepared for a change that is not stored: no event, no timer, nothing counted.
-  void discard_effects() {
-    events.clear();
-    result_event.reset();
-    arm.clear();
-    disarm.clear();
-    connection.reset();
-    stored_message = duplicate = false;
-  }
-};
 
 Engine::Engine(Store& store, EngineOptions options, Clock clock)
     : store_(store), options_(std::move(options)), topics_(options_.topic_prefix), clock_(std::move(clock)) {}
 
 std::vector<std::string> Engine::request_filters() const {
   std::vector<std::string> filters;
-  for (Action a : {Action::send_message, Action::get_message, Action::make_call, Action::presence}) {
-    filters.push_back(topics_.request_filter(a));
-  }
+  for (const auto& action : wire::kActions) filters.push_back(topics_.request_filter(action.value));
   return filters;
 }
 
@@ -322,6 +279,8 @@ void Engine::handle_one(StoreWriter* store, const Request& request, Handled& h) 
         case Action::get_message: handle_get(w, request, body, h); break;
         case Action::make_call: handle_call(w, request, body, h); break;
         case Action::presence: handle_presence(w, request, body, h); break;
+        case Action::mark_read: handle_mark_read(w, request, body, h); break;
+        case Action::typing: handle_typing(w, request, body, h); break;
       }
     });
   } catch (const ProtocolError& e) {
@@ -419,6 +378,7 @@ void Engine::handle_get(StoreWriter& w, const Request& request, const RequestBod
   h.has_more = page.has_more;
   h.last_seq = page.last_seq;
   if (!h.reply_topic) return;  // nobody to answer (a page is only ever a reply)
+  h.read_json = read_receipts_json(w, h.booking);
   JsonWriter out;
   out.begin_array();
   for (const auto& m : page.messages) write_json(out, m);
@@ -594,6 +554,7 @@ void Engine::finish(Handled& h, std::vector<Publish>& out) {
   } else {
     if (h.stored_message) count(metrics_.messages_stored);
     if (h.duplicate) count(metrics_.duplicates);
+    if (h.typing_dropped) count(metrics_.typing_dropped);
     if (log_enabled(LogLevel::debug)) {
       log_line(LogLevel::debug, "request", {{"topic", *h.topic}, {"action", h.action}, {"result", "ok"}});
     }
@@ -634,9 +595,12 @@ void Engine::write_result(JsonWriter& reply, const Handled& h) {
     case Handled::Result::messages:
       reply.key("messages").raw(result_json).key("has_more").boolean(h.has_more);
       reply.key("last_seq").number(h.last_seq);
+      if (!h.read_json.empty()) reply.key("read").raw(h.read_json);
       return;
     case Handled::Result::call: reply.key("call").raw(result_json); return;
     case Handled::Result::presence: reply.key("presence").raw(result_json); return;
+    case Handled::Result::read: reply.key("read").raw(result_json); return;
+    case Handled::Result::typing: reply.key("relayed").boolean(h.relayed); return;
   }
 }
 
@@ -712,10 +676,12 @@ std::vector<Publish> Engine::expire_calls() {
 
 std::vector<Publish> Engine::start() {
   std::vector<Presence> presence;
+  std::vector<ReadReceipts> receipts;
   store_.read([&](const StoreReader& r) {
     for (const auto& call : r.ringing_calls())
       deadlines_.insert(Deadline{call.ring_deadline, call.booking_code, call.call_id});
     presence = r.all_presence();
+    receipts = r.all_read_receipts();
   });
   std::vector<Publish> out;
   if (options_.offline_at_start) {
@@ -734,12 +700,17 @@ std::vector<Publish> Engine::start() {
   for (const auto& p : presence) {
     out.push_back(Publish{topics_.presence_events(p.booking_code), json_text(p), true, std::nullopt});
   }
+  // Retained too, like presence: a broker restarted without its retained store still has them.
+  for (const auto& r : receipts) {
+    out.push_back(Publish{topics_.read_events(r.booking_code), json_text(r), true, std::nullopt});
+  }
   // Calls left ringing through a restart are only armed here, not ended: their deadlines have
   // passed, so the engine loop ends them batch_max at a time between request batches. Ending a
   // thousand of them here would delay the first answer by as many store writes.
   log_line(LogLevel::info, "engine_started",
            {{"ringing_calls", std::to_string(deadlines_.size())},
-            {"bookings_with_presence", std::to_string(presence.size())}});
+            {"bookings_with_presence", std::to_string(presence.size())},
+            {"bookings_with_read_receipts", std::to_string(receipts.size())}});
   return out;
 }
 

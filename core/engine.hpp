@@ -19,6 +19,7 @@
 #include "core/errors.hpp"
 #include "core/topics.hpp"
 #include "core/identity.hpp"
+#include "core/typing_limiter.hpp"
 #include "config/config.hpp"
 #include "store/store.hpp"
 
@@ -42,6 +43,8 @@ struct Publish {
   std::string payload;
   bool retain = false;
   std::optional<std::string> correlation_data;
+  // The MQTT QoS to publish at: 1 for everything but hints whose loss costs nothing (typing: 0).
+  int qos{1};  // {}: the aggregate initialisers that predate it stay warning-free
 };
 
 struct EngineOptions {
@@ -95,6 +98,7 @@ struct EngineMetrics {
   std::atomic<std::uint64_t> duplicates{0};
   std::atomic<std::uint64_t> calls_missed{0};
   std::atomic<std::uint64_t> overloaded{0};  // requests refused because too many were waiting
+  std::atomic<std::uint64_t> typing_dropped{0};  // typing hints over the rate, dropped silently
   std::array<std::atomic<std::uint64_t>, error_code_count> errors{};
   std::string to_json() const;
 };
@@ -122,8 +126,8 @@ class Engine {
   // When expire_calls() next has work, if any call is ringing.
   std::optional<Millis> next_deadline() const;
 
-  // At start-up: re-arm ring timeouts from the store and republish the retained presence of every
-  // booking. Calls already overdue are not ended here: next_deadline() is due at once, and
+  // At start-up: re-arm ring timeouts from the store and republish the retained presence and read
+  // receipts of every booking. Calls already overdue are not ended here: next_deadline() is due at once, and
   // expire_calls() ends them batch_max at a time (the engine loop, between request batches).
   std::vector<Publish> start();
 
@@ -154,6 +158,11 @@ class Engine {
   void handle_get(StoreWriter& w, const Request& request, const RequestBody& body, Handled& h);
   void handle_call(StoreWriter& w, const Request& request, const RequestBody& body, Handled& h);
   void handle_presence(StoreWriter& w, const Request& request, const RequestBody& body, Handled& h);
+  // core/engine_receipts.cpp
+  void handle_mark_read(StoreWriter& w, const Request& request, const RequestBody& body, Handled& h);
+  void handle_typing(StoreWriter& w, const Request& request, const RequestBody& body, Handled& h);
+  // The `read` object of a booking (both horizons; a party that never read: seq 0, at null).
+  static std::string read_receipts_json(const StoreReader& r, const std::string& booking);
   // The identity a request acts under (nullptr in open mode), once it may act on its booking and
   // be answered at its reply address (else `forbidden`).
   const Identity* authenticated(const Request& request, const Handled& h) const;
@@ -179,6 +188,7 @@ class Engine {
   // MQTT client id -> (booking, connection key) it declared online; kept in memory only, since a
   // restart of the plugin host is a restart of the broker (offline_at_start).
   std::map<std::string, std::set<std::pair<std::string, std::string>>> client_connections_;
+  TypingLimiter typing_limiter_;
 };
 
 }  // namespace navietakie

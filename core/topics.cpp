@@ -78,6 +78,12 @@ std::string Topics::call_events(const std::string& booking) const {
 std::string Topics::presence_events(const std::string& booking) const {
   return booking_topic(booking, event_leaf(wire::Event::presence));
 }
+std::string Topics::read_events(const std::string& booking) const {
+  return booking_topic(booking, event_leaf(wire::Event::read));
+}
+std::string Topics::typing_events(const std::string& booking) const {
+  return booking_topic(booking, event_leaf(wire::Event::typing));
+}
 std::string Topics::booking_events_filter(const std::string& booking) const {
   return booking_topic(booking, std::string(wire::kEventsLevel) + "/#");
 }

@@ -7,7 +7,7 @@
 
 namespace navietakie {
 
-enum class Action { send_message, get_message, make_call, presence };
+enum class Action { send_message, get_message, make_call, presence, mark_read, typing };
 const char* to_string(Action action);
 
 // 1 to 64 characters of A-Z a-z 0-9 _ -, starting with a letter or digit (wire::kBookingCode).
@@ -34,6 +34,8 @@ class Topics {
   std::string message_events(const std::string& booking) const;
   std::string call_events(const std::string& booking) const;
   std::string presence_events(const std::string& booking) const;
+  std::string read_events(const std::string& booking) const;
+  std::string typing_events(const std::string& booking) const;
   // Every event of one booking: `{prefix}/bookings/{booking}/events/#`.
   std::string booking_events_filter(const std::string& booking) const;
   std::string booking_errors(const std::string& booking) const;

@@ -64,23 +64,27 @@ inline constexpr std::string_view kMetricsLevel = "metrics";
 inline constexpr std::string_view kBridgeLevel = "bridge";
 inline constexpr std::string_view kWakeLeaf = "wake";
 
-inline constexpr std::array<Named<Action>, 4> kActions{{
+inline constexpr std::array<Named<Action>, 6> kActions{{
     {Action::send_message, "send_message"},
     {Action::get_message, "get_message"},
     {Action::make_call, "make_call"},
     {Action::presence, "presence"},
+    {Action::mark_read, "mark_read"},
+    {Action::typing, "typing"},
 }};
 
-enum class Event { message, call, presence };
+enum class Event { message, call, presence, read, typing };
 struct EventRule {
   Event event;
   std::string_view name;  // the topic's last level, after `events/`
   bool retained;
 };
-inline constexpr std::array<EventRule, 3> kEvents{{
+inline constexpr std::array<EventRule, 5> kEvents{{
     {Event::message, "message", false},
     {Event::call, "call", false},
     {Event::presence, "presence", true},
+    {Event::read, "read", true},
+    {Event::typing, "typing", false},  // QoS 0: a hint, not worth a retransmission
 }};
 constexpr std::string_view event_name(Event event) {
   for (const auto& rule : kEvents) {
@@ -186,6 +190,9 @@ inline constexpr int kDataMaxDepth = 32;
 inline constexpr std::size_t kHistoryLimitMin = 1;
 inline constexpr std::size_t kHistoryLimitMax = 200;
 inline constexpr std::size_t kHistoryLimitDefault = 50;
+// typing: at most this many relayed per role and booking in any window of kTypingWindowMs.
+inline constexpr std::size_t kTypingRelaysPerWindow = 2;
+inline constexpr Millis kTypingWindowMs = 1000;
 
 // ---- Records' enumerations.
 

@@ -440,6 +440,9 @@ void EdgeNode::on_upstream_event(const LinkEvent& e) {
     emit(Publish{e.topic, e.payload, true, std::nullopt});
     return;
   }
+  // Read receipts stay retained in the car as in the cloud; typing hints stay at QoS 0.
+  if (leaf == "read") return emit(Publish{e.topic, e.payload, true, std::nullopt});
+  if (leaf == "typing") return emit(Publish{e.topic, e.payload, false, std::nullopt, 0});
   emit(Publish{e.topic, e.payload, false, std::nullopt});  // calls, and later kinds of event
 }
 
@@ -596,6 +599,8 @@ void EdgeNode::handle_local(const Request& request, std::vector<OutboxEntry>& se
       case Action::get_message: decode_get_message(body); break;
       case Action::make_call: decode_make_call(body); break;
       case Action::presence: decode_presence(body); break;
+      case Action::mark_read: decode_mark_read(body); break;
+      case Action::typing: decode_typing(body); break;
     }
     if (request.identity && request.identity->principal != Principal::service &&
         request.identity->booking != env.booking) {
@@ -652,6 +657,8 @@ void EdgeNode::handle_local(const Request& request, std::vector<OutboxEntry>& se
         return;
       }
       case Action::presence: handle_presence(request, std::move(env), body); return;
+      case Action::mark_read:
+      case Action::typing: forward_receipt(request, std::move(env), body, parsed->action); return;
     }
   } catch (const ProtocolError& e) {
     reply_error(env, e.code(), e.what());
@@ -678,6 +685,21 @@ void EdgeNode::handle_presence(const Request& request, Envelope env, const Json&
   }
   const std::string booking = env.booking;
   forward(std::string(1, kPresence), request, dump(body), std::move(env), booking, "");
+}
+
+void EdgeNode::forward_receipt(const Request& request, Envelope env, const Json& body, Action action) {
+  // The cloud keeps the horizons and paces the hints: both go upstream as they came.
+  const Role role = action == Action::typing ? decode_typing(body).role : decode_mark_read(body).role;
+  const std::optional<Role> own = request.identity ? participant_role(*request.identity) : std::nullopt;
+  if (own && role != *own) throw ProtocolError(ErrorCode::forbidden, "'role' contradicts the authenticated role");
+  if (!link_->up()) {
+    // Without the link a hint goes nowhere, which is not an error (typing is a hint); a horizon
+    // is the client's to send again.
+    if (action == Action::typing) return reply(env, Json{{"relayed", false}});
+    throw ProtocolError(ErrorCode::unavailable, "no link to the operator");
+  }
+  const std::string booking = env.booking;
+  forward(std::string(1, kCall), request, dump(body), std::move(env), booking, "");
 }
 
 void EdgeNode::finish_sends(std::vector<OutboxEntry> sends, std::vector<Envelope> envelopes) {

@@ -71,6 +71,8 @@ class EdgeNode {
   void on_upstream_event(const LinkEvent& e);
   void handle_local(const Request& request, std::vector<OutboxEntry>& sends, std::vector<Envelope>& send_envelopes);
   void handle_presence(const Request& request, Envelope env, const Json& body);
+  // mark_read and typing: checked here, forwarded upstream (the cloud stores and paces them).
+  void forward_receipt(const Request& request, Envelope env, const Json& body, Action action);
   void finish_sends(std::vector<OutboxEntry> sends, std::vector<Envelope> envelopes);
   void forward(const std::string& kind, const Request& request, const std::string& payload, std::optional<Envelope> env,
                const std::string& booking, const std::string& message_id);

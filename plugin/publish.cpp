@@ -42,7 +42,7 @@ void publish_all(const std::vector<Publish>& publishes) {
     }
     // On success the broker owns props; the payload is copied.
     int rc = mosquitto_broker_publish_copy(nullptr, p.topic.c_str(), static_cast<int>(p.payload.size()),
-                                           p.payload.data(), kQos, p.retain, props);
+                                           p.payload.data(), p.qos, p.retain, props);
     if (rc != MOSQ_ERR_SUCCESS) {
       mosquitto_property_free_all(&props);
       log_line(LogLevel::error, "publish_failed", {{"topic", p.topic}, {"rc", std::to_string(rc)}});

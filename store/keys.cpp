@@ -102,6 +102,11 @@ std::string presence(std::string_view booking) {
   return std::string(booking);
 }
 
+std::string read_receipts(std::string_view booking) {
+  check_booking(booking);
+  return std::string(booking);
+}
+
 bool has_prefix(std::string_view key, std::string_view prefix) {
   return key.size() >= prefix.size() && key.compare(0, prefix.size(), prefix) == 0;
 }

@@ -8,6 +8,7 @@
 //   ringing_calls  booking '\0' call_id        -> ""            (same key as calls; put_call keeps it)
 //   connections    booking '\0' client_id      -> Connection
 //   presence       booking                     -> Presence
+//   read_receipts  booking                     -> ReadReceipts  (both parties' read horizons)
 //   meta           "schema_version"            -> be64(version)
 //
 // Booking codes are [A-Za-z0-9_-]{1,64}: they hold no '\0', so `booking '\0'` is a prefix that no
@@ -29,6 +30,7 @@ inline constexpr const char* active_calls = "active_calls";
 inline constexpr const char* ringing_calls = "ringing_calls";
 inline constexpr const char* connections = "connections";
 inline constexpr const char* presence = "presence";
+inline constexpr const char* read_receipts = "read_receipts";
 inline constexpr const char* meta = "meta";
 }  // namespace db
 
@@ -52,6 +54,7 @@ std::string ringing_call(std::string_view booking, std::string_view call_id);
 std::string connection(std::string_view booking, std::string_view client_id);
 std::string active_call(std::string_view booking);
 std::string presence(std::string_view booking);
+std::string read_receipts(std::string_view booking);
 
 // The append path's keys, written over `out` and returned: a buffer reused from key to key
 // allocates only when a key outgrows it. Same bytes as message() and message_id().

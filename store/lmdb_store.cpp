@@ -128,6 +128,7 @@ struct Dbs {
   MDB_dbi connections = 0;
   MDB_dbi presence = 0;
   MDB_dbi meta = 0;
+  MDB_dbi read_receipts = 0;
 };
 
 // The value under key, viewed in place: valid only until the next write in txn or its end.
@@ -277,24 +278,42 @@ class LmdbReadOps : public Interface {
   }
 
   std::optional<Presence> presence(const std::string& booking) const override {
-    const auto bytes = lookup(txn_, dbs_.presence, keys::presence(booking));
-    if (!bytes) return std::nullopt;
-    return decode_presence(*bytes);
+    return one_record(dbs_.presence, keys::presence(booking), decode_presence);
   }
 
-  std::vector<Presence> all_presence() const override {
-    std::vector<Presence> out;
-    Cursor cursor(txn_, dbs_.presence);
-    MDB_val key{};
-    MDB_val data{};
-    for (bool more = cursor.get(key, data, MDB_FIRST); more; more = cursor.get(key, data, MDB_NEXT)) {
-      out.push_back(decode_presence(view(data)));
-    }
-    return out;
+  std::vector<Presence> all_presence() const override { return every_record(dbs_.presence, decode_presence); }
+
+  std::optional<ReadReceipts> read_receipts(const std::string& booking) const override {
+    return one_record(dbs_.read_receipts, keys::read_receipts(booking), decode_read_receipts);
+  }
+
+  std::vector<ReadReceipts> all_read_receipts() const override {
+    return every_record(dbs_.read_receipts, decode_read_receipts);
   }
 
  protected:
   LmdbReadOps(const Dbs& dbs, MDB_txn* txn) : dbs_(dbs), txn_(txn) {}
+
+  // The record under `key` of a table keyed by booking alone (presence, read receipts).
+  template <class Record>
+  std::optional<Record> one_record(MDB_dbi dbi, const std::string& key, Record (*decode)(std::string_view)) const {
+    const auto bytes = lookup(txn_, dbi, key);
+    if (!bytes) return std::nullopt;
+    return decode(*bytes);
+  }
+
+  // Every record of such a table, in booking order.
+  template <class Record>
+  std::vector<Record> every_record(MDB_dbi dbi, Record (*decode)(std::string_view)) const {
+    std::vector<Record> out;
+    Cursor cursor(txn_, dbi);
+    MDB_val key{};
+    MDB_val data{};
+    for (bool more = cursor.get(key, data, MDB_FIRST); more; more = cursor.get(key, data, MDB_NEXT)) {
+      out.push_back(decode(view(data)));
+    }
+    return out;
+  }
 
   const Dbs& dbs_;
   MDB_txn* txn_;  // the innermost active txn
@@ -367,6 +386,11 @@ class LmdbWriter final : public LmdbReadOps<StoreWriter> {
   void put_presence(const Presence& record) override {
     encode_into(record, buffers_.value);
     put(dbs_.presence, keys::presence(record.booking_code), buffers_.value);
+  }
+
+  void put_read_receipts(const ReadReceipts& record) override {
+    encode_into(record, buffers_.value);
+    put(dbs_.read_receipts, keys::read_receipts(record.booking_code), buffers_.value);
   }
 
   // A nested txn: aborting it drops exactly the unit's writes, and an LMDB failure inside it
@@ -495,6 +519,8 @@ class LmdbStore final : public Store {
     dbs_.connections = open_db(keys::db::connections);
     dbs_.presence = open_db(keys::db::presence);
     dbs_.meta = open_db(keys::db::meta);
+    // Created in a data dir from before receipts too: a new table, not a new schema version.
+    dbs_.read_receipts = open_db(keys::db::read_receipts);
     check_schema(txn.get());
     txn.commit();
   }

@@ -83,6 +83,16 @@ CREATE TABLE presence (
   passenger_since  bigint
 );
 )sql"},
+      {2, R"sql(
+-- Read receipts (mark_read): each party's horizon; *_at is NULL for a party that never read.
+CREATE TABLE read_receipts (
+  booking_code   text   PRIMARY KEY,
+  driver_seq     bigint NOT NULL,
+  driver_at      bigint,
+  passenger_seq  bigint NOT NULL,
+  passenger_at   bigint
+);
+)sql"},
   };
   return all;
 }

@@ -90,6 +90,8 @@ const std::vector<std::string> kCallColumns = {"booking_code", "call_id",      "
 const std::vector<std::string> kConnectionColumns = {"booking_code", "client_id", "role", "online", "since"};
 const std::vector<std::string> kPresenceColumns = {"booking_code", "driver_online", "driver_since", "passenger_online",
                                                    "passenger_since"};
+const std::vector<std::string> kReadReceiptColumns = {"booking_code", "driver_seq", "driver_at", "passenger_seq",
+                                                      "passenger_at"};
 
 std::string joined(const std::vector<std::string>& columns, std::size_t count = SIZE_MAX) {
   std::string out;
@@ -152,6 +154,11 @@ Presence presence_of(const pqxx::row& r) {
                   RolePresence{r[3].as<bool>(), optional_millis(r[4])}};
 }
 
+ReadReceipts read_receipts_of(const pqxx::row& r) {
+  return ReadReceipts{r[0].as<std::string>(), RoleRead{r[1].as<std::uint64_t>(), optional_millis(r[2])},
+                      RoleRead{r[3].as<std::uint64_t>(), optional_millis(r[4])}};
+}
+
 // ---- statements, prepared once per connection ----
 
 // A message by its idempotency key; `booking` and `message_id` as placeholders or quoted literals.
@@ -185,6 +192,8 @@ std::vector<std::pair<std::string, std::string>> statements() {
       {"connections", select_from("connections", kConnectionColumns) + "WHERE booking_code = $1 ORDER BY client_id"},
       {"presence", select_from("presence", kPresenceColumns) + "WHERE booking_code = $1"},
       {"all_presence", select_from("presence", kPresenceColumns) + "ORDER BY booking_code"},
+      {"read_receipts", select_from("read_receipts", kReadReceiptColumns) + "WHERE booking_code = $1"},
+      {"all_read_receipts", select_from("read_receipts", kReadReceiptColumns) + "ORDER BY booking_code"},
       // One round trip: the message and its booking's last_seq.
       {"append_message", "WITH m AS (INSERT INTO messages (" + joined(kMessageColumns) +
                              ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)) "
@@ -192,6 +201,7 @@ std::vector<std::pair<std::string, std::string>> statements() {
       {"put_call", upsert("calls", kCallColumns, 2)},
       {"put_connection", upsert("connections", kConnectionColumns, 2)},
       {"put_presence", upsert("presence", kPresenceColumns, 1)},
+      {"put_read_receipts", upsert("read_receipts", kReadReceiptColumns, 1)},
   };
 }
 
@@ -371,6 +381,15 @@ class PgReadOps : public Interface {
     return all(run([&] { return tx_.exec_prepared("all_presence"); }), presence_of);
   }
 
+  std::optional<ReadReceipts> read_receipts(const std::string& booking) const override {
+    touch(booking);
+    return one(run([&] { return tx_.exec_prepared("read_receipts", booking); }), read_receipts_of);
+  }
+
+  std::vector<ReadReceipts> all_read_receipts() const override {
+    return all(run([&] { return tx_.exec_prepared("all_read_receipts"); }), read_receipts_of);
+  }
+
   // The first failure that left the transaction unable to commit (a lost connection, a deadlock,
   // an error outside a savepoint), even if the caller swallowed it.
   const std::optional<Failure>& failure() const { return failure_; }
@@ -508,6 +527,16 @@ class PgWriter final : public PgReadOps<StoreWriter> {
       const auto passenger_since = text_of(p.passenger.since);
       return tx_.exec_prepared("put_presence", p.booking_code, p.driver.online, nullable(driver_since),
                                p.passenger.online, nullable(passenger_since));
+    });
+  }
+
+  void put_read_receipts(const ReadReceipts& r) override {
+    touch(r.booking_code);
+    write([&] {
+      const auto driver_at = text_of(r.driver.at);
+      const auto passenger_at = text_of(r.passenger.at);
+      return tx_.exec_prepared("put_read_receipts", r.booking_code, r.driver.seq, nullable(driver_at),
+                               r.passenger.seq, nullable(passenger_at));
     });
   }
 

@@ -36,4 +36,10 @@ bool Presence::operator==(const Presence& o) const {
   return booking_code == o.booking_code && driver == o.driver && passenger == o.passenger;
 }
 
+bool RoleRead::operator==(const RoleRead& o) const { return seq == o.seq && at == o.at; }
+
+bool ReadReceipts::operator==(const ReadReceipts& o) const {
+  return booking_code == o.booking_code && driver == o.driver && passenger == o.passenger;
+}
+
 }  // namespace navietakie

@@ -1,4 +1,4 @@
-// The records navietakie stores: messages, calls, connections and per-booking presence.
+// The records navietakie stores: messages, calls, connections, per-booking presence and read receipts.
 // Plain domain structs; how they are laid out on disk lives in store/serialize.*.
 #pragma once
 
@@ -76,6 +76,25 @@ struct Presence {
 
   bool operator==(const Presence& other) const;  // C++17: written out in records.cpp
   bool operator!=(const Presence& other) const { return !(*this == other); }
+};
+
+// One party's read horizon: it has read every message up to `seq` (0: none yet), since `at`.
+struct RoleRead {
+  std::uint64_t seq = 0;
+  std::optional<Millis> at;  // nullopt: this role never marked anything read
+
+  bool operator==(const RoleRead& other) const;  // C++17: written out in records.cpp
+  bool operator!=(const RoleRead& other) const { return !(*this == other); }
+};
+
+// Both parties' read horizons in one booking (mark_read; retained on events/read).
+struct ReadReceipts {
+  std::string booking_code;
+  RoleRead driver;
+  RoleRead passenger;
+
+  bool operator==(const ReadReceipts& other) const;  // C++17: written out in records.cpp
+  bool operator!=(const ReadReceipts& other) const { return !(*this == other); }
 };
 
 // A page of history, ascending by seq.

@@ -17,6 +17,8 @@ CEREAL_CLASS_VERSION(navietakie::Call, 1)
 CEREAL_CLASS_VERSION(navietakie::Connection, 1)
 CEREAL_CLASS_VERSION(navietakie::RolePresence, 1)
 CEREAL_CLASS_VERSION(navietakie::Presence, 1)
+CEREAL_CLASS_VERSION(navietakie::RoleRead, 1)
+CEREAL_CLASS_VERSION(navietakie::ReadReceipts, 1)
 
 namespace navietakie {
 namespace {
@@ -185,6 +187,22 @@ void serialize(Archive& ar, Presence& p, std::uint32_t version) {
   ar(p.driver, p.passenger);
 }
 
+// Read receipts (mark_read), added after the other records: a data dir from before them simply has
+// none, so the table is new rather than a new version of an old record.
+template <class Archive>
+void serialize(Archive& ar, RoleRead& r, std::uint32_t version) {
+  check_version("RoleRead", version);
+  ar(r.seq);
+  optional_field(ar, r.at);
+}
+
+template <class Archive>
+void serialize(Archive& ar, ReadReceipts& r, std::uint32_t version) {
+  check_version("ReadReceipts", version);
+  string_field(ar, r.booking_code);
+  ar(r.driver, r.passenger);
+}
+
 namespace {
 
 // Appends what cereal writes to a std::string the caller owns: no stream buffer of its own to
@@ -219,6 +237,7 @@ std::size_t size_hint(const Message& m) {
 std::size_t size_hint(const Call& c) { return kRecordOverhead + c.booking_code.size() + c.call_id.size(); }
 std::size_t size_hint(const Connection& c) { return kRecordOverhead + c.booking_code.size() + c.client_id.size(); }
 std::size_t size_hint(const Presence& p) { return kRecordOverhead + p.booking_code.size(); }
+std::size_t size_hint(const ReadReceipts& r) { return kRecordOverhead + r.booking_code.size(); }
 
 // A fresh archive per record: cereal writes a type's version before its first record in an
 // archive, so one archive reused across records would leave the version out of all but the first.
@@ -262,15 +281,20 @@ std::string encode(const Message& message) { return encode_record(message); }
 std::string encode(const Call& call) { return encode_record(call); }
 std::string encode(const Connection& connection) { return encode_record(connection); }
 std::string encode(const Presence& presence) { return encode_record(presence); }
+std::string encode(const ReadReceipts& receipts) { return encode_record(receipts); }
 
 void encode_into(const Message& message, std::string& out) { encode_record(message, out); }
 void encode_into(const Call& call, std::string& out) { encode_record(call, out); }
 void encode_into(const Connection& connection, std::string& out) { encode_record(connection, out); }
 void encode_into(const Presence& presence, std::string& out) { encode_record(presence, out); }
+void encode_into(const ReadReceipts& receipts, std::string& out) { encode_record(receipts, out); }
 
 Message decode_message(std::string_view bytes) { return decode_record<Message>(bytes, "Message"); }
 Call decode_call(std::string_view bytes) { return decode_record<Call>(bytes, "Call"); }
 Connection decode_connection(std::string_view bytes) { return decode_record<Connection>(bytes, "Connection"); }
 Presence decode_presence(std::string_view bytes) { return decode_record<Presence>(bytes, "Presence"); }
+ReadReceipts decode_read_receipts(std::string_view bytes) {
+  return decode_record<ReadReceipts>(bytes, "ReadReceipts");
+}
 
 }  // namespace navietakie

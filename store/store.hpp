@@ -48,6 +48,11 @@ class StoreReader {
   virtual std::vector<Connection> connections(const std::string& booking) const = 0;
   virtual std::optional<Presence> presence(const std::string& booking) const = 0;
   virtual std::vector<Presence> all_presence() const = 0;
+
+  // The booking's read horizons (mark_read); nullopt: no party ever marked anything read.
+  virtual std::optional<ReadReceipts> read_receipts(const std::string& booking) const = 0;
+  // Every booking's (to republish the retained events/read after a restart).
+  virtual std::vector<ReadReceipts> all_read_receipts() const = 0;
 };
 
 class StoreWriter : public StoreReader {
@@ -59,6 +64,7 @@ class StoreWriter : public StoreReader {
   virtual void put_call(const Call& call) = 0;
   virtual void put_connection(const Connection& connection) = 0;
   virtual void put_presence(const Presence& presence) = 0;
+  virtual void put_read_receipts(const ReadReceipts& receipts) = 0;
 
   // Called first in a transaction, with the distinct booking codes it is about to touch, sorted:
   // a store shared by several processes locks them in this order (so that two transactions never

@@ -1015,3 +1015,98 @@ NT_CONTRACT_TEST(one_connection_gets_seqs_in_publish_order, 60) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// --- read receipts and typing (v1.1) ------------------------------------------------------------------
+
+BOOST_AUTO_TEST_SUITE(contract_receipts)
+
+NT_CONTRACT_TEST(mark_read_is_replied_retained_monotonic_and_in_get_message, 60) {
+  TestContext ctx(contract_system(host));
+  auto client = ctx.client();
+  const std::string code = booking("read");
+  client->subscribe(event_topic(code, "read"));
+  for (int n = 0; n < 3; ++n) NT_REQUIRE_OK(send_message(*client, code, text_message("driver", "m" + std::to_string(n))));
+
+  const std::int64_t before = now_ms();
+  const json marked = client->request(request_topic(code, "mark_read"), {{"role", "passenger"}, {"seq", 2}});
+  const std::int64_t after = now_ms();
+  NT_REQUIRE_OK(marked);
+  const json& read = marked["read"];
+  BOOST_TEST(read.value("booking_code", "") == code);
+  BOOST_TEST(read["passenger"].value("seq", -1) == 2);
+  check_ts_between(read["passenger"].value("at", std::int64_t{0}), before, after);
+  BOOST_TEST(read.value("driver", json()) == (json{{"seq", 0}, {"at", nullptr}}));
+
+  auto event = client->wait_for(on_topic(event_topic(code, "read")), 5s);
+  BOOST_REQUIRE_MESSAGE(event, "no events/read");
+  BOOST_TEST(event->body() == read);
+  BOOST_TEST(event->qos == 1);
+
+  // Lower: the same horizon back, and no event (a later one proves none came in between).
+  const json lower = client->request(request_topic(code, "mark_read"), {{"role", "passenger"}, {"seq", 1}});
+  NT_REQUIRE_OK(lower);
+  BOOST_TEST(lower["read"] == read);
+  const json higher = client->request(request_topic(code, "mark_read"), {{"role", "passenger"}, {"seq", 3}});
+  NT_REQUIRE_OK(higher);
+  auto next = client->wait_for(on_topic(event_topic(code, "read")), 5s);
+  BOOST_REQUIRE(next);
+  BOOST_TEST(next->body() == higher["read"], "the lower mark_read published an event");
+
+  // Above last_seq: invalid_request naming seq.
+  BOOST_TEST(is_error_naming(client->request(request_topic(code, "mark_read"), {{"role", "driver"}, {"seq", 4}}),
+                             "invalid_request", "seq"));
+
+  // Retained for a later subscriber, and carried by get_message.
+  auto late = ctx.client();
+  late->subscribe(event_topic(code, "read"));
+  auto retained = late->wait_for(on_topic(event_topic(code, "read")), 5s);
+  BOOST_REQUIRE_MESSAGE(retained, "no retained events/read for a new subscriber");
+  BOOST_TEST(retained->retained);
+  BOOST_TEST(retained->body() == higher["read"]);
+  const json page = get_message(*late, code, {{"after_seq", 0}});
+  NT_REQUIRE_OK(page);
+  BOOST_TEST(page["read"] == higher["read"]);
+}
+
+NT_CONTRACT_TEST(typing_is_relayed_at_qos_0_at_most_twice_a_second, 60) {
+  TestContext ctx(contract_system(host));
+  auto client = ctx.client();
+  auto watcher = ctx.client();
+  const std::string code = booking("typing");
+  watcher->subscribe(event_topic(code, "typing"), 1);
+
+  const json first = client->request(request_topic(code, "typing"), {{"role", "driver"}, {"typing", true}});
+  NT_REQUIRE_OK(first);
+  BOOST_TEST(first.value("relayed", json()) == json(true));
+  auto event = watcher->wait_for(on_topic(event_topic(code, "typing")), 5s);
+  BOOST_REQUIRE_MESSAGE(event, "no events/typing");
+  BOOST_TEST(event->qos == 0);  // subscribed at 1: the system published at 0
+  BOOST_TEST(!event->retained);
+  BOOST_TEST(event->body().value("booking_code", "") == code);
+  BOOST_TEST(event->body().value("role", "") == "driver");
+  BOOST_TEST(event->body().value("typing", json()) == json(true));
+  BOOST_TEST(event->body().contains("ts"));
+
+  // Five more at once: within one second at most one more goes out (two per second in all). The
+  // replies say which; the rest are dropped without an error.
+  int relayed = 1;
+  for (int n = 0; n < 5; ++n) {
+    const json reply = client->request(request_topic(code, "typing"), {{"role", "driver"}, {"typing", n % 2 == 0}});
+    NT_REQUIRE_OK(reply);
+    if (reply.value("relayed", false)) ++relayed;
+  }
+  BOOST_TEST(relayed <= 3);  // the window may have moved on once while these were answered
+  BOOST_TEST(relayed >= 1);
+
+  // Not stored, not retained.
+  const json page = get_message(*client, code);
+  NT_REQUIRE_OK(page);
+  BOOST_TEST(page.value("last_seq", -1) == 0);
+  auto late = ctx.client();
+  late->subscribe(event_topic(code, "typing"));
+  BOOST_TEST(!late->wait_for(on_topic(event_topic(code, "typing")), 1s), "a typing event was retained");
+  BOOST_TEST(is_error_naming(client->request(request_topic(code, "typing"), {{"role", "driver"}, {"typing", 1}}),
+                             "invalid_request", "typing"));
+}
+
+BOOST_AUTO_TEST_SUITE_END()

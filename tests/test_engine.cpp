@@ -1079,8 +1079,8 @@ BOOST_FIXTURE_TEST_CASE(metrics_count_errors_by_code, EngineFixture) {
 
 BOOST_FIXTURE_TEST_CASE(request_filters_cover_every_action, EngineFixture) {
   const auto filters = engine->request_filters();
-  BOOST_TEST(filters.size() == 4u);
-  for (const char* leaf : {"send_message", "get_message", "make_call", "presence"}) {
+  BOOST_TEST(filters.size() == 6u);
+  for (const char* leaf : {"send_message", "get_message", "make_call", "presence", "mark_read", "typing"}) {
     BOOST_TEST(std::count(filters.begin(), filters.end(), kPrefix + "/bookings/+/" + leaf) == 1);
   }
 }
@@ -1137,6 +1137,191 @@ BOOST_AUTO_TEST_CASE(a_full_store_answers_unavailable_and_keeps_earlier_messages
   const Json after = f.get("BK1", {{"limit", 200}});
   BOOST_TEST(after.at("ok") == true);
   BOOST_TEST(after.at("last_seq") == stored.size());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ---- read receipts and typing (issue 13) ----
+
+BOOST_AUTO_TEST_SUITE(receipts)
+
+namespace {
+
+Json read_of(const Json& reply) { return reply.at("read"); }
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_CASE(mark_read_stores_replies_and_publishes_retained, EngineFixture) {
+  for (int i = 0; i < 3; ++i) send("BK1", "m" + std::to_string(i));
+  now = kT0 + 50;
+  std::vector<Publish> out;
+  const Json reply = ask("BK1", "mark_read", {{"role", "passenger"}, {"seq", 2}}, &out);
+  BOOST_TEST(reply.at("ok") == true, reply.dump());
+  const Json expected = {{"booking_code", "BK1"},
+                         {"driver", {{"seq", 0}, {"at", nullptr}}},
+                         {"passenger", {{"seq", 2}, {"at", kT0 + 50}}}};
+  BOOST_TEST(read_of(reply) == expected, read_of(reply).dump());
+  const auto events = on(out, topic("BK1", "events/read"));
+  BOOST_REQUIRE(events.size() == 1u);
+  BOOST_TEST(events[0].retain);
+  BOOST_TEST(events[0].qos == 1);
+  BOOST_TEST(Json::parse(events[0].payload) == expected);
+  // Durable: a restart reads it back, and start() republishes it retained.
+  restart(true);
+  const auto started = engine->start();
+  const auto again = on(started, topic("BK1", "events/read"));
+  BOOST_REQUIRE(again.size() == 1u);
+  BOOST_TEST(again[0].retain);
+  BOOST_TEST(Json::parse(again[0].payload) == expected);
+}
+
+BOOST_FIXTURE_TEST_CASE(the_read_horizon_never_moves_back, EngineFixture) {
+  for (int i = 0; i < 5; ++i) send("BK1", "m" + std::to_string(i));
+  now = kT0 + 10;
+  ask("BK1", "mark_read", {{"role", "driver"}, {"seq", 4}});
+  now = kT0 + 20;
+  std::vector<Publish> out;
+  for (int seq : {1, 4}) {  // lower, then the same: nothing changes, not even `at`
+    const Json reply = ask("BK1", "mark_read", {{"role", "driver"}, {"seq", seq}}, &out);
+    BOOST_TEST(reply.at("ok") == true);
+    BOOST_TEST(read_of(reply).at("driver") == Json({{"seq", 4}, {"at", kT0 + 10}}), reply.dump());
+    BOOST_TEST(on(out, topic("BK1", "events/read")).empty(), topics_of(out));
+  }
+  const Json forward = ask("BK1", "mark_read", {{"role", "driver"}, {"seq", 5}}, &out);
+  BOOST_TEST(read_of(forward).at("driver") == Json({{"seq", 5}, {"at", kT0 + 20}}));
+  BOOST_TEST(on(out, topic("BK1", "events/read")).size() == 1u);
+  // The other party's horizon is its own.
+  BOOST_TEST(read_of(forward).at("passenger") == Json({{"seq", 0}, {"at", nullptr}}));
+}
+
+BOOST_FIXTURE_TEST_CASE(mark_read_above_last_seq_is_invalid_request_naming_seq, EngineFixture) {
+  send("BK1", "one");
+  std::vector<Publish> out;
+  const Json reply = ask("BK1", "mark_read", {{"role", "driver"}, {"seq", 2}}, &out);
+  check_error(reply, "invalid_request");
+  BOOST_TEST(reply.at("error").at("message").get<std::string>().find("'seq'") != std::string::npos, reply.dump());
+  BOOST_TEST(on(out, topic("BK1", "events/read")).empty());
+  // A booking with no messages: only seq 0 is in range (and changes nothing).
+  check_error(ask("BK2", "mark_read", {{"role", "driver"}, {"seq", 1}}), "invalid_request");
+  const Json zero = ask("BK2", "mark_read", {{"role", "driver"}, {"seq", 0}}, &out);
+  BOOST_TEST(zero.at("ok") == true);
+  BOOST_TEST(read_of(zero).at("driver") == Json({{"seq", 0}, {"at", nullptr}}));
+  BOOST_TEST(on(out, topic("BK2", "events/read")).empty());
+  // Field rules.
+  check_error(ask("BK1", "mark_read", {{"role", "driver"}}), "invalid_request");
+  check_error(ask("BK1", "mark_read", {{"role", "driver"}, {"seq", -1}}), "invalid_request");
+  check_error(ask("BK1", "mark_read", {{"role", "driver"}, {"seq", "1"}}), "invalid_request");
+  check_error(ask("BK1", "mark_read", {{"role", "system"}, {"seq", 1}}), "invalid_request");
+  check_error(ask("BK1", "mark_read", {{"seq", 1}}), "invalid_request");
+}
+
+BOOST_AUTO_TEST_CASE(with_authentication_a_party_marks_and_types_only_as_itself) {
+  EngineFixture f;
+  f.options.require_identity = true;
+  f.restart(false);
+  Request send = asking("BK1", "send_message", {{"sender", "driver"}, {"text", "hi"}});
+  send.identity = Identity{Principal::driver, "drv-1", "BK1"};
+  BOOST_REQUIRE(one(f.handle(send), kReplyTo).at("ok") == true);
+  for (const char* action : {"mark_read", "typing"}) {
+    const Json other = std::string(action) == "typing" ? Json{{"role", "passenger"}, {"typing", true}}
+                                                       : Json{{"role", "passenger"}, {"seq", 1}};
+    const Json own = std::string(action) == "typing" ? Json{{"role", "driver"}, {"typing", true}}
+                                                     : Json{{"role", "driver"}, {"seq", 1}};
+    Request r = asking("BK1", action, other);
+    r.identity = Identity{Principal::driver, "drv-1", "BK1"};
+    auto out = f.handle(r);
+    check_error(one(out, kReplyTo), "forbidden");
+    BOOST_TEST(on(out, topic("BK1", std::string("events/") + (std::string(action) == "typing" ? "typing" : "read")))
+                   .empty());
+    r = asking("BK1", action, own);
+    r.identity = Identity{Principal::driver, "drv-1", "BK1"};
+    BOOST_TEST(one(f.handle(r), kReplyTo).at("ok") == true, action);
+    // Another booking's identity is refused before anything of this booking is read.
+    r.identity = Identity{Principal::driver, "drv-2", "BK2"};
+    check_error(one(f.handle(r), kReplyTo), "forbidden");
+    // A service may act for either party.
+    r = asking("BK1", action, other);
+    r.identity = Identity{Principal::service, "support", ""};
+    BOOST_TEST(one(f.handle(r), kReplyTo).at("ok") == true, action);
+    // No identity at all.
+    check_error(one(f.handle(asking("BK1", action, own)), kReplyTo), "forbidden");
+  }
+  // invalid_request ranks before forbidden: a wrong role with seq out of range names seq.
+  Request both = asking("BK1", "mark_read", {{"role", "passenger"}, {"seq", 9}});
+  both.identity = Identity{Principal::driver, "drv-1", "BK1"};
+  check_error(one(f.handle(both), kReplyTo), "invalid_request");
+}
+
+BOOST_FIXTURE_TEST_CASE(get_message_carries_both_read_horizons, EngineFixture) {
+  send("BK1", "a");
+  send("BK1", "b");
+  const Json before = get("BK1", Json::object());
+  BOOST_TEST(read_of(before) == Json({{"booking_code", "BK1"},
+                                      {"driver", {{"seq", 0}, {"at", nullptr}}},
+                                      {"passenger", {{"seq", 0}, {"at", nullptr}}}}),
+             before.dump());
+  now = kT0 + 7;
+  ask("BK1", "mark_read", {{"role", "passenger"}, {"seq", 2}});
+  const Json after = get("BK1", {{"after_seq", 0}});
+  BOOST_TEST(read_of(after).at("passenger") == Json({{"seq", 2}, {"at", kT0 + 7}}), after.dump());
+  // An empty booking has the object too.
+  BOOST_TEST(read_of(get("BK9", Json::object())).at("booking_code") == "BK9");
+}
+
+BOOST_FIXTURE_TEST_CASE(typing_is_relayed_at_qos_0_not_stored_not_retained, EngineFixture) {
+  now = kT0 + 3;
+  std::vector<Publish> out;
+  const Json reply = ask("BK1", "typing", {{"role", "driver"}, {"typing", true}}, &out);
+  BOOST_TEST(reply == Json({{"ok", true}, {"relayed", true}}), reply.dump());
+  const auto events = on(out, topic("BK1", "events/typing"));
+  BOOST_REQUIRE(events.size() == 1u);
+  BOOST_TEST(events[0].qos == 0);
+  BOOST_TEST(!events[0].retain);
+  BOOST_TEST(Json::parse(events[0].payload) ==
+             Json({{"booking_code", "BK1"}, {"role", "driver"}, {"typing", true}, {"ts", kT0 + 3}}));
+  // Nothing stored: no message, no horizon, nothing republished at start.
+  BOOST_TEST(get("BK1", Json::object()).at("last_seq") == 0);
+  BOOST_TEST(engine->metrics().messages_stored.load() == 0u);
+  restart(true);
+  BOOST_TEST(on(engine->start(), topic("BK1", "events/typing")).empty());
+  // Without a reply address: the event only.
+  out = handle(request("BK1", "typing", {{"role", "passenger"}, {"typing", false}}));
+  BOOST_TEST(out.size() == 1u, topics_of(out));
+  check_error(ask("BK1", "typing", {{"role", "driver"}, {"typing", "yes"}}), "invalid_request");
+  check_error(ask("BK1", "typing", {{"role", "driver"}}), "invalid_request");
+}
+
+BOOST_FIXTURE_TEST_CASE(typing_is_relayed_at_most_twice_per_second_per_role_and_booking, EngineFixture) {
+  auto typing = [&](const std::string& booking, const std::string& role, std::size_t& events) {
+    std::vector<Publish> out;
+    const Json reply = ask(booking, "typing", {{"role", role}, {"typing", true}}, &out);
+    BOOST_REQUIRE(reply.at("ok") == true);
+    events += on(out, topic(booking, "events/typing")).size();
+    return reply.at("relayed").get<bool>();
+  };
+  std::size_t events = 0;
+  BOOST_TEST(typing("BK1", "driver", events));
+  now += 100;
+  BOOST_TEST(typing("BK1", "driver", events));
+  now += 100;
+  BOOST_TEST(!typing("BK1", "driver", events));  // third within a second: dropped, no error
+  BOOST_TEST(!typing("BK1", "driver", events));
+  BOOST_TEST(events == 2u);
+  BOOST_TEST(engine->metrics().typing_dropped.load() == 2u);
+  BOOST_TEST(errors_counted(*engine, ErrorCode::invalid_request) == 0u);
+  // Other roles and bookings have their own allowance.
+  BOOST_TEST(typing("BK1", "passenger", events));
+  BOOST_TEST(typing("BK2", "driver", events));
+  // Refill: a second after the first relay, one more goes out; after the second's, another.
+  now = kT0 + 999;
+  BOOST_TEST(!typing("BK1", "driver", events));
+  now = kT0 + 1000;
+  BOOST_TEST(typing("BK1", "driver", events));
+  BOOST_TEST(!typing("BK1", "driver", events));
+  now = kT0 + 1100;
+  BOOST_TEST(typing("BK1", "driver", events));
+  BOOST_TEST(engine->metrics().typing_dropped.load() == 4u);
+  BOOST_TEST(Json::parse(engine->metrics().to_json()).at("typing_dropped") == 4);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

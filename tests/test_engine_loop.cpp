@@ -72,11 +72,14 @@ class RecordingWriter : public StoreWriter {
   std::vector<Connection> connections(const std::string& b) const override { return inner_.connections(b); }
   std::optional<Presence> presence(const std::string& b) const override { return inner_.presence(b); }
   std::vector<Presence> all_presence() const override { return inner_.all_presence(); }
+  std::optional<ReadReceipts> read_receipts(const std::string& b) const override { return inner_.read_receipts(b); }
+  std::vector<ReadReceipts> all_read_receipts() const override { return inner_.all_read_receipts(); }
 
   // clang-format off
   void append_message(const Message& m) override { wrote_ = true; inner_.append_message(m); }
   void put_call(const Call& c) override { wrote_ = true; inner_.put_call(c); }
   void put_connection(const Connection& c) override { wrote_ = true; inner_.put_connection(c); }
+  void put_read_receipts(const ReadReceipts& r) override { wrote_ = true; inner_.put_read_receipts(r); }
   void put_presence(const Presence& p) override {
     if (fail_presence_) throw StoreError(StoreError::Kind::full, "mdb_put: MDB_MAP_FULL: Environment mapsize limit reached");
     wrote_ = true;

@@ -22,7 +22,7 @@ struct HostileCase {
         field(std::move(field_)),
         booking(std::move(booking_)) {}
   std::string name;
-  std::string action;                  // send_message | get_message | make_call | presence
+  std::string action;                  // send_message | get_message | make_call | presence | mark_read | typing
   std::string payload;                 // sent as-is
   std::string code;                    // the expected error code
   std::string field;                   // the field the message must name ("" when none applies)
@@ -47,6 +47,38 @@ std::string send_payload_of_size(std::size_t size) {
   const std::string head = R"({"sender":"driver","text":"padded","data":{"pad":")";
   const std::string tail = R"("}})";
   return head + std::string(size - head.size() - tail.size(), 'p') + tail;
+}
+
+// mark_read and typing (v1.1): malformed, wrong types, huge. The suite's booking has no messages,
+// so every seq above 0 is above its last_seq.
+std::vector<HostileCase> receipt_cases() {
+  const std::string huge = R"({"role":"driver","seq":0,"pad":")" + std::string(1024 * 1024, 'x') + R"("})";
+  return {
+      {"mark_read not JSON", "mark_read", "seq=1", "invalid_json", ""},
+      {"mark_read an array", "mark_read", R"([{"role":"driver","seq":0}])", "invalid_request", ""},
+      {"mark_read role missing", "mark_read", R"({"seq":0})", "invalid_request", "role"},
+      {"mark_read role system", "mark_read", R"({"role":"system","seq":0})", "invalid_request", "role"},
+      {"mark_read role number", "mark_read", R"({"role":1,"seq":0})", "invalid_request", "role"},
+      {"mark_read seq missing", "mark_read", R"({"role":"driver"})", "invalid_request", "seq"},
+      {"mark_read seq string", "mark_read", R"({"role":"driver","seq":"1"})", "invalid_request", "seq"},
+      {"mark_read seq negative", "mark_read", R"({"role":"driver","seq":-1})", "invalid_request", "seq"},
+      {"mark_read seq fraction", "mark_read", R"({"role":"driver","seq":0.5})", "invalid_request", "seq"},
+      {"mark_read seq null", "mark_read", R"({"role":"driver","seq":null})", "invalid_request", "seq"},
+      {"mark_read seq beyond 64 bits", "mark_read", R"({"role":"driver","seq":18446744073709551616})",
+       "invalid_request", "seq"},
+      {"mark_read seq above last_seq", "mark_read", R"({"role":"driver","seq":1})", "invalid_request", "seq"},
+      {"mark_read 1 MiB", "mark_read", huge, "payload_too_large", ""},
+      {"typing not JSON", "typing", "typing", "invalid_json", ""},
+      {"typing a string", "typing", R"("driver")", "invalid_request", ""},
+      {"typing role missing", "typing", R"({"typing":true})", "invalid_request", "role"},
+      {"typing role system", "typing", R"({"role":"system","typing":true})", "invalid_request", "role"},
+      {"typing flag missing", "typing", R"({"role":"driver"})", "invalid_request", "typing"},
+      {"typing flag string", "typing", R"({"role":"driver","typing":"true"})", "invalid_request", "typing"},
+      {"typing flag number", "typing", R"({"role":"driver","typing":1})", "invalid_request", "typing"},
+      {"typing flag null", "typing", R"({"role":"driver","typing":null})", "invalid_request", "typing"},
+      {"typing 1 MiB", "typing", std::string(1024 * 1024, '{'), "payload_too_large", ""},
+      {"typing bad booking code", "typing", R"({"role":"driver","typing":true})", "invalid_booking_code", "", "-bk"},
+  };
 }
 
 std::vector<HostileCase> hostile_cases() {
@@ -203,6 +235,7 @@ std::vector<HostileCase> hostile_cases() {
       {"bad booking code and no sender", "send_message", R"({"text":"hi"})", "invalid_booking_code", "", "bk.bad"});
   cases.push_back({"bad booking code and too large", "send_message", std::string(max_payload_bytes + 1, 'x'),
                    "payload_too_large", "", "bk.bad"});
+  for (auto& c : receipt_cases()) cases.push_back(std::move(c));
   return cases;
 }
 
@@ -373,6 +406,8 @@ NT_HOST_TEST(host_still_serves_after_the_hostile_suite, 60) {
   NT_CHECK_OK(send_message(*client, code, text_message("passenger", "alive?")));
   NT_CHECK_OK(make_call(*client, code, call_request("start", "passenger")));
   NT_CHECK_OK(set_presence(*client, code, {{"role", "passenger"}, {"online", true}}));
+  NT_CHECK_OK(client->request(request_topic(code, "mark_read"), {{"role", "passenger"}, {"seq", 1}}));
+  NT_CHECK_OK(client->request(request_topic(code, "typing"), {{"role", "passenger"}, {"typing", true}}));
   BOOST_TEST(ctx.system().host_alive());
 }
 

@@ -228,4 +228,22 @@ BOOST_AUTO_TEST_CASE(a_declared_length_beyond_the_bytes_left_is_refused_before_a
   BOOST_CHECK_EXCEPTION(decode_call(call), StoreError, names_bytes_left);
 }
 
+// Read receipts, the record added by issue 13: round trip, stable version-1 bytes, refusals.
+BOOST_AUTO_TEST_CASE(read_receipts_round_trip_and_version_1_bytes) {
+  ReadReceipts r{"BK1", RoleRead{12, Millis{1764160000000}}, RoleRead{}};
+  BOOST_TEST((decode_read_receipts(encode(r)) == r));
+  BOOST_TEST((decode_read_receipts(encode(ReadReceipts{})) == ReadReceipts{}));
+  const std::string v1 = to_hex(encode(r));
+  BOOST_TEST((decode_read_receipts(from_hex(v1)) == r));
+  std::string buffer = encode(sample_message());  // a reused, longer buffer
+  encode_into(r, buffer);
+  BOOST_TEST(to_hex(buffer) == v1);
+  const std::string bytes = encode(r);
+  for (std::size_t n = 0; n < bytes.size(); ++n) {
+    BOOST_CHECK_EXCEPTION(decode_read_receipts(bytes.substr(0, n)), StoreError, is_io_error);
+  }
+  BOOST_CHECK_EXCEPTION(decode_read_receipts(bytes + "x"), StoreError, is_io_error);
+  BOOST_CHECK_EXCEPTION(decode_read_receipts(encode(sample_presence())), StoreError, is_io_error);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

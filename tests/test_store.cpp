@@ -725,4 +725,40 @@ BOOST_AUTO_TEST_CASE(map_full_fails_the_unit_and_reads_go_on, *boost::unit_test:
   store->read([&](const StoreReader& r) { BOOST_TEST(r.presence("BK1").has_value() == small_stored); });
 }
 
+// Read receipts (issue 13): one record per booking, replaced whole, listed for the start-up
+// republish; a unit that fails leaves the previous horizons. Runs on both backends.
+BOOST_AUTO_TEST_CASE(read_receipts_round_trip) {
+  test::StoreSpace space;
+  auto store = space.open();
+  ReadReceipts first{"BK1", RoleRead{3, Millis{100}}, RoleRead{}};
+  const ReadReceipts other{"BK10", RoleRead{}, RoleRead{7, Millis{200}}};
+  store->write([&](StoreWriter& w) {
+    BOOST_TEST(!w.read_receipts("BK1").has_value());
+    w.put_read_receipts(first);
+    w.put_read_receipts(other);
+    BOOST_TEST((w.read_receipts("BK1") == first));  // its own writes, inside the transaction
+  });
+  ReadReceipts moved = first;
+  moved.passenger = RoleRead{std::uint64_t{1} << 40, Millis{300}};
+  store->write([&](StoreWriter& w) {
+    w.put_read_receipts(moved);  // replaces
+    try {
+      w.unit([&] {
+        w.put_read_receipts(ReadReceipts{"BK1", RoleRead{9, Millis{9}}, RoleRead{9, Millis{9}}});
+        throw std::runtime_error("rolled back");
+      });
+    } catch (const std::runtime_error&) {
+    }
+  });
+  store->read([&](const StoreReader& r) {
+    BOOST_TEST((r.read_receipts("BK1") == moved));
+    BOOST_TEST((r.read_receipts("BK10") == other));
+    BOOST_TEST(!r.read_receipts("BK").has_value());
+    const auto all = r.all_read_receipts();
+    BOOST_REQUIRE(all.size() == 2U);
+    BOOST_TEST((all[0] == moved));
+    BOOST_TEST((all[1] == other));
+  });
+}
+
 BOOST_AUTO_TEST_SUITE_END()

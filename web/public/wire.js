@@ -24,7 +24,9 @@
       "send_message",
       "get_message",
       "make_call",
-      "presence"
+      "presence",
+      "mark_read",
+      "typing"
     ],
     "events": [
       {
@@ -38,6 +40,14 @@
       {
         "name": "presence",
         "retained": true
+      },
+      {
+        "name": "read",
+        "retained": true
+      },
+      {
+        "name": "typing",
+        "retained": false
       }
     ],
     "error_codes": [
