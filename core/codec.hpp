@@ -32,6 +32,10 @@ void write_json(JsonWriter& out, const Presence& presence);
 std::string json_text(const Message& message);
 std::string json_text(const Call& call);
 std::string json_text(const Presence& presence);
+// The events/booking object: `{"booking_code","state":"open"|"closed","closed_at":null|ms,"reason"?}`
+// (nullopt: open).
+void write_json(JsonWriter& out, const std::string& booking_code, const std::optional<BookingState>& state);
+std::string json_text(const std::string& booking_code, const std::optional<BookingState>& state);
 
 Json to_json(const Message& message);
 Json to_json(const Call& call);
@@ -61,15 +65,21 @@ struct PresenceRequest {
   std::optional<std::string> client_id;
 };
 
+struct CloseRequest {
+  std::optional<std::string> reason;
+};
+
 // Each throws ProtocolError(invalid_request) naming the field. `body` is a JSON object.
 SendMessageRequest decode_send_message(const RequestBody& body, std::size_t max_text_bytes);
 HistoryQuery decode_get_message(const RequestBody& body);
 MakeCallRequest decode_make_call(const RequestBody& body);
 PresenceRequest decode_presence(const RequestBody& body);
+CloseRequest decode_close(const RequestBody& body);
 // The same for a body already in nlohmann form (the edge node edits requests before forwarding).
 SendMessageRequest decode_send_message(const Json& body, std::size_t max_text_bytes);
 HistoryQuery decode_get_message(const Json& body);
 MakeCallRequest decode_make_call(const Json& body);
 PresenceRequest decode_presence(const Json& body);
+CloseRequest decode_close(const Json& body);
 
 }  // namespace navietakie

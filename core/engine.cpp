@@ -5,6 +5,7 @@
 #include <random>
 
 #include "core/calls.hpp"
+#include "core/engine_handled.hpp"
 #include "core/log.hpp"
 #include "core/payload_limit.hpp"
 #include "core/wire.hpp"
@@ -100,6 +101,7 @@ EngineOptions engine_options(const Settings& settings) {
   options.max_payload_bytes = settings.max_payload_bytes;
   options.max_text_bytes = settings.max_text_bytes;
   options.batch_max = std::min(settings.batch_max, options.batch_max);
+  options.retention_ms = Millis{settings.retention_days} * 24 * 3600 * 1000;
   // Other bridges share the database: a call one of them started must time out even if it died.
   if (settings.store_backend == StoreBackend::postgres) options.deadline_scan_ms = 1000;
   return options;
@@ -121,66 +123,19 @@ std::string EngineMetrics::to_json() const {
               {"duplicates", duplicates.load()},
               {"calls_missed", calls_missed.load()},
               {"overloaded", overloaded.load()},
+              {"bookings_closed", bookings_closed.load()},
+              {"bookings_purged", bookings_purged.load()},
+              {"purge_batches", purge_batches.load()},
               {"errors", errors_by_code}}
       .dump();
 }
-
-// A connection a client declared (presence with its MQTT client id), to remember once committed.
-struct Engine::ConnectionChange {
-  std::string client_id;
-  std::string booking;
-  std::string key;
-  bool online = false;
-};
-
-// What one request produced, held until its batch commits.
-// The answer is kept as JSON text written once (a record, or a history page's array) and spliced
-// into the reply, which is written only if someone will receive it.
-struct Engine::Handled {
-  enum class Result { none, message, messages, call, presence };
-
-  const std::string* topic = nullptr;  // the request's, set once it is handled (it outlives this)
-  const char* action = "unknown";
-  std::string booking;  // set once the booking code is valid
-  std::optional<std::string> reply_topic;
-  std::optional<std::string> correlation_data;  // v5
-  std::optional<std::string> correlation_id;    // 3.1.1, echoed in the payload: its JSON text
-  bool ignored = false;                         // not a request topic
-  bool log_quietly = false;                     // its failure is logged in aggregate (overloaded)
-  std::optional<ProtocolError> error;
-  std::optional<ProtocolError> refused_reply;  // `forbidden`, raised after the payload's own checks
-  Result result = Result::none;
-  std::string result_json;  // the record (or array of records) the reply carries
-  // Or the result is the payload of events[*result_event]: the same bytes, not copied.
-  std::optional<std::size_t> result_event;
-  bool has_more = false;    // a history page's
-  std::uint64_t last_seq = 0;
-  std::vector<Publish> events;
-  std::vector<Deadline> arm;
-  std::vector<Deadline> disarm;
-  std::optional<ConnectionChange> connection;
-  bool stored_message = false;
-  bool duplicate = false;
-
-  // What was prepared for a change that is not stored: no event, no timer, nothing counted.
-  void discard_effects() {
-    events.clear();
-    result_event.reset();
-    arm.clear();
-    disarm.clear();
-    connection.reset();
-    stored_message = duplicate = false;
-  }
-};
 
 Engine::Engine(Store& store, EngineOptions options, Clock clock)
     : store_(store), options_(std::move(options)), topics_(options_.topic_prefix), clock_(std::move(clock)) {}
 
 std::vector<std::string> Engine::request_filters() const {
   std::vector<std::string> filters;
-  for (Action a : {Action::send_message, Action::get_message, Action::make_call, Action::presence}) {
-    filters.push_back(topics_.request_filter(a));
-  }
+  for (const auto& action : wire::kActions) filters.push_back(topics_.request_filter(action.value));
   return filters;
 }
 
@@ -322,6 +277,7 @@ void Engine::handle_one(StoreWriter* store, const Request& request, Handled& h) 
         case Action::get_message: handle_get(w, request, body, h); break;
         case Action::make_call: handle_call(w, request, body, h); break;
         case Action::presence: handle_presence(w, request, body, h); break;
+        case Action::close: handle_close(w, request, body, h); break;
       }
     });
   } catch (const ProtocolError& e) {
@@ -384,6 +340,7 @@ void Engine::handle_send(StoreWriter& w, const Request& request, const RequestBo
       return;
     }
   }
+  require_open(w, h);  // after the resend check: the original of a message_id is no new write
   Message m;
   m.booking_code = h.booking;
   m.seq = w.last_seq(h.booking) + 1;  // gapless: assigned inside the write txn
@@ -447,6 +404,7 @@ void Engine::handle_call(StoreWriter& w, const Request& request, const RequestBo
         return;
       }
     }
+    require_open(w, h, r.action);
     if (auto active = w.active_call(h.booking)) {
       throw ProtocolError(ErrorCode::busy, "call '" + active->call_id + "' is already active in this booking",
                           active->call_id);
@@ -594,6 +552,7 @@ void Engine::finish(Handled& h, std::vector<Publish>& out) {
   } else {
     if (h.stored_message) count(metrics_.messages_stored);
     if (h.duplicate) count(metrics_.duplicates);
+    if (h.closed_booking) count(metrics_.bookings_closed);
     if (log_enabled(LogLevel::debug)) {
       log_line(LogLevel::debug, "request", {{"topic", *h.topic}, {"action", h.action}, {"result", "ok"}});
     }
@@ -637,6 +596,7 @@ void Engine::write_result(JsonWriter& reply, const Handled& h) {
       return;
     case Handled::Result::call: reply.key("call").raw(result_json); return;
     case Handled::Result::presence: reply.key("presence").raw(result_json); return;
+    case Handled::Result::booking: reply.key("booking").raw(result_json); return;
   }
 }
 
@@ -645,6 +605,7 @@ std::optional<Millis> Engine::next_deadline() const {
   if (!deadlines_.empty()) next = std::max(deadlines_.begin()->at, expiry_retry_at_);
   // A shared store: other hosts' deadlines are looked for every deadline_scan_ms.
   if (options_.deadline_scan_ms > 0 && (!next || next_deadline_scan_ < *next)) next = next_deadline_scan_;
+  if (options_.retention_ms > 0 && (!next || next_purge_ < *next)) next = next_purge_;
   return next;
 }
 
@@ -712,10 +673,12 @@ std::vector<Publish> Engine::expire_calls() {
 
 std::vector<Publish> Engine::start() {
   std::vector<Presence> presence;
+  std::vector<BookingState> closed;
   store_.read([&](const StoreReader& r) {
     for (const auto& call : r.ringing_calls())
       deadlines_.insert(Deadline{call.ring_deadline, call.booking_code, call.call_id});
     presence = r.all_presence();
+    closed = r.closed_bookings();
   });
   std::vector<Publish> out;
   if (options_.offline_at_start) {
@@ -734,12 +697,18 @@ std::vector<Publish> Engine::start() {
   for (const auto& p : presence) {
     out.push_back(Publish{topics_.presence_events(p.booking_code), json_text(p), true, std::nullopt});
   }
+  for (const auto& b : closed) {
+    out.push_back(Publish{topics_.booking_state_events(b.booking_code), json_text(b.booking_code, b), true,
+                          std::nullopt});
+  }
+  next_purge_ = clock_();  // bookings that came of age while the host was down
   // Calls left ringing through a restart are only armed here, not ended: their deadlines have
   // passed, so the engine loop ends them batch_max at a time between request batches. Ending a
   // thousand of them here would delay the first answer by as many store writes.
   log_line(LogLevel::info, "engine_started",
            {{"ringing_calls", std::to_string(deadlines_.size())},
-            {"bookings_with_presence", std::to_string(presence.size())}});
+            {"bookings_with_presence", std::to_string(presence.size())},
+            {"closed_bookings", std::to_string(closed.size())}});
   return out;
 }
 

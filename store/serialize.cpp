@@ -17,6 +17,7 @@ CEREAL_CLASS_VERSION(navietakie::Call, 1)
 CEREAL_CLASS_VERSION(navietakie::Connection, 1)
 CEREAL_CLASS_VERSION(navietakie::RolePresence, 1)
 CEREAL_CLASS_VERSION(navietakie::Presence, 1)
+CEREAL_CLASS_VERSION(navietakie::BookingState, 1)
 
 namespace navietakie {
 namespace {
@@ -154,7 +155,8 @@ void serialize(Archive& ar, Call& c, std::uint32_t version) {
   enum_field(ar, c.from, Role::system);
   enum_field(ar, c.to, Role::system);
   enum_field(ar, c.state, CallState::ended);
-  enum_field(ar, c.end_reason, EndReason::missed);
+  // booking_closed (5) joined the range with close: an older build reads such a call as corrupt.
+  enum_field(ar, c.end_reason, EndReason::booking_closed);
   ar(c.created_at);
   optional_field(ar, c.connected_at);
   optional_field(ar, c.ended_at);
@@ -183,6 +185,15 @@ void serialize(Archive& ar, Presence& p, std::uint32_t version) {
   check_version("Presence", version);
   string_field(ar, p.booking_code);
   ar(p.driver, p.passenger);
+}
+
+template <class Archive>
+void serialize(Archive& ar, BookingState& b, std::uint32_t version) {
+  check_version("BookingState", version);
+  string_field(ar, b.booking_code);
+  flag_field(ar, b.closed);
+  ar(b.closed_at);
+  optional_field(ar, b.reason);
 }
 
 namespace {
@@ -219,6 +230,9 @@ std::size_t size_hint(const Message& m) {
 std::size_t size_hint(const Call& c) { return kRecordOverhead + c.booking_code.size() + c.call_id.size(); }
 std::size_t size_hint(const Connection& c) { return kRecordOverhead + c.booking_code.size() + c.client_id.size(); }
 std::size_t size_hint(const Presence& p) { return kRecordOverhead + p.booking_code.size(); }
+std::size_t size_hint(const BookingState& b) {
+  return kRecordOverhead + b.booking_code.size() + (b.reason ? b.reason->size() : 0);
+}
 
 // A fresh archive per record: cereal writes a type's version before its first record in an
 // archive, so one archive reused across records would leave the version out of all but the first.
@@ -262,15 +276,20 @@ std::string encode(const Message& message) { return encode_record(message); }
 std::string encode(const Call& call) { return encode_record(call); }
 std::string encode(const Connection& connection) { return encode_record(connection); }
 std::string encode(const Presence& presence) { return encode_record(presence); }
+std::string encode(const BookingState& state) { return encode_record(state); }
 
 void encode_into(const Message& message, std::string& out) { encode_record(message, out); }
 void encode_into(const Call& call, std::string& out) { encode_record(call, out); }
 void encode_into(const Connection& connection, std::string& out) { encode_record(connection, out); }
 void encode_into(const Presence& presence, std::string& out) { encode_record(presence, out); }
+void encode_into(const BookingState& state, std::string& out) { encode_record(state, out); }
 
 Message decode_message(std::string_view bytes) { return decode_record<Message>(bytes, "Message"); }
 Call decode_call(std::string_view bytes) { return decode_record<Call>(bytes, "Call"); }
 Connection decode_connection(std::string_view bytes) { return decode_record<Connection>(bytes, "Connection"); }
 Presence decode_presence(std::string_view bytes) { return decode_record<Presence>(bytes, "Presence"); }
+BookingState decode_booking_state(std::string_view bytes) {
+  return decode_record<BookingState>(bytes, "BookingState");
+}
 
 }  // namespace navietakie

@@ -24,7 +24,8 @@
       "send_message",
       "get_message",
       "make_call",
-      "presence"
+      "presence",
+      "close"
     ],
     "events": [
       {
@@ -37,6 +38,10 @@
       },
       {
         "name": "presence",
+        "retained": true
+      },
+      {
+        "name": "booking",
         "retained": true
       }
     ],
@@ -69,6 +74,9 @@
       ],
       [
         "forbidden"
+      ],
+      [
+        "booking_closed"
       ],
       [
         "not_found"
@@ -130,7 +138,8 @@
         "completed",
         "declined",
         "cancelled",
-        "missed"
+        "missed",
+        "booking_closed"
       ],
       "actions": [
         "start",
