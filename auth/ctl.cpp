@@ -484,12 +484,14 @@ int run_close(int argc, const char* const* argv) {
   auto add = options.add_options();
   add("booking", "the booking code", cxxopts::value<std::string>(), "BOOKING");
   add("reason", "why (stored and published with the state)", cxxopts::value<std::string>(), "REASON");
+  add("closed-at", "the close's time, Unix milliseconds (default now; for tests and migrations)",
+      cxxopts::value<std::string>(), "MS");
   add_store_options(add);
   add("h,help", "print this help and exit");
   options.parse_positional({"booking"});
   options.positional_help("BOOKING");
   std::vector<std::string> value_options = kStoreValueOptions;
-  value_options.push_back("reason");
+  value_options.insert(value_options.end(), {"reason", "closed-at"});
   const auto parsed = parse(options, value_options, argc, argv);
   if (parsed.count("help") > 0) {
     std::cout << options.help();
@@ -498,7 +500,12 @@ int run_close(int argc, const char* const* argv) {
   const std::string booking = booking_argument(parsed);
   const Settings settings = store_settings(parsed);
   auto store = open_stopped_store(settings);
-  Engine engine(*store, engine_options(settings));
+  Clock clock = system_clock_ms;
+  if (parsed.count("closed-at") > 0) {
+    const Millis at = integer_option("closed-at", parsed["closed-at"].as<std::string>(), 0, 253402300799999);
+    clock = [at] { return at; };
+  }
+  Engine engine(*store, engine_options(settings), clock);
   Json body = Json::object();
   if (parsed.count("reason") > 0) body["reason"] = parsed["reason"].as<std::string>();
   body["reply_to"] = "ctl/close";
