@@ -474,6 +474,30 @@ std::string booking_argument(const cxxopts::ParseResult& parsed) {
   return booking;
 }
 
+// The command line of a command on one booking's store: BOOKING, the store options, `more` (the
+// command's own options, which take values), --help. nullopt: the help was printed.
+std::optional<cxxopts::ParseResult> parse_booking_command(
+    cxxopts::Options& options, const std::vector<std::pair<std::string, std::string>>& more, int argc,
+    const char* const* argv) {
+  auto add = options.add_options();
+  add("booking", "the booking code", cxxopts::value<std::string>(), "BOOKING");
+  std::vector<std::string> value_options = kStoreValueOptions;
+  for (const auto& [name, help] : more) {
+    add(name, help, cxxopts::value<std::string>(), "VALUE");
+    value_options.push_back(name);
+  }
+  add_store_options(add);
+  add("h,help", "print this help and exit");
+  options.parse_positional({"booking"});
+  options.positional_help("BOOKING");
+  auto parsed = parse(options, value_options, argc, argv);
+  if (parsed.count("help") > 0) {
+    std::cout << options.help();
+    return std::nullopt;
+  }
+  return parsed;
+}
+
 int run_close(int argc, const char* const* argv) {
   cxxopts::Options options("navietakie-ctl close",
                            "Closes BOOKING as a `close` request would: later writes are refused with\n"
@@ -481,22 +505,13 @@ int run_close(int argc, const char* const* argv) {
                            "booking is purged retention_days later. For a stopped system (LMDB: refused while\n"
                            "a host has the store open); hosts republish the retained events/booking at start.\n"
                            "Prints the booking state (closing twice prints the first close).\n");
-  auto add = options.add_options();
-  add("booking", "the booking code", cxxopts::value<std::string>(), "BOOKING");
-  add("reason", "why (stored and published with the state)", cxxopts::value<std::string>(), "REASON");
-  add("closed-at", "the close's time, Unix milliseconds (default now; for tests and migrations)",
-      cxxopts::value<std::string>(), "MS");
-  add_store_options(add);
-  add("h,help", "print this help and exit");
-  options.parse_positional({"booking"});
-  options.positional_help("BOOKING");
-  std::vector<std::string> value_options = kStoreValueOptions;
-  value_options.insert(value_options.end(), {"reason", "closed-at"});
-  const auto parsed = parse(options, value_options, argc, argv);
-  if (parsed.count("help") > 0) {
-    std::cout << options.help();
-    return 0;
-  }
+  const auto command_line = parse_booking_command(
+      options,
+      {{"reason", "why (stored and published with the state)"},
+       {"closed-at", "the close's time, Unix milliseconds (default now; for tests and migrations)"}},
+      argc, argv);
+  if (!command_line) return 0;
+  const cxxopts::ParseResult& parsed = *command_line;
   const std::string booking = booking_argument(parsed);
   const Settings settings = store_settings(parsed);
   auto store = open_stopped_store(settings);
@@ -528,17 +543,9 @@ int run_purge(int argc, const char* const* argv) {
                            "system (LMDB: refused while a host has the store open). The broker may still hold\n"
                            "the booking's retained events: clear them once it runs (README, \"Deleting one\n"
                            "passenger's chats\"). Prints how many keys (rows) it deleted.\n");
-  auto add = options.add_options();
-  add("booking", "the booking code", cxxopts::value<std::string>(), "BOOKING");
-  add_store_options(add);
-  add("h,help", "print this help and exit");
-  options.parse_positional({"booking"});
-  options.positional_help("BOOKING");
-  const auto parsed = parse(options, kStoreValueOptions, argc, argv);
-  if (parsed.count("help") > 0) {
-    std::cout << options.help();
-    return 0;
-  }
+  const auto command_line = parse_booking_command(options, {}, argc, argv);
+  if (!command_line) return 0;
+  const cxxopts::ParseResult& parsed = *command_line;
   const std::string booking = booking_argument(parsed);
   auto store = open_stopped_store(store_settings(parsed));
   constexpr std::size_t kKeysPerTransaction = 1024;

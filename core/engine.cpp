@@ -605,7 +605,6 @@ std::optional<Millis> Engine::next_deadline() const {
   if (!deadlines_.empty()) next = std::max(deadlines_.begin()->at, expiry_retry_at_);
   // A shared store: other hosts' deadlines are looked for every deadline_scan_ms.
   if (options_.deadline_scan_ms > 0 && (!next || next_deadline_scan_ < *next)) next = next_deadline_scan_;
-  if (options_.retention_ms > 0 && (!next || next_purge_ < *next)) next = next_purge_;
   return next;
 }
 

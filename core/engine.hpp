@@ -136,8 +136,10 @@ class Engine {
   // The background work the engine loop runs between request batches: expire_calls(), then
   // purge_closed(), each bounded to one short transaction.
   std::vector<Publish> background();
-  // When expire_calls() or purge_closed() next has work, if any.
+  // When expire_calls() next has work, if any call is ringing.
   std::optional<Millis> next_deadline() const;
+  // When purge_closed() next has work, or looks for it; nullopt with retention off.
+  std::optional<Millis> next_purge() const;
 
   // At start-up: re-arm ring timeouts from the store and republish the retained presence and
   // closed state of every booking. Calls already overdue are not ended here: next_deadline() is due at once, and

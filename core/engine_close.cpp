@@ -96,6 +96,11 @@ std::vector<Publish> Engine::purge_closed() {
   return out;
 }
 
+std::optional<Millis> Engine::next_purge() const {
+  if (options_.retention_ms <= 0) return std::nullopt;
+  return next_purge_;
+}
+
 std::vector<Publish> Engine::background() {
   std::vector<Publish> out = expire_calls();
   std::vector<Publish> purged = purge_closed();

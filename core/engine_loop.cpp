@@ -146,7 +146,9 @@ void EngineLoop::run() {
   for (;;) {
     hand_back(lock);
     const Millis now = system_clock_ms();
-    const auto due = engine_.next_deadline();  // the engine is this thread's alone
+    // The engine is this thread's alone: the next ring deadline or retention purge.
+    auto due = engine_.next_deadline();
+    if (const auto purge = engine_.next_purge(); purge && (!due || *purge < *due)) due = purge;
     const bool deadline_passed = due && *due <= now;
     if (queue_.empty() && !deadline_passed) {
       if (stopping_) break;

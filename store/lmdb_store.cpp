@@ -290,16 +290,7 @@ class LmdbReadOps : public Interface {
     return decode_presence(*bytes);
   }
 
-  std::vector<Presence> all_presence() const override {
-    std::vector<Presence> out;
-    Cursor cursor(txn_, dbs_.presence);
-    MDB_val key{};
-    MDB_val data{};
-    for (bool more = cursor.get(key, data, MDB_FIRST); more; more = cursor.get(key, data, MDB_NEXT)) {
-      out.push_back(decode_presence(view(data)));
-    }
-    return out;
-  }
+  std::vector<Presence> all_presence() const override { return every(dbs_.presence, decode_presence); }
 
   std::optional<BookingState> booking_state(const std::string& booking) const override {
     const auto bytes = lookup(txn_, dbs_.booking_states, keys::booking_state(booking));
@@ -308,14 +299,7 @@ class LmdbReadOps : public Interface {
   }
 
   std::vector<BookingState> closed_bookings() const override {
-    std::vector<BookingState> out;
-    Cursor cursor(txn_, dbs_.booking_states);
-    MDB_val key{};
-    MDB_val data{};
-    for (bool more = cursor.get(key, data, MDB_FIRST); more; more = cursor.get(key, data, MDB_NEXT)) {
-      out.push_back(decode_booking_state(view(data)));
-    }
-    return out;
+    return every(dbs_.booking_states, decode_booking_state);
   }
 
   std::vector<BookingState> closed_before(Millis cutoff, std::size_t limit) const override {
@@ -337,6 +321,19 @@ class LmdbReadOps : public Interface {
 
  protected:
   LmdbReadOps(const Dbs& dbs, MDB_txn* txn) : dbs_(dbs), txn_(txn) {}
+
+  // Every record of a database, in key order (the start-up scans).
+  template <class Record>
+  std::vector<Record> every(MDB_dbi dbi, Record (*decode)(std::string_view)) const {
+    std::vector<Record> out;
+    Cursor cursor(txn_, dbi);
+    MDB_val key{};
+    MDB_val data{};
+    for (bool more = cursor.get(key, data, MDB_FIRST); more; more = cursor.get(key, data, MDB_NEXT)) {
+      out.push_back(decode(view(data)));
+    }
+    return out;
+  }
 
   const Dbs& dbs_;
   MDB_txn* txn_;  // the innermost active txn

@@ -553,8 +553,8 @@ BOOST_AUTO_TEST_CASE(creates_a_missing_data_dir, *boost::unit_test::precondition
 // LMDB only: plants a version in LMDB's meta table (test_postgres has the PostgreSQL one).
 BOOST_AUTO_TEST_CASE(refuses_a_newer_schema, *boost::unit_test::precondition(test::LmdbOnly{})) {
   TempDir dir;
-  open_store(dir.path()).reset();  // writes schema_version 1
-  raw_put(dir.path(), keys::db::meta, std::string(keys::schema_version), keys::be64(2));
+  open_store(dir.path()).reset();  // writes this build's schema_version
+  raw_put(dir.path(), keys::db::meta, std::string(keys::schema_version), keys::be64(99));
   BOOST_CHECK_EXCEPTION(open_store(dir.path()), StoreError, is_io);
 }
 
@@ -723,6 +723,20 @@ BOOST_AUTO_TEST_CASE(map_full_fails_the_unit_and_reads_go_on, *boost::unit_test:
   BOOST_TEST_MESSAGE("small write after full: " << (small_stored ? "stored" : "refused as full"));
   check_reads();
   store->read([&](const StoreReader& r) { BOOST_TEST(r.presence("BK1").has_value() == small_stored); });
+}
+
+// LMDB only: a version 1 dir (before close) is upgraded in place, its records kept.
+BOOST_AUTO_TEST_CASE(upgrades_a_version_1_dir, *boost::unit_test::precondition(test::LmdbOnly{})) {
+  TempDir dir;
+  {
+    auto store = open_store(dir.path());
+    append_messages(*store, "BK1", 2);
+  }
+  raw_put(dir.path(), keys::db::meta, std::string(keys::schema_version), keys::be64(1));
+  auto store = open_store(dir.path());
+  BOOST_TEST(last_seq(*store, "BK1") == 2U);
+  store->write([](StoreWriter& w) { w.put_booking_state(BookingState{"BK1", true, 1000, std::nullopt}); });
+  store->read([](const StoreReader& r) { BOOST_TEST(r.booking_state("BK1").has_value()); });
 }
 
 // close: the booking state round-trips, closed_before orders by closed_at, and a purge removes
