@@ -17,9 +17,16 @@
 #define CXXOPTS_NO_REGEX 1
 #include <cxxopts.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <filesystem>
+
 #include "config/config.hpp"
 #include "config/mosquitto_conf.hpp"
+#include "core/engine.hpp"
 #include "core/identity.hpp"
+#include "core/store_setup.hpp"
 #include "auth/jwt.hpp"
 
 extern char** environ;
@@ -48,6 +55,8 @@ const char* const kUsage =
     "               RS256 / ES256 / EdDSA with a private key)\n"
     "  verify       check a token as the broker would and print the identity it carries\n"
     "  broker-conf  print a Mosquitto config for navietakie (listeners, TLS, plugin, limits)\n"
+    "  close        close a booking in a stopped store (as the `close` request does)\n"
+    "  purge        delete everything of one booking from a stopped store\n"
     "\n"
     "`navietakie-ctl COMMAND --help` describes each command.\n";
 
@@ -408,6 +417,152 @@ int run_broker_conf(int argc, const char* const* argv) {
   return 0;
 }
 
+// ---- close / purge: one booking, in the store the settings describe, with no host running ----
+
+// The store options of close and purge: --config FILE, NAVIETAKIE_* variables, then the flags.
+void add_store_options(cxxopts::OptionAdder& add) {
+  add("config", "a bridge or plugin config file naming the store (data_dir, store_backend, postgres_url)",
+      cxxopts::value<std::string>(), "FILE");
+  add("data-dir", "the LMDB data dir (overrides the config file)", cxxopts::value<std::string>(), "DIR");
+  add("store-backend", "lmdb or postgres", cxxopts::value<std::string>(), "BACKEND");
+  add("postgres-url", "the PostgreSQL connection string", cxxopts::value<std::string>(), "URL");
+}
+const std::vector<std::string> kStoreValueOptions{"config", "data-dir", "store-backend", "postgres-url"};
+
+Settings store_settings(const cxxopts::ParseResult& parsed) {
+  std::vector<ConfigLayer> layers;
+  if (parsed.count("config") > 0) layers.push_back(read_config_file(parsed["config"].as<std::string>()));
+  layers.push_back(config_from_env(environ));
+  ConfigLayer flags;
+  for (const auto& [flag, key] : {std::pair<const char*, const char*>{"data-dir", "data_dir"},
+                                  {"store-backend", "store_backend"},
+                                  {"postgres-url", "postgres_url"}}) {
+    if (parsed.count(flag) > 0) flags.set(key, parsed[flag].as<std::string>(), std::string("--") + flag);
+  }
+  layers.push_back(flags);
+  return resolve_settings(layers);
+}
+
+// LMDB holds a shared fcntl lock on byte 0 of lock.mdb in every process that has the environment
+// open (lmdb.h, mdb_env_open): if another process holds one, a host is running on this store.
+void refuse_lmdb_in_use(const std::string& data_dir) {
+  const std::string lock_file = (std::filesystem::path(data_dir) / "lock.mdb").string();
+  const int fd = ::open(lock_file.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return;  // no environment yet, or not ours to judge: opening it says more
+  struct flock probe {};
+  probe.l_type = F_WRLCK;
+  probe.l_whence = SEEK_SET;
+  probe.l_start = 0;
+  probe.l_len = 1;
+  const int rc = ::fcntl(fd, F_GETLK, &probe);
+  ::close(fd);
+  if (rc == 0 && probe.l_type != F_UNLCK) {
+    throw std::runtime_error("the store in " + data_dir + " is in use by process " + std::to_string(probe.l_pid) +
+                             ": stop the broker or bridge first (or send a `close` request to the running system)");
+  }
+}
+
+std::unique_ptr<Store> open_stopped_store(const Settings& settings) {
+  if (settings.store_backend == StoreBackend::lmdb) refuse_lmdb_in_use(settings.data_dir);
+  return open_store(settings);
+}
+
+std::string booking_argument(const cxxopts::ParseResult& parsed) {
+  if (parsed.count("booking") == 0) throw UsageError("a BOOKING code is required");
+  const std::string booking = parsed["booking"].as<std::string>();
+  if (!valid_booking_code(booking)) throw UsageError("'" + booking + "' is not a booking code");
+  return booking;
+}
+
+// The command line of a command on one booking's store: BOOKING, the store options, `more` (the
+// command's own options, which take values), --help. nullopt: the help was printed.
+std::optional<cxxopts::ParseResult> parse_booking_command(
+    cxxopts::Options& options, const std::vector<std::pair<std::string, std::string>>& more, int argc,
+    const char* const* argv) {
+  auto add = options.add_options();
+  add("booking", "the booking code", cxxopts::value<std::string>(), "BOOKING");
+  std::vector<std::string> value_options = kStoreValueOptions;
+  for (const auto& [name, help] : more) {
+    add(name, help, cxxopts::value<std::string>(), "VALUE");
+    value_options.push_back(name);
+  }
+  add_store_options(add);
+  add("h,help", "print this help and exit");
+  options.parse_positional({"booking"});
+  options.positional_help("BOOKING");
+  auto parsed = parse(options, value_options, argc, argv);
+  if (parsed.count("help") > 0) {
+    std::cout << options.help();
+    return std::nullopt;
+  }
+  return parsed;
+}
+
+int run_close(int argc, const char* const* argv) {
+  cxxopts::Options options("navietakie-ctl close",
+                           "Closes BOOKING as a `close` request would: later writes are refused with\n"
+                           "booking_closed, an active call ends with end_reason booking_closed, and the\n"
+                           "booking is purged retention_days later. For a stopped system (LMDB: refused while\n"
+                           "a host has the store open); hosts republish the retained events/booking at start.\n"
+                           "Prints the booking state (closing twice prints the first close).\n");
+  const auto command_line = parse_booking_command(
+      options,
+      {{"reason", "why (stored and published with the state)"},
+       {"closed-at", "the close's time, Unix milliseconds (default now; for tests and migrations)"}},
+      argc, argv);
+  if (!command_line) return 0;
+  const cxxopts::ParseResult& parsed = *command_line;
+  const std::string booking = booking_argument(parsed);
+  const Settings settings = store_settings(parsed);
+  auto store = open_stopped_store(settings);
+  Clock clock = system_clock_ms;
+  if (parsed.count("closed-at") > 0) {
+    const Millis at = integer_option("closed-at", parsed["closed-at"].as<std::string>(), 0, 253402300799999);
+    clock = [at] { return at; };
+  }
+  Engine engine(*store, engine_options(settings), clock);
+  Json body = Json::object();
+  if (parsed.count("reason") > 0) body["reason"] = parsed["reason"].as<std::string>();
+  body["reply_to"] = "ctl/close";
+  const Topics topics(settings.topic_prefix);
+  Request request{topics.request(booking, Action::close), body.dump(), std::nullopt, std::nullopt, "navietakie-ctl"};
+  for (const auto& publish : engine.handle({request})) {
+    if (publish.topic != "ctl/close") continue;
+    const Json reply = Json::parse(publish.payload);
+    if (!reply.value("ok", false)) throw UsageError(reply.at("error").at("message").get<std::string>());
+    std::cout << reply.at("booking").dump() << "\n";
+    return 0;
+  }
+  throw std::runtime_error("no reply from the engine");
+}
+
+int run_purge(int argc, const char* const* argv) {
+  cxxopts::Options options("navietakie-ctl purge",
+                           "Deletes everything stored of BOOKING (messages, message ids, calls, connections,\n"
+                           "presence, its closed state), open or closed, in short transactions. For a stopped\n"
+                           "system (LMDB: refused while a host has the store open). The broker may still hold\n"
+                           "the booking's retained events: clear them once it runs (README, \"Deleting one\n"
+                           "passenger's chats\"). Prints how many keys (rows) it deleted.\n");
+  const auto command_line = parse_booking_command(options, {}, argc, argv);
+  if (!command_line) return 0;
+  const cxxopts::ParseResult& parsed = *command_line;
+  const std::string booking = booking_argument(parsed);
+  auto store = open_stopped_store(store_settings(parsed));
+  constexpr std::size_t kKeysPerTransaction = 1024;
+  std::size_t total = 0;
+  for (;;) {
+    std::size_t deleted = 0;
+    store->write([&](StoreWriter& w) {
+      w.lock_bookings({booking});
+      deleted = w.purge_booking(booking, kKeysPerTransaction);
+    });
+    total += deleted;
+    if (deleted < kKeysPerTransaction) break;
+  }
+  std::cout << "{\"booking_code\":\"" << booking << "\",\"deleted_keys\":" << total << "}\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -418,6 +573,8 @@ int main(int argc, char** argv) {
     if (command == "token") return run_token(argc - 1, argv + 1);
     if (command == "verify") return run_verify(argc - 1, argv + 1);
     if (command == "broker-conf") return run_broker_conf(argc - 1, argv + 1);
+    if (command == "close") return run_close(argc - 1, argv + 1);
+    if (command == "purge") return run_purge(argc - 1, argv + 1);
     if (command == "-h" || command == "--help" || command == "help") {
       std::cout << kUsage;
       return 0;

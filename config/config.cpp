@@ -330,6 +330,8 @@ const std::vector<ConfigKey>& config_schema() {
        "store_backend postgres: libpq connection string or URI, e.g. "
        "postgresql://navietakie@db:5432/navietakie?connect_timeout=5 (never logged with its password)"},
       {"call_ring_timeout_s", "30", "seconds a call rings unanswered before it ends as missed (1..86400)"},
+      {"retention_days", "30",
+       "days a closed booking is kept before it is purged entirely, in the background (0 = keep forever; 0..36500)"},
       {"max_payload_bytes", "65536", "largest MQTT payload accepted, in bytes (256..268435455)"},
       {"max_text_bytes", "4096", "largest chat message text, in bytes (1..max_payload_bytes)"},
       {"log_level", "info", "least severe log level printed: debug, info, warn, error"},
@@ -346,6 +348,7 @@ const std::vector<ConfigKey>& config_schema() {
       {"auth_service_grants",
        "*:pub:{prefix}/bookings/+/send_message, *:pub:{prefix}/bookings/+/get_message, "
        "*:pub:{prefix}/bookings/+/make_call, *:pub:{prefix}/bookings/+/presence, "
+       "*:pub:{prefix}/bookings/+/close, "
        "*:pub:{prefix}/bookings/+/mark_read, *:pub:{prefix}/bookings/+/typing, "
        "*:sub:{prefix}/bookings/+/events/#, *:sub:{prefix}/bookings/+/errors, *:sub:{prefix}/errors",
        "what service identities may do: comma-separated SUBJECT:pub|sub:FILTER (SUBJECT * = any)"},
@@ -527,6 +530,7 @@ Settings resolve_settings(const std::vector<ConfigLayer>& layers) {
   settings.sync = *sync;
   checked_store(resolved, settings);
   settings.call_ring_timeout_s = static_cast<int>(resolved.integer("call_ring_timeout_s", 1, 86400));
+  settings.retention_days = static_cast<int>(resolved.integer("retention_days", 0, 36500));
   settings.max_payload_bytes = static_cast<std::size_t>(resolved.integer("max_payload_bytes", 256, 268435455));
   settings.max_text_bytes = static_cast<std::size_t>(
       resolved.integer("max_text_bytes", 1, settings.max_payload_bytes, " (max_payload_bytes)"));

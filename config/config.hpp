@@ -81,6 +81,7 @@ struct Settings {
   StoreBackend store_backend = StoreBackend::lmdb;
   std::string postgres_url;  // store_backend postgres: a libpq connection string or URI (log it redacted)
   int call_ring_timeout_s = 0;
+  int retention_days = 0;  // closed bookings are purged this long after closing; 0: never
   std::size_t max_payload_bytes = 0;
   std::size_t max_text_bytes = 0;
   LogLevel log_level = LogLevel::info;

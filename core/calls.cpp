@@ -81,4 +81,11 @@ Call apply_call_action(const Call& call, CallAction action, Role by, Millis now)
 
 Call expire_call(const Call& call) { return take(call, wire::ring_timeout(), call.ring_deadline); }
 
+Call close_call(const Call& call, Millis now) {
+  // Not a row of the transition table: no party takes it, and it leaves either active state.
+  const wire::CallTransition closing{call.state, std::nullopt, wire::CallParty::system, CallState::ended,
+                                     EndReason::booking_closed};
+  return take(call, closing, now);
+}
+
 }  // namespace navietakie

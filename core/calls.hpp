@@ -25,4 +25,7 @@ Call apply_call_action(const Call& call, CallAction action, Role by, Millis now)
 // A ringing call whose ring deadline passed: ended, missed, ended_at = the deadline.
 Call expire_call(const Call& call);
 
+// An active call of a booking being closed: ended at `now`, end_reason booking_closed.
+Call close_call(const Call& call, Millis now);
+
 }  // namespace navietakie

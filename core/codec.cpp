@@ -190,6 +190,26 @@ std::string json_text(const Call& call) { return text_of(call); }
 std::string json_text(const Presence& presence) { return text_of(presence); }
 std::string json_text(const ReadReceipts& receipts) { return text_of(receipts); }
 
+void write_json(JsonWriter& out, const std::string& booking_code, const std::optional<BookingState>& state) {
+  const bool closed = state && state->closed;
+  out.begin_object().key("booking_code").string(booking_code);
+  out.key("state").string(closed ? "closed" : "open");
+  out.key("closed_at");
+  if (closed) {
+    out.number(state->closed_at);
+  } else {
+    out.null();
+  }
+  if (closed && state->reason) out.key("reason").string(*state->reason);
+  out.end_object();
+}
+
+std::string json_text(const std::string& booking_code, const std::optional<BookingState>& state) {
+  JsonWriter out;
+  write_json(out, booking_code, state);
+  return out.str();
+}
+
 Json to_json(const Message& message) { return Json::parse(json_text(message)); }
 Json to_json(const Call& call) { return Json::parse(json_text(call)); }
 Json to_json(const Presence& presence) { return Json::parse(json_text(presence)); }
@@ -305,6 +325,15 @@ TypingRequest decode_typing(const RequestBody& body) {
   return r;
 }
 
+CloseRequest decode_close(const RequestBody& body) {
+  CloseRequest r;
+  r.reason = optional_string(body, "reason");
+  if (r.reason && r.reason->size() > wire::kCloseReasonMaxBytes) {
+    invalid("reason", "is longer than " + std::to_string(wire::kCloseReasonMaxBytes) + " bytes");
+  }
+  return r;
+}
+
 SendMessageRequest decode_send_message(const Json& body, std::size_t max_text_bytes) {
   return decode_send_message(RequestBody(payload_of(body)), max_text_bytes);
 }
@@ -313,5 +342,6 @@ MakeCallRequest decode_make_call(const Json& body) { return decode_make_call(Req
 PresenceRequest decode_presence(const Json& body) { return decode_presence(RequestBody(payload_of(body))); }
 MarkReadRequest decode_mark_read(const Json& body) { return decode_mark_read(RequestBody(payload_of(body))); }
 TypingRequest decode_typing(const Json& body) { return decode_typing(RequestBody(payload_of(body))); }
+CloseRequest decode_close(const Json& body) { return decode_close(RequestBody(payload_of(body))); }
 
 }  // namespace navietakie

@@ -34,6 +34,10 @@ std::string json_text(const Message& message);
 std::string json_text(const Call& call);
 std::string json_text(const Presence& presence);
 std::string json_text(const ReadReceipts& receipts);
+// The events/booking object: `{"booking_code","state":"open"|"closed","closed_at":null|ms,"reason"?}`
+// (nullopt: open).
+void write_json(JsonWriter& out, const std::string& booking_code, const std::optional<BookingState>& state);
+std::string json_text(const std::string& booking_code, const std::optional<BookingState>& state);
 
 Json to_json(const Message& message);
 Json to_json(const Call& call);
@@ -74,6 +78,10 @@ struct TypingRequest {
   bool typing = false;
 };
 
+struct CloseRequest {
+  std::optional<std::string> reason;
+};
+
 // Each throws ProtocolError(invalid_request) naming the field. `body` is a JSON object.
 SendMessageRequest decode_send_message(const RequestBody& body, std::size_t max_text_bytes);
 HistoryQuery decode_get_message(const RequestBody& body);
@@ -81,6 +89,7 @@ MakeCallRequest decode_make_call(const RequestBody& body);
 PresenceRequest decode_presence(const RequestBody& body);
 MarkReadRequest decode_mark_read(const RequestBody& body);
 TypingRequest decode_typing(const RequestBody& body);
+CloseRequest decode_close(const RequestBody& body);
 // The same for a body already in nlohmann form (the edge node edits requests before forwarding).
 SendMessageRequest decode_send_message(const Json& body, std::size_t max_text_bytes);
 HistoryQuery decode_get_message(const Json& body);
@@ -88,5 +97,6 @@ MakeCallRequest decode_make_call(const Json& body);
 PresenceRequest decode_presence(const Json& body);
 MarkReadRequest decode_mark_read(const Json& body);
 TypingRequest decode_typing(const Json& body);
+CloseRequest decode_close(const Json& body);
 
 }  // namespace navietakie

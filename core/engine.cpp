@@ -6,6 +6,7 @@
 
 #include "core/calls.hpp"
 #include "core/engine_handled.hpp"
+#include "core/engine_handled.hpp"
 #include "core/log.hpp"
 #include "core/payload_limit.hpp"
 #include "core/wire.hpp"
@@ -106,6 +107,7 @@ EngineOptions engine_options(const Settings& settings) {
   options.max_payload_bytes = settings.max_payload_bytes;
   options.max_text_bytes = settings.max_text_bytes;
   options.batch_max = std::min(settings.batch_max, options.batch_max);
+  options.retention_ms = Millis{settings.retention_days} * 24 * 3600 * 1000;
   // Other bridges share the database: a call one of them started must time out even if it died.
   if (settings.store_backend == StoreBackend::postgres) options.deadline_scan_ms = 1000;
   return options;
@@ -128,6 +130,9 @@ std::string EngineMetrics::to_json() const {
               {"calls_missed", calls_missed.load()},
               {"overloaded", overloaded.load()},
               {"typing_dropped", typing_dropped.load()},
+              {"bookings_closed", bookings_closed.load()},
+              {"bookings_purged", bookings_purged.load()},
+              {"purge_batches", purge_batches.load()},
               {"errors", errors_by_code}}
       .dump();
 }
@@ -281,6 +286,7 @@ void Engine::handle_one(StoreWriter* store, const Request& request, Handled& h) 
         case Action::presence: handle_presence(w, request, body, h); break;
         case Action::mark_read: handle_mark_read(w, request, body, h); break;
         case Action::typing: handle_typing(w, request, body, h); break;
+        case Action::close: handle_close(w, request, body, h); break;
       }
     });
   } catch (const ProtocolError& e) {
@@ -343,6 +349,7 @@ void Engine::handle_send(StoreWriter& w, const Request& request, const RequestBo
       return;
     }
   }
+  require_open(w, h);  // after the resend check: the original of a message_id is no new write
   Message m;
   m.booking_code = h.booking;
   m.seq = w.last_seq(h.booking) + 1;  // gapless: assigned inside the write txn
@@ -407,6 +414,7 @@ void Engine::handle_call(StoreWriter& w, const Request& request, const RequestBo
         return;
       }
     }
+    require_open(w, h, r.action);
     if (auto active = w.active_call(h.booking)) {
       throw ProtocolError(ErrorCode::busy, "call '" + active->call_id + "' is already active in this booking",
                           active->call_id);
@@ -554,6 +562,7 @@ void Engine::finish(Handled& h, std::vector<Publish>& out) {
   } else {
     if (h.stored_message) count(metrics_.messages_stored);
     if (h.duplicate) count(metrics_.duplicates);
+    if (h.closed_booking) count(metrics_.bookings_closed);
     if (h.typing_dropped) count(metrics_.typing_dropped);
     if (log_enabled(LogLevel::debug)) {
       log_line(LogLevel::debug, "request", {{"topic", *h.topic}, {"action", h.action}, {"result", "ok"}});
@@ -597,6 +606,7 @@ void Engine::write_result(JsonWriter& reply, const Handled& h) {
       reply.key("last_seq").number(h.last_seq);
       if (!h.read_json.empty()) reply.key("read").raw(h.read_json);
       return;
+    case Handled::Result::booking: reply.key("booking").raw(result_json); return;
     case Handled::Result::call: reply.key("call").raw(result_json); return;
     case Handled::Result::presence: reply.key("presence").raw(result_json); return;
     case Handled::Result::read: reply.key("read").raw(result_json); return;
@@ -677,10 +687,12 @@ std::vector<Publish> Engine::expire_calls() {
 std::vector<Publish> Engine::start() {
   std::vector<Presence> presence;
   std::vector<ReadReceipts> receipts;
+  std::vector<BookingState> closed;
   store_.read([&](const StoreReader& r) {
     for (const auto& call : r.ringing_calls())
       deadlines_.insert(Deadline{call.ring_deadline, call.booking_code, call.call_id});
     presence = r.all_presence();
+    closed = r.closed_bookings();
     receipts = r.all_read_receipts();
   });
   std::vector<Publish> out;
@@ -704,13 +716,19 @@ std::vector<Publish> Engine::start() {
   for (const auto& r : receipts) {
     out.push_back(Publish{topics_.read_events(r.booking_code), json_text(r), true, std::nullopt});
   }
+  for (const auto& b : closed) {
+    out.push_back(Publish{topics_.booking_state_events(b.booking_code), json_text(b.booking_code, b), true,
+                          std::nullopt});
+  }
+  next_purge_ = clock_();  // bookings that came of age while the host was down
   // Calls left ringing through a restart are only armed here, not ended: their deadlines have
   // passed, so the engine loop ends them batch_max at a time between request batches. Ending a
   // thousand of them here would delay the first answer by as many store writes.
   log_line(LogLevel::info, "engine_started",
            {{"ringing_calls", std::to_string(deadlines_.size())},
             {"bookings_with_presence", std::to_string(presence.size())},
-            {"bookings_with_read_receipts", std::to_string(receipts.size())}});
+            {"bookings_with_read_receipts", std::to_string(receipts.size())},
+            {"closed_bookings", std::to_string(closed.size())}});
   return out;
 }
 

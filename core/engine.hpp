@@ -74,6 +74,14 @@ struct EngineOptions {
   // calls past their deadline that another host armed (and may no longer be alive to end).
   // 0: never (a store only this process writes: every deadline is armed here).
   Millis deadline_scan_ms = 0;
+  // Retention (retention_days): a booking closed longer ago than this is purged entirely, in the
+  // background. 0: keep forever.
+  Millis retention_ms = Millis{30} * 24 * 3600 * 1000;
+  // Most keys (rows) one purge transaction deletes: a request waits for one such transaction at
+  // most (the engine loop), however large the booking.
+  std::size_t purge_batch_keys = 256;
+  // With nothing to purge, how often to look for bookings that have come of age.
+  Millis purge_scan_ms = 60'000;
 };
 
 // The engine options the settings describe, for either host (which sets offline_at_start itself).
@@ -98,6 +106,9 @@ struct EngineMetrics {
   std::atomic<std::uint64_t> duplicates{0};
   std::atomic<std::uint64_t> calls_missed{0};
   std::atomic<std::uint64_t> overloaded{0};  // requests refused because too many were waiting
+  std::atomic<std::uint64_t> bookings_closed{0};
+  std::atomic<std::uint64_t> bookings_purged{0};
+  std::atomic<std::uint64_t> purge_batches{0};
   std::atomic<std::uint64_t> typing_dropped{0};  // typing hints over the rate, dropped silently
   std::array<std::atomic<std::uint64_t>, error_code_count> errors{};
   std::string to_json() const;
@@ -123,11 +134,20 @@ class Engine {
 
   // Ends the ringing calls whose deadline has passed as `missed`; returns their events.
   std::vector<Publish> expire_calls();
+  // Purges closed bookings past retention_ms: one transaction of at most purge_batch_keys keys;
+  // once a booking is gone, returns the empty retained payloads that clear its retained events.
+  std::vector<Publish> purge_closed();
+  // The background work the engine loop runs between request batches: expire_calls(), then
+  // purge_closed(), each bounded to one short transaction.
+  std::vector<Publish> background();
   // When expire_calls() next has work, if any call is ringing.
   std::optional<Millis> next_deadline() const;
+  // When purge_closed() next has work, or looks for it; nullopt with retention off.
+  std::optional<Millis> next_purge() const;
 
-  // At start-up: re-arm ring timeouts from the store and republish the retained presence and read
-  // receipts of every booking. Calls already overdue are not ended here: next_deadline() is due at once, and
+  // At start-up: re-arm ring timeouts from the store and republish the retained presence, read
+  // receipts and closed state of every booking. Calls already overdue are not ended here:
+  // next_deadline() is due at once, and
   // expire_calls() ends them batch_max at a time (the engine loop, between request batches).
   std::vector<Publish> start();
 
@@ -157,6 +177,12 @@ class Engine {
   void handle_send(StoreWriter& w, const Request& request, const RequestBody& body, Handled& h);
   void handle_get(StoreWriter& w, const Request& request, const RequestBody& body, Handled& h);
   void handle_call(StoreWriter& w, const Request& request, const RequestBody& body, Handled& h);
+  void handle_close(StoreWriter& w, const Request& request, const RequestBody& body, Handled& h);
+  // `booking_closed` if h's booking is closed and wire::kClosedBookingRefuses lists h's action
+  // (for make_call, with `call_action`). Every handler of a write calls it after its own field and
+  // identity checks, before it reads or writes anything else of the booking (error precedence).
+  void require_open(const StoreReader& r, const Handled& h,
+                    std::optional<CallAction> call_action = std::nullopt) const;
   void handle_presence(StoreWriter& w, const Request& request, const RequestBody& body, Handled& h);
   // core/engine_receipts.cpp
   void handle_mark_read(StoreWriter& w, const Request& request, const RequestBody& body, Handled& h);
@@ -182,6 +208,8 @@ class Engine {
   Topics topics_;
   Millis expiry_retry_at_ = 0;  // after a failed expiry commit, wait before the next try
   Millis next_deadline_scan_ = 0;  // deadline_scan_ms: when to look for other hosts' due calls next
+  Millis next_purge_ = 0;          // retention_ms: when purge_closed() next has (or looks for) work
+  std::optional<std::string> purging_;  // the booking being purged, until nothing of it is left
   Clock clock_;
   EngineMetrics metrics_;
   std::set<Deadline> deadlines_;

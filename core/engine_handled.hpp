@@ -1,5 +1,5 @@
-// What one request produced while its batch is handled (the engine's private state, shared by the
-// files that implement Engine's handlers: core/engine.cpp, core/engine_receipts.cpp).
+// The engine's record of one request while its batch is handled (engine.cpp and the handlers in
+// their own files, core/engine_*.cpp): private to the engine, not part of its interface.
 #pragma once
 
 #include <cstddef>
@@ -24,7 +24,7 @@ struct Engine::ConnectionChange {
 // The answer is kept as JSON text written once (a record, or a history page's array) and spliced
 // into the reply, which is written only if someone will receive it.
 struct Engine::Handled {
-  enum class Result { none, message, messages, call, presence, read, typing };
+  enum class Result { none, message, messages, call, presence, read, typing, booking };
 
   const std::string* topic = nullptr;  // the request's, set once it is handled (it outlives this)
   const char* action = "unknown";
@@ -51,6 +51,7 @@ struct Engine::Handled {
   std::optional<ConnectionChange> connection;
   bool stored_message = false;
   bool duplicate = false;
+  bool closed_booking = false;  // this request closed its booking
 
   // What was prepared for a change that is not stored: no event, no timer, nothing counted.
   void discard_effects() {
@@ -59,7 +60,7 @@ struct Engine::Handled {
     arm.clear();
     disarm.clear();
     connection.reset();
-    stored_message = duplicate = typing_dropped = false;
+    stored_message = duplicate = typing_dropped = closed_booking = false;
   }
 };
 

@@ -146,7 +146,9 @@ void EngineLoop::run() {
   for (;;) {
     hand_back(lock);
     const Millis now = system_clock_ms();
-    const auto due = engine_.next_deadline();  // the engine is this thread's alone
+    // The engine is this thread's alone: the next ring deadline or retention purge.
+    auto due = engine_.next_deadline();
+    if (const auto purge = engine_.next_purge(); purge && (!due || *purge < *due)) due = purge;
     const bool deadline_passed = due && *due <= now;
     if (queue_.empty() && !deadline_passed) {
       if (stopping_) break;
@@ -163,8 +165,9 @@ void EngineLoop::run() {
       work_ready_.wait_for(lock, std::chrono::milliseconds(wait));
       continue;
     }
-    // Overdue calls (a thousand after a restart) and requests take turns, one batch each, and each
-    // turn's results go back on their own: a request waits for one batch of expiries at most.
+    // Overdue calls (a thousand after a restart), the retention purge and requests take turns, one
+    // batch each, and each turn's results go back on their own: a request waits for one batch of
+    // expiries and one purge transaction at most.
     const bool expiry_turn = deadline_passed && (queue_.empty() || requests_went_last_);
     requests_went_last_ = !expiry_turn;
     std::vector<Request> batch;
@@ -174,7 +177,7 @@ void EngineLoop::run() {
     lock.unlock();
     std::vector<Publish> out;
     try {
-      out = expiry_turn ? engine_.expire_calls() : handle(batch, disconnected);
+      out = expiry_turn ? engine_.background() : handle(batch, disconnected);
     } catch (const std::exception& e) {
       // Engine::handle reports request failures in replies; anything escaping it is a bug. The
       // requests got no reply: their clients resend (and are deduplicated by message_id).

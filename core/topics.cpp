@@ -5,12 +5,13 @@
 namespace navietakie {
 namespace {
 
-std::string event_leaf(wire::Event event) {
+std::string event_leaf(std::string_view name) {
   std::string leaf(wire::kEventsLevel);
   leaf += '/';
-  leaf += wire::event_name(event);
+  leaf += name;
   return leaf;
 }
+std::string event_leaf(wire::Event event) { return event_leaf(wire::event_name(event)); }
 
 }  // namespace
 
@@ -83,6 +84,12 @@ std::string Topics::read_events(const std::string& booking) const {
 }
 std::string Topics::typing_events(const std::string& booking) const {
   return booking_topic(booking, event_leaf(wire::Event::typing));
+}
+std::string Topics::booking_state_events(const std::string& booking) const {
+  return booking_topic(booking, event_leaf(wire::Event::booking));
+}
+std::string Topics::event_topic(const std::string& booking, std::string_view event) const {
+  return booking_topic(booking, event_leaf(event));
 }
 std::string Topics::booking_events_filter(const std::string& booking) const {
   return booking_topic(booking, std::string(wire::kEventsLevel) + "/#");

@@ -7,7 +7,7 @@
 
 namespace navietakie {
 
-enum class Action { send_message, get_message, make_call, presence, mark_read, typing };
+enum class Action { send_message, get_message, make_call, presence, mark_read, typing, close };
 const char* to_string(Action action);
 
 // 1 to 64 characters of A-Z a-z 0-9 _ -, starting with a letter or digit (wire::kBookingCode).
@@ -36,6 +36,9 @@ class Topics {
   std::string presence_events(const std::string& booking) const;
   std::string read_events(const std::string& booking) const;
   std::string typing_events(const std::string& booking) const;
+  std::string booking_state_events(const std::string& booking) const;
+  // `{prefix}/bookings/{booking}/events/{event}`, any event by its name (wire::kEvents).
+  std::string event_topic(const std::string& booking, std::string_view event) const;
   // Every event of one booking: `{prefix}/bookings/{booking}/events/#`.
   std::string booking_events_filter(const std::string& booking) const;
   std::string booking_errors(const std::string& booking) const;

@@ -64,27 +64,29 @@ inline constexpr std::string_view kMetricsLevel = "metrics";
 inline constexpr std::string_view kBridgeLevel = "bridge";
 inline constexpr std::string_view kWakeLeaf = "wake";
 
-inline constexpr std::array<Named<Action>, 6> kActions{{
+inline constexpr std::array<Named<Action>, 7> kActions{{
     {Action::send_message, "send_message"},
     {Action::get_message, "get_message"},
     {Action::make_call, "make_call"},
     {Action::presence, "presence"},
     {Action::mark_read, "mark_read"},
     {Action::typing, "typing"},
+    {Action::close, "close"},
 }};
 
-enum class Event { message, call, presence, read, typing };
+enum class Event { message, call, presence, read, typing, booking };
 struct EventRule {
   Event event;
   std::string_view name;  // the topic's last level, after `events/`
   bool retained;
 };
-inline constexpr std::array<EventRule, 5> kEvents{{
+inline constexpr std::array<EventRule, 6> kEvents{{
     {Event::message, "message", false},
     {Event::call, "call", false},
     {Event::presence, "presence", true},
     {Event::read, "read", true},
     {Event::typing, "typing", false},  // QoS 0: a hint, not worth a retransmission
+    {Event::booking, "booking", true},
 }};
 constexpr std::string_view event_name(Event event) {
   for (const auto& rule : kEvents) {
@@ -116,15 +118,18 @@ struct ErrorRank {
   ErrorCode code;
   int rank;
 };
-inline constexpr std::array<ErrorRank, 8> kErrorPrecedence{{
+// booking_closed comes before the state of what a request names: a closed booking refuses a
+// write whatever its call or message would have been.
+inline constexpr std::array<ErrorRank, 9> kErrorPrecedence{{
     {ErrorCode::payload_too_large, 1},
     {ErrorCode::invalid_json, 2},
     {ErrorCode::invalid_booking_code, 3},
     {ErrorCode::invalid_request, 4},
     {ErrorCode::forbidden, 5},
-    {ErrorCode::not_found, 6},
-    {ErrorCode::invalid_state, 7},
-    {ErrorCode::busy, 7},
+    {ErrorCode::booking_closed, 6},
+    {ErrorCode::not_found, 7},
+    {ErrorCode::invalid_state, 8},
+    {ErrorCode::busy, 8},
 }};
 
 // ---- Character rules, written as the inside of a regular-expression bracket (`a-z_`: ranges
@@ -219,11 +224,12 @@ inline constexpr std::array<Named<CallState>, 3> kCallStates{{
 }};
 
 // EndReason::none is "not ended" (null on the wire), not a reason.
-inline constexpr std::array<Named<EndReason>, 4> kEndReasons{{
+inline constexpr std::array<Named<EndReason>, 5> kEndReasons{{
     {EndReason::completed, "completed"},
     {EndReason::declined, "declined"},
     {EndReason::cancelled, "cancelled"},
     {EndReason::missed, "missed"},
+    {EndReason::booking_closed, "booking_closed"},
 }};
 
 inline constexpr std::array<Named<CallAction>, 6> kCallActions{{
@@ -294,6 +300,32 @@ constexpr bool is_active(CallState state) {
   }
   return false;
 }
+
+// ---- A closed booking (docs/protocol.md, close): the requests it refuses with `booking_closed`,
+// by action name (the topic's last level), and for make_call by call action (`start` only; the
+// others keep their answers on a call already ended). Actions of other lanes are listed by name
+// before their enum exists; a handler asks Engine::require_open, which reads this table.
+struct ClosedRefusal {
+  std::string_view action;
+  std::optional<CallAction> call_action;  // nullopt: every request of the action
+};
+inline constexpr std::array<ClosedRefusal, 5> kClosedBookingRefuses{{
+    {"send_message", std::nullopt},
+    {"make_call", CallAction::start},
+    {"signal", std::nullopt},
+    {"typing", std::nullopt},
+    {"mark_read", std::nullopt},
+}};
+
+constexpr bool refused_when_closed(std::string_view action, std::optional<CallAction> call_action = std::nullopt) {
+  for (const auto& rule : kClosedBookingRefuses) {
+    if (rule.action == action && (!rule.call_action || rule.call_action == call_action)) return true;
+  }
+  return false;
+}
+
+// The longest `reason` of a close request, in bytes (it is stored and retained).
+inline constexpr std::size_t kCloseReasonMaxBytes = 256;
 
 static_assert(in_enum_order(kErrorCodes) && kErrorCodes.size() == error_code_count);
 static_assert(in_enum_order(kActions) && in_enum_order(kCallActions) && in_enum_order(kRoles) &&

@@ -596,6 +596,7 @@ void EdgeNode::handle_local(const Request& request, std::vector<OutboxEntry>& se
     // Fields first, as the cloud's precedence says (invalid_request before forbidden).
     switch (parsed->action) {
       case Action::send_message: decode_send_message(body, engine_options_.max_text_bytes); break;
+      case Action::close: decode_close(body); break;
       case Action::get_message: decode_get_message(body); break;
       case Action::make_call: decode_make_call(body); break;
       case Action::presence: decode_presence(body); break;
@@ -659,6 +660,13 @@ void EdgeNode::handle_local(const Request& request, std::vector<OutboxEntry>& se
       case Action::presence: handle_presence(request, std::move(env), body); return;
       case Action::mark_read:
       case Action::typing: forward_receipt(request, std::move(env), body, parsed->action); return;
+      case Action::close: {
+        // The cloud decides (a service closes, the booking's state is the cloud's): forwarded as
+        // a call action is, and refused while the link is down.
+        if (!link_->up()) throw ProtocolError(ErrorCode::unavailable, "no link to the operator");
+        forward(std::string(1, kCall), request, dump(body), env, env.booking, "");
+        return;
+      }
     }
   } catch (const ProtocolError& e) {
     reply_error(env, e.code(), e.what());

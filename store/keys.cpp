@@ -1,5 +1,6 @@
 #include "store/keys.hpp"
 
+#include <algorithm>
 #include <array>
 #include <stdexcept>
 
@@ -105,6 +106,16 @@ std::string presence(std::string_view booking) {
 std::string read_receipts(std::string_view booking) {
   check_booking(booking);
   return std::string(booking);
+}
+
+std::string booking_state(std::string_view booking) { return presence(booking); }
+
+std::string closed_booking(std::int64_t closed_at, std::string_view booking) {
+  check_booking(booking);
+  // Times before the epoch do not occur; clamped so that the unsigned order is the time order.
+  std::string key = be64(static_cast<std::uint64_t>(std::max<std::int64_t>(closed_at, 0)));
+  key.append(booking);
+  return key;
 }
 
 bool has_prefix(std::string_view key, std::string_view prefix) {

@@ -8,6 +8,8 @@
 //   ringing_calls  booking '\0' call_id        -> ""            (same key as calls; put_call keeps it)
 //   connections    booking '\0' client_id      -> Connection
 //   presence       booking                     -> Presence
+//   booking_states booking                     -> BookingState  (closed bookings only)
+//   closed_bookings be64(closed_at) booking    -> ""            (the retention purge's order)
 //   read_receipts  booking                     -> ReadReceipts  (both parties' read horizons)
 //   meta           "schema_version"            -> be64(version)
 //
@@ -29,6 +31,8 @@ inline constexpr const char* calls = "calls";
 inline constexpr const char* active_calls = "active_calls";
 inline constexpr const char* ringing_calls = "ringing_calls";
 inline constexpr const char* connections = "connections";
+inline constexpr const char* booking_states = "booking_states";
+inline constexpr const char* closed_bookings = "closed_bookings";
 inline constexpr const char* presence = "presence";
 inline constexpr const char* read_receipts = "read_receipts";
 inline constexpr const char* meta = "meta";
@@ -52,6 +56,9 @@ std::string message_id(std::string_view booking, std::string_view message_id);
 std::string call(std::string_view booking, std::string_view call_id);
 std::string ringing_call(std::string_view booking, std::string_view call_id);
 std::string connection(std::string_view booking, std::string_view client_id);
+std::string booking_state(std::string_view booking);
+// be64(closed_at) booking: oldest close first.
+std::string closed_booking(std::int64_t closed_at, std::string_view booking);
 std::string active_call(std::string_view booking);
 std::string presence(std::string_view booking);
 std::string read_receipts(std::string_view booking);

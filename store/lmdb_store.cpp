@@ -24,7 +24,10 @@ namespace navietakie {
 namespace {
 
 // Bump when the key layout or a record's meaning changes in a way old builds must not read.
-constexpr std::uint64_t kSchemaVersion = 1;
+// 2: booking_states and closed_bookings (close); a version 1 dir is upgraded in place (the new
+// databases start empty), and a version 1 build refuses a version 2 dir, which it would read as
+// having no closed bookings.
+constexpr std::uint64_t kSchemaVersion = 2;
 constexpr MDB_dbi kMaxDbs = 16;
 
 [[noreturn]] void fail(int rc, const std::string& what) {
@@ -105,6 +108,9 @@ class Cursor {
   Cursor(const Cursor&) = delete;
   Cursor& operator=(const Cursor&) = delete;
 
+  // Deletes the entry the cursor is on; the caller checks the result (a write failure).
+  int del() { return mdb_cursor_del(cursor_, 0); }
+
   // false when there is no such entry (MDB_NOTFOUND).
   bool get(MDB_val& key, MDB_val& data, MDB_cursor_op op) {
     const int rc = mdb_cursor_get(cursor_, &key, &data, op);
@@ -127,6 +133,8 @@ struct Dbs {
   MDB_dbi ringing_calls = 0;
   MDB_dbi connections = 0;
   MDB_dbi presence = 0;
+  MDB_dbi booking_states = 0;
+  MDB_dbi closed_bookings = 0;
   MDB_dbi meta = 0;
   MDB_dbi read_receipts = 0;
 };
@@ -291,6 +299,31 @@ class LmdbReadOps : public Interface {
     return every_record(dbs_.read_receipts, decode_read_receipts);
   }
 
+  std::optional<BookingState> booking_state(const std::string& booking) const override {
+    return one_record(dbs_.booking_states, keys::booking_state(booking), decode_booking_state);
+  }
+
+  std::vector<BookingState> closed_bookings() const override {
+    return every_record(dbs_.booking_states, decode_booking_state);
+  }
+
+  std::vector<BookingState> closed_before(Millis cutoff, std::size_t limit) const override {
+    std::vector<BookingState> out;
+    Cursor cursor(txn_, dbs_.closed_bookings);
+    MDB_val key{};
+    MDB_val data{};
+    for (bool more = cursor.get(key, data, MDB_FIRST); more && out.size() < limit;
+         more = cursor.get(key, data, MDB_NEXT)) {
+      const std::string_view k = view(key);
+      if (k.size() <= 8) throw corrupt("closed_bookings key");
+      if (static_cast<Millis>(keys::from_be64(k.substr(0, 8))) >= cutoff) break;
+      auto state = booking_state(std::string(k.substr(8)));
+      if (!state) throw corrupt("closed_bookings names a booking without a state");
+      out.push_back(std::move(*state));
+    }
+    return out;
+  }
+
  protected:
   LmdbReadOps(const Dbs& dbs, MDB_txn* txn) : dbs_(dbs), txn_(txn) {}
 
@@ -391,6 +424,54 @@ class LmdbWriter final : public LmdbReadOps<StoreWriter> {
   void put_read_receipts(const ReadReceipts& record) override {
     encode_into(record, buffers_.value);
     put(dbs_.read_receipts, keys::read_receipts(record.booking_code), buffers_.value);
+  }
+
+  void put_booking_state(const BookingState& record) override {
+    const std::string key = keys::booking_state(record.booking_code);
+    if (const auto old = lookup(txn_, dbs_.booking_states, key)) {
+      const BookingState before = decode_booking_state(*old);
+      if (before.closed) del(dbs_.closed_bookings, keys::closed_booking(before.closed_at, before.booking_code));
+    }
+    encode_into(record, buffers_.value);
+    put(dbs_.booking_states, key, buffers_.value);
+    if (record.closed) put(dbs_.closed_bookings, keys::closed_booking(record.closed_at, record.booking_code), "");
+  }
+
+  std::size_t purge_booking(const std::string& booking, std::size_t max_keys) override {
+    std::size_t deleted = 0;
+    const std::string prefix = keys::booking_prefix(booking);
+    // Ids before their messages: a message id never names a missing message (message_by_id).
+    for (MDB_dbi dbi : {dbs_.message_ids, dbs_.messages, dbs_.ringing_calls, dbs_.calls, dbs_.connections}) {
+      Cursor cursor(txn_, dbi);
+      MDB_val key{};
+      MDB_val data{};
+      // Seeks the booking's first key again after each delete (a few pages, cached): simpler to
+      // trust than the cursor's position after mdb_cursor_del.
+      for (;;) {
+        key = to_val(prefix);
+        if (!cursor.get(key, data, MDB_SET_RANGE) || !keys::has_prefix(view(key), prefix)) break;
+        if (deleted == max_keys) return deleted;
+        checked_write(cursor.del(), "mdb_cursor_del");
+        ++deleted;
+      }
+    }
+    // The single keys, the booking state last.
+    const auto state = booking_state(booking);
+    for (auto [dbi, key] : {std::pair{dbs_.active_calls, keys::active_call(booking)},
+                            std::pair{dbs_.presence, keys::presence(booking)},
+                            std::pair{dbs_.read_receipts, keys::read_receipts(booking)}}) {
+      if (!lookup(txn_, dbi, key)) continue;
+      if (deleted == max_keys) return deleted;
+      del(dbi, key);
+      ++deleted;
+    }
+    if (state) {  // the state and its index entry count as one
+      if (deleted == max_keys) return deleted;
+      if (state->closed) del(dbs_.closed_bookings, keys::closed_booking(state->closed_at, booking));
+      del(dbs_.booking_states, keys::booking_state(booking));
+      ++deleted;
+    }
+    return deleted;
   }
 
   // A nested txn: aborting it drops exactly the unit's writes, and an LMDB failure inside it
@@ -518,6 +599,8 @@ class LmdbStore final : public Store {
     dbs_.ringing_calls = open_db(keys::db::ringing_calls);
     dbs_.connections = open_db(keys::db::connections);
     dbs_.presence = open_db(keys::db::presence);
+    dbs_.booking_states = open_db(keys::db::booking_states);
+    dbs_.closed_bookings = open_db(keys::db::closed_bookings);
     dbs_.meta = open_db(keys::db::meta);
     // Created in a data dir from before receipts too: a new table, not a new schema version.
     dbs_.read_receipts = open_db(keys::db::read_receipts);
@@ -553,20 +636,27 @@ class LmdbStore final : public Store {
   void check_schema(MDB_txn* txn) {
     const std::string key(keys::schema_version);
     const auto stored = lookup(txn, dbs_.meta, key);
-    if (!stored) {
+    const auto write_version = [&] {
       const std::string value = keys::be64(kSchemaVersion);
       MDB_val k = to_val(key);
       MDB_val v = to_val(value);
       check(mdb_put(txn, dbs_.meta, &k, &v, 0), "mdb_put schema_version");
+    };
+    if (!stored) {
+      write_version();
       return;
     }
-    const std::uint64_t version = keys::from_be64(*stored);
+    std::uint64_t version = keys::from_be64(*stored);
+    if (version == 1) {  // before close: its new databases were just created, empty
+      write_version();
+      version = kSchemaVersion;
+    }
     if (version > kSchemaVersion) {
       throw StoreError(StoreError::Kind::io, "data dir " + claim_.dir() + " has schema version " +
                                                  std::to_string(version) + ", newer than this build's " +
                                                  std::to_string(kSchemaVersion));
     }
-    if (version < kSchemaVersion) {  // none exist yet: version 1 is the first
+    if (version < kSchemaVersion) {  // none exist: version 1 is the first, upgraded above
       throw StoreError(StoreError::Kind::io,
                        "data dir " + claim_.dir() + " has unknown schema version " + std::to_string(version));
     }

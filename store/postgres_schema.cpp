@@ -84,6 +84,20 @@ CREATE TABLE presence (
 );
 )sql"},
       {2, R"sql(
+-- close: a closed booking's state (no row: open), and the call end reason it brings.
+CREATE TABLE booking_states (
+  booking_code text    PRIMARY KEY,
+  closed       boolean NOT NULL,
+  closed_at    bigint  NOT NULL,
+  reason       text
+);
+-- The retention purge's order: the oldest closes first.
+CREATE INDEX booking_states_closed_by_time ON booking_states (closed_at) WHERE closed;
+ALTER TABLE calls DROP CONSTRAINT calls_end_reason_check;
+ALTER TABLE calls ADD CONSTRAINT calls_end_reason_check
+  CHECK (end_reason IN ('none', 'completed', 'declined', 'cancelled', 'missed', 'booking_closed'));
+)sql"},
+      {3, R"sql(
 -- Read receipts (mark_read): each party's horizon; *_at is NULL for a party that never read.
 CREATE TABLE read_receipts (
   booking_code   text   PRIMARY KEY,

@@ -45,7 +45,7 @@ namespace {
 constexpr const char* kTypeNames[] = {"text", "call", "system"};
 constexpr const char* kRoleNames[] = {"driver", "passenger", "system"};
 constexpr const char* kStateNames[] = {"ringing", "connected", "ended"};
-constexpr const char* kReasonNames[] = {"none", "completed", "declined", "cancelled", "missed"};
+constexpr const char* kReasonNames[] = {"none", "completed", "declined", "cancelled", "missed", "booking_closed"};
 
 StoreError corrupt(const std::string& what) { return StoreError(StoreError::Kind::io, "corrupt store: " + what); }
 
@@ -88,6 +88,7 @@ const std::vector<std::string> kCallColumns = {"booking_code", "call_id",      "
                                                "state",        "end_reason",   "created_at", "connected_at",
                                                "ended_at",     "ring_deadline"};
 const std::vector<std::string> kConnectionColumns = {"booking_code", "client_id", "role", "online", "since"};
+const std::vector<std::string> kBookingStateColumns = {"booking_code", "closed", "closed_at", "reason"};
 const std::vector<std::string> kPresenceColumns = {"booking_code", "driver_online", "driver_since", "passenger_online",
                                                    "passenger_since"};
 const std::vector<std::string> kReadReceiptColumns = {"booking_code", "driver_seq", "driver_at", "passenger_seq",
@@ -159,6 +160,16 @@ ReadReceipts read_receipts_of(const pqxx::row& r) {
                       RoleRead{r[3].as<std::uint64_t>(), optional_millis(r[4])}};
 }
 
+BookingState booking_state_of(const pqxx::row& r) {
+  BookingState b{r[0].as<std::string>(), r[1].as<bool>(), r[2].as<Millis>(), std::nullopt};
+  if (!r[3].is_null()) b.reason = r[3].as<std::string>();
+  return b;
+}
+
+// The purge's tables, children first: the booking's row in `bookings` (its lock and last_seq) and
+// its state go last, so that a purge cut short is found again and resumed.
+constexpr const char* kPurgedTables[] = {"messages", "calls", "connections", "presence", "read_receipts"};
+
 // ---- statements, prepared once per connection ----
 
 // A message by its idempotency key; `booking` and `message_id` as placeholders or quoted literals.
@@ -181,7 +192,7 @@ std::string lock_bookings_sql(const std::string& codes) {
 std::vector<std::pair<std::string, std::string>> statements() {
   const std::string messages = select_from("messages", kMessageColumns);
   const std::string calls = select_from("calls", kCallColumns);
-  return {
+  std::vector<std::pair<std::string, std::string>> out{
       {"last_seq", "SELECT last_seq FROM bookings WHERE code = $1"},
       {"message", messages + "WHERE booking_code = $1 AND seq = $2"},
       {"message_by_id", message_by_id_sql("$1", "$2")},
@@ -202,7 +213,21 @@ std::vector<std::pair<std::string, std::string>> statements() {
       {"put_connection", upsert("connections", kConnectionColumns, 2)},
       {"put_presence", upsert("presence", kPresenceColumns, 1)},
       {"put_read_receipts", upsert("read_receipts", kReadReceiptColumns, 1)},
+      {"booking_state", select_from("booking_states", kBookingStateColumns) + "WHERE booking_code = $1"},
+      {"closed_bookings", select_from("booking_states", kBookingStateColumns) + "WHERE closed ORDER BY booking_code"},
+      {"closed_before", select_from("booking_states", kBookingStateColumns) +
+                            "WHERE closed AND closed_at < $1 ORDER BY closed_at, booking_code LIMIT $2"},
+      {"put_booking_state", upsert("booking_states", kBookingStateColumns, 1)},
+      {"delete_booking_state", "DELETE FROM booking_states WHERE booking_code = $1"},
+      {"delete_booking", "DELETE FROM bookings WHERE code = $1"},
   };
+  // At most $2 rows of a booking per statement (a short transaction however large the booking).
+  for (const char* table : kPurgedTables) {
+    out.emplace_back(std::string("purge_") + table, std::string("DELETE FROM ") + table +
+                                                        " WHERE ctid = ANY(ARRAY(SELECT ctid FROM " + table +
+                                                        " WHERE booking_code = $1 LIMIT $2))");
+  }
+  return out;
 }
 
 void prepare_statements(pqxx::connection& c) {
@@ -390,6 +415,19 @@ class PgReadOps : public Interface {
     return all(run([&] { return tx_.exec_prepared("all_read_receipts"); }), read_receipts_of);
   }
 
+  std::optional<BookingState> booking_state(const std::string& booking) const override {
+    touch(booking);
+    return one(run([&] { return tx_.exec_prepared("booking_state", booking); }), booking_state_of);
+  }
+
+  std::vector<BookingState> closed_bookings() const override {
+    return all(run([&] { return tx_.exec_prepared("closed_bookings"); }), booking_state_of);
+  }
+
+  std::vector<BookingState> closed_before(Millis cutoff, std::size_t limit) const override {
+    return all(run([&] { return tx_.exec_prepared("closed_before", cutoff, limit); }), booking_state_of);
+  }
+
   // The first failure that left the transaction unable to commit (a lost connection, a deadlock,
   // an error outside a savepoint), even if the caller swallowed it.
   const std::optional<Failure>& failure() const { return failure_; }
@@ -538,6 +576,48 @@ class PgWriter final : public PgReadOps<StoreWriter> {
       return tx_.exec_prepared("put_read_receipts", r.booking_code, r.driver.seq, nullable(driver_at),
                                r.passenger.seq, nullable(passenger_at));
     });
+  }
+
+  void put_booking_state(const BookingState& b) override {
+    touch(b.booking_code);
+    if (b.reason) refuse_nul(*b.reason);
+    write([&] {
+      return tx_.exec_prepared("put_booking_state", b.booking_code, b.closed, b.closed_at, nullable(b.reason));
+    });
+  }
+
+  std::size_t purge_booking(const std::string& booking, std::size_t max_keys) override {
+    touch(booking);
+    std::size_t deleted = 0;
+    const auto delete_rows = [&](const std::string& statement, std::size_t limit) {
+      std::size_t affected = 0;
+      write([&] {
+        const pqxx::result r = tx_.exec_prepared(statement, booking, limit);
+        affected = static_cast<std::size_t>(r.affected_rows());
+        return r;
+      });
+      return affected;
+    };
+    for (const char* table : kPurgedTables) {
+      if (deleted == max_keys) return deleted;
+      const std::size_t left = max_keys - deleted;
+      const std::size_t n = delete_rows(std::string("purge_") + table, left);
+      deleted += n;
+      if (n == left) return deleted;  // perhaps more of this table
+    }
+    if (deleted == max_keys) return deleted;
+    // The state and the booking's row count as one: what is left of the booking.
+    write([&] { return tx_.exec_prepared("delete_booking_state", booking); });
+    std::size_t n = 0;
+    write([&] {
+      const pqxx::result r = tx_.exec_prepared("delete_booking", booking);
+      n = static_cast<std::size_t>(r.affected_rows());
+      return r;
+    });
+    // The row is gone: the next write of this code in the transaction creates it afresh.
+    locked_.erase(booking);
+    last_seq_.erase(booking);
+    return deleted + n;
   }
 
   void unit(const std::function<void()>& fn) override {

@@ -42,4 +42,8 @@ bool ReadReceipts::operator==(const ReadReceipts& o) const {
   return booking_code == o.booking_code && driver == o.driver && passenger == o.passenger;
 }
 
+bool BookingState::operator==(const BookingState& o) const {
+  return std::tie(booking_code, closed, closed_at, reason) == std::tie(o.booking_code, o.closed, o.closed_at, o.reason);
+}
+
 }  // namespace navietakie

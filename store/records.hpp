@@ -14,7 +14,7 @@ using Millis = std::int64_t;  // milliseconds since the Unix epoch
 enum class MessageType : std::uint8_t { text = 0, call = 1, system = 2 };
 enum class Role : std::uint8_t { driver = 0, passenger = 1, system = 2 };
 enum class CallState : std::uint8_t { ringing = 0, connected = 1, ended = 2 };
-enum class EndReason : std::uint8_t { none = 0, completed = 1, declined = 2, cancelled = 3, missed = 4 };
+enum class EndReason : std::uint8_t { none = 0, completed = 1, declined = 2, cancelled = 3, missed = 4, booking_closed = 5 };
 
 struct Message {
   std::string booking_code;
@@ -95,6 +95,18 @@ struct ReadReceipts {
 
   bool operator==(const ReadReceipts& other) const;  // C++17: written out in records.cpp
   bool operator!=(const ReadReceipts& other) const { return !(*this == other); }
+};
+
+// A booking's life (docs/protocol.md, close): stored once it is closed; no record is an open
+// booking. closed_at orders the retention purge.
+struct BookingState {
+  std::string booking_code;
+  bool closed = false;
+  Millis closed_at = 0;
+  std::optional<std::string> reason;
+
+  bool operator==(const BookingState& other) const;  // C++17: written out in records.cpp
+  bool operator!=(const BookingState& other) const { return !(*this == other); }
 };
 
 // A page of history, ascending by seq.

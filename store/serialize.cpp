@@ -17,6 +17,7 @@ CEREAL_CLASS_VERSION(navietakie::Call, 1)
 CEREAL_CLASS_VERSION(navietakie::Connection, 1)
 CEREAL_CLASS_VERSION(navietakie::RolePresence, 1)
 CEREAL_CLASS_VERSION(navietakie::Presence, 1)
+CEREAL_CLASS_VERSION(navietakie::BookingState, 1)
 CEREAL_CLASS_VERSION(navietakie::RoleRead, 1)
 CEREAL_CLASS_VERSION(navietakie::ReadReceipts, 1)
 
@@ -156,7 +157,8 @@ void serialize(Archive& ar, Call& c, std::uint32_t version) {
   enum_field(ar, c.from, Role::system);
   enum_field(ar, c.to, Role::system);
   enum_field(ar, c.state, CallState::ended);
-  enum_field(ar, c.end_reason, EndReason::missed);
+  // booking_closed (5) joined the range with close: an older build reads such a call as corrupt.
+  enum_field(ar, c.end_reason, EndReason::booking_closed);
   ar(c.created_at);
   optional_field(ar, c.connected_at);
   optional_field(ar, c.ended_at);
@@ -203,6 +205,15 @@ void serialize(Archive& ar, ReadReceipts& r, std::uint32_t version) {
   ar(r.driver, r.passenger);
 }
 
+template <class Archive>
+void serialize(Archive& ar, BookingState& b, std::uint32_t version) {
+  check_version("BookingState", version);
+  string_field(ar, b.booking_code);
+  flag_field(ar, b.closed);
+  ar(b.closed_at);
+  optional_field(ar, b.reason);
+}
+
 namespace {
 
 // Appends what cereal writes to a std::string the caller owns: no stream buffer of its own to
@@ -237,6 +248,9 @@ std::size_t size_hint(const Message& m) {
 std::size_t size_hint(const Call& c) { return kRecordOverhead + c.booking_code.size() + c.call_id.size(); }
 std::size_t size_hint(const Connection& c) { return kRecordOverhead + c.booking_code.size() + c.client_id.size(); }
 std::size_t size_hint(const Presence& p) { return kRecordOverhead + p.booking_code.size(); }
+std::size_t size_hint(const BookingState& b) {
+  return kRecordOverhead + b.booking_code.size() + (b.reason ? b.reason->size() : 0);
+}
 std::size_t size_hint(const ReadReceipts& r) { return kRecordOverhead + r.booking_code.size(); }
 
 // A fresh archive per record: cereal writes a type's version before its first record in an
@@ -282,12 +296,14 @@ std::string encode(const Call& call) { return encode_record(call); }
 std::string encode(const Connection& connection) { return encode_record(connection); }
 std::string encode(const Presence& presence) { return encode_record(presence); }
 std::string encode(const ReadReceipts& receipts) { return encode_record(receipts); }
+std::string encode(const BookingState& state) { return encode_record(state); }
 
 void encode_into(const Message& message, std::string& out) { encode_record(message, out); }
 void encode_into(const Call& call, std::string& out) { encode_record(call, out); }
 void encode_into(const Connection& connection, std::string& out) { encode_record(connection, out); }
 void encode_into(const Presence& presence, std::string& out) { encode_record(presence, out); }
 void encode_into(const ReadReceipts& receipts, std::string& out) { encode_record(receipts, out); }
+void encode_into(const BookingState& state, std::string& out) { encode_record(state, out); }
 
 Message decode_message(std::string_view bytes) { return decode_record<Message>(bytes, "Message"); }
 Call decode_call(std::string_view bytes) { return decode_record<Call>(bytes, "Call"); }
@@ -295,6 +311,9 @@ Connection decode_connection(std::string_view bytes) { return decode_record<Conn
 Presence decode_presence(std::string_view bytes) { return decode_record<Presence>(bytes, "Presence"); }
 ReadReceipts decode_read_receipts(std::string_view bytes) {
   return decode_record<ReadReceipts>(bytes, "ReadReceipts");
+}
+BookingState decode_booking_state(std::string_view bytes) {
+  return decode_record<BookingState>(bytes, "BookingState");
 }
 
 }  // namespace navietakie

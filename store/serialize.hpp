@@ -14,6 +14,7 @@ std::string encode(const Message& message);
 std::string encode(const Call& call);
 std::string encode(const Connection& connection);
 std::string encode(const Presence& presence);
+std::string encode(const BookingState& state);
 std::string encode(const ReadReceipts& receipts);
 
 // The same bytes, written over `out`. Its capacity is kept: a buffer reused from record to record
@@ -21,6 +22,7 @@ std::string encode(const ReadReceipts& receipts);
 void encode_into(const Message& message, std::string& out);
 void encode_into(const Call& call, std::string& out);
 void encode_into(const Connection& connection, std::string& out);
+void encode_into(const BookingState& state, std::string& out);
 void encode_into(const Presence& presence, std::string& out);
 void encode_into(const ReadReceipts& receipts, std::string& out);
 
@@ -28,6 +30,7 @@ void encode_into(const ReadReceipts& receipts, std::string& out);
 // (truncated, trailing bytes, unknown version, out-of-range enum); it never reads past `bytes`.
 Message decode_message(std::string_view bytes);
 Call decode_call(std::string_view bytes);
+BookingState decode_booking_state(std::string_view bytes);
 Connection decode_connection(std::string_view bytes);
 Presence decode_presence(std::string_view bytes);
 ReadReceipts decode_read_receipts(std::string_view bytes);

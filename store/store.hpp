@@ -49,6 +49,14 @@ class StoreReader {
   virtual std::optional<Presence> presence(const std::string& booking) const = 0;
   virtual std::vector<Presence> all_presence() const = 0;
 
+  // The booking's state; nullopt: open (never closed, or purged).
+  virtual std::optional<BookingState> booking_state(const std::string& booking) const = 0;
+  // Every closed booking (to republish the retained events/booking at start).
+  virtual std::vector<BookingState> closed_bookings() const = 0;
+  // The closed bookings with closed_at before `cutoff`, oldest first, at most `limit` (the
+  // retention purge's next work; an index on closed_at in both backends).
+  virtual std::vector<BookingState> closed_before(Millis cutoff, std::size_t limit) const = 0;
+
   // The booking's read horizons (mark_read); nullopt: no party ever marked anything read.
   virtual std::optional<ReadReceipts> read_receipts(const std::string& booking) const = 0;
   // Every booking's (to republish the retained events/read after a restart).
@@ -59,6 +67,13 @@ class StoreWriter : public StoreReader {
  public:
   // Appends a message. Invariant: message.seq == last_seq(booking) + 1 and its message_id is new
   // for the booking; the store records the idempotency key with it.
+  virtual void put_booking_state(const BookingState& state) = 0;
+  // Deletes at most `max_keys` of the booking's stored keys (rows), in every table: its messages
+  // and their message ids, calls, connections, presence, and its booking state last (so that a
+  // purge cut short is found again by closed_before and resumed). Returns how many it deleted:
+  // fewer than max_keys once nothing of the booking is left. A backend that adds a table of
+  // bookings' records adds it here.
+  virtual std::size_t purge_booking(const std::string& booking, std::size_t max_keys) = 0;
   virtual void append_message(const Message& message) = 0;
   // Inserts or replaces a call; keeps the active-call and ringing indexes in step.
   virtual void put_call(const Call& call) = 0;

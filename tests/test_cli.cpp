@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "support/contract.hpp"
+#include "store/store.hpp"
 
 using namespace navietakie::test;
 
@@ -512,3 +513,78 @@ NT_HOST_TEST(bench_rr_event_confirmed_counts_events_and_refusals, 120) {
 #endif
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// navietakie-ctl close / purge against a stopped LMDB store: close as the `close` request does
+// (twice: the first close), purge deletes every key of the booking, and both refuse a store that
+// another process has open.
+BOOST_AUTO_TEST_CASE(navietakie_ctl_close_and_purge_a_stopped_store, *boost::unit_test::timeout(60)) {
+  namespace nt = navietakie;
+  TempDir dir("nt-ctl-close");
+  const std::string data = dir.file("data");
+  const std::string ctl = NAVIETAKIE_CTL_BIN;
+  const auto run = [&](std::vector<std::string> argv) {
+    static int runs = 0;
+    const std::string base = dir.file("ctl-" + std::to_string(++runs));
+    Process process(std::move(argv), ProcessOptions{base + ".out", base + ".err", 2s});
+    CliResult result;
+    result.exit_code = process.wait_exit(20s);
+    if (!result.exit_code) process.kill9();
+    result.out = read_file(base + ".out");
+    result.err = read_file(base + ".err");
+    return result;
+  };
+  const auto open = [&] {
+    nt::LmdbOptions options;
+    options.dir = data;
+    options.map_size_bytes = std::size_t{64} << 20;
+    return nt::open_lmdb_store(options);
+  };
+  {
+    auto store = open();
+    store->write([](nt::StoreWriter& w) {
+      for (std::uint64_t seq = 1; seq <= 3; ++seq) {
+        nt::Message m;
+        m.booking_code = "BK1";
+        m.seq = seq;
+        m.message_id = "m-" + std::to_string(seq);
+        m.text = "hello";
+        m.ts = 1000;
+        w.append_message(m);
+      }
+    });
+    // A host has the store open: both commands refuse, and say why.
+    for (const char* command : {"close", "purge"}) {
+      const CliResult busy = run({ctl, command, "BK1", "--data-dir", data});
+      BOOST_TEST(busy.exit_code.value_or(-1) == 1, command);
+      BOOST_TEST(busy.err.find("in use by process") != std::string::npos, busy.err);
+    }
+  }
+  const CliResult closed = run({ctl, "close", "BK1", "--data-dir", data, "--reason", "passenger request"});
+  BOOST_REQUIRE_MESSAGE(closed.exit_code == 0, closed.err);
+  const json state = json::parse(closed.out);
+  BOOST_TEST(state.value("state", "") == "closed");
+  BOOST_TEST(state.value("reason", "") == "passenger request");
+  const CliResult again = run({ctl, "close", "BK1", "--data-dir", data, "--reason", "other"});
+  BOOST_REQUIRE_MESSAGE(again.exit_code == 0, again.err);
+  BOOST_TEST(json::parse(again.out) == state);
+  {
+    auto store = open();
+    store->read([](const nt::StoreReader& r) {
+      BOOST_TEST(r.booking_state("BK1").has_value());
+      BOOST_TEST(r.last_seq("BK1") == 3u);
+    });
+  }
+  const CliResult purged = run({ctl, "purge", "BK1", "--data-dir", data});
+  BOOST_REQUIRE_MESSAGE(purged.exit_code == 0, purged.err);
+  BOOST_TEST(json::parse(purged.out).value("deleted_keys", 0) == 7);  // 3 messages, 3 ids, the state
+  {
+    auto store = open();
+    store->read([](const nt::StoreReader& r) {
+      BOOST_TEST(!r.booking_state("BK1").has_value());
+      BOOST_TEST(r.last_seq("BK1") == 0u);
+      BOOST_TEST(!r.message_by_id("BK1", "m-1").has_value());
+    });
+  }
+  const CliResult bad = run({ctl, "purge", "not a code", "--data-dir", data});
+  BOOST_TEST(bad.exit_code.value_or(-1) == 2);
+}

@@ -114,6 +114,7 @@ BOOST_AUTO_TEST_CASE(schema_lists_every_key_in_order_with_help) {
                                              "store_backend",
                                              "postgres_url",
                                              "call_ring_timeout_s",
+                                             "retention_days",
                                              "max_payload_bytes",
                                              "max_text_bytes",
                                              "log_level",

@@ -1110,3 +1110,62 @@ NT_CONTRACT_TEST(typing_is_relayed_at_qos_0_at_most_twice_a_second, 60) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// --- close (docs/protocol.md, close and retention) ----------------------------------------------------
+
+BOOST_AUTO_TEST_SUITE(contract_close)
+
+NT_CONTRACT_TEST(close_is_retained_refuses_writes_and_ends_the_active_call, 60) {
+  TestContext ctx(contract_system(host));
+  auto client = ctx.client();
+  const std::string code = booking("close");
+  client->subscribe(event_topic(code, "call"));
+  NT_REQUIRE_OK(send_message(*client, code, text_message("driver", "before the close")));
+  NT_REQUIRE_OK(make_call(*client, code, call_request("start", "driver", "c-close")));
+
+  const json closed = client->request(request_topic(code, "close"), json{{"reason", "trip completed"}});
+  NT_REQUIRE_OK(closed);
+  const json& state = closed["booking"];
+  BOOST_TEST(state.value("booking_code", "") == code);
+  BOOST_TEST(state.value("state", "") == "closed");
+  BOOST_TEST(state.value("reason", "") == "trip completed");
+  BOOST_TEST(state["closed_at"].is_number_integer());
+
+  auto ended = client->wait_for(
+      on_topic_json(event_topic(code, "call"), [](const json& c) { return c.value("state", "") == "ended"; }), 10s);
+  BOOST_REQUIRE_MESSAGE(ended, "no events/call for the call the close ended");
+  BOOST_TEST(ended->body().value("end_reason", "") == "booking_closed");
+
+  // Retained: a subscriber that comes later learns the booking is closed.
+  auto late = ctx.client();
+  late->subscribe(event_topic(code, "booking"));
+  auto retained = late->wait_for(on_topic(event_topic(code, "booking")), 5s);
+  BOOST_REQUIRE_MESSAGE(retained, "no retained events/booking");
+  BOOST_TEST(retained->retained);
+  BOOST_TEST(retained->body() == state);
+
+  // Closing twice: the first close.
+  const json again = client->request(request_topic(code, "close"), json{{"reason", "again"}});
+  NT_REQUIRE_OK(again);
+  BOOST_TEST(again["booking"] == state);
+
+  BOOST_TEST(is_error(send_message(*client, code, text_message("driver", "after")), "booking_closed"));
+  BOOST_TEST(is_error(make_call(*client, code, call_request("start", "passenger")), "booking_closed"));
+  const json got = make_call(*client, code, json{{"action", "get"}, {"call_id", "c-close"}});
+  NT_REQUIRE_OK(got);
+  BOOST_TEST(got["call"].value("end_reason", "") == "booking_closed");
+  const json history = get_message(*client, code);
+  NT_REQUIRE_OK(history);
+  BOOST_TEST(history["messages"].front().value("text", "") == "before the close");
+}
+
+NT_CONTRACT_TEST(close_reason_must_be_a_string, 60) {
+  TestContext ctx(contract_system(host));
+  auto client = ctx.client();
+  const std::string code = booking("closebad");
+  BOOST_TEST(is_error_naming(client->request(request_topic(code, "close"), json{{"reason", 42}}), "invalid_request",
+                            "reason"));
+  NT_REQUIRE_OK(send_message(*client, code, text_message("driver", "still open")));
+}
+
+BOOST_AUTO_TEST_SUITE_END()

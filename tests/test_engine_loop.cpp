@@ -72,6 +72,11 @@ class RecordingWriter : public StoreWriter {
   std::vector<Connection> connections(const std::string& b) const override { return inner_.connections(b); }
   std::optional<Presence> presence(const std::string& b) const override { return inner_.presence(b); }
   std::vector<Presence> all_presence() const override { return inner_.all_presence(); }
+  std::optional<BookingState> booking_state(const std::string& b) const override { return inner_.booking_state(b); }
+  std::vector<BookingState> closed_bookings() const override { return inner_.closed_bookings(); }
+  std::vector<BookingState> closed_before(Millis cutoff, std::size_t limit) const override {
+    return inner_.closed_before(cutoff, limit);
+  }
   std::optional<ReadReceipts> read_receipts(const std::string& b) const override { return inner_.read_receipts(b); }
   std::vector<ReadReceipts> all_read_receipts() const override { return inner_.all_read_receipts(); }
 
@@ -85,6 +90,8 @@ class RecordingWriter : public StoreWriter {
     wrote_ = true;
     inner_.put_presence(p);
   }
+  void put_booking_state(const BookingState& b) override { wrote_ = true; inner_.put_booking_state(b); }
+  std::size_t purge_booking(const std::string& b, std::size_t n) override { wrote_ = true; return inner_.purge_booking(b, n); }
   // clang-format on
   void unit(const std::function<void()>& fn) override { inner_.unit(fn); }
 

@@ -412,3 +412,47 @@ NT_HOST_TEST(host_still_serves_after_the_hostile_suite, 60) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// The close topic (docs/protocol.md, close and retention) under the same abuse: every malformed
+// close gets its exact error, closes nothing, and the host goes on.
+BOOST_AUTO_TEST_SUITE(hostile_close)
+
+NT_HOST_TEST(malformed_close_requests_get_the_exact_error_code_and_close_nothing, 90) {
+  TestContext ctx(hostile_system(host));
+  auto client = ctx.client();
+  const std::string code = booking("hclose");
+  struct Case {
+    const char* name;
+    std::string booking;
+    std::string payload;
+    const char* code;
+    const char* field;
+  };
+  const std::vector<Case> cases{
+      {"not JSON", code, "{not json", "invalid_json", ""},
+      {"invalid UTF-8", code, "{\"reason\":\"\xff\"}", "invalid_json", ""},
+      {"not an object", code, "[\"close\"]", "invalid_request", ""},
+      {"reason a number", code, R"({"reason":1})", "invalid_request", "reason"},
+      {"reason null", code, R"({"reason":null})", "invalid_request", "reason"},
+      {"reason an object", code, R"({"reason":{"a":1}})", "invalid_request", "reason"},
+      {"reason too long", code, json{{"reason", std::string(257, 'r')}}.dump(), "invalid_request", "reason"},
+      {"too large", code, std::string(max_payload_bytes + 1, 'x'), "payload_too_large", ""},
+      {"bad booking code", "bk.bad", "{}", "invalid_booking_code", ""},
+  };
+  for (const auto& c : cases) {
+    BOOST_TEST_CONTEXT("case '" << c.name << "'") {
+      const auto reply = client->try_await_reply(
+          client->send_request(topic_prefix + "/bookings/" + c.booking + "/close", c.payload), 5s);
+      BOOST_CHECK_MESSAGE(reply, "no reply within 5 s");
+      if (reply && std::string(c.field).empty()) {
+        NT_CHECK_ERROR(*reply, c.code);
+      } else if (reply) {
+        NT_CHECK_ERROR_NAMING(*reply, c.code, c.field);
+      }
+    }
+  }
+  BOOST_TEST(ctx.system().host_alive());
+  NT_CHECK_OK(send_message(*client, code, text_message("driver", "still open")));
+}
+
+BOOST_AUTO_TEST_SUITE_END()

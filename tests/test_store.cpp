@@ -553,8 +553,8 @@ BOOST_AUTO_TEST_CASE(creates_a_missing_data_dir, *boost::unit_test::precondition
 // LMDB only: plants a version in LMDB's meta table (test_postgres has the PostgreSQL one).
 BOOST_AUTO_TEST_CASE(refuses_a_newer_schema, *boost::unit_test::precondition(test::LmdbOnly{})) {
   TempDir dir;
-  open_store(dir.path()).reset();  // writes schema_version 1
-  raw_put(dir.path(), keys::db::meta, std::string(keys::schema_version), keys::be64(2));
+  open_store(dir.path()).reset();  // writes this build's schema_version
+  raw_put(dir.path(), keys::db::meta, std::string(keys::schema_version), keys::be64(99));
   BOOST_CHECK_EXCEPTION(open_store(dir.path()), StoreError, is_io);
 }
 
@@ -759,6 +759,87 @@ BOOST_AUTO_TEST_CASE(read_receipts_round_trip) {
     BOOST_TEST((all[0] == moved));
     BOOST_TEST((all[1] == other));
   });
+}
+
+// LMDB only: a version 1 dir (before close) is upgraded in place, its records kept.
+BOOST_AUTO_TEST_CASE(upgrades_a_version_1_dir, *boost::unit_test::precondition(test::LmdbOnly{})) {
+  TempDir dir;
+  {
+    auto store = open_store(dir.path());
+    append_messages(*store, "BK1", 2);
+  }
+  raw_put(dir.path(), keys::db::meta, std::string(keys::schema_version), keys::be64(1));
+  auto store = open_store(dir.path());
+  BOOST_TEST(last_seq(*store, "BK1") == 2U);
+  store->write([](StoreWriter& w) { w.put_booking_state(BookingState{"BK1", true, 1000, std::nullopt}); });
+  store->read([](const StoreReader& r) { BOOST_TEST(r.booking_state("BK1").has_value()); });
+}
+
+// close: the booking state round-trips, closed_before orders by closed_at, and a purge removes
+// every key of one booking (its neighbour "BK10" shares the prefix "BK1"), in bounded steps.
+BOOST_AUTO_TEST_CASE(booking_state_and_closed_before) {
+  test::StoreSpace space;
+  auto store = space.open();
+  store->write([](StoreWriter& w) {
+    w.put_booking_state(BookingState{"BK2", true, 2000, std::nullopt});
+    w.put_booking_state(BookingState{"BK1", true, 3000, std::string("done")});
+    w.put_booking_state(BookingState{"BK3", true, 1000, std::nullopt});
+  });
+  store->read([](const StoreReader& r) {
+    const auto state = r.booking_state("BK1");
+    BOOST_REQUIRE(state.has_value());
+    BOOST_TEST((*state == BookingState{"BK1", true, 3000, std::string("done")}));
+    BOOST_TEST(!r.booking_state("BK4").has_value());
+    BOOST_TEST(r.closed_bookings().size() == 3u);
+    const auto before = r.closed_before(2500, 10);
+    BOOST_REQUIRE_EQUAL(before.size(), 2u);
+    BOOST_TEST(before[0].booking_code == "BK3");
+    BOOST_TEST(before[1].booking_code == "BK2");
+    BOOST_TEST(r.closed_before(2500, 1).size() == 1u);
+  });
+}
+
+BOOST_AUTO_TEST_CASE(purge_booking_deletes_one_booking_in_bounded_steps) {
+  test::StoreSpace space;
+  auto store = space.open();
+  for (const std::string booking : {"BK1", "BK10"}) {
+    append_messages(*store, booking, 30);
+    store->write([&](StoreWriter& w) {
+      w.put_call(make_call(booking, "c-1", CallState::ended));
+      w.put_call(make_call(booking, "c-2", CallState::ringing));
+      w.put_connection(Connection{booking, "client-1", Role::driver, true, 1000});
+      w.put_presence(Presence{booking, RolePresence{true, 1000}, RolePresence{}});
+      w.put_booking_state(BookingState{booking, true, 5000, std::nullopt});
+    });
+  }
+  std::size_t steps = 0;
+  for (std::size_t deleted = 5; deleted == 5 && steps < 100; ++steps) {
+    store->write([&](StoreWriter& w) { deleted = w.purge_booking("BK1", 5); });
+    BOOST_TEST(deleted <= 5u);
+  }
+  BOOST_TEST(steps > 6u);
+  store->read([](const StoreReader& r) {
+    BOOST_TEST(r.last_seq("BK1") == 0u);
+    BOOST_TEST(!r.message("BK1", 1).has_value());
+    BOOST_TEST(!r.message_by_id("BK1", "m-1").has_value());
+    BOOST_TEST(!r.call("BK1", "c-1").has_value());
+    BOOST_TEST(!r.active_call("BK1").has_value());
+    BOOST_TEST(r.connections("BK1").empty());
+    BOOST_TEST(!r.presence("BK1").has_value());
+    BOOST_TEST(!r.booking_state("BK1").has_value());
+    BOOST_TEST(r.closed_before(10000, 10).size() == 1u);
+    for (const auto& call : r.ringing_calls()) BOOST_TEST(call.booking_code == "BK10");
+    // The neighbour is whole.
+    BOOST_TEST(r.last_seq("BK10") == 30u);
+    BOOST_TEST(r.message_by_id("BK10", "m-1").has_value());
+    BOOST_TEST(r.active_call("BK10").has_value());
+    BOOST_TEST(r.connections("BK10").size() == 1u);
+    BOOST_TEST(r.presence("BK10").has_value());
+    BOOST_TEST(r.booking_state("BK10").has_value());
+  });
+  // The code starts afresh.
+  append_messages(*store, "BK1", 1);
+  BOOST_TEST(last_seq(*store, "BK1") == 1u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

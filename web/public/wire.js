@@ -25,8 +25,7 @@
       "get_message",
       "make_call",
       "presence",
-      "mark_read",
-      "typing"
+      "close"
     ],
     "events": [
       {
@@ -42,12 +41,8 @@
         "retained": true
       },
       {
-        "name": "read",
+        "name": "booking",
         "retained": true
-      },
-      {
-        "name": "typing",
-        "retained": false
       }
     ],
     "error_codes": [
@@ -79,6 +74,9 @@
       ],
       [
         "forbidden"
+      ],
+      [
+        "booking_closed"
       ],
       [
         "not_found"
@@ -140,7 +138,8 @@
         "completed",
         "declined",
         "cancelled",
-        "missed"
+        "missed",
+        "booking_closed"
       ],
       "actions": [
         "start",
