@@ -1347,9 +1347,10 @@ BOOST_FIXTURE_TEST_CASE(retention_purges_only_closed_bookings_past_the_limit, Re
   int turns = 0;
   const auto out = run_background(&turns);
   BOOST_TEST(engine->metrics().bookings_purged.load() == 1u);
-  // 20 messages + 1 call message + ids + call + connection + presence + state, 8 keys a turn.
-  BOOST_TEST(turns >= 6);
-  BOOST_TEST(engine->metrics().purge_batches.load() >= 6u);
+  // At least 26 keys (rows): 22 messages (PostgreSQL; LMDB also their 22 ids), the call, the
+  // connection, presence and state, 8 a transaction.
+  BOOST_TEST(turns >= 4);
+  BOOST_TEST(engine->metrics().purge_batches.load() >= 4u);
   store->read([&](const StoreReader& r) {
     BOOST_TEST(r.last_seq("OLD") == 0u);
     BOOST_TEST(!r.message_by_id("OLD", "nope"));
