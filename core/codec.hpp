@@ -13,6 +13,7 @@
 #include "core/json_body.hpp"
 #include "core/json_writer.hpp"
 #include "core/printable_key.hpp"
+#include "core/wire.hpp"
 #include "store/records.hpp"
 
 namespace navietakie {
@@ -61,15 +62,26 @@ struct PresenceRequest {
   std::optional<std::string> client_id;
 };
 
+// A `signal` request: WebRTC signalling relayed between the parties of the booking's current call.
+struct SignalRequest {
+  std::string call_id;
+  Role by = Role::driver;
+  wire::SignalKind kind = wire::SignalKind::bye;
+  std::optional<std::string> sdp;             // offer, answer (required there, refused elsewhere)
+  std::optional<std::string> candidate_json;  // candidate: the candidate's compact JSON (a string or an object)
+};
+
 // Each throws ProtocolError(invalid_request) naming the field. `body` is a JSON object.
 SendMessageRequest decode_send_message(const RequestBody& body, std::size_t max_text_bytes);
 HistoryQuery decode_get_message(const RequestBody& body);
 MakeCallRequest decode_make_call(const RequestBody& body);
 PresenceRequest decode_presence(const RequestBody& body);
+SignalRequest decode_signal(const RequestBody& body);
 // The same for a body already in nlohmann form (the edge node edits requests before forwarding).
 SendMessageRequest decode_send_message(const Json& body, std::size_t max_text_bytes);
 HistoryQuery decode_get_message(const Json& body);
 MakeCallRequest decode_make_call(const Json& body);
 PresenceRequest decode_presence(const Json& body);
+SignalRequest decode_signal(const Json& body);
 
 }  // namespace navietakie

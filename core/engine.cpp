@@ -102,6 +102,12 @@ EngineOptions engine_options(const Settings& settings) {
   options.batch_max = std::min(settings.batch_max, options.batch_max);
   // Other bridges share the database: a call one of them started must time out even if it died.
   if (settings.store_backend == StoreBackend::postgres) options.deadline_scan_ms = 1000;
+  for (const auto& url : settings.ice_servers) {
+    const auto scheme = ice_url_scheme(url);
+    (scheme == "turn" || scheme == "turns" ? options.ice.turn_urls : options.ice.stun_urls).push_back(url);
+  }
+  options.ice.turn_secret = settings.turn_secret;
+  options.ice.turn_ttl_s = settings.turn_ttl_s;
   return options;
 }
 
@@ -137,7 +143,7 @@ struct Engine::ConnectionChange {
 // The answer is kept as JSON text written once (a record, or a history page's array) and spliced
 // into the reply, which is written only if someone will receive it.
 struct Engine::Handled {
-  enum class Result { none, message, messages, call, presence };
+  enum class Result { none, message, messages, call, presence, relayed };
 
   const std::string* topic = nullptr;  // the request's, set once it is handled (it outlives this)
   const char* action = "unknown";
@@ -153,6 +159,8 @@ struct Engine::Handled {
   std::string result_json;  // the record (or array of records) the reply carries
   // Or the result is the payload of events[*result_event]: the same bytes, not copied.
   std::optional<std::size_t> result_event;
+  // A party's make_call reply also carries ICE servers (JSON text), with fresh TURN credentials.
+  std::optional<std::string> ice_json;
   bool has_more = false;    // a history page's
   std::uint64_t last_seq = 0;
   std::vector<Publish> events;
@@ -178,9 +186,7 @@ Engine::Engine(Store& store, EngineOptions options, Clock clock)
 
 std::vector<std::string> Engine::request_filters() const {
   std::vector<std::string> filters;
-  for (Action a : {Action::send_message, Action::get_message, Action::make_call, Action::presence}) {
-    filters.push_back(topics_.request_filter(a));
-  }
+  for (const auto& action : wire::kActions) filters.push_back(topics_.request_filter(action.value));
   return filters;
 }
 
@@ -322,6 +328,12 @@ void Engine::handle_one(StoreWriter* store, const Request& request, Handled& h) 
         case Action::get_message: handle_get(w, request, body, h); break;
         case Action::make_call: handle_call(w, request, body, h); break;
         case Action::presence: handle_presence(w, request, body, h); break;
+        case Action::signal: {
+          SignalRequest r = decode_signal(body);
+          h.events.push_back(relay_signal(w, r, authenticated(request, h), h.booking));
+          h.result = Handled::Result::relayed;
+          break;
+        }
       }
     });
   } catch (const ProtocolError& e) {
@@ -429,6 +441,14 @@ void Engine::handle_get(StoreWriter& w, const Request& request, const RequestBod
 void Engine::handle_call(StoreWriter& w, const Request& request, const RequestBody& body, Handled& h) {
   MakeCallRequest r = decode_make_call(body);
   if (const Identity* identity = authenticated(request, h)) check_call(*identity, r);
+  // The parties' media setup: a party that starts, accepts or looks up (a reloaded page) a call
+  // gets the ICE servers with it. Only in the reply, for the reply's one reader.
+  if (r.by && h.reply_topic && options_.ice.configured() &&
+      (r.action == CallAction::start || r.action == CallAction::accept || r.action == CallAction::get)) {
+    JsonWriter ice;
+    write_ice(ice, options_.ice, clock_(), h.booking + "." + to_string(*r.by));
+    h.ice_json = ice.str();
+  }
   if (r.action == CallAction::get) {
     auto call = r.call_id ? w.call(h.booking, *r.call_id) : w.active_call(h.booking);
     if (!call) {
@@ -635,7 +655,11 @@ void Engine::write_result(JsonWriter& reply, const Handled& h) {
       reply.key("messages").raw(result_json).key("has_more").boolean(h.has_more);
       reply.key("last_seq").number(h.last_seq);
       return;
-    case Handled::Result::call: reply.key("call").raw(result_json); return;
+    case Handled::Result::call:
+      reply.key("call").raw(result_json);
+      if (h.ice_json) reply.key("ice").raw(*h.ice_json);
+      return;
+    case Handled::Result::relayed: reply.key("relayed").boolean(true); return;
     case Handled::Result::presence: reply.key("presence").raw(result_json); return;
   }
 }

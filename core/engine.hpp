@@ -19,6 +19,7 @@
 #include "core/errors.hpp"
 #include "core/topics.hpp"
 #include "core/identity.hpp"
+#include "core/ice.hpp"
 #include "config/config.hpp"
 #include "store/store.hpp"
 
@@ -71,6 +72,9 @@ struct EngineOptions {
   // calls past their deadline that another host armed (and may no longer be alive to end).
   // 0: never (a store only this process writes: every deadline is armed here).
   Millis deadline_scan_ms = 0;
+  // ICE servers handed to a party in its make_call reply (start, accept, get): none configured, no
+  // `ice` in the reply (clients use the browser's defaults).
+  IceOptions ice;
 };
 
 // The engine options the settings describe, for either host (which sets offline_at_start itself).
@@ -154,6 +158,10 @@ class Engine {
   void handle_get(StoreWriter& w, const Request& request, const RequestBody& body, Handled& h);
   void handle_call(StoreWriter& w, const Request& request, const RequestBody& body, Handled& h);
   void handle_presence(StoreWriter& w, const Request& request, const RequestBody& body, Handled& h);
+  // core/engine_signal.cpp: the rules of `signal` (the booking's current call, its state, its
+  // parties); returns the `events/signal` publish. Reads the store, writes nothing.
+  Publish relay_signal(const StoreReader& store, const SignalRequest& r, const Identity* identity,
+                       const std::string& booking) const;
   // The identity a request acts under (nullptr in open mode), once it may act on its booking and
   // be answered at its reply address (else `forbidden`).
   const Identity* authenticated(const Request& request, const Handled& h) const;

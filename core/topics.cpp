@@ -78,6 +78,9 @@ std::string Topics::call_events(const std::string& booking) const {
 std::string Topics::presence_events(const std::string& booking) const {
   return booking_topic(booking, event_leaf(wire::Event::presence));
 }
+std::string Topics::signal_events(const std::string& booking) const {
+  return booking_topic(booking, event_leaf(wire::Event::signal));
+}
 std::string Topics::booking_events_filter(const std::string& booking) const {
   return booking_topic(booking, std::string(wire::kEventsLevel) + "/#");
 }

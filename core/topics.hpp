@@ -7,7 +7,7 @@
 
 namespace navietakie {
 
-enum class Action { send_message, get_message, make_call, presence };
+enum class Action { send_message, get_message, make_call, presence, signal };
 const char* to_string(Action action);
 
 // 1 to 64 characters of A-Z a-z 0-9 _ -, starting with a letter or digit (wire::kBookingCode).
@@ -34,6 +34,7 @@ class Topics {
   std::string message_events(const std::string& booking) const;
   std::string call_events(const std::string& booking) const;
   std::string presence_events(const std::string& booking) const;
+  std::string signal_events(const std::string& booking) const;
   // Every event of one booking: `{prefix}/bookings/{booking}/events/#`.
   std::string booking_events_filter(const std::string& booking) const;
   std::string booking_errors(const std::string& booking) const;

@@ -596,6 +596,7 @@ void EdgeNode::handle_local(const Request& request, std::vector<OutboxEntry>& se
       case Action::get_message: decode_get_message(body); break;
       case Action::make_call: decode_make_call(body); break;
       case Action::presence: decode_presence(body); break;
+      case Action::signal: decode_signal(body); break;
     }
     if (request.identity && request.identity->principal != Principal::service &&
         request.identity->booking != env.booking) {
@@ -652,6 +653,15 @@ void EdgeNode::handle_local(const Request& request, std::vector<OutboxEntry>& se
         return;
       }
       case Action::presence: handle_presence(request, std::move(env), body); return;
+      case Action::signal: {
+        // Signalling needs the other party, who may be anywhere: the cloud relays it (its
+        // events/signal comes back down like any event of a followed booking).
+        SignalRequest r = decode_signal(body);
+        if (own && r.by != *own) throw ProtocolError(ErrorCode::forbidden, "'by' contradicts the authenticated role");
+        if (!link_->up()) throw ProtocolError(ErrorCode::unavailable, "no link to the operator");
+        forward(std::string(1, kCall), request, dump(body), env, env.booking, "");
+        return;
+      }
     }
   } catch (const ProtocolError& e) {
     reply_error(env, e.code(), e.what());
