@@ -24,7 +24,8 @@
       "send_message",
       "get_message",
       "make_call",
-      "presence"
+      "presence",
+      "signal"
     ],
     "events": [
       {
@@ -38,6 +39,10 @@
       {
         "name": "presence",
         "retained": true
+      },
+      {
+        "name": "signal",
+        "retained": false
       }
     ],
     "error_codes": [
@@ -100,7 +105,9 @@
       "history_limit_default": 50,
       "max_text_bytes_default": 4096,
       "max_payload_bytes_default": 65536,
-      "call_ring_timeout_s_default": 30
+      "call_ring_timeout_s_default": 30,
+      "signal_sdp_max_bytes": 16384,
+      "signal_candidate_max_bytes": 1024
     },
     "roles": [
       "driver",
@@ -190,6 +197,12 @@
           "end_reason": "completed"
         }
       ]
-    }
+    },
+    "signal_kinds": [
+      "offer",
+      "answer",
+      "candidate",
+      "bye"
+    ]
   });
 })();
