@@ -400,10 +400,17 @@ void EdgeNode::on_upstream_reply(const std::string& correlation, const std::stri
     }
     default: break;
   }
-  if (f.waiting) reply(*f.waiting, [&] {
-      body.erase("ok");
-      return body;
-    }());
+  if (!f.waiting) return;
+  if (!ok) {
+    // The cloud's refusal (a make_call or signal the cloud's rules refuse), relayed as the cloud
+    // wrote it: reply() would mark it ok.
+    send_error(*f.waiting, std::move(body));
+    return;
+  }
+  reply(*f.waiting, [&] {
+    body.erase("ok");
+    return body;
+  }());
 }
 
 void EdgeNode::on_upstream_event(const LinkEvent& e) {
@@ -542,7 +549,10 @@ void EdgeNode::reply_error(const Envelope& env, ErrorCode code, const std::strin
   count(metrics_.local_errors);
   log_line(LogLevel::warn, "request",
            {{"topic", env.request_topic}, {"error", to_string(code)}, {"message", message}, {"node", "edge"}});
-  Json body = {{"ok", false}, {"error", {{"code", to_string(code)}, {"message", message}}}};
+  send_error(env, Json{{"ok", false}, {"error", {{"code", to_string(code)}, {"message", message}}}});
+}
+
+void EdgeNode::send_error(const Envelope& env, Json body) {
   if (env.correlation_id) body["correlation_id"] = *env.correlation_id;
   if (env.reply_topic) {
     emit(Publish{*env.reply_topic, dump(body), false, env.correlation_data});
