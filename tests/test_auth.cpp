@@ -826,13 +826,15 @@ BOOST_AUTO_TEST_SUITE(grants)
 
 BOOST_AUTO_TEST_CASE(default_grants_parse_with_the_prefix) {
   const auto grants = nt::parse_grants(nt::default_service_grants(), kPrefix);
-  BOOST_TEST_REQUIRE(grants.size() == 7u);
+  BOOST_TEST_REQUIRE(grants.size() == 8u);
   BOOST_TEST(grants[0].subject == "*");
   BOOST_TEST(grants[0].publish);
   BOOST_TEST(grants[0].filter == kPrefix + "/bookings/+/send_message");
-  BOOST_TEST(!grants[4].publish);
-  BOOST_TEST(grants[4].filter == kPrefix + "/bookings/+/events/#");
-  BOOST_TEST(grants[6].filter == kPrefix + "/errors");
+  BOOST_TEST(grants[4].publish);
+  BOOST_TEST(grants[4].filter == kPrefix + "/bookings/+/signal");
+  BOOST_TEST(!grants[5].publish);
+  BOOST_TEST(grants[5].filter == kPrefix + "/bookings/+/events/#");
+  BOOST_TEST(grants[7].filter == kPrefix + "/errors");
 }
 
 BOOST_AUTO_TEST_CASE(entries_are_trimmed_and_split_at_two_colons) {
