@@ -348,8 +348,8 @@ const std::vector<ConfigKey>& config_schema() {
       {"auth_service_grants",
        "*:pub:{prefix}/bookings/+/send_message, *:pub:{prefix}/bookings/+/get_message, "
        "*:pub:{prefix}/bookings/+/make_call, *:pub:{prefix}/bookings/+/presence, "
-       "*:pub:{prefix}/bookings/+/close, "
        "*:pub:{prefix}/bookings/+/mark_read, *:pub:{prefix}/bookings/+/typing, "
+       "*:pub:{prefix}/bookings/+/close, *:pub:{prefix}/bookings/+/signal, "
        "*:sub:{prefix}/bookings/+/events/#, *:sub:{prefix}/bookings/+/errors, *:sub:{prefix}/errors",
        "what service identities may do: comma-separated SUBJECT:pub|sub:FILTER (SUBJECT * = any)"},
       {"auth_token_max_bytes", "4096", "largest accepted token (MQTT password), in bytes (64..65535)"},
@@ -366,6 +366,13 @@ const std::vector<ConfigKey>& config_schema() {
       {"upstream_url", "", "edge: the cloud's MQTT URL (tcp://, mqtt://, ws://, ssl:// or wss://); required for edge"},
       {"upstream_token_file", "", "edge: file holding a JWT sent as the MQTT password upstream, read at each connect"},
       {"upstream_client_id", "", "edge: MQTT client id upstream; empty: navietakie-edge-<hostname>"},
+      {"ice_servers", "",
+       "WebRTC calls: comma-separated STUN/TURN URLs handed to the parties (stun:, stuns:, turn:, turns:); "
+       "with a turn: URL clients relay all media (empty: none)"},
+      {"turn_secret", "",
+       "secret shared with the TURN server (coturn static-auth-secret), required with a turn: URL; "
+       "clients get credentials derived from it, never the secret"},
+      {"turn_ttl_s", "3600", "lifetime of a TURN credential handed to a party, in seconds (60..604800)"},
   };
   return schema;
 }
@@ -513,6 +520,34 @@ void checked_store(const Resolved& resolved, Settings& settings) {
   }
 }
 
+// ice_servers, turn_secret, turn_ttl_s: every URL a STUN or TURN one, and TURN only with a secret
+// to derive its credentials from.
+void checked_ice(const Resolved& resolved, Settings& settings) {
+  const std::string& list = resolved.text("ice_servers");
+  bool turn = false;
+  for (std::size_t start = 0; start <= list.size();) {
+    const std::size_t comma = std::min(list.find(',', start), list.size());
+    const std::string_view url = trim(std::string_view(list).substr(start, comma - start));
+    start = comma + 1;
+    if (url.empty()) continue;
+    if (url.find_first_of(" \t\"") != std::string_view::npos) {
+      resolved.fail("ice_servers", "expected URLs without blanks or quotes, separated by commas");
+    }
+    const std::string_view scheme = ice_url_scheme(url);
+    if (scheme.empty()) resolved.fail("ice_servers", "expected stun:, stuns:, turn: or turns: URLs");
+    turn = turn || scheme == "turn" || scheme == "turns";
+    settings.ice_servers.emplace_back(url);
+  }
+  settings.turn_secret = resolved.text("turn_secret");
+  if (turn && settings.turn_secret.empty()) {
+    resolved.fail("turn_secret", "expected the TURN server's shared secret (ice_servers has a turn: URL)");
+  }
+  if (!turn && !settings.turn_secret.empty()) {
+    resolved.fail("ice_servers", "expected a turn: or turns: URL (turn_secret is set)");
+  }
+  settings.turn_ttl_s = static_cast<std::int64_t>(resolved.integer("turn_ttl_s", 60, 604800));
+}
+
 }  // namespace
 
 Settings resolve_settings(const std::vector<ConfigLayer>& layers) {
@@ -552,6 +587,7 @@ Settings resolve_settings(const std::vector<ConfigLayer>& layers) {
   settings.mqtt_password_file = resolved.text("mqtt_password_file");
   settings.trust_identity_property = resolved.boolean("trust_identity_property");
   resolve_node_role(resolved, settings);
+  checked_ice(resolved, settings);
   return settings;
 }
 
@@ -622,6 +658,16 @@ std::string redacted_postgres_url(const std::string& url) {
   }
   return out;
 }
+std::string_view ice_url_scheme(std::string_view url) {
+  const auto colon = url.find(':');
+  if (colon == std::string_view::npos || colon + 1 >= url.size()) return {};
+  const std::string_view scheme = url.substr(0, colon);
+  for (std::string_view known : {"stun", "stuns", "turn", "turns"}) {
+    if (scheme == known) return scheme;
+  }
+  return {};
+}
+
 std::string to_string(NodeRole role) { return role == NodeRole::edge ? "edge" : "cloud"; }
 
 std::string to_string(LogLevel level) {

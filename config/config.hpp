@@ -112,6 +112,11 @@ struct Settings {
   std::string upstream_url;         // edge: the cloud's MQTT URL (required)
   std::string upstream_token_file;  // edge: a JWT sent as the MQTT password upstream; empty: none
   std::string upstream_client_id;   // edge: MQTT client id upstream (default navietakie-edge-<hostname>)
+  // WebRTC calls: STUN/TURN URLs handed to the parties, and the secret shared with the TURN server
+  // (coturn static-auth-secret) from which their short-lived credentials are derived.
+  std::vector<std::string> ice_servers;
+  std::string turn_secret;
+  std::int64_t turn_ttl_s = 0;
 };
 
 // The command line of a navietakie program: `--config FILE`, `--help`, and `--<key> VALUE` (or
@@ -123,6 +128,10 @@ struct CommandLine {
   std::string help_text;  // the generated --help text, listing every key with default and help
 };
 CommandLine parse_command_line(int argc, const char* const* argv, const std::string& program);
+
+// The scheme of an ICE server URL (RFC 7064 / 7065): "stun", "stuns", "turn", "turns"; empty for
+// anything else.
+std::string_view ice_url_scheme(std::string_view url);
 
 // defaults < config file < NAVIETAKIE_* env < flags, validated.
 Settings load_settings(const CommandLine& command_line, const char* const* envp);

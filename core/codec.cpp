@@ -334,6 +334,40 @@ CloseRequest decode_close(const RequestBody& body) {
   return r;
 }
 
+SignalRequest decode_signal(const RequestBody& body) {
+  SignalRequest r;
+  const std::string kind = required_string(body, "kind");
+  auto parsed = wire::parse(wire::kSignalKinds, kind);
+  if (!parsed) invalid("kind", "must be " + listed(wire::kSignalKinds, wire::kSignalKinds.size(), true, " or "));
+  r.kind = *parsed;
+  auto call_id = optional_key(body, "call_id");
+  if (!call_id) invalid("call_id", "is required");
+  r.call_id = std::move(*call_id);
+  r.by = party(required_string(body, "by"), "by", false);
+  const bool carries_sdp = r.kind == wire::SignalKind::offer || r.kind == wire::SignalKind::answer;
+  r.sdp = optional_string(body, "sdp");
+  if (carries_sdp && !r.sdp) invalid("sdp", "is required for an " + kind);
+  if (!carries_sdp && r.sdp) invalid("sdp", "belongs to an offer or an answer only");
+  if (r.sdp && r.sdp->size() > wire::kSignalSdpMaxBytes) {
+    invalid("sdp", "must be at most " + std::to_string(wire::kSignalSdpMaxBytes) + " bytes");
+  }
+  // RTCIceCandidate.toJSON() is an object ({candidate, sdpMid, sdpMLineIndex, usernameFragment});
+  // a bare candidate line is a string. Either is relayed as it came (compact), within the limit.
+  const JsonValue* candidate = field(body, "candidate");
+  const bool carries_candidate = r.kind == wire::SignalKind::candidate;
+  if (carries_candidate && !candidate) invalid("candidate", "is required for a candidate");
+  if (!carries_candidate && candidate) invalid("candidate", "belongs to a candidate only");
+  if (candidate) {
+    if (!candidate->IsString() && !candidate->IsObject()) invalid("candidate", "must be a string or an object");
+    if (depth(*candidate, 1) > 1) invalid("candidate", "must be a flat object");
+    r.candidate_json = compact_json(*candidate);
+    if (r.candidate_json->size() > wire::kSignalCandidateMaxBytes) {
+      invalid("candidate", "must be at most " + std::to_string(wire::kSignalCandidateMaxBytes) + " bytes");
+    }
+  }
+  return r;
+}
+
 SendMessageRequest decode_send_message(const Json& body, std::size_t max_text_bytes) {
   return decode_send_message(RequestBody(payload_of(body)), max_text_bytes);
 }
@@ -343,5 +377,6 @@ PresenceRequest decode_presence(const Json& body) { return decode_presence(Reque
 MarkReadRequest decode_mark_read(const Json& body) { return decode_mark_read(RequestBody(payload_of(body))); }
 TypingRequest decode_typing(const Json& body) { return decode_typing(RequestBody(payload_of(body))); }
 CloseRequest decode_close(const Json& body) { return decode_close(RequestBody(payload_of(body))); }
+SignalRequest decode_signal(const Json& body) { return decode_signal(RequestBody(payload_of(body))); }
 
 }  // namespace navietakie

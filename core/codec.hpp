@@ -13,6 +13,7 @@
 #include "core/json_body.hpp"
 #include "core/json_writer.hpp"
 #include "core/printable_key.hpp"
+#include "core/wire.hpp"
 #include "store/records.hpp"
 
 namespace navietakie {
@@ -82,6 +83,15 @@ struct CloseRequest {
   std::optional<std::string> reason;
 };
 
+// A `signal` request: WebRTC signalling relayed between the parties of the booking's current call.
+struct SignalRequest {
+  std::string call_id;
+  Role by = Role::driver;
+  wire::SignalKind kind = wire::SignalKind::bye;
+  std::optional<std::string> sdp;             // offer, answer (required there, refused elsewhere)
+  std::optional<std::string> candidate_json;  // candidate: the candidate's compact JSON (a string or an object)
+};
+
 // Each throws ProtocolError(invalid_request) naming the field. `body` is a JSON object.
 SendMessageRequest decode_send_message(const RequestBody& body, std::size_t max_text_bytes);
 HistoryQuery decode_get_message(const RequestBody& body);
@@ -90,6 +100,7 @@ PresenceRequest decode_presence(const RequestBody& body);
 MarkReadRequest decode_mark_read(const RequestBody& body);
 TypingRequest decode_typing(const RequestBody& body);
 CloseRequest decode_close(const RequestBody& body);
+SignalRequest decode_signal(const RequestBody& body);
 // The same for a body already in nlohmann form (the edge node edits requests before forwarding).
 SendMessageRequest decode_send_message(const Json& body, std::size_t max_text_bytes);
 HistoryQuery decode_get_message(const Json& body);
@@ -98,5 +109,6 @@ PresenceRequest decode_presence(const Json& body);
 MarkReadRequest decode_mark_read(const Json& body);
 TypingRequest decode_typing(const Json& body);
 CloseRequest decode_close(const Json& body);
+SignalRequest decode_signal(const Json& body);
 
 }  // namespace navietakie

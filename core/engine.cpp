@@ -110,6 +110,12 @@ EngineOptions engine_options(const Settings& settings) {
   options.retention_ms = Millis{settings.retention_days} * 24 * 3600 * 1000;
   // Other bridges share the database: a call one of them started must time out even if it died.
   if (settings.store_backend == StoreBackend::postgres) options.deadline_scan_ms = 1000;
+  for (const auto& url : settings.ice_servers) {
+    const auto scheme = ice_url_scheme(url);
+    (scheme == "turn" || scheme == "turns" ? options.ice.turn_urls : options.ice.stun_urls).push_back(url);
+  }
+  options.ice.turn_secret = settings.turn_secret;
+  options.ice.turn_ttl_s = settings.turn_ttl_s;
   return options;
 }
 
@@ -287,6 +293,12 @@ void Engine::handle_one(StoreWriter* store, const Request& request, Handled& h) 
         case Action::mark_read: handle_mark_read(w, request, body, h); break;
         case Action::typing: handle_typing(w, request, body, h); break;
         case Action::close: handle_close(w, request, body, h); break;
+        case Action::signal: {
+          SignalRequest r = decode_signal(body);
+          h.events.push_back(relay_signal(w, r, authenticated(request, h), h));
+          h.result = Handled::Result::relayed;
+          break;
+        }
       }
     });
   } catch (const ProtocolError& e) {
@@ -396,6 +408,14 @@ void Engine::handle_get(StoreWriter& w, const Request& request, const RequestBod
 void Engine::handle_call(StoreWriter& w, const Request& request, const RequestBody& body, Handled& h) {
   MakeCallRequest r = decode_make_call(body);
   if (const Identity* identity = authenticated(request, h)) check_call(*identity, r);
+  // The parties' media setup: a party that starts, accepts or looks up (a reloaded page) a call
+  // gets the ICE servers with it. Only in the reply, for the reply's one reader.
+  if (r.by && h.reply_topic && options_.ice.configured() &&
+      (r.action == CallAction::start || r.action == CallAction::accept || r.action == CallAction::get)) {
+    JsonWriter ice;
+    write_ice(ice, options_.ice, clock_(), h.booking + "." + to_string(*r.by));
+    h.ice_json = ice.str();
+  }
   if (r.action == CallAction::get) {
     auto call = r.call_id ? w.call(h.booking, *r.call_id) : w.active_call(h.booking);
     if (!call) {
@@ -607,7 +627,11 @@ void Engine::write_result(JsonWriter& reply, const Handled& h) {
       if (!h.read_json.empty()) reply.key("read").raw(h.read_json);
       return;
     case Handled::Result::booking: reply.key("booking").raw(result_json); return;
-    case Handled::Result::call: reply.key("call").raw(result_json); return;
+    case Handled::Result::call:
+      reply.key("call").raw(result_json);
+      if (h.ice_json) reply.key("ice").raw(*h.ice_json);
+      return;
+    case Handled::Result::relayed: reply.key("relayed").boolean(true); return;
     case Handled::Result::presence: reply.key("presence").raw(result_json); return;
     case Handled::Result::read: reply.key("read").raw(result_json); return;
     case Handled::Result::typing: reply.key("relayed").boolean(h.relayed); return;

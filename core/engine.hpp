@@ -20,6 +20,7 @@
 #include "core/topics.hpp"
 #include "core/identity.hpp"
 #include "core/typing_limiter.hpp"
+#include "core/ice.hpp"
 #include "config/config.hpp"
 #include "store/store.hpp"
 
@@ -82,6 +83,9 @@ struct EngineOptions {
   std::size_t purge_batch_keys = 256;
   // With nothing to purge, how often to look for bookings that have come of age.
   Millis purge_scan_ms = 60'000;
+  // ICE servers handed to a party in its make_call reply (start, accept, get): none configured, no
+  // `ice` in the reply (clients use the browser's defaults).
+  IceOptions ice;
 };
 
 // The engine options the settings describe, for either host (which sets offline_at_start itself).
@@ -189,6 +193,10 @@ class Engine {
   void handle_typing(StoreWriter& w, const Request& request, const RequestBody& body, Handled& h);
   // The `read` object of a booking (both horizons; a party that never read: seq 0, at null).
   static std::string read_receipts_json(const StoreReader& r, const std::string& booking);
+  // core/engine_signal.cpp: the rules of `signal` (the booking's current call, its state, its
+  // parties); returns the `events/signal` publish. Reads the store, writes nothing.
+  Publish relay_signal(const StoreReader& store, const SignalRequest& r, const Identity* identity,
+                       const Handled& h) const;
   // The identity a request acts under (nullptr in open mode), once it may act on its booking and
   // be answered at its reply address (else `forbidden`).
   const Identity* authenticated(const Request& request, const Handled& h) const;

@@ -24,7 +24,7 @@ struct Engine::ConnectionChange {
 // The answer is kept as JSON text written once (a record, or a history page's array) and spliced
 // into the reply, which is written only if someone will receive it.
 struct Engine::Handled {
-  enum class Result { none, message, messages, call, presence, read, typing, booking };
+  enum class Result { none, message, messages, call, presence, read, typing, booking, relayed };
 
   const std::string* topic = nullptr;  // the request's, set once it is handled (it outlives this)
   const char* action = "unknown";
@@ -40,6 +40,8 @@ struct Engine::Handled {
   std::string result_json;  // the record (or array of records) the reply carries
   // Or the result is the payload of events[*result_event]: the same bytes, not copied.
   std::optional<std::size_t> result_event;
+  // A party's make_call reply also carries ICE servers (JSON text), with fresh TURN credentials.
+  std::optional<std::string> ice_json;
   bool has_more = false;    // a history page's
   std::uint64_t last_seq = 0;
   std::string read_json;    // a history page's `read` object (both parties' horizons)

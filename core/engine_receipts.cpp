@@ -28,6 +28,7 @@ void Engine::handle_mark_read(StoreWriter& w, const Request& request, const Requ
                         "'seq' " + std::to_string(r.seq) + " is above the booking's last_seq " + std::to_string(last_seq));
   }
   if (identity) check_own_role(*identity, r.role, "role");
+  require_open(w, h);  // booking_closed ranks after invalid_request and forbidden
   ReadReceipts receipts = w.read_receipts(h.booking).value_or(ReadReceipts{h.booking, {}, {}});
   RoleRead& horizon = horizon_of(receipts, r.role);
   h.result = Handled::Result::read;
@@ -44,9 +45,10 @@ void Engine::handle_mark_read(StoreWriter& w, const Request& request, const Requ
   h.events.push_back(Publish{topics_.read_events(h.booking), json_text(receipts), true, std::nullopt});
 }
 
-void Engine::handle_typing(StoreWriter& /*w*/, const Request& request, const RequestBody& body, Handled& h) {
+void Engine::handle_typing(StoreWriter& w, const Request& request, const RequestBody& body, Handled& h) {
   TypingRequest r = decode_typing(body);
   if (const Identity* identity = authenticated(request, h)) check_own_role(*identity, r.role, "role");
+  require_open(w, h);  // before the allowance: a refused hint does not use it up
   const Millis now = clock_();
   h.result = Handled::Result::typing;
   h.relayed = typing_limiter_.allow(h.booking, r.role, now);

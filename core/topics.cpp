@@ -91,6 +91,10 @@ std::string Topics::booking_state_events(const std::string& booking) const {
 std::string Topics::event_topic(const std::string& booking, std::string_view event) const {
   return booking_topic(booking, event_leaf(event));
 }
+
+std::string Topics::signal_events(const std::string& booking) const {
+  return booking_topic(booking, event_leaf(wire::Event::signal));
+}
 std::string Topics::booking_events_filter(const std::string& booking) const {
   return booking_topic(booking, std::string(wire::kEventsLevel) + "/#");
 }

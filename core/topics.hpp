@@ -7,7 +7,7 @@
 
 namespace navietakie {
 
-enum class Action { send_message, get_message, make_call, presence, mark_read, typing, close };
+enum class Action { send_message, get_message, make_call, presence, mark_read, typing, close, signal };
 const char* to_string(Action action);
 
 // 1 to 64 characters of A-Z a-z 0-9 _ -, starting with a letter or digit (wire::kBookingCode).
@@ -39,6 +39,7 @@ class Topics {
   std::string booking_state_events(const std::string& booking) const;
   // `{prefix}/bookings/{booking}/events/{event}`, any event by its name (wire::kEvents).
   std::string event_topic(const std::string& booking, std::string_view event) const;
+  std::string signal_events(const std::string& booking) const;
   // Every event of one booking: `{prefix}/bookings/{booking}/events/#`.
   std::string booking_events_filter(const std::string& booking) const;
   std::string booking_errors(const std::string& booking) const;

@@ -64,7 +64,7 @@ inline constexpr std::string_view kMetricsLevel = "metrics";
 inline constexpr std::string_view kBridgeLevel = "bridge";
 inline constexpr std::string_view kWakeLeaf = "wake";
 
-inline constexpr std::array<Named<Action>, 7> kActions{{
+inline constexpr std::array<Named<Action>, 8> kActions{{
     {Action::send_message, "send_message"},
     {Action::get_message, "get_message"},
     {Action::make_call, "make_call"},
@@ -72,21 +72,23 @@ inline constexpr std::array<Named<Action>, 7> kActions{{
     {Action::mark_read, "mark_read"},
     {Action::typing, "typing"},
     {Action::close, "close"},
+    {Action::signal, "signal"},
 }};
 
-enum class Event { message, call, presence, read, typing, booking };
+enum class Event { message, call, presence, read, typing, booking, signal };
 struct EventRule {
   Event event;
   std::string_view name;  // the topic's last level, after `events/`
   bool retained;
 };
-inline constexpr std::array<EventRule, 6> kEvents{{
+inline constexpr std::array<EventRule, 7> kEvents{{
     {Event::message, "message", false},
     {Event::call, "call", false},
     {Event::presence, "presence", true},
     {Event::read, "read", true},
     {Event::typing, "typing", false},  // QoS 0: a hint, not worth a retransmission
     {Event::booking, "booking", true},
+    {Event::signal, "signal", false},
 }};
 constexpr std::string_view event_name(Event event) {
   for (const auto& rule : kEvents) {
@@ -198,6 +200,10 @@ inline constexpr std::size_t kHistoryLimitDefault = 50;
 // typing: at most this many relayed per role and booking in any window of kTypingWindowMs.
 inline constexpr std::size_t kTypingRelaysPerWindow = 2;
 inline constexpr Millis kTypingWindowMs = 1000;
+// WebRTC signalling (`signal`): an offer's or answer's SDP, and one ICE candidate (its compact JSON
+// text when the client sends RTCIceCandidate.toJSON()'s object).
+inline constexpr std::size_t kSignalSdpMaxBytes = 16 * 1024;
+inline constexpr std::size_t kSignalCandidateMaxBytes = 1024;
 
 // ---- Records' enumerations.
 
@@ -213,6 +219,15 @@ inline constexpr std::array<Named<MessageType>, 3> kMessageTypes{{
     {MessageType::text, "text"},
     {MessageType::call, "call"},
     {MessageType::system, "system"},
+}};
+
+// What a `signal` request carries (WebRTC signalling between the parties of the current call).
+enum class SignalKind { offer, answer, candidate, bye };
+inline constexpr std::array<Named<SignalKind>, 4> kSignalKinds{{
+    {SignalKind::offer, "offer"},
+    {SignalKind::answer, "answer"},
+    {SignalKind::candidate, "candidate"},
+    {SignalKind::bye, "bye"},
 }};
 
 // ---- The call state machine.
@@ -329,7 +344,8 @@ inline constexpr std::size_t kCloseReasonMaxBytes = 256;
 
 static_assert(in_enum_order(kErrorCodes) && kErrorCodes.size() == error_code_count);
 static_assert(in_enum_order(kActions) && in_enum_order(kCallActions) && in_enum_order(kRoles) &&
-              in_enum_order(kMessageTypes) && in_enum_order(kCallStates) && in_enum_order(kEndReasons, 1));
+              in_enum_order(kMessageTypes) && in_enum_order(kCallStates) && in_enum_order(kEndReasons, 1) &&
+              in_enum_order(kSignalKinds));
 // Ranks start at 1 and grow by at most one from row to row.
 constexpr bool ranks_consecutive() {
   int rank = 0;

@@ -93,7 +93,9 @@ Json to_json() {
         {"history_limit_default", kHistoryLimitDefault},
         {"max_text_bytes_default", number_default("max_text_bytes")},
         {"max_payload_bytes_default", number_default("max_payload_bytes")},
-        {"call_ring_timeout_s_default", number_default("call_ring_timeout_s")}}},
+        {"call_ring_timeout_s_default", number_default("call_ring_timeout_s")},
+        {"signal_sdp_max_bytes", kSignalSdpMaxBytes},
+        {"signal_candidate_max_bytes", kSignalCandidateMaxBytes}}},
       {"roles", names(kRoles)},
       {"parties", names(kRoles, kParties)},
       {"message_types", names(kMessageTypes)},
@@ -104,6 +106,7 @@ Json to_json() {
         {"actions", names(kCallActions)},
         {"parties", names(kCallParties)},
         {"transitions", std::move(transitions)}}},
+      {"signal_kinds", names(kSignalKinds)},
   };
 }
 

@@ -400,10 +400,17 @@ void EdgeNode::on_upstream_reply(const std::string& correlation, const std::stri
     }
     default: break;
   }
-  if (f.waiting) reply(*f.waiting, [&] {
-      body.erase("ok");
-      return body;
-    }());
+  if (!f.waiting) return;
+  if (!ok) {
+    // The cloud's refusal (a make_call or signal the cloud's rules refuse), relayed as the cloud
+    // wrote it: reply() would mark it ok.
+    send_error(*f.waiting, std::move(body));
+    return;
+  }
+  reply(*f.waiting, [&] {
+    body.erase("ok");
+    return body;
+  }());
 }
 
 void EdgeNode::on_upstream_event(const LinkEvent& e) {
@@ -545,7 +552,10 @@ void EdgeNode::reply_error(const Envelope& env, ErrorCode code, const std::strin
   count(metrics_.local_errors);
   log_line(LogLevel::warn, "request",
            {{"topic", env.request_topic}, {"error", to_string(code)}, {"message", message}, {"node", "edge"}});
-  Json body = {{"ok", false}, {"error", {{"code", to_string(code)}, {"message", message}}}};
+  send_error(env, Json{{"ok", false}, {"error", {{"code", to_string(code)}, {"message", message}}}});
+}
+
+void EdgeNode::send_error(const Envelope& env, Json body) {
   if (env.correlation_id) body["correlation_id"] = *env.correlation_id;
   if (env.reply_topic) {
     emit(Publish{*env.reply_topic, dump(body), false, env.correlation_data});
@@ -602,6 +612,7 @@ void EdgeNode::handle_local(const Request& request, std::vector<OutboxEntry>& se
       case Action::presence: decode_presence(body); break;
       case Action::mark_read: decode_mark_read(body); break;
       case Action::typing: decode_typing(body); break;
+      case Action::signal: decode_signal(body); break;
     }
     if (request.identity && request.identity->principal != Principal::service &&
         request.identity->booking != env.booking) {
@@ -663,6 +674,15 @@ void EdgeNode::handle_local(const Request& request, std::vector<OutboxEntry>& se
       case Action::close: {
         // The cloud decides (a service closes, the booking's state is the cloud's): forwarded as
         // a call action is, and refused while the link is down.
+        if (!link_->up()) throw ProtocolError(ErrorCode::unavailable, "no link to the operator");
+        forward(std::string(1, kCall), request, dump(body), env, env.booking, "");
+        return;
+      }
+      case Action::signal: {
+        // Signalling needs the other party, who may be anywhere: the cloud relays it (its
+        // events/signal comes back down like any event of a followed booking).
+        SignalRequest r = decode_signal(body);
+        if (own && r.by != *own) throw ProtocolError(ErrorCode::forbidden, "'by' contradicts the authenticated role");
         if (!link_->up()) throw ProtocolError(ErrorCode::unavailable, "no link to the operator");
         forward(std::string(1, kCall), request, dump(body), env, env.booking, "");
         return;

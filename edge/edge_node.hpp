@@ -86,6 +86,9 @@ class EdgeNode {
   void expire_forwards();
   void reply(const Envelope& env, Json body);
   void reply_error(const Envelope& env, ErrorCode code, const std::string& message);
+  // A failure reply (`{"ok":false,"error":{...}}`) to the envelope's reply address, else to the
+  // booking's errors topic.
+  void send_error(const Envelope& env, Json body);
   void emit(Publish p);
 
   Settings settings_;

@@ -49,6 +49,13 @@ void check_make_call(const RequestBody& body) {
 
 void check_presence(const RequestBody& body) { (void)decode_presence(body); }
 
+void check_signal(const RequestBody& body) {
+  const SignalRequest request = decode_signal(body);
+  if (!valid_printable_key(request.call_id)) std::abort();
+  if (request.sdp && request.sdp->size() > wire::kSignalSdpMaxBytes) std::abort();
+  if (request.candidate_json && request.candidate_json->size() > wire::kSignalCandidateMaxBytes) std::abort();
+}
+
 // RapidJSON keeps a key given twice twice; nlohmann kept the last value at the first place.
 // compact_json writes what nlohmann kept, so the two must read as the same value.
 void check_same_as_nlohmann(std::string_view payload, const RequestBody& body) {
@@ -77,11 +84,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   check_same_as_nlohmann(payload, body);
   try {
     if (!body.is_object()) return 0;  // the engine answers invalid_request before any decoder
-    switch (data[0] % 4) {
+    switch (data[0] % 5) {
       case 0: check_send_message(body); break;
       case 1: check_get_message(body); break;
       case 2: check_make_call(body); break;
-      default: check_presence(body); break;
+      case 3: check_presence(body); break;
+      default: check_signal(body); break;
     }
   } catch (const ProtocolError&) {
   }

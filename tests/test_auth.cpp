@@ -23,6 +23,7 @@
 #include "auth/keys.hpp"
 #include "config/config.hpp"
 #include "core/identity.hpp"
+#include "core/wire.hpp"
 #include "temp_dir.hpp"
 
 namespace nt = navietakie;
@@ -826,14 +827,17 @@ BOOST_AUTO_TEST_SUITE(grants)
 
 BOOST_AUTO_TEST_CASE(default_grants_parse_with_the_prefix) {
   const auto grants = nt::parse_grants(nt::default_service_grants(), kPrefix);
-  BOOST_TEST_REQUIRE(grants.size() == 9u);  // one per request action, then events/#, errors, errors
-  BOOST_TEST(grants[0].subject == "*");
-  BOOST_TEST(grants[0].publish);
-  BOOST_TEST(grants[0].filter == kPrefix + "/bookings/+/send_message");
-  BOOST_TEST(grants[5].filter == kPrefix + "/bookings/+/typing");
-  BOOST_TEST(!grants[6].publish);
-  BOOST_TEST(grants[6].filter == kPrefix + "/bookings/+/events/#");
-  BOOST_TEST(grants[8].filter == kPrefix + "/errors");
+  // One per request action (nt::wire::kActions order), then events/#, the booking's errors, errors.
+  BOOST_TEST_REQUIRE(grants.size() == nt::wire::kActions.size() + 3);
+  for (std::size_t i = 0; i < nt::wire::kActions.size(); ++i) {
+    BOOST_TEST(grants[i].subject == "*");
+    BOOST_TEST(grants[i].publish);
+    BOOST_TEST(grants[i].filter == kPrefix + "/bookings/+/" + std::string(nt::wire::kActions[i].name));
+  }
+  const std::size_t events = nt::wire::kActions.size();
+  BOOST_TEST(!grants[events].publish);
+  BOOST_TEST(grants[events].filter == kPrefix + "/bookings/+/events/#");
+  BOOST_TEST(grants[events + 2].filter == kPrefix + "/errors");
 }
 
 BOOST_AUTO_TEST_CASE(entries_are_trimmed_and_split_at_two_colons) {

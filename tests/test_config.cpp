@@ -135,7 +135,10 @@ BOOST_AUTO_TEST_CASE(schema_lists_every_key_in_order_with_help) {
                                              "node_role",
                                              "upstream_url",
                                              "upstream_token_file",
-                                             "upstream_client_id"};
+                                             "upstream_client_id",
+                                             "ice_servers",
+                                             "turn_secret",
+                                             "turn_ttl_s"};
   BOOST_TEST(keys == expected, boost::test_tools::per_element());
 }
 
@@ -492,6 +495,42 @@ BOOST_AUTO_TEST_CASE(a_postgres_url_is_logged_without_its_password) {
   BOOST_TEST(nt::redacted_postgres_url("host=db password=s3cret") == "host=db password=***");
   BOOST_TEST(nt::redacted_postgres_url("postgresql://db:5432/x") == "postgresql://db:5432/x");
   BOOST_TEST(nt::redacted_postgres_url("postgresql://nt@db/x") == "postgresql://nt@db/x");
+}
+
+// WebRTC calls' ICE servers: STUN/TURN URLs, and a TURN server only with the secret its
+// credentials are derived from (and that secret only with a TURN server).
+BOOST_AUTO_TEST_CASE(ice_servers_turn_secret_and_ttl) {
+  const nt::Settings defaults = nt::resolve_settings({});
+  BOOST_TEST(defaults.ice_servers.empty());
+  BOOST_TEST(defaults.turn_secret == "");
+  BOOST_TEST(defaults.turn_ttl_s == 3600);
+  const nt::Settings set = nt::resolve_settings({{{"ice_servers",
+                                                   " stun:stun.example.org:3478 ,turn:turn.example.org:3478?transport=udp,"
+                                                   "turns:turn.example.org:5349, "},
+                                                  {"turn_secret", "north-wind"},
+                                                  {"turn_ttl_s", "600"}}});
+  BOOST_TEST(set.ice_servers == (std::vector<std::string>{"stun:stun.example.org:3478",
+                                                           "turn:turn.example.org:3478?transport=udp",
+                                                           "turns:turn.example.org:5349"}),
+             boost::test_tools::per_element());
+  BOOST_TEST(set.turn_secret == "north-wind");
+  BOOST_TEST(set.turn_ttl_s == 600);
+  BOOST_TEST(nt::resolve_settings({{{"ice_servers", "stun:127.0.0.1:3478"}}}).ice_servers.size() == 1u);
+  BOOST_TEST(contains(config_error([] { nt::resolve_settings({{{"ice_servers", "http://turn.example.org"}}}); }),
+                      "config key 'ice_servers': expected stun:, stuns:, turn: or turns: URLs"));
+  BOOST_TEST(contains(config_error([] { nt::resolve_settings({{{"ice_servers", "stun: x"}}}); }),
+                      "config key 'ice_servers': expected URLs without blanks"));
+  BOOST_TEST(contains(config_error([] { nt::resolve_settings({{{"ice_servers", "turn:t.example.org"}}}); }),
+                      "config key 'turn_secret': expected the TURN server's shared secret"));
+  BOOST_TEST(contains(config_error([] {
+                        nt::resolve_settings({{{"ice_servers", "stun:s.example.org"}, {"turn_secret", "x"}}});
+                      }),
+                      "config key 'ice_servers': expected a turn: or turns: URL (turn_secret is set)"));
+  BOOST_TEST(contains(config_error([] { nt::resolve_settings({{{"turn_ttl_s", "59"}}}); }),
+                      "config key 'turn_ttl_s': expected an integer from 60 to 604800"));
+  BOOST_TEST(nt::ice_url_scheme("turns:t:5349") == "turns");
+  BOOST_TEST(nt::ice_url_scheme("stun:") == "");
+  BOOST_TEST(nt::ice_url_scheme("turnx:t") == "");
 }
 
 BOOST_AUTO_TEST_CASE(sample_bridge_conf_is_the_defaults) {

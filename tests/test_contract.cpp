@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "support/contract.hpp"
+#include "core/ice.hpp"
 
 using namespace navietakie::test;
 
@@ -1167,6 +1168,157 @@ NT_CONTRACT_TEST(close_reason_must_be_a_string, 60) {
   BOOST_TEST(is_error_naming(client->request(request_topic(code, "close"), json{{"reason", 42}}), "invalid_request",
                             "reason"));
   NT_REQUIRE_OK(send_message(*client, code, text_message("driver", "still open")));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// --- signal (WebRTC signalling of the current call) ---------------------------------------------------
+
+namespace {
+
+inline json signal_request(TestClient& client, const std::string& code, const json& body) {
+  return client.request(request_topic(code, "signal"), body);
+}
+
+const std::string kOfferSdp = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n";
+
+// The next events/signal of `code` of this kind.
+std::optional<Received> wait_signal(TestClient& client, const std::string& code, const std::string& kind) {
+  return client.wait_for(
+      on_topic_json(event_topic(code, "signal"), [&](const json& e) { return e.value("kind", "") == kind; }), 5s);
+}
+
+// A ringing call in a fresh booking, with `client` following its events; the call id.
+std::string ringing_call(TestClient& client, const std::string& code) {
+  client.subscribe(events_filter(code));
+  const json started = make_call(client, code, call_request("start", "driver"));
+  BOOST_REQUIRE_MESSAGE(is_ok(started), started.dump());
+  return started["call"].value("call_id", "");
+}
+
+// The TURN settings of the ICE system: a fixed secret, so that the test can check the credential.
+const std::string kTurnSecret = "contract-turn-secret";
+const std::string kIceServers = "stun:127.0.0.1:3478,turn:127.0.0.1:3478?transport=udp";
+
+System& ice_system(const HostSetup& setup) {
+  SystemOptions options = system_options(setup, contract_ring_timeout_s);
+  options.extra_host_args = {"--ice_servers", kIceServers, "--turn_secret", kTurnSecret, "--turn_ttl_s", "600"};
+  options.extra_plugin_conf = {"plugin_opt_ice_servers " + kIceServers, "plugin_opt_turn_secret " + kTurnSecret,
+                               "plugin_opt_turn_ttl_s 600"};
+  return shared_system("contract-ice", options);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(contract_signal)
+
+NT_CONTRACT_TEST(offer_answer_candidates_and_bye_are_relayed_and_leave_the_call_alone, 90) {
+  TestContext ctx(contract_system(host));
+  auto client = ctx.client();
+  const std::string code = booking("signal");
+  const std::string call_id = ringing_call(*client, code);
+
+  const std::int64_t before = now_ms();
+  const json relayed = signal_request(*client, code, {{"call_id", call_id}, {"by", "driver"}, {"kind", "offer"}, {"sdp", kOfferSdp}});
+  const std::int64_t after = now_ms();
+  BOOST_TEST(relayed == (json{{"ok", true}, {"relayed", true}}), relayed.dump());
+  const auto offer = wait_signal(*client, code, "offer");
+  BOOST_REQUIRE_MESSAGE(offer, "no events/signal offer");
+  BOOST_TEST(offer->qos == 1);
+  BOOST_TEST(!offer->retained);
+  json event = offer->body();
+  check_ts_between(event.value("ts", std::int64_t{0}), before, after);
+  event.erase("ts");
+  BOOST_TEST(event == (json{{"booking_code", code}, {"call_id", call_id}, {"from", "driver"}, {"kind", "offer"},
+                            {"sdp", kOfferSdp}}),
+             event.dump());
+
+  NT_REQUIRE_OK(make_call(*client, code, call_request("accept", "passenger", call_id)));
+  NT_CHECK_OK(signal_request(*client, code,
+                             {{"call_id", call_id}, {"by", "passenger"}, {"kind", "answer"}, {"sdp", kOfferSdp}}));
+  const auto answer = wait_signal(*client, code, "answer");
+  BOOST_REQUIRE_MESSAGE(answer, "no events/signal answer");
+  BOOST_TEST(answer->body().value("from", "") == "passenger");
+  const json candidate = {{"candidate", "candidate:1 1 udp 2122260223 127.0.0.1 54400 typ host"},
+                          {"sdpMid", "0"},
+                          {"sdpMLineIndex", 0},
+                          {"usernameFragment", "abcd"}};
+  NT_CHECK_OK(signal_request(*client, code,
+                             {{"call_id", call_id}, {"by", "passenger"}, {"kind", "candidate"}, {"candidate", candidate}}));
+  const auto relayed_candidate = wait_signal(*client, code, "candidate");
+  BOOST_REQUIRE_MESSAGE(relayed_candidate, "no events/signal candidate");
+  BOOST_TEST(relayed_candidate->body()["candidate"] == candidate);
+
+  NT_CHECK_OK(signal_request(*client, code, {{"call_id", call_id}, {"by", "driver"}, {"kind", "bye"}}));
+  BOOST_REQUIRE_MESSAGE(wait_signal(*client, code, "bye"), "no events/signal bye");
+  // The call is as it was, and nothing was stored: the history holds the call's two messages only.
+  const json got = make_call(*client, code, {{"action", "get"}, {"call_id", call_id}});
+  NT_REQUIRE_OK(got);
+  BOOST_TEST(got["call"].value("state", "") == "connected");
+  const json page = get_message(*client, code);
+  NT_REQUIRE_OK(page);
+  BOOST_TEST(page.value("last_seq", -1) == 2);
+}
+
+NT_CONTRACT_TEST(only_the_current_call_in_a_live_state_with_bounded_fields, 90) {
+  TestContext ctx(contract_system(host));
+  auto client = ctx.client();
+  const std::string code = booking("sigrule");
+  const std::string call_id = ringing_call(*client, code);
+  const auto offer_of = [&](const std::string& id) {
+    return json{{"call_id", id}, {"by", "driver"}, {"kind", "offer"}, {"sdp", kOfferSdp}};
+  };
+  NT_CHECK_ERROR(signal_request(*client, code, offer_of("c-not-this-one")), "not_found");
+  json body = offer_of(call_id);
+  body["sdp"] = std::string(16 * 1024 + 1, 's');
+  NT_CHECK_ERROR_NAMING(signal_request(*client, code, body), "invalid_request", "sdp");
+  NT_CHECK_ERROR_NAMING(signal_request(*client, code,
+                                       {{"call_id", call_id},
+                                        {"by", "driver"},
+                                        {"kind", "candidate"},
+                                        {"candidate", std::string(2048, 'c')}}),
+                        "invalid_request", "candidate");
+  NT_CHECK_ERROR_NAMING(signal_request(*client, code, {{"call_id", call_id}, {"by", "system"}, {"kind", "bye"}}),
+                        "invalid_request", "by");
+  NT_REQUIRE_OK(make_call(*client, code, call_request("cancel", "driver", call_id)));
+  NT_CHECK_ERROR(signal_request(*client, code, offer_of(call_id)), "invalid_state");
+  // A bye still goes through (it may cross the cancel); then a fence: nothing else was relayed.
+  NT_CHECK_OK(signal_request(*client, code, {{"call_id", call_id}, {"by", "driver"}, {"kind", "bye"}}));
+  fence(*client, code);
+  const auto signals = client->count(on_topic(event_topic(code, "signal")));
+  BOOST_TEST(signals == 1u, "only the bye was relayed");
+}
+
+// The parties' ICE servers come with their make_call replies, TURN credentials derived from the
+// shared secret (the TURN REST scheme coturn checks: tests/test_turn.cpp), relay-only.
+NT_CONTRACT_TEST(make_call_replies_carry_ice_servers_with_short_lived_turn_credentials, 90) {
+  TestContext ctx(ice_system(host));
+  auto client = ctx.client();
+  const std::string code = booking("ice");
+  const std::int64_t before_s = now_ms() / 1000;
+  const json started = make_call(*client, code, call_request("start", "driver"));
+  const std::int64_t after_s = now_ms() / 1000;
+  NT_REQUIRE_OK(started);
+  BOOST_REQUIRE_MESSAGE(started.contains("ice"), started.dump());
+  const json& ice = started["ice"];
+  BOOST_TEST(ice.value("ice_transport_policy", "") == "relay");
+  BOOST_REQUIRE(ice["ice_servers"].size() == 2u);
+  BOOST_TEST(ice["ice_servers"][0] == (json{{"urls", {"stun:127.0.0.1:3478"}}}));
+  const json& turn = ice["ice_servers"][1];
+  BOOST_TEST(turn["urls"] == (json{"turn:127.0.0.1:3478?transport=udp"}));
+  const std::string username = turn.value("username", "");
+  const auto colon = username.find(':');
+  BOOST_REQUIRE(colon != std::string::npos);
+  const std::int64_t expiry = std::stoll(username.substr(0, colon));
+  BOOST_TEST(expiry >= before_s + 600);
+  BOOST_TEST(expiry <= after_s + 600);
+  BOOST_TEST(username.substr(colon + 1) == code + ".driver");
+  BOOST_TEST(turn.value("credential", "") == navietakie::turn_rest_credential(kTurnSecret, username));
+  BOOST_TEST(started.dump().find(kTurnSecret) == std::string::npos);
+  const json accepted =
+      make_call(*client, code, call_request("accept", "passenger", started["call"].value("call_id", "")));
+  NT_REQUIRE_OK(accepted);
+  BOOST_TEST(accepted["ice"]["ice_servers"][1].value("username", "").find(code + ".passenger") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

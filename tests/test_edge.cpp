@@ -292,4 +292,35 @@ BOOST_AUTO_TEST_CASE(bad_input_on_the_car_gets_the_usual_errors_without_the_clou
   BOOST_TEST(v311.contains("correlation_id"));
 }
 
+// `signal` through the car: checked there, forwarded, relayed by the cloud to the other party and
+// back down to the car's clients; link down, `unavailable`.
+BOOST_AUTO_TEST_CASE(signals_from_the_car_reach_the_cloud_and_come_back_down) {
+  auto cloud = std::make_unique<System>(system_options(Host::plugin));
+  System car(car_options(*cloud, "car-" + random_hex(6)));
+  BOOST_REQUIRE_MESSAGE(car.broker().wait_log_contains("upstream_connected", 20s), car.describe());
+  const std::string code = booking("EDGESIG");
+  auto passenger = cloud->client();
+  passenger->subscribe(event_topic(code, "signal"));
+  auto driver = car.client();
+  driver->subscribe(events_filter(code));
+  const json started = make_call(*driver, code, call_request("start", "driver"));
+  BOOST_REQUIRE_MESSAGE(is_ok(started), started.dump());
+  const std::string call_id = started["call"].value("call_id", "");
+  NT_CHECK_ERROR_NAMING(driver->request(request_topic(code, "signal"), {{"call_id", call_id}, {"by", "driver"}, {"kind", "offer"}}),
+                        "invalid_request", "sdp");
+  const json offer = {{"call_id", call_id}, {"by", "driver"}, {"kind", "offer"}, {"sdp", "v=0\r\n"}};
+  NT_CHECK_OK(driver->request(request_topic(code, "signal"), offer));
+  const auto at_cloud = passenger->wait_for(on_topic(event_topic(code, "signal")), 10s);
+  BOOST_REQUIRE_MESSAGE(at_cloud, "the cloud did not relay the car's offer");
+  BOOST_TEST(at_cloud->body().value("from", "") == "driver");
+  BOOST_TEST(driver->wait_for(on_topic(event_topic(code, "signal")), 10s).has_value(), "events/signal on the car");
+  // The cloud's rules: another call is not_found there, answered through the car.
+  NT_CHECK_ERROR(driver->request(request_topic(code, "signal"),
+                                 {{"call_id", "c-other"}, {"by", "driver"}, {"kind", "bye"}}),
+                 "not_found");
+  cloud.reset();  // the link is cut
+  const json down = driver->request(request_topic(code, "signal"), offer, 15s);
+  NT_CHECK_ERROR(down, "unavailable");
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -1081,7 +1081,7 @@ BOOST_FIXTURE_TEST_CASE(metrics_count_errors_by_code, EngineFixture) {
 BOOST_FIXTURE_TEST_CASE(request_filters_cover_every_action, EngineFixture) {
   const auto filters = engine->request_filters();
   BOOST_TEST(filters.size() == wire::kActions.size());
-  for (const char* leaf : {"send_message", "get_message", "make_call", "presence", "mark_read", "typing", "close"}) {
+  for (const char* leaf : {"send_message", "get_message", "make_call", "presence", "mark_read", "typing", "close", "signal"}) {
     BOOST_TEST(std::count(filters.begin(), filters.end(), kPrefix + "/bookings/+/" + leaf) == 1);
   }
 }
@@ -1594,6 +1594,265 @@ BOOST_FIXTURE_TEST_CASE(retention_zero_keeps_closed_bookings_forever, CloseFixtu
   run_background();
   BOOST_TEST(engine->metrics().bookings_purged.load() == 0u);
   BOOST_TEST(ask("BK1", "get_message", Json::object()).at("last_seq").get<std::uint64_t>() == 1u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ---- signal: WebRTC signalling relayed between the parties of the current call ----
+
+BOOST_AUTO_TEST_SUITE(signal)
+
+namespace {
+
+// A call the driver started in BK1; its id.
+std::string start_call(EngineFixture& f, const std::string& booking = "BK1") {
+  const Json reply = f.call(booking, {{"action", "start"}, {"by", "driver"}});
+  BOOST_REQUIRE_MESSAGE(reply.at("ok") == true, reply.dump());
+  return reply.at("call").at("call_id").get<std::string>();
+}
+
+Json offer(const std::string& call_id, const std::string& by = "driver") {
+  return {{"call_id", call_id}, {"by", by}, {"kind", "offer"}, {"sdp", "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n"}};
+}
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_CASE(an_offer_is_relayed_on_events_signal_and_nothing_is_stored, EngineFixture) {
+  const std::string call_id = start_call(*this);
+  const auto last_seq = get("BK1", Json::object()).at("last_seq");
+  std::vector<Publish> out;
+  const Json reply = ask("BK1", "signal", offer(call_id), &out);
+  BOOST_TEST(reply == (Json{{"ok", true}, {"relayed", true}}), reply.dump());
+  const auto events = on(out, topic("BK1", "events/signal"));
+  BOOST_REQUIRE(events.size() == 1u);
+  BOOST_TEST(!events[0].retain);
+  const Json event = Json::parse(events[0].payload);
+  BOOST_TEST(event == (Json{{"booking_code", "BK1"},
+                            {"call_id", call_id},
+                            {"from", "driver"},
+                            {"kind", "offer"},
+                            {"sdp", "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n"},
+                            {"ts", kT0}}),
+             event.dump());
+  BOOST_TEST(out.size() == 2u, topics_of(out));  // the reply and the event, no message
+  BOOST_TEST(get("BK1", Json::object()).at("last_seq") == last_seq);
+  BOOST_TEST(engine->metrics().messages_stored.load() == 1u);  // the call's ringing message only
+}
+
+BOOST_FIXTURE_TEST_CASE(every_kind_is_relayed_while_ringing_and_connected, EngineFixture) {
+  const std::string call_id = start_call(*this);
+  const Json candidate = {{"candidate", "candidate:1 1 udp 2122260223 192.0.2.1 54400 typ host"},
+                          {"sdpMid", "0"},
+                          {"sdpMLineIndex", 0}};
+  std::vector<Publish> out;
+  BOOST_TEST(ask("BK1", "signal", {{"call_id", call_id}, {"by", "driver"}, {"kind", "candidate"}, {"candidate", candidate}},
+                 &out)
+                 .at("ok") == true);
+  BOOST_TEST(one(out, topic("BK1", "events/signal")).at("candidate") == candidate);
+  BOOST_TEST(call("BK1", {{"action", "accept"}, {"call_id", call_id}, {"by", "passenger"}}).at("ok") == true);
+  Json answer = offer(call_id, "passenger");
+  answer["kind"] = "answer";
+  BOOST_TEST(ask("BK1", "signal", answer, &out).at("ok") == true);
+  const Json event = one(out, topic("BK1", "events/signal"));
+  BOOST_TEST(event.at("from") == "passenger");
+  BOOST_TEST(event.at("kind") == "answer");
+  // A bare candidate line, and the empty one (end of candidates), are strings.
+  for (const std::string line : {"candidate:2 1 udp 1 198.51.100.7 3478 typ relay", ""}) {
+    BOOST_TEST(ask("BK1", "signal", {{"call_id", call_id}, {"by", "passenger"}, {"kind", "candidate"}, {"candidate", line}},
+                   &out)
+                   .at("ok") == true);
+    BOOST_TEST(one(out, topic("BK1", "events/signal")).at("candidate") == line);
+  }
+  BOOST_TEST(ask("BK1", "signal", {{"call_id", call_id}, {"by", "driver"}, {"kind", "bye"}}, &out).at("ok") == true);
+  const Json bye = one(out, topic("BK1", "events/signal"));
+  BOOST_TEST(bye.at("kind") == "bye");
+  BOOST_TEST(!bye.contains("sdp"));
+  BOOST_TEST(!bye.contains("candidate"));
+}
+
+// `bye` ends the media, not the call: the state machine stays the authority.
+BOOST_FIXTURE_TEST_CASE(bye_leaves_the_call_record_as_it_was, EngineFixture) {
+  const std::string call_id = start_call(*this);
+  BOOST_TEST(call("BK1", {{"action", "accept"}, {"call_id", call_id}, {"by", "passenger"}}).at("ok") == true);
+  std::vector<Publish> out;
+  BOOST_TEST(ask("BK1", "signal", {{"call_id", call_id}, {"by", "passenger"}, {"kind", "bye"}}, &out).at("ok") == true);
+  BOOST_TEST(on(out, topic("BK1", "events/call")).empty(), topics_of(out));
+  const Json got = call("BK1", {{"action", "get"}, {"call_id", call_id}});
+  BOOST_TEST(got.at("call").at("state") == "connected");
+  // The call still ends as a call does; a bye crossing the `end` is still relayed.
+  BOOST_TEST(call("BK1", {{"action", "end"}, {"call_id", call_id}, {"by", "driver"}}).at("ok") == true);
+  BOOST_TEST(ask("BK1", "signal", {{"call_id", call_id}, {"by", "driver"}, {"kind", "bye"}}).at("ok") == true);
+}
+
+BOOST_FIXTURE_TEST_CASE(only_the_bookings_current_call, EngineFixture) {
+  // No call at all, an unknown id, another booking's call.
+  check_error(ask("BK1", "signal", offer("c-nope")), "not_found");
+  const std::string other = start_call(*this, "BK2");
+  check_error(ask("BK1", "signal", offer(other)), "not_found");
+  // An earlier call while a newer one is active.
+  const std::string first = start_call(*this);
+  BOOST_TEST(call("BK1", {{"action", "cancel"}, {"call_id", first}, {"by", "driver"}}).at("ok") == true);
+  const std::string second = start_call(*this);
+  std::vector<Publish> out;
+  const Json refused = ask("BK1", "signal", {{"call_id", first}, {"by", "driver"}, {"kind", "bye"}}, &out);
+  check_error(refused, "not_found");
+  BOOST_TEST(on(out, topic("BK1", "events/signal")).empty(), topics_of(out));
+  BOOST_TEST(ask("BK1", "signal", offer(second)).at("ok") == true);
+}
+
+BOOST_FIXTURE_TEST_CASE(media_signals_only_while_ringing_or_connected, EngineFixture) {
+  for (const std::string how : {"decline", "missed", "end"}) {
+    const std::string call_id = start_call(*this);
+    if (how == "decline") {
+      BOOST_TEST(call("BK1", {{"action", "decline"}, {"call_id", call_id}, {"by", "passenger"}}).at("ok") == true);
+    } else if (how == "missed") {
+      now += options.call_ring_timeout_ms;
+      BOOST_TEST(!expire_overdue().empty());
+    } else {
+      BOOST_TEST(call("BK1", {{"action", "accept"}, {"call_id", call_id}, {"by", "passenger"}}).at("ok") == true);
+      BOOST_TEST(call("BK1", {{"action", "end"}, {"call_id", call_id}, {"by", "passenger"}}).at("ok") == true);
+    }
+    for (const std::string kind : {"offer", "answer"}) {
+      Json body = offer(call_id);
+      body["kind"] = kind;
+      std::vector<Publish> out;
+      check_error(ask("BK1", "signal", body, &out), "invalid_state");
+      BOOST_TEST(on(out, topic("BK1", "events/signal")).empty(), how << ": " << topics_of(out));
+    }
+    check_error(ask("BK1", "signal", {{"call_id", call_id}, {"by", "driver"}, {"kind", "candidate"}, {"candidate", ""}}),
+                "invalid_state");
+    BOOST_TEST(ask("BK1", "signal", {{"call_id", call_id}, {"by", "driver"}, {"kind", "bye"}}).at("ok") == true, how);
+  }
+}
+
+BOOST_FIXTURE_TEST_CASE(fields_and_sizes_are_invalid_requests_naming_the_field, EngineFixture) {
+  const std::string call_id = start_call(*this);
+  const auto refused = [&](Json body, const std::string& field) {
+    std::vector<Publish> out;
+    const Json reply = ask("BK1", "signal", body, &out);
+    check_error(reply, "invalid_request");
+    BOOST_TEST(reply.at("error").at("message").get<std::string>().find("'" + field + "'") != std::string::npos,
+               body.dump().substr(0, 200) << " -> " << reply.dump().substr(0, 300));
+    BOOST_TEST(on(out, topic("BK1", "events/signal")).empty());
+  };
+  Json body = offer(call_id);
+  body.erase("kind");
+  refused(body, "kind");
+  body["kind"] = "hangup";
+  refused(body, "kind");
+  body = offer(call_id);
+  body.erase("call_id");
+  refused(body, "call_id");
+  body["call_id"] = "has space";
+  refused(body, "call_id");
+  body = offer(call_id);
+  body.erase("by");
+  refused(body, "by");
+  body["by"] = "system";  // not a party of any call
+  refused(body, "by");
+  body = offer(call_id);
+  body.erase("sdp");
+  refused(body, "sdp");
+  body["sdp"] = 42;
+  refused(body, "sdp");
+  body["sdp"] = std::string(16 * 1024 + 1, 'a');
+  refused(body, "sdp");
+  body["sdp"] = std::string(16 * 1024, 'a');  // at the limit: relayed
+  BOOST_TEST(ask("BK1", "signal", body).at("ok") == true);
+  refused({{"call_id", call_id}, {"by", "driver"}, {"kind", "bye"}, {"sdp", "v=0"}}, "sdp");
+  refused({{"call_id", call_id}, {"by", "driver"}, {"kind", "candidate"}}, "candidate");
+  refused({{"call_id", call_id}, {"by", "driver"}, {"kind", "candidate"}, {"candidate", 7}}, "candidate");
+  refused({{"call_id", call_id}, {"by", "driver"}, {"kind", "candidate"}, {"candidate", {{"a", {{"b", 1}}}}}},
+          "candidate");
+  refused({{"call_id", call_id}, {"by", "driver"}, {"kind", "candidate"}, {"candidate", std::string(1023, 'c')}},
+          "candidate");  // 1025 bytes as JSON text
+  BOOST_TEST(ask("BK1", "signal",
+                 {{"call_id", call_id}, {"by", "driver"}, {"kind", "candidate"}, {"candidate", std::string(1022, 'c')}})
+                 .at("ok") == true);
+  refused({{"call_id", call_id}, {"by", "driver"}, {"kind", "offer"}, {"sdp", "v=0"}, {"candidate", "x"}}, "candidate");
+}
+
+// With authentication on, a party signals only as itself, only in its own booking.
+BOOST_FIXTURE_TEST_CASE(an_authenticated_party_signals_as_itself, EngineFixture) {
+  const std::string call_id = start_call(*this);
+  const Identity driver{Principal::driver, "drv-1", "BK1"};
+  const Identity passenger_elsewhere{Principal::passenger, "pax-9", "BK2"};
+  const Identity service{Principal::service, "support", ""};
+  const auto signal_as = [&](const Identity& identity, const Json& body) {
+    Request r = asking("BK1", "signal", body);
+    r.identity = identity;
+    return handle(r);
+  };
+  auto out = signal_as(driver, offer(call_id, "passenger"));
+  check_error(one(out, kReplyTo), "forbidden");
+  BOOST_TEST(on(out, topic("BK1", "events/signal")).empty());
+  out = signal_as(passenger_elsewhere, offer(call_id, "passenger"));
+  check_error(one(out, kReplyTo), "forbidden");
+  // forbidden comes before not_found, and invalid_request before forbidden.
+  check_error(one(signal_as(driver, offer("c-other", "passenger")), kReplyTo), "forbidden");
+  Json bad = offer(call_id, "passenger");
+  bad.erase("sdp");
+  check_error(one(signal_as(driver, bad), kReplyTo), "invalid_request");
+  out = signal_as(driver, offer(call_id, "driver"));
+  BOOST_TEST(one(out, kReplyTo).at("ok") == true);
+  BOOST_TEST(one(out, topic("BK1", "events/signal")).at("from") == "driver");
+  BOOST_TEST(one(signal_as(service, offer(call_id, "passenger")), kReplyTo).at("ok") == true);
+}
+
+// ---- ICE servers in a party's make_call reply ----
+
+BOOST_AUTO_TEST_CASE(a_party_gets_ice_servers_with_fresh_turn_credentials) {
+  EngineOptions options;
+  options.ice.stun_urls = {"stun:stun.example.org:3478"};
+  options.ice.turn_urls = {"turn:turn.example.org:3478?transport=udp", "turns:turn.example.org:5349"};
+  options.ice.turn_secret = "north-wind";
+  options.ice.turn_ttl_s = 600;
+  EngineFixture f(options);
+  const Json started = f.call("BK1", {{"action", "start"}, {"by", "driver"}});
+  const Json& ice = started.at("ice");
+  BOOST_TEST(ice.at("ice_transport_policy") == "relay");
+  BOOST_REQUIRE(ice.at("ice_servers").size() == 2u);
+  BOOST_TEST(ice.at("ice_servers").at(0) == (Json{{"urls", {"stun:stun.example.org:3478"}}}));
+  const Json& turn = ice.at("ice_servers").at(1);
+  BOOST_TEST(turn.at("urls") == (Json{"turn:turn.example.org:3478?transport=udp", "turns:turn.example.org:5349"}));
+  const std::string username = std::to_string(kT0 / 1000 + 600) + ":BK1.driver";
+  BOOST_TEST(turn.at("username") == username);
+  BOOST_TEST(turn.at("credential") == turn_rest_credential("north-wind", username));
+  BOOST_TEST(ice.dump().find("north-wind") == std::string::npos);  // never the secret itself
+  const std::string call_id = started.at("call").at("call_id").get<std::string>();
+  // The callee's accept and a reloaded page's get carry the callee's own credentials.
+  f.now += 5000;
+  const Json accepted = f.call("BK1", {{"action", "accept"}, {"call_id", call_id}, {"by", "passenger"}});
+  BOOST_TEST(accepted.at("ice").at("ice_servers").at(1).at("username") ==
+             std::to_string(kT0 / 1000 + 5 + 600) + ":BK1.passenger");
+  BOOST_TEST(f.call("BK1", {{"action", "get"}, {"by", "passenger"}}).contains("ice"));
+  // Not for a get without a party, nor for the actions that end a call; never in an event.
+  BOOST_TEST(!f.call("BK1", {{"action", "get"}}).contains("ice"));
+  std::vector<Publish> out;
+  const Json ended = f.call("BK1", {{"action", "end"}, {"call_id", call_id}, {"by", "driver"}}, &out);
+  BOOST_TEST(!ended.contains("ice"));
+  for (const auto& p : out) BOOST_TEST(p.payload.find("ice_servers") == std::string::npos, p.topic);
+}
+
+BOOST_AUTO_TEST_CASE(stun_only_leaves_the_transport_policy_open_and_no_ice_config_adds_nothing) {
+  EngineOptions options;
+  options.ice.stun_urls = {"stun:127.0.0.1:3478"};
+  EngineFixture f(options);
+  const Json ice = f.call("BK1", {{"action", "start"}, {"by", "driver"}}).at("ice");
+  BOOST_TEST(ice == (Json{{"ice_servers", {{{"urls", {"stun:127.0.0.1:3478"}}}}}, {"ice_transport_policy", "all"}}),
+             ice.dump());
+  EngineFixture plain;
+  BOOST_TEST(!plain.call("BK1", {{"action", "start"}, {"by", "driver"}}).contains("ice"));
+}
+
+// coturn's TURN REST scheme (turnserver's use-auth-secret): the password is
+// base64(HMAC-SHA1(static-auth-secret, username)). Known answers, computed independently with
+// `printf %s USERNAME | openssl dgst -sha1 -hmac SECRET -binary | base64`.
+BOOST_AUTO_TEST_CASE(turn_rest_credentials_match_coturns_formula) {
+  BOOST_TEST(turn_rest_username(1'764'160'000'123, 3600, "BK1.driver") == "1764163600:BK1.driver");
+  BOOST_TEST(turn_rest_credential("north-wind", "1764163600:BK1.driver") == "1EzS8r7WewjSLrphRIx7IlxQUqQ=");
+  BOOST_TEST(turn_rest_credential("key", "The quick brown fox jumps over the lazy dog") ==
+             "3nybhbi3iqa8ino29wqQcBydtNk=");  // the usual HMAC-SHA1 example
 }
 
 BOOST_AUTO_TEST_SUITE_END()

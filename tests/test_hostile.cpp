@@ -22,7 +22,7 @@ struct HostileCase {
         field(std::move(field_)),
         booking(std::move(booking_)) {}
   std::string name;
-  std::string action;                  // send_message | get_message | make_call | presence | mark_read | typing
+  std::string action;                  // a request action (wire::kActions)
   std::string payload;                 // sent as-is
   std::string code;                    // the expected error code
   std::string field;                   // the field the message must name ("" when none applies)
@@ -243,20 +243,13 @@ std::string topic_for(const HostileCase& c, const std::string& hostile_booking) 
   return topic_prefix + "/bookings/" + c.booking.value_or(hostile_booking) + "/" + c.action;
 }
 
-}  // namespace
-
-BOOST_AUTO_TEST_SUITE(hostile)
-
-NT_HOST_TEST(malformed_requests_get_the_exact_error_code, 180) {
-  TestContext ctx(hostile_system(host));
-  auto client = ctx.client();
-  const std::string code = booking("hostile");
-  const auto cases = hostile_cases();
-  BOOST_TEST_MESSAGE(cases.size() << " hostile requests");
-  BOOST_TEST(cases.size() >= 30u);
+// Sends each case (one at a time) on `hostile_booking` unless it names its own, and checks the
+// error code (and the field the message names).
+void check_each_case(TestContext& ctx, TestClient& client, const std::vector<HostileCase>& cases,
+                     const std::string& hostile_booking) {
   for (const auto& c : cases) {
     BOOST_TEST_CONTEXT("case '" << c.name << "' on " << c.action) {
-      const auto reply = client->try_await_reply(client->send_request(topic_for(c, code), c.payload), 5s);
+      const auto reply = client.try_await_reply(client.send_request(topic_for(c, hostile_booking), c.payload), 5s);
       BOOST_CHECK_MESSAGE(reply, "no reply within 5 s");
       if (reply && c.field.empty()) {
         NT_CHECK_ERROR(*reply, c.code);
@@ -270,6 +263,20 @@ NT_HOST_TEST(malformed_requests_get_the_exact_error_code, 180) {
       }
     }
   }
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(hostile)
+
+NT_HOST_TEST(malformed_requests_get_the_exact_error_code, 180) {
+  TestContext ctx(hostile_system(host));
+  auto client = ctx.client();
+  const std::string code = booking("hostile");
+  const auto cases = hostile_cases();
+  BOOST_TEST_MESSAGE(cases.size() << " hostile requests");
+  BOOST_TEST(cases.size() >= 30u);
+  check_each_case(ctx, *client, cases, code);
   // Nothing of it was stored, and the host still serves.
   BOOST_TEST(ctx.system().host_alive());
   const json page = get_message(*client, code);
@@ -453,6 +460,66 @@ NT_HOST_TEST(malformed_close_requests_get_the_exact_error_code_and_close_nothing
   }
   BOOST_TEST(ctx.system().host_alive());
   NT_CHECK_OK(send_message(*client, code, text_message("driver", "still open")));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// --- signal: hostile signalling requests are refused with the exact code and relay nothing ---
+
+BOOST_AUTO_TEST_SUITE(hostile_signal)
+
+NT_HOST_TEST(malformed_signals_get_the_exact_error_code_and_relay_nothing, 180) {
+  TestContext ctx(hostile_system(host));
+  auto client = ctx.client();
+  const std::string code = booking("hsignal");
+  client->subscribe(events_filter(code));
+  const json started = make_call(*client, code, call_request("start", "driver"));
+  NT_REQUIRE_OK(started);
+  const std::string id = started["call"].value("call_id", "");
+  const std::string head = R"({"call_id":")" + id + R"(","by":"driver",)";
+  const std::vector<HostileCase> cases{
+      {"not JSON", "signal", "offer", "invalid_json", ""},
+      {"an array", "signal", "[]", "invalid_request", ""},
+      {"kind missing", "signal", head + R"("sdp":"v=0"})", "invalid_request", "kind"},
+      {"kind unknown", "signal", head + R"("kind":"hangup"})", "invalid_request", "kind"},
+      {"kind number", "signal", head + R"("kind":3})", "invalid_request", "kind"},
+      {"kind null", "signal", head + R"("kind":null})", "invalid_request", "kind"},
+      {"call_id missing", "signal", R"({"by":"driver","kind":"bye"})", "invalid_request", "call_id"},
+      {"call_id object", "signal", R"({"call_id":{},"by":"driver","kind":"bye"})", "invalid_request", "call_id"},
+      {"call_id 129 chars", "signal", R"({"call_id":")" + std::string(129, 'c') + R"(","by":"driver","kind":"bye"})",
+       "invalid_request", "call_id"},
+      {"by system", "signal", R"({"call_id":")" + id + R"(","by":"system","kind":"bye"})", "invalid_request", "by"},
+      {"by missing", "signal", R"({"call_id":")" + id + R"(","kind":"bye"})", "invalid_request", "by"},
+      {"offer without sdp", "signal", head + R"("kind":"offer"})", "invalid_request", "sdp"},
+      {"sdp number", "signal", head + R"("kind":"offer","sdp":1})", "invalid_request", "sdp"},
+      {"sdp with a bye", "signal", head + R"("kind":"bye","sdp":"v=0"})", "invalid_request", "sdp"},
+      {"sdp one byte over 16 KiB", "signal", head + R"("kind":"answer","sdp":")" + std::string(16 * 1024 + 1, 'a') + R"("})",
+       "invalid_request", "sdp"},
+      {"candidate missing", "signal", head + R"("kind":"candidate"})", "invalid_request", "candidate"},
+      {"candidate array", "signal", head + R"("kind":"candidate","candidate":[1]})", "invalid_request", "candidate"},
+      {"candidate nested", "signal", head + R"("kind":"candidate","candidate":{"a":{"b":1}}})", "invalid_request",
+       "candidate"},
+      {"candidate over 1 KiB", "signal", head + R"("kind":"candidate","candidate":")" + std::string(1100, 'c') + R"("})",
+       "invalid_request", "candidate"},
+      {"candidate with an offer", "signal", head + R"("kind":"offer","sdp":"v=0","candidate":"x"})", "invalid_request",
+       "candidate"},
+      {"invalid UTF-8 in sdp", "signal", head + "\"kind\":\"offer\",\"sdp\":\"\xff\"}", "invalid_json", ""},
+      {"payload over the limit", "signal", head + R"("kind":"offer","sdp":")" + std::string(max_payload_bytes, 's') + R"("})",
+       "payload_too_large", ""},
+      {"another call", "signal", R"({"call_id":"c-other","by":"driver","kind":"offer","sdp":"v=0"})", "not_found", ""},
+      {"bad booking code", "signal", head + R"("kind":"bye"})", "invalid_booking_code", "", "bk.bad"},
+  };
+  check_each_case(ctx, *client, cases, code);
+  // Still serving signals, and the one valid one is the only one relayed.
+  NT_CHECK_OK(client->request(request_topic(code, "signal"), {{"call_id", id}, {"by", "driver"}, {"kind", "bye"}}));
+  BOOST_TEST(client->wait_for(on_topic(event_topic(code, "signal")), 5s).has_value());
+  NT_REQUIRE_OK(send_message(*client, code, text_message("driver", "fence")));
+  BOOST_TEST(client
+                 ->wait_for(on_topic_json(event_topic(code, "message"),
+                                          [](const json& m) { return m.value("text", "") == "fence"; }),
+                            5s)
+                 .has_value());
+  BOOST_TEST(client->count(on_topic(event_topic(code, "signal"))) == 1u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

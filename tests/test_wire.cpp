@@ -240,6 +240,8 @@ BOOST_AUTO_TEST_CASE(protocol_doc_limits_table_states_the_limits) {
       {"whole payload",
        {"at most " + defaults["max_payload_bytes_default"].dump() + " bytes by default", "`max_payload_bytes`"}},
       {"ring timeout", {defaults["call_ring_timeout_s_default"].dump() + " s by default", "`call_ring_timeout_s`"}},
+      {"`signal` `sdp`", {"at most " + n(wire::kSignalSdpMaxBytes) + " bytes", ""}},
+      {"`signal` `candidate`", {"at most " + n(wire::kSignalCandidateMaxBytes) + " bytes of JSON text", ""}},
   };
   BOOST_TEST(doc.size() == expected.size());
   for (const auto& [rule, value] : expected) {

@@ -25,7 +25,10 @@
       "get_message",
       "make_call",
       "presence",
-      "close"
+      "mark_read",
+      "typing",
+      "close",
+      "signal"
     ],
     "events": [
       {
@@ -41,8 +44,20 @@
         "retained": true
       },
       {
+        "name": "read",
+        "retained": true
+      },
+      {
+        "name": "typing",
+        "retained": false
+      },
+      {
         "name": "booking",
         "retained": true
+      },
+      {
+        "name": "signal",
+        "retained": false
       }
     ],
     "error_codes": [
@@ -108,7 +123,9 @@
       "history_limit_default": 50,
       "max_text_bytes_default": 4096,
       "max_payload_bytes_default": 65536,
-      "call_ring_timeout_s_default": 30
+      "call_ring_timeout_s_default": 30,
+      "signal_sdp_max_bytes": 16384,
+      "signal_candidate_max_bytes": 1024
     },
     "roles": [
       "driver",
@@ -199,6 +216,12 @@
           "end_reason": "completed"
         }
       ]
-    }
+    },
+    "signal_kinds": [
+      "offer",
+      "answer",
+      "candidate",
+      "bye"
+    ]
   });
 })();
