@@ -1025,8 +1025,10 @@ NT_HOST_TEST(a_client_past_its_burst_is_rate_limited_and_others_are_not, 120) {
   System system(options);
   TestContext ctx(system);
   const std::string code = booking("rate");
-  auto driver = ctx.client(system.as(Identity{Principal::driver, "drv-" + random_hex(6), code}));
-  auto passenger = ctx.client(system.as(Identity{Principal::passenger, "pax-" + random_hex(6), code}));
+  auto driver =
+      ctx.client(system.as(navietakie::Identity{navietakie::Principal::driver, "drv-" + random_hex(6), code}));
+  auto passenger =
+      ctx.client(system.as(navietakie::Identity{navietakie::Principal::passenger, "pax-" + random_hex(6), code}));
 
   // 30 requests at once, sends and reads: the bucket holds 5 and refills one a second, so the
   // first 5 are served and most of the rest refused, however slowly the machine runs.
