@@ -22,7 +22,7 @@ max_queued_messages 10000
 CONF
 "$mosquitto_bin" -c "$tmp/m.conf" >"$tmp/mosquitto.log" 2>&1 & pids+=($!)
 sleep 0.3
-"$bridge" --broker_url "tcp://127.0.0.1:$port" --data_dir "$tmp/data" --sync "$sync" --log_level warn \
+"$bridge" --broker_url "tcp://127.0.0.1:$port" --data_dir "$tmp/data" --sync "$sync" --log_level warn --rate_limit_per_s 0 \
   >"$tmp/bridge.log" 2>&1 & pids+=($!)
 for _ in $(seq 1 50); do
   mosquitto_rr -V 5 -p "$port" -t navietakie/v1/bookings/WARM/get_message -e r/warm -m '{}' -W 1 >/dev/null 2>&1 && break

@@ -21,14 +21,14 @@ run_host() {  # host sync
   local conf=(--mqtt-port "$port" --bind 127.0.0.1 --user "$(id -un)" --out "$tmp/m.conf")
   if [ "$host" = plugin ]; then
     conf+=(--plugin "$build/plugin/mosquitto_navietakie.so" --plugin-opt "data_dir=$tmp/data"
-      --plugin-opt "sync=$sync" --plugin-opt log_level=warn)
+      --plugin-opt "sync=$sync" --plugin-opt log_level=warn --plugin-opt rate_limit_per_s=0)  # flat out
   fi
   "$build/auth/navietakie-ctl" broker-conf "${conf[@]}"
   "$mosquitto_bin" -c "$tmp/m.conf" >"$tmp/mosquitto.log" 2>&1 & pids+=($!)
   sleep 0.3
   if [ "$host" = bridge ]; then
     "$build/bridge/navietakie-bridge" --broker_url "tcp://127.0.0.1:$port" --data_dir "$tmp/data" \
-      --sync "$sync" --log_level warn >"$tmp/bridge.log" 2>&1 & pids+=($!)
+      --sync "$sync" --log_level warn --rate_limit_per_s 0 >"$tmp/bridge.log" 2>&1 & pids+=($!)
   fi
   for _ in $(seq 1 50); do
     mosquitto_rr -V 5 -p "$port" -t navietakie/v1/bookings/WARM/get_message -e r/warm -m '{}' -W 1 >/dev/null 2>&1 && break

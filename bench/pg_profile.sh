@@ -62,7 +62,7 @@ group=()
 bridge_pids=()
 for ((i = 0; i < bridges; i++)); do
   "$build/bridge/navietakie-bridge" --broker_url "tcp://127.0.0.1:$port" --store_backend postgres \
-    --postgres_url "$postgres_url" "${group[@]}" --client_id "prof-bridge-$i" --log_level warn \
+    --postgres_url "$postgres_url" "${group[@]}" --client_id "prof-bridge-$i" --log_level warn --rate_limit_per_s 0 \
     >"$tmp/bridge-$i.log" 2>&1 &
   bridge_pids+=($!)
   pids+=($!)

@@ -338,6 +338,10 @@ const std::vector<ConfigKey>& config_schema() {
       {"share_group", "", "empty: plain subscriptions; else subscribe as $share/<group>/... to spread load"},
       {"batch_max", "256", "most requests handled in one store transaction (1..10000)"},
       {"queue_max", "10000", "most requests waiting for the store; past it a request gets `unavailable` (1..1000000)"},
+      {"rate_limit_per_s", "20",
+       "requests a second one MQTT client id may make, past its burst (0..1000000; 0: no limit); "
+       "past it a request is answered `rate_limited`"},
+      {"rate_limit_burst", "40", "requests one client may make at once above rate_limit_per_s (1..1000000)"},
       {"environment", "development", "name of the deployment (development, staging, production)"},
       {"auth_jwt_secret_file", "",
        "file holding the HS256 JWT secret (32+ bytes); empty: no HS* tokens (with no public key "
@@ -575,6 +579,8 @@ Settings resolve_settings(const std::vector<ConfigLayer>& layers) {
   settings.share_group = checked_share_group(resolved);
   settings.batch_max = static_cast<std::size_t>(resolved.integer("batch_max", 1, 10000));
   settings.queue_max = static_cast<std::size_t>(resolved.integer("queue_max", 1, 1000000));
+  settings.rate_limit_per_s = static_cast<std::uint32_t>(resolved.integer("rate_limit_per_s", 0, 1000000));
+  settings.rate_limit_burst = static_cast<std::uint32_t>(resolved.integer("rate_limit_burst", 1, 1000000));
   settings.environment = resolved.non_empty("environment");
   settings.auth_jwt_secret_file = resolved.text("auth_jwt_secret_file");
   settings.auth_jwt_public_key_file = resolved.text("auth_jwt_public_key_file");

@@ -88,6 +88,9 @@ struct Settings {
   std::string share_group;  // empty: plain subscription
   std::size_t batch_max = 0;
   std::size_t queue_max = 0;  // requests waiting for the engine before new ones are refused
+  // Token bucket per MQTT client id (docs/protocol.md "Rate limits"); rate_limit_per_s 0: off.
+  std::uint32_t rate_limit_per_s = 0;
+  std::uint32_t rate_limit_burst = 0;
   std::string environment;
   // Authentication (see README "Security"). No secret file and no public key file: open
   // development mode. Each verifies only its own algorithms (HS*; RS*, ES*, EdDSA).

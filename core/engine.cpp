@@ -108,6 +108,8 @@ EngineOptions engine_options(const Settings& settings) {
   options.max_text_bytes = settings.max_text_bytes;
   options.batch_max = std::min(settings.batch_max, options.batch_max);
   options.retention_ms = Millis{settings.retention_days} * 24 * 3600 * 1000;
+  options.rate_limit_per_s = settings.rate_limit_per_s;
+  options.rate_limit_burst = settings.rate_limit_burst;
   // Other bridges share the database: a call one of them started must time out even if it died.
   if (settings.store_backend == StoreBackend::postgres) options.deadline_scan_ms = 1000;
   for (const auto& url : settings.ice_servers) {
@@ -144,7 +146,11 @@ std::string EngineMetrics::to_json() const {
 }
 
 Engine::Engine(Store& store, EngineOptions options, Clock clock)
-    : store_(store), options_(std::move(options)), topics_(options_.topic_prefix), clock_(std::move(clock)) {}
+    : store_(store),
+      options_(std::move(options)),
+      topics_(options_.topic_prefix),
+      clock_(std::move(clock)),
+      rate_limiter_(options_.rate_limit_per_s, options_.rate_limit_burst) {}
 
 std::vector<std::string> Engine::request_filters() const {
   std::vector<std::string> filters;
@@ -153,8 +159,56 @@ std::vector<std::string> Engine::request_filters() const {
 }
 
 std::vector<Publish> Engine::handle(const std::vector<Request>& batch) {
+  return handle_admitted(batch, take_tokens(batch));
+}
+
+std::vector<RateLimiter::Verdict> Engine::take_tokens(const std::vector<Request>& batch) {
+  std::vector<RateLimiter::Verdict> verdicts(batch.size(), RateLimiter::Verdict::admitted);
+  if (!rate_limiter_.enabled()) return verdicts;
+  const Millis now = clock_();
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    const Request& r = batch[i];
+    // A service speaks for many people on one connection (an edge node's uplink carries a whole
+    // car, a back-office tool or import many bookings): the operator's own, not limited.
+    if (r.identity && r.identity->principal == Principal::service) continue;
+    if (r.client_id.empty()) {
+      // A host that cannot tell who published (a bridge without trust_identity_property): one
+      // bucket for everyone would let one client starve all, so none (docs/protocol.md).
+      if (!warned_unknown_client_) {
+        warned_unknown_client_ = true;
+        log_line(LogLevel::warn, "rate_limit_not_applied",
+                 {{"why", "the host does not know the publisher's client id"}, {"topic", r.topic}});
+      }
+      continue;
+    }
+    verdicts[i] = rate_limiter_.admit(r.client_id, now);
+    if (verdicts[i] == RateLimiter::Verdict::first_refusal) {
+      // One line when a client starts being refused; each refusal is counted (errors.rate_limited).
+      log_line(LogLevel::warn, "rate_limited", {{"client_id", r.client_id}, {"topic", r.topic}});
+    }
+  }
+  return verdicts;
+}
+
+std::vector<Publish> Engine::handle_admitted(const std::vector<Request>& batch,
+                                             const std::vector<RateLimiter::Verdict>& verdicts) {
   std::vector<Handled> handled(batch.size());
+  for (std::size_t i = 0; i < batch.size(); ++i) handled[i].rate = verdicts[i];
+  const auto admitted = [&](const Request& r) {
+    return verdicts[static_cast<std::size_t>(&r - batch.data())] == RateLimiter::Verdict::admitted;
+  };
+  if (std::none_of(batch.begin(), batch.end(), admitted)) {
+    // Every request refused by the rate limit (a flood): answered without a store transaction,
+    // so that refusing costs no commit and locks no booking.
+    std::vector<Publish> out;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      handle_one(nullptr, batch[i], handled[i]);
+      if (!handled[i].ignored) finish(handled[i], out);
+    }
+    return out;
+  }
   const auto bookings = sorted_bookings(batch, [&](const Request& r) -> std::optional<std::string> {
+    if (!admitted(r)) return std::nullopt;  // refused before the store: locks nothing
     auto parsed = topics_.parse_request(r.topic);
     if (!parsed || !valid_booking_code(parsed->booking)) return std::nullopt;
     return parsed->booking;
@@ -174,8 +228,8 @@ std::vector<Publish> Engine::handle(const std::vector<Request>& batch) {
                {{"error", e.what()}, {"requests", std::to_string(batch.size())}});
       metrics_.requests.fetch_sub(batch.size(), std::memory_order_relaxed);  // counted again below
       std::vector<Publish> out;
-      for (const auto& request : batch) {
-        auto one = handle({request});
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        auto one = handle_admitted({batch[i]}, {verdicts[i]});
         out.insert(out.end(), std::make_move_iterator(one.begin()), std::make_move_iterator(one.end()));
       }
       return out;
@@ -272,6 +326,15 @@ void Engine::handle_one(StoreWriter* store, const Request& request, Handled& h) 
     if (h.booking.empty()) {
       throw ProtocolError(ErrorCode::invalid_booking_code,
                           "booking code must be " + wire::describe(wire::kBookingCode));
+    }
+    // Right after the booking code (whose errors topic carries the refusal when there is no usable
+    // reply address): a limited request's fields are not even checked.
+    if (h.rate != RateLimiter::Verdict::admitted) {
+      h.log_quietly = true;  // take_tokens logged the first refusal; each one is counted
+      throw ProtocolError(ErrorCode::rate_limited,
+                          "more than " + std::to_string(options_.rate_limit_per_s) +
+                              " requests a second (burst " + std::to_string(options_.rate_limit_burst) +
+                              ") from this client: slow down and retry");
     }
     if (bad_reply_address) {
       if (bad_reply_address->code() != ErrorCode::forbidden) throw *bad_reply_address;
@@ -555,7 +618,9 @@ std::vector<Publish> Engine::set_offline(const std::set<std::pair<std::string, s
 
 std::vector<Publish> Engine::disconnected(const std::vector<std::string>& client_ids) {
   std::set<std::pair<std::string, std::string>> connections;
+  const Millis now = clock_();
   for (const auto& id : client_ids) {
+    rate_limiter_.disconnected(id, now);
     auto it = client_connections_.find(id);
     if (it == client_connections_.end()) continue;
     connections.insert(it->second.begin(), it->second.end());

@@ -21,6 +21,7 @@
 #include "core/identity.hpp"
 #include "core/typing_limiter.hpp"
 #include "core/ice.hpp"
+#include "core/rate_limit.hpp"
 #include "config/config.hpp"
 #include "store/store.hpp"
 
@@ -86,6 +87,10 @@ struct EngineOptions {
   // ICE servers handed to a party in its make_call reply (start, accept, get): none configured, no
   // `ice` in the reply (clients use the browser's defaults).
   IceOptions ice;
+  // Requests a second per MQTT client id, and the burst above that rate (rate_limit_per_s,
+  // rate_limit_burst; docs/protocol.md "Rate limits"). 0: no limit.
+  std::uint32_t rate_limit_per_s = 0;
+  std::uint32_t rate_limit_burst = 0;
 };
 
 // The engine options the settings describe, for either host (which sets offline_at_start itself).
@@ -157,6 +162,7 @@ class Engine {
 
   // MQTT clients that disconnected (a host that sees disconnects: the plugin). Their declared
   // presence goes offline even without a Will; returns the retained presence events.
+  // Also forgets their rate-limit buckets that are full.
   std::vector<Publish> disconnected(const std::vector<std::string>& client_ids);
 
   // The topic filters a host subscribes to (one per request action).
@@ -176,6 +182,11 @@ class Engine {
   };
   struct Handled;
   struct ConnectionChange;
+  // The rate limiter's verdict on each request of a batch, taken once when the batch arrives (a
+  // batch retried one request per transaction is not charged again).
+  std::vector<RateLimiter::Verdict> take_tokens(const std::vector<Request>& batch);
+  std::vector<Publish> handle_admitted(const std::vector<Request>& batch,
+                                       const std::vector<RateLimiter::Verdict>& verdicts);
   // w == nullptr: the request is refused before the store (overloaded()).
   void handle_one(StoreWriter* w, const Request& request, Handled& h);
   void handle_send(StoreWriter& w, const Request& request, const RequestBody& body, Handled& h);
@@ -221,6 +232,8 @@ class Engine {
   Clock clock_;
   EngineMetrics metrics_;
   std::set<Deadline> deadlines_;
+  RateLimiter rate_limiter_;
+  bool warned_unknown_client_ = false;  // rate limits on, and a request came without a client id
   // MQTT client id -> (booking, connection key) it declared online; kept in memory only, since a
   // restart of the plugin host is a restart of the broker (offline_at_start).
   std::map<std::string, std::set<std::pair<std::string, std::string>>> client_connections_;

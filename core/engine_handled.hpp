@@ -34,6 +34,7 @@ struct Engine::Handled {
   std::optional<std::string> correlation_id;    // 3.1.1, echoed in the payload: its JSON text
   bool ignored = false;                         // not a request topic
   bool log_quietly = false;                     // its failure is logged in aggregate (overloaded)
+  RateLimiter::Verdict rate = RateLimiter::Verdict::admitted;  // refused: answered `rate_limited`
   std::optional<ProtocolError> error;
   std::optional<ProtocolError> refused_reply;  // `forbidden`, raised after the payload's own checks
   Result result = Result::none;

@@ -367,8 +367,10 @@ void EdgeNode::on_upstream_reply(const std::string& correlation, const std::stri
         edge_store_.remove_outbox(f.booking, f.message_id);
       } else {
         const std::string code = body.value("error", Json::object()).value("code", "");
-        if (code == to_string(ErrorCode::unavailable) || code == to_string(ErrorCode::internal)) {
-          // The cloud could not take it now: it stays in the outbox, the next drain re-sends it.
+        if (code == to_string(ErrorCode::unavailable) || code == to_string(ErrorCode::internal) ||
+            code == to_string(ErrorCode::rate_limited)) {
+          // The cloud could not take it now (or not this fast from this car's uplink: docs/edge.md,
+          // "Rate limits"): it stays in the outbox, the next drain re-sends it.
           if (f.waiting) answer_without_link(f);
           return;
         }

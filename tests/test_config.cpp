@@ -121,6 +121,8 @@ BOOST_AUTO_TEST_CASE(schema_lists_every_key_in_order_with_help) {
                                              "share_group",
                                              "batch_max",
                                              "queue_max",
+                                             "rate_limit_per_s",
+                                             "rate_limit_burst",
                                              "environment",
                                              "auth_jwt_secret_file",
                                              "auth_jwt_public_key_file",
@@ -151,6 +153,8 @@ BOOST_AUTO_TEST_CASE(defaults) {
   BOOST_TEST(settings.map_size_mb == 1024u);
   BOOST_TEST((settings.sync == nt::SyncSetting::full));
   BOOST_TEST(settings.call_ring_timeout_s == 30);
+  BOOST_TEST(settings.rate_limit_per_s == 20u);
+  BOOST_TEST(settings.rate_limit_burst == 40u);
   BOOST_TEST(settings.max_payload_bytes == 65536u);
   BOOST_TEST(settings.max_text_bytes == 4096u);
   BOOST_TEST((settings.log_level == nt::LogLevel::info));
@@ -372,6 +376,10 @@ BOOST_AUTO_TEST_CASE(integers_are_strict_and_ranged) {
   BOOST_TEST(contains(error_with("call_ring_timeout_s", "0"), "from 1 to 86400, got '0'"));
   BOOST_TEST(contains(error_with("max_payload_bytes", "255"), "from 256 to 268435455, got '255'"));
   BOOST_TEST(contains(error_with("batch_max", "10001"), "from 1 to 10000, got '10001'"));
+  BOOST_TEST(settings_with("rate_limit_per_s", "0").rate_limit_per_s == 0u);  // off
+  BOOST_TEST(settings_with("rate_limit_burst", "1000000").rate_limit_burst == 1000000u);
+  BOOST_TEST(contains(error_with("rate_limit_per_s", "1000001"), "from 0 to 1000000, got '1000001'"));
+  BOOST_TEST(contains(error_with("rate_limit_burst", "0"), "from 1 to 1000000, got '0'"));
 
   // max_text_bytes is bounded by max_payload_bytes, whichever layer set it.
   BOOST_TEST(nt::resolve_settings({{{"max_payload_bytes", "1000"}, {"max_text_bytes", "1000"}}}).max_text_bytes ==

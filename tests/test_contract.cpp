@@ -1015,6 +1015,54 @@ NT_CONTRACT_TEST(one_connection_gets_seqs_in_publish_order, 60) {
   }
 }
 
+// Rate limits (docs/protocol.md "Rate limits"): a driver past its burst is refused `rate_limited`
+// and nothing of the refused requests is stored; the passenger of the same booking, another MQTT
+// client id, is served meanwhile. Authentication on, so that the bridge knows each publisher's
+// client id (from the auth-only plugin's stamp) and the clients are participants, not services.
+NT_HOST_TEST(a_client_past_its_burst_is_rate_limited_and_others_are_not, 120) {
+  SystemOptions options = system_options(HostSetup{host, true}, contract_ring_timeout_s);
+  options.rate_limit_per_s = 1;
+  options.rate_limit_burst = 5;
+  System system(options);
+  TestContext ctx(system);
+  const std::string code = booking("rate");
+  auto driver =
+      ctx.client(system.as(navietakie::Identity{navietakie::Principal::driver, "drv-" + random_hex(6), code}));
+  auto passenger =
+      ctx.client(system.as(navietakie::Identity{navietakie::Principal::passenger, "pax-" + random_hex(6), code}));
+
+  // 30 requests at once, sends and reads: the bucket holds 5 and refills one a second, so the
+  // first 5 are served and most of the rest refused, however slowly the machine runs.
+  std::vector<PendingRequest> pending;
+  for (int n = 0; n < 30; ++n) {
+    if (n % 3 == 2) {
+      pending.push_back(driver->send_request(request_topic(code, "get_message"), R"({"limit":1})"));
+    } else {
+      pending.push_back(driver->send_request(request_topic(code, "send_message"),
+                                             text_message("driver", "flood " + std::to_string(n)).dump()));
+    }
+  }
+  std::size_t stored = 0, limited = 0;
+  for (std::size_t n = 0; n < pending.size(); ++n) {
+    const json reply = driver->await_reply(pending[n], 30s);
+    if (n < 5) NT_CHECK_OK(reply);
+    if (is_ok(reply)) {
+      if (reply.contains("message")) ++stored;
+    } else {
+      BOOST_TEST(is_error(reply, "rate_limited"), reply.dump());
+      ++limited;
+    }
+  }
+  BOOST_TEST(limited >= 10u, limited << " of 30 refused");
+
+  // The passenger is served while the driver is refused; what the driver was refused is not stored.
+  NT_REQUIRE_OK(send_message(*passenger, code, text_message("passenger", "not limited")));
+  const json history = get_message(*passenger, code, {{"limit", 100}});
+  NT_REQUIRE_OK(history);
+  BOOST_TEST(history["messages"].size() == stored + 1, history.dump());
+  BOOST_TEST(history.value("last_seq", -1) == static_cast<int>(stored + 1));
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 // --- read receipts and typing (v1.1) ------------------------------------------------------------------

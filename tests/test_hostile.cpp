@@ -418,6 +418,49 @@ NT_HOST_TEST(host_still_serves_after_the_hostile_suite, 60) {
   BOOST_TEST(ctx.system().host_alive());
 }
 
+// A flood from one client (docs/protocol.md "Rate limits"): past its burst its requests are refused
+// `rate_limited` without being stored, and a client of the same booking is served all along.
+// Authentication on, so that both hosts know who published (the bridge from the plugin's stamp).
+NT_HOST_TEST(a_flood_from_one_client_leaves_the_others_served, 120) {
+  SystemOptions options = system_options(HostSetup{host, true});
+  options.rate_limit_per_s = 2;
+  options.rate_limit_burst = 10;
+  System system(options);
+  TestContext ctx(system);
+  const std::string code = booking("flood");
+  auto watcher = ctx.client();  // a service: sees the booking's errors topic, and is not limited
+  watcher->subscribe(errors_topic(code));
+  auto flooder =
+      ctx.client(system.as(navietakie::Identity{navietakie::Principal::driver, "drv-" + random_hex(6), code}));
+  auto victim =
+      ctx.client(system.as(navietakie::Identity{navietakie::Principal::passenger, "pax-" + random_hex(6), code}));
+
+  // 1000 sends without a reply address, at QoS 0 (no acknowledgement awaited).
+  constexpr std::size_t flood = 1000;
+  PublishOptions qos0;
+  qos0.qos = 0;
+  for (std::size_t n = 0; n < flood; ++n) {
+    auto written = flooder->publish_async(request_topic(code, "send_message"),
+                                          text_message("driver", "flood " + std::to_string(n)).dump(), qos0);
+    if (n % 50 == 49) written->wait();  // Paho buffers at most 100 publishes of a client
+  }
+  // The other party, right behind it: every request served (queued behind the flood's refusals:
+  // a generous bound, not a timing claim).
+  for (int n = 0; n < 5; ++n) {
+    NT_CHECK_OK(victim->request(request_topic(code, "send_message"), text_message("passenger", "still here"), 30s));
+  }
+  const auto refusals = watcher->wait_for_count(
+      on_topic_json(errors_topic(code), [](const json& e) { return error_code(e) == "rate_limited"; }), 1, 30s);
+  BOOST_REQUIRE_MESSAGE(!refusals.empty(), "no rate_limited error for the flood");
+  BOOST_TEST(error_message(refusals.front().body()).find("requests a second") != std::string::npos);
+
+  // Far fewer of the flood were stored than sent (10 at once, then 2 a second).
+  const json history = victim->request(request_topic(code, "get_message"), {{"limit", 200}}, 30s);
+  NT_REQUIRE_OK(history);
+  BOOST_TEST(history.value("last_seq", std::size_t{0}) < flood / 2, history.value("last_seq", 0));
+  BOOST_TEST(system.host_alive());
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 // The close topic (docs/protocol.md, close and retention) under the same abuse: every malformed

@@ -192,6 +192,8 @@ MosquittoConf System::plugin_conf() const {
   conf.plugin_options = {
       {"data_dir", data_dir_},
       {"call_ring_timeout_s", std::to_string(options_.call_ring_timeout_s)},
+      {"rate_limit_per_s", std::to_string(options_.rate_limit_per_s)},
+      {"rate_limit_burst", std::to_string(options_.rate_limit_burst)},
       {"log_level", "debug"},
   };
   if (options_.secure) {
@@ -267,6 +269,10 @@ void System::start_bridge() {
       "debug",
       "--call_ring_timeout_s",
       std::to_string(options_.call_ring_timeout_s),
+      "--rate_limit_per_s",
+      std::to_string(options_.rate_limit_per_s),
+      "--rate_limit_burst",
+      std::to_string(options_.rate_limit_burst),
   };
   if (options_.secure) {
     // The bridge mints itself a service token from the shared secret (sub = its client id).

@@ -106,6 +106,11 @@ struct SystemOptions {
   // mosquitto_navietakie.so (the tests pass NAVIETAKIE_PLUGIN_SO from CMake).
   std::string plugin_path;
   int call_ring_timeout_s = 30;
+  // rate_limit_per_s / rate_limit_burst of the host. Off by default: test clients send as fast as
+  // the test runs (hundreds of requests from one client), which is no client's normal rate; the
+  // tests about rate limits set them.
+  std::uint32_t rate_limit_per_s = 0;
+  std::uint32_t rate_limit_burst = 40;
   std::vector<std::string> extra_host_args;    // more `--key value` flags for the bridge
   std::vector<std::string> extra_plugin_conf;  // more conf lines for the plugin (`plugin_opt_<key> value`)
   // How the broker is launched; for the plugin host, also its environment (NAVIETAKIE_* settings).
