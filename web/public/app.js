@@ -32,6 +32,7 @@
   const RECEIPTS = P.hasAction('mark_read') && P.hasEvent('read');
   const TYPING = P.hasAction('typing') && P.hasEvent('typing');
   const CLOSING = P.hasEvent('booking');
+  const CLOSE_ENDS_CALLS = W.call.end_reasons.includes('booking_closed');
   // events/booking's `state` of a closed booking (docs/protocol.md "close").
   const BOOKING_CLOSED = 'closed';
   // Read receipts: a mark_read at most this often (a few a second at most, however fast the reader
@@ -523,6 +524,7 @@
       }
       if (data.state === CallState.connected) return { text: 'Call connected', tone: 'connected' };
       if (data.state === CallState.ended) {
+        if (CLOSE_ENDS_CALLS && data.end_reason === EndReason.booking_closed) return { text: 'Call ended: booking closed' };
         switch (data.end_reason) {
           case EndReason.missed: return { text: 'Missed call', tone: 'missed' };
           case EndReason.declined: return { text: 'Call declined' };
@@ -926,7 +928,7 @@
           [EndReason.declined]: 'Call declined',
           [EndReason.cancelled]: 'Call cancelled',
         };
-        if (W.call.end_reasons.includes('booking_closed')) reasons[EndReason.booking_closed] = 'Call ended: the booking was closed';
+        if (CLOSE_ENDS_CALLS) reasons[EndReason.booking_closed] = 'Call ended: the booking was closed';
         title.textContent = reasons[c.end_reason] || 'Call ended';
         sub.textContent = `with the ${peer.toLowerCase()}`;
       }
