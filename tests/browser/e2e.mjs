@@ -193,6 +193,32 @@ class EventReorder {
 }
 const visible = (h, id) => h.controls[id].visible;
 
+// Runs in the page before its scripts: document.visibilityState as the test sets it with
+// setBackground, as when the user switches to another tab or app (every headless page is visible).
+function backgroundSwitch() {
+  let hidden = false;
+  Object.defineProperty(document, 'visibilityState', { get: () => (hidden ? 'hidden' : 'visible'), configurable: true });
+  Object.defineProperty(document, 'hidden', { get: () => hidden, configurable: true });
+  window.__e2eSetBackground = (on) => {
+    hidden = on;
+    document.dispatchEvent(new Event('visibilitychange'));
+  };
+}
+
+function setBackground(client, on) {
+  return client.page.evaluate((value) => window.__e2eSetBackground(value), on);
+}
+
+// A request published as a service would (mosquitto_pub, MQTT 3.1.1, no reply asked for).
+async function publishRequest(broker, code, action, body) {
+  const pub = await run(env.mosquittoPub, [
+    '-h', '127.0.0.1', '-p', String(broker.tcpPort), '-V', 'mqttv311', '-q', '1',
+    '-t', `navietakie/v1/bookings/${code}/${action}`,
+    '-m', JSON.stringify(body),
+  ]);
+  assert(pub.code === 0, `mosquitto_pub ${action} failed (${pub.code}): ${pub.stderr.trim()}`);
+}
+
 // ---------------------------------------------------------------- scenarios
 
 const scenarios = [
@@ -350,12 +376,7 @@ const scenarios = [
     async run(ctx) {
       const { driver, passenger } = await openPair(ctx);
       const text = `from the shell ${randomTag()}`;
-      const pub = await run(env.mosquittoPub, [
-        '-h', '127.0.0.1', '-p', String(env.broker.tcpPort), '-V', 'mqttv311', '-q', '1',
-        '-t', `navietakie/v1/bookings/${ctx.code}/send_message`,
-        '-m', JSON.stringify({ sender: 'driver', text }),
-      ]);
-      assert(pub.code === 0, `mosquitto_pub failed (${pub.code}): ${pub.stderr.trim()}`);
+      await publishRequest(env.broker, ctx.code, 'send_message', { sender: 'driver', text });
       const seqs = [];
       for (const c of [driver, passenger]) {
         const h = await c.until(
@@ -384,14 +405,7 @@ const scenarios = [
       await passenger.untilConnection('connected');
       // Its first history page is in: what follows reaches it as events only.
       await passenger.page.waitForFunction(() => window.navietakie && window.navietakie.state().historyLoaded, null, { timeout: 10000 });
-      for (const text of texts) {
-        const pub = await run(env.mosquittoPub, [
-          '-h', '127.0.0.1', '-p', String(env.broker.tcpPort), '-V', 'mqttv311', '-q', '1',
-          '-t', `navietakie/v1/bookings/${ctx.code}/send_message`,
-          '-m', JSON.stringify({ sender: 'driver', text }),
-        ]);
-        assert(pub.code === 0, `mosquitto_pub failed (${pub.code}): ${pub.stderr.trim()}`);
-      }
+      for (const text of texts) await publishRequest(env.broker, ctx.code, 'send_message', { sender: 'driver', text });
       const ordered = (h) => {
         const ours = h.messages.filter((m) => m.text.includes(tag) && m.pending !== 'true');
         return ours.length === 3 && ours.every((m, i) => m.seq === String(i + 1) && m.text.includes(texts[i]));
@@ -573,6 +587,142 @@ const scenarios = [
       }
       await driver.screenshot(artifact('driver-edge-confirmed.png'));
       await passenger.screenshot(artifact('passenger-edge-confirmed.png'));
+    },
+  },
+  {
+    name: 'read receipts: read only once the other page shows the messages',
+    timeoutMs: 90000,
+    async run(ctx) {
+      const driver = await open(ctx, 'driver');
+      const passenger = await open(ctx, 'passenger', { prepare: (context) => context.addInitScript(backgroundSwitch) });
+      await Promise.all([driver.untilConnection('connected'), passenger.untilConnection('connected')]);
+      const tag = randomTag();
+      const readMark = (c, text) => c.until(`"${text}" shown with data-read=true`, (h) => entriesWith(h, text).some((m) => m.read === 'true' && isSeq(m.seq)), 15000);
+      const notRead = (c, text, why) => holds(`${c.label}: "${text}" not marked read while ${why}`, () => c.hooks(),
+        (h) => entriesWith(h, text).length === 1 && entriesWith(h, text).every((m) => m.read !== 'true'), { durationMs: 1500, show: describeHooks });
+
+      // 1. The passenger's page in the background: the message arrives there but is not seen.
+      await setBackground(passenger, true);
+      const t1 = `Read me when you look [${tag}]`;
+      await driver.send(t1);
+      const m1 = await driver.untilConfirmed(t1);
+      await untilShown(passenger, { seq: m1.seq, sender: 'driver', text: t1 });
+      await notRead(driver, t1, 'the passenger page is in the background');
+      await setBackground(passenger, false);
+      await readMark(driver, t1);
+      ctx.log(`seq ${m1.seq}: read only after the passenger's page came to the foreground`);
+
+      // 2. The passenger scrolled up: a new message below the view is not seen until scrolled to.
+      const filler = [];
+      for (let i = 1; i <= 16; i += 1) filler.push(`Earlier note ${i} [${tag}]`);
+      for (const text of filler) await publishRequest(env.broker, ctx.code, 'send_message', { sender: 'driver', text });
+      await passenger.until('all the notes shown', (h) => filler.every((t) => entriesWith(h, t).some((m) => isSeq(m.seq))));
+      await readMark(driver, filler[filler.length - 1]);
+      await passenger.hook('message').first().scrollIntoViewIfNeeded({ timeout: 5000 });
+      const t3 = `Below the fold [${tag}]`;
+      await driver.send(t3);
+      const m3 = await driver.untilConfirmed(t3);
+      await untilShown(passenger, { seq: m3.seq, sender: 'driver', text: t3 });
+      const inView = await passenger.page.evaluate((seq) => {
+        const el = document.querySelector(`[data-testid="message"][data-seq="${seq}"]`);
+        const view = document.querySelector('[data-testid="timeline"]').parentElement.getBoundingClientRect();
+        const r = el.getBoundingClientRect();
+        return r.bottom > view.top && r.top < view.bottom;
+      }, m3.seq);
+      assert(!inView, `passenger: seq ${m3.seq} is in view although the passenger scrolled up (the test needs it out of view)`);
+      await notRead(driver, t3, 'it is out of view on the passenger page');
+      await passenger.hook('message').last().scrollIntoViewIfNeeded({ timeout: 5000 });
+      await readMark(driver, t3);
+      ctx.log(`seq ${m3.seq}: read only after the passenger scrolled down to it`);
+
+      // 3. The other way round, and marks only on one's own messages.
+      const t4 = `Thanks, on my way [${tag}]`;
+      await passenger.send(t4);
+      await passenger.untilConfirmed(t4);
+      await readMark(passenger, t4);
+      for (const c of [driver, passenger]) {
+        const h = await c.hooks();
+        const wrong = h.messages.filter((m) => m.read === 'true' && m.sender !== c.role);
+        assert(wrong.length === 0, `${c.label}: data-read on messages of others: ${wrong.map((m) => m.seq).join(', ')}`);
+      }
+
+      // 4. The horizon is durable: a reloaded page shows the marks from the retained events/read
+      // and the get_message reply's `read`.
+      await driver.page.reload({ waitUntil: 'load', timeout: 15000 });
+      await driver.untilConnection('connected');
+      for (const t of [t1, t3]) await readMark(driver, t);
+      await driver.screenshot(artifact('driver-desktop-read.png'));
+      ctx.log('after a reload the driver still sees its messages read');
+    },
+  },
+  {
+    name: 'typing line',
+    timeoutMs: 60000,
+    async run(ctx) {
+      const { driver, passenger } = await openPair(ctx);
+      const tag = randomTag();
+      const typingBy = (who) => (h) => h.typing?.role === who && h.typing.text.toLowerCase().includes(`${who} is typing`);
+      await driver.hook('composer').pressSequentially('On my w', { delay: 80, timeout: 10000 });
+      await passenger.until('typing line data-role=driver, "Driver is typing…"', typingBy('driver'));
+      const own = await driver.hooks();
+      assert(own.typing === null, `driver: its own typing shown on its own page: ${JSON.stringify(own.typing)}`);
+      await passenger.screenshot(artifact('passenger-phone-typing.png'));
+      ctx.log('driver types: the passenger sees "Driver is typing…"');
+
+      // The driver stops typing: the line goes (idle "false", or 5 s without an update).
+      await passenger.until('typing line gone after the driver stopped typing', (h) => h.typing === null, 15000);
+      ctx.log('driver idle: the line cleared');
+
+      // Typing again (on at the end of the text), then sending: the message clears the line.
+      await driver.hook('composer').press('End', { timeout: 5000 });
+      await driver.hook('composer').pressSequentially(`ay [${tag}]`, { delay: 80, timeout: 10000 });
+      await passenger.until('typing line data-role=driver again', typingBy('driver'));
+      await driver.hook('send').click({ timeout: 5000 });
+      const text = `On my way [${tag}]`;
+      const m = await driver.untilConfirmed(text);
+      await untilShown(passenger, { seq: m.seq, sender: 'driver', text });
+      await passenger.until('typing line gone once the message arrived', (h) => h.typing === null, 3000);
+      ctx.log(`driver sent seq ${m.seq}: the typing line cleared`);
+
+      await passenger.hook('composer').pressSequentially('Ok', { delay: 80, timeout: 10000 });
+      await driver.until('typing line data-role=passenger', typingBy('passenger'));
+      assert((await passenger.hooks()).typing === null, 'passenger: its own typing shown on its own page');
+    },
+  },
+  {
+    name: 'a service closes the booking',
+    timeoutMs: 60000,
+    async run(ctx) {
+      const { driver, passenger } = await openPair(ctx);
+      await Promise.all([driver.untilPresence('online'), passenger.untilPresence('online')]);
+      const tag = randomTag();
+      const t1 = `Thanks for the ride [${tag}]`;
+      await passenger.send(t1);
+      const m1 = await passenger.untilConfirmed(t1);
+      await untilShown(driver, { seq: m1.seq, sender: 'passenger', text: t1 });
+      // A ringing call is ended by the close.
+      await driver.hook('call').click({ timeout: 5000 });
+      await Promise.all([driver.untilCall('ringing'), passenger.untilCall('ringing')]);
+
+      await publishRequest(env.broker, ctx.code, 'close', { reason: 'trip completed' });
+      const closedView = (h) => h.bookingState?.state === 'closed' && h.controls.composer.disabled && h.controls.send.disabled
+        && h.controls.call.disabled && h.messages.some((m) => m.seq === m1.seq && m.text.includes(t1));
+      for (const c of [driver, passenger]) {
+        const h = await c.until('booking-state data-state=closed, composer, send and call disabled, history still shown', closedView, 15000);
+        assert(/closed/i.test(h.bookingState.text), `${c.label}: the closed notice says "${h.bookingState.text}"`);
+        await c.until('the ringing call ended by the close', (h) => callGone(h) && !visible(h, 'accept') && !visible(h, 'cancel'), 15000);
+      }
+      const h = await driver.hooks();
+      ctx.log(`closed: "${h.bookingState.text}"`);
+      await driver.screenshot(artifact('driver-desktop-closed.png'));
+      await passenger.screenshot(artifact('passenger-phone-closed.png'));
+
+      // The retained events/booking: a page opened later shows the booking closed at once.
+      await passenger.page.reload({ waitUntil: 'load', timeout: 15000 });
+      await passenger.untilConnection('connected');
+      await passenger.until('after a reload: still closed, history readable', closedView, 15000);
+      await holds('closed stays closed, no error shown', () => passenger.hooks(), (h) => closedView(h) && h.error === null, { durationMs: 1000, show: describeHooks });
+      ctx.log('after a reload the passenger still sees the booking closed and its history');
     },
   },
 ];

@@ -28,6 +28,27 @@
   const CATCH_UP_RETRY_MS = 2000;
   const OTHER_ROLE = { [Role.driver]: Role.passenger, [Role.passenger]: Role.driver };
 
+  // The v1.1 parts of the protocol (docs/protocol.md), each on when the wire table has its names.
+  const RECEIPTS = P.hasAction('mark_read') && P.hasEvent('read');
+  const TYPING = P.hasAction('typing') && P.hasEvent('typing');
+  const CLOSING = P.hasEvent('booking');
+  const CLOSE_ENDS_CALLS = W.call.end_reasons.includes('booking_closed');
+  // events/booking's `state` of a closed booking (docs/protocol.md "close").
+  const BOOKING_CLOSED = 'closed';
+  // Read receipts: a mark_read at most this often (a few a second at most, however fast the reader
+  // scrolls); an entry counts as seen with this share of it in view (or half the timeline's height,
+  // for an entry taller than that).
+  const MARK_READ_INTERVAL_MS = 400;
+  const SEEN_SHARE = 0.5;
+  // Typing: at most one typing request per TYPING_GAP_MS (the server relays 2 a second per role);
+  // while the user keeps typing, `true` again every TYPING_REFRESH_MS, because the other page
+  // forgets it after TYPING_SHOWN_MS without an update; `false` after TYPING_IDLE_MS without a
+  // keystroke, or on send.
+  const TYPING_GAP_MS = 1000;
+  const TYPING_REFRESH_MS = 3000;
+  const TYPING_IDLE_MS = 4000;
+  const TYPING_SHOWN_MS = 5000;
+
   const $ = (id) => document.getElementById(id);
 
   // ---------------------------------------------------------------- start-up
@@ -97,6 +118,8 @@
       composer: $('composer'),
       sendButton: $('send'),
       replicaNote: $('replica-note'),
+      typingSlot: $('typing-slot'),
+      bookingStateSlot: $('booking-state-slot'),
     };
 
     // ---------------------------------------------------------- formatting
@@ -157,6 +180,9 @@
       hangup: '<path fill="currentColor" d="M12 9c-1.6 0-3.15.25-4.6.72v3.1a1 1 0 0 1-.56.9 11.5 11.5 0 0 0-2.66 1.85 1 1 0 0 1-1.41-.02L.29 13.08a1 1 0 0 1 0-1.41C3.34 8.78 7.46 7 12 7s8.66 1.78 11.71 4.67a1 1 0 0 1 0 1.41l-2.48 2.48a1 1 0 0 1-1.41.02 11.3 11.3 0 0 0-2.67-1.85 1 1 0 0 1-.56-.9v-3.1A15 15 0 0 0 12 9z"/>',
       clock: '<circle cx="12" cy="12" r="9" fill="none" stroke="currentColor" stroke-width="2"/><path d="M12 7v5l3 2" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round"/>',
       check: '<path d="M5 12.5 10 17l9-10" fill="none" stroke="currentColor" stroke-width="2.4" stroke-linecap="round" stroke-linejoin="round"/>',
+      // two ticks: read by the other party
+      checks: '<path d="M2 12.5 6.5 17l9-10M10.5 15.5 12 17l9-10" fill="none" stroke="currentColor" stroke-width="2.2" stroke-linecap="round" stroke-linejoin="round"/>',
+      lock: '<rect x="5" y="11" width="14" height="10" rx="2" fill="none" stroke="currentColor" stroke-width="2"/><path d="M8 11V8a4 4 0 0 1 8 0v3" fill="none" stroke="currentColor" stroke-width="2"/>',
       car: '<path d="M5 11l1.6-4.2A2 2 0 0 1 8.5 5.5h7a2 2 0 0 1 1.9 1.3L19 11M4 11h16a1 1 0 0 1 1 1v4H3v-4a1 1 0 0 1 1-1zM5 16v2M19 16v2" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round"/><circle cx="7.5" cy="13.5" r="1" fill="currentColor"/><circle cx="16.5" cy="13.5" r="1" fill="currentColor"/>',
       person: '<circle cx="12" cy="8" r="4" fill="none" stroke="currentColor" stroke-width="2"/><path d="M4 21c0-4.4 3.6-7 8-7s8 2.6 8 7" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round"/>',
       close: '<path d="M6 6l12 12M18 6 6 18" fill="none" stroke="currentColor" stroke-width="2.2" stroke-linecap="round"/>',
@@ -236,6 +262,7 @@
       if (!timeline.historyLoaded) loadLatest();
       else catchUp();
       flushOutbox();
+      scheduleMarkRead();
       // Focus for typing on a desktop; on a phone that would pop up the keyboard.
       if (first && matchMedia('(pointer: fine)').matches) dom.composer.focus({ preventScroll: true });
     }
@@ -245,11 +272,19 @@
         serverClock.sample(payload.ts);
         // Events come from the operator only: a car unit that relays one is linked again.
         showReplica(null);
+        // Their message ends their typing, whatever the typing events say.
+        if (payload.sender === other) showPeerTyping(false);
         upsertMessage(payload, { live: true });
       } else if (kind === Event.call) {
         applyCall(payload, { live: true });
       } else if (kind === Event.presence) {
         applyPresence(payload);
+      } else if (RECEIPTS && kind === Event.read) {
+        applyRead(payload);
+      } else if (TYPING && kind === Event.typing) {
+        applyTyping(payload);
+      } else if (CLOSING && kind === Event.booking) {
+        applyBooking(payload);
       } // other events: not for this page
     }
 
@@ -303,6 +338,7 @@
 
     function showError(error) {
       const code = (error && error.code) || ErrorCode.internal;
+      if (code === ErrorCode.booking_closed) markClosed();
       lastError = { code, message: String((error && error.message) || code) };
       renderError();
     }
@@ -392,6 +428,7 @@
     async function getMessages(body) {
       const reply = await conn.request(Action.get_message, body);
       showReplica(reply.replica_until_seq);
+      applyRead(reply.read);
       return reply;
     }
 
@@ -426,6 +463,7 @@
       fillMessage(li, m);
       insertBySeq(li, m.seq);
       timeline.bySeq.set(m.seq, li);
+      if (seenObserver) seenObserver.observe(li);
       if (timeline.lowestSeq === null || m.seq < timeline.lowestSeq) timeline.lowestSeq = m.seq;
       if (timeline.highestSeq === null || m.seq > timeline.highestSeq) timeline.highestSeq = m.seq;
       advanceContiguous();
@@ -469,7 +507,8 @@
         li.className = `entry ${own ? 'entry--own' : 'entry--other'}`;
         li.append(h('div', { class: 'bubble' },
           h('p', { class: 'bubble-text' }, String(m.text || '')),
-          h('span', { class: 'meta' }, time, own ? icon('check', 14) : null)));
+          h('span', { class: 'meta' }, time, own ? h('span', { class: 'receipt' }) : null)));
+        if (own) renderReadMark(li);
       } else {
         // system messages, and any type this page does not know yet
         li.className = 'entry entry--center';
@@ -485,6 +524,7 @@
       }
       if (data.state === CallState.connected) return { text: 'Call connected', tone: 'connected' };
       if (data.state === CallState.ended) {
+        if (CLOSE_ENDS_CALLS && data.end_reason === EndReason.booking_closed) return { text: 'Call ended: booking closed' };
         switch (data.end_reason) {
           case EndReason.missed: return { text: 'Missed call', tone: 'missed' };
           case EndReason.declined: return { text: 'Call declined' };
@@ -708,15 +748,16 @@
     dom.form.addEventListener('submit', (event) => {
       event.preventDefault();
       const text = dom.composer.value.trim();
-      if (!text) return;
+      if (!text || closed) return;
       dom.composer.value = '';
       autosize();
+      stopTyping();
       sendText(text);
       dom.composer.focus();
     });
 
     dom.composer.addEventListener('keydown', (event) => {
-      if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+      if (event.key === 'Enter' && !event.shiftKey && !event.isComposing && !closed) {
         event.preventDefault();
         dom.form.requestSubmit();
       }
@@ -836,8 +877,8 @@
     ];
 
     function renderCallButton() {
-      dom.callButton.disabled = isActive(call.current) || call.busy || connection !== 'connected';
-      dom.callButton.title = isActive(call.current) ? 'A call is in progress' : `Call the ${other}`;
+      dom.callButton.disabled = isActive(call.current) || call.busy || connection !== 'connected' || closed !== null;
+      dom.callButton.title = closed ? 'The booking is closed' : isActive(call.current) ? 'A call is in progress' : `Call the ${other}`;
       dom.callButton.setAttribute('aria-label', dom.callButton.title);
     }
 
@@ -887,6 +928,7 @@
           [EndReason.declined]: 'Call declined',
           [EndReason.cancelled]: 'Call cancelled',
         };
+        if (CLOSE_ENDS_CALLS) reasons[EndReason.booking_closed] = 'Call ended: the booking was closed';
         title.textContent = reasons[c.end_reason] || 'Call ended';
         sub.textContent = `with the ${peer.toLowerCase()}`;
       }
@@ -896,6 +938,212 @@
         h('div', { class: 'call-icon' }, icon(c.state === CallState.ended ? 'hangup' : 'phone', 18)),
         h('div', { class: 'call-text' }, title, sub),
         actions));
+    }
+
+    // ---------------------------------------------------------- read receipts
+
+    /** Read horizons (docs/protocol.md "mark_read"): both only grow. The other party's marks
+     *  our own messages up to it as read; ours is sent with mark_read when entries are actually
+     *  seen: in view in the timeline while the page is visible, never on arrival in the
+     *  background. */
+    const receipts = {
+      peer: 0,           // the other party's horizon, from events/read and get_message replies
+      own: 0,            // ours, as the server last said
+      asked: 0,          // the highest seq of a mark_read answered (or refused: not asked again)
+      inFlight: false,
+      lastAt: 0,         // when the last mark_read went out
+      timer: null,
+      inView: new Set(), // seqs of entries in view now
+    };
+
+    const seenObserver = RECEIPTS && typeof IntersectionObserver === 'function'
+      ? new IntersectionObserver(onSeen, { root: dom.scroller, threshold: [0, SEEN_SHARE, 1] })
+      : null;
+
+    function onSeen(changes) {
+      for (const change of changes) {
+        const seq = Number(change.target.dataset.seq);
+        if (!Number.isInteger(seq)) continue;
+        const shown = change.intersectionRect.height;
+        const seen = change.isIntersecting
+          && (change.intersectionRatio >= SEEN_SHARE || (change.rootBounds !== null && shown >= change.rootBounds.height * SEEN_SHARE));
+        if (seen) receipts.inView.add(seq);
+        else receipts.inView.delete(seq);
+      }
+      scheduleMarkRead();
+    }
+
+    /** The seq the reader has seen up to now: the highest entry in view while the page is
+     *  visible, but not past a hole in the timeline (0 when nothing counts as seen). */
+    function seenUpTo() {
+      if (document.visibilityState !== 'visible') return 0;
+      let top = 0;
+      for (const seq of receipts.inView) if (seq > top && timeline.bySeq.has(seq)) top = seq;
+      if (timeline.contiguousTop !== null) top = Math.min(top, timeline.contiguousTop);
+      return top;
+    }
+
+    function scheduleMarkRead() {
+      if (!RECEIPTS || closed || receipts.timer || receipts.inFlight) return;
+      if (seenUpTo() <= Math.max(receipts.asked, receipts.own)) return;
+      const wait = Math.max(0, receipts.lastAt + MARK_READ_INTERVAL_MS - Date.now());
+      receipts.timer = setTimeout(sendMarkRead, wait);
+    }
+
+    function sendMarkRead() {
+      receipts.timer = null;
+      // Looked at again when due: what scrolled past or went into the background meanwhile does not count.
+      const seq = seenUpTo();
+      if (closed || connection !== 'connected' || seq <= Math.max(receipts.asked, receipts.own)) return;
+      receipts.inFlight = true;
+      receipts.lastAt = Date.now();
+      conn.request(Action.mark_read, { role, seq })
+        .then((reply) => {
+          receipts.asked = Math.max(receipts.asked, seq);
+          applyRead(reply.read);
+        })
+        .catch((error) => {
+          if (error.code === ErrorCode.booking_closed) {
+            markClosed();
+          } else if (error.code !== 'disconnected' && error.code !== 'timeout') {
+            // Refused: not asked again for this seq (a later one is), and said, for it is a bug.
+            receipts.asked = Math.max(receipts.asked, seq);
+            if (error.code !== ErrorCode.rate_limited) showError(error);
+          } // lost or unanswered: asked again when the page is connected (onReady)
+        })
+        .finally(() => {
+          receipts.inFlight = false;
+          scheduleMarkRead();
+        });
+    }
+
+    document.addEventListener('visibilitychange', scheduleMarkRead);
+
+    /** A read object: events/read, or the `read` of a mark_read or get_message reply. */
+    function applyRead(read) {
+      if (!RECEIPTS || !read || typeof read !== 'object') return;
+      if (read.booking_code && read.booking_code !== booking) return;
+      const horizon = (party) => (party && Number.isInteger(party.seq) && party.seq > 0 ? party.seq : 0);
+      receipts.own = Math.max(receipts.own, horizon(read[role]));
+      const peer = horizon(read[other]);
+      if (peer <= receipts.peer) return;
+      const from = receipts.peer;
+      receipts.peer = peer;
+      for (const [seq, li] of timeline.bySeq) if (seq > from && seq <= peer) renderReadMark(li);
+    }
+
+    /** One of our own text messages: sent (one tick) or read by the other party (two, and
+     *  data-read="true"). */
+    function renderReadMark(li) {
+      const mark = li.querySelector('.receipt');
+      if (!mark || li.dataset.sender !== role) return;
+      const read = Number(li.dataset.seq) <= receipts.peer;
+      if (read) li.dataset.read = 'true';
+      else li.removeAttribute('data-read');
+      const label = read ? `Read by the ${other}` : 'Sent';
+      mark.title = label;
+      mark.replaceChildren(icon(read ? 'checks' : 'check', read ? 16 : 14), h('span', { class: 'visually-hidden' }, label));
+    }
+
+    // ---------------------------------------------------------- typing
+
+    /** What we tell the other party: `want` is whether the user is typing now, `sent` what the
+     *  last typing request said. */
+    const typingOut = { want: false, sent: false, lastAt: 0, gapTimer: null, idleTimer: null };
+
+    function flushTyping() {
+      if (!TYPING || closed || connection !== 'connected' || typingOut.gapTimer) return;
+      const now = Date.now();
+      const due = typingOut.want !== typingOut.sent || (typingOut.want && now - typingOut.lastAt >= TYPING_REFRESH_MS);
+      if (!due) return;
+      const wait = typingOut.lastAt + TYPING_GAP_MS - now;
+      if (wait > 0) {
+        typingOut.gapTimer = setTimeout(() => {
+          typingOut.gapTimer = null;
+          flushTyping();
+        }, wait);
+        return;
+      }
+      typingOut.sent = typingOut.want;
+      typingOut.lastAt = now;
+      // A hint: a lost or dropped one is corrected by the next, or forgotten after TYPING_SHOWN_MS.
+      conn.request(Action.typing, { role, typing: typingOut.sent }).catch((error) => {
+        if (error.code === ErrorCode.booking_closed) markClosed();
+      });
+    }
+
+    function onComposerInput() {
+      clearTimeout(typingOut.idleTimer);
+      typingOut.want = dom.composer.value.trim() !== '';
+      if (typingOut.want) typingOut.idleTimer = setTimeout(stopTyping, TYPING_IDLE_MS);
+      flushTyping();
+    }
+
+    function stopTyping() {
+      clearTimeout(typingOut.idleTimer);
+      typingOut.want = false;
+      flushTyping();
+    }
+
+    if (TYPING) dom.composer.addEventListener('input', onComposerInput);
+
+    /** The other party's typing line. */
+    const peerTyping = { shown: false, timer: null };
+
+    function applyTyping(event) {
+      if (!event || typeof event !== 'object') return;
+      if (event.booking_code && event.booking_code !== booking) return;
+      // Our own typing (this tab's or another of ours) is not news.
+      if (event.role !== other || typeof event.typing !== 'boolean') return;
+      showPeerTyping(event.typing && !closed);
+    }
+
+    function showPeerTyping(on) {
+      clearTimeout(peerTyping.timer);
+      peerTyping.timer = on ? setTimeout(() => showPeerTyping(false), TYPING_SHOWN_MS) : null;
+      if (peerTyping.shown === on) return;
+      peerTyping.shown = on;
+      dom.typingSlot.replaceChildren();
+      if (on) {
+        dom.typingSlot.append(h('p', { class: 'typing', 'data-testid': 'typing', 'data-role': other }, `${capitalize(other)} is typing…`));
+      }
+    }
+
+    // ---------------------------------------------------------- closed booking
+
+    /** {closedAt, reason} once the booking is closed (events/booking, or a booking_closed
+     *  refusal): history stays readable, writing and calling are off for good. */
+    let closed = null;
+
+    function applyBooking(event) {
+      if (!event || typeof event !== 'object') return;
+      if (event.booking_code && event.booking_code !== booking) return;
+      if (event.state !== BOOKING_CLOSED) return;
+      markClosed({ closedAt: isTime(event.closed_at) ? event.closed_at : null, reason: typeof event.reason === 'string' ? event.reason : null });
+    }
+
+    function markClosed(details = {}) {
+      const before = closed;
+      closed = {
+        closedAt: (before && before.closedAt) || details.closedAt || null,
+        reason: (before && before.reason) || details.reason || null,
+      };
+      if (before && before.closedAt === closed.closedAt && before.reason === closed.reason) return;
+      clearTimeout(receipts.timer);
+      receipts.timer = null;
+      clearTimeout(typingOut.idleTimer);
+      clearTimeout(typingOut.gapTimer);
+      typingOut.gapTimer = null;
+      showPeerTyping(false);
+      dom.composer.disabled = true;
+      dom.composer.placeholder = 'This booking is closed';
+      dom.sendButton.disabled = true;
+      renderCallButton();
+      const when = closed.closedAt ? ` at ${lastSeen(closed.closedAt)}` : '';
+      const why = closed.reason ? ` (${closed.reason})` : '';
+      dom.bookingStateSlot.replaceChildren(h('div', { class: 'closed-notice', role: 'status', 'data-testid': 'booking-state', 'data-state': BOOKING_CLOSED },
+        icon('lock', 18),
+        h('p', {}, h('strong', {}, `This booking was closed${when}${why}.`), ' The messages stay readable; new messages and calls are off.')));
     }
 
     // ---------------------------------------------------------- debugging
@@ -914,6 +1162,9 @@
           hasMoreBefore: timeline.hasMoreBefore,
           outbox: [...outbox.values()].map((e) => ({ message_id: e.id, status: e.status })),
           replicaUntilSeq: dom.replicaNote.hidden ? null : Number(dom.replicaNote.dataset.untilSeq),
+          read: { own: receipts.own, peer: receipts.peer },
+          peerTyping: peerTyping.shown,
+          closed: closed ? { ...closed } : null,
           error: lastError ? { ...lastError } : null,
         }),
       }),

@@ -45,6 +45,8 @@ function readHooks() {
   const banner = one('call-state');
   const offlineCopy = one('offline-copy');
   const error = one('error');
+  const typing = one('typing');
+  const bookingState = one('booking-state');
   const timeline = one('timeline');
   const entries = timeline ? [...timeline.querySelectorAll('[data-testid="message"]')] : [];
   return {
@@ -56,6 +58,8 @@ function readHooks() {
     error: error && visible(error) ? { code: error.getAttribute('data-code'), text: error.innerText.replace(/\s+/g, ' ').trim() } : null,
     timeline: timeline !== null,
     offlineCopy: offlineCopy && visible(offlineCopy) ? { untilSeq: offlineCopy.getAttribute('data-until-seq'), text: offlineCopy.innerText.trim() } : null,
+    typing: typing && visible(typing) ? { role: typing.getAttribute('data-role'), text: typing.innerText.trim() } : null,
+    bookingState: bookingState && visible(bookingState) ? { state: bookingState.getAttribute('data-state'), text: bookingState.innerText.replace(/\s+/g, ' ').trim() } : null,
     messages: entries.map((e) => ({
       seq: e.getAttribute('data-seq'),
       type: e.getAttribute('data-type'),
@@ -63,6 +67,7 @@ function readHooks() {
       pending: e.getAttribute('data-pending'),
       status: e.getAttribute('data-status'),
       messageId: e.getAttribute('data-message-id'),
+      read: e.getAttribute('data-read'),
       text: e.innerText.replace(/\s+/g, ' ').trim(),
     })),
   };
@@ -76,9 +81,9 @@ export function describeHooks(h) {
     .join(' ');
   const msgs = h.messages
     .slice(-8)
-    .map((m) => `#${m.seq ?? '-'}/${m.type}/${m.sender}/${m.status} "${m.text.slice(0, 40)}"`)
+    .map((m) => `#${m.seq ?? '-'}/${m.type}/${m.sender}/${m.status}${m.read === 'true' ? '/read' : ''} "${m.text.slice(0, 40)}"`)
     .join('; ');
-  return `connection=${h.connection} presence=${h.presence} call-state=${h.call ?? '(none)'} ${ctl} error=${h.error ? h.error.code : '(none)'} timeline=${h.timeline ? 'yes' : 'MISSING'} messages(${h.messages.length}, last 8): [${msgs}]`;
+  return `connection=${h.connection} presence=${h.presence} call-state=${h.call ?? '(none)'} ${ctl} error=${h.error ? h.error.code : '(none)'} typing=${h.typing ? h.typing.role : '(none)'} booking-state=${h.bookingState ? h.bookingState.state : '(none)'} timeline=${h.timeline ? 'yes' : 'MISSING'} messages(${h.messages.length}, last 8): [${msgs}]`;
 }
 
 // Seqs shown more than once in a snapshot.
