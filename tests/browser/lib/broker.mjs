@@ -37,7 +37,7 @@ export function findProgram(name) {
   return null;
 }
 
-function portAccepts(port) {
+export function portAccepts(port) {
   return new Promise((resolve) => {
     const socket = net.connect({ host: '127.0.0.1', port });
     const done = (ok) => {

@@ -1,0 +1,302 @@
+// The call's audio in a real browser (ctest test_browser_call, `e2e.mjs --suite call`): Chromium's
+// fake microphone (a beeping tone) on loopback, WebRTC signalled over the booking's `signal` topic
+// (docs/protocol.md "signal"), the page's audio in web/public/call_media.js.
+//
+// What the pages receive is read from getStats() through window.navietakieCall.snapshot() (inbound
+// RTP bytesReceived, audioLevel, totalAudioEnergy, the selected candidate pair) and from the banner's
+// hooks (call-media data-state / data-rx-bytes / data-reason, mute aria-pressed, rejoin).
+
+import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { assert, bookingCode, holds, lastResorts, poll, sleep } from './lib/harness.mjs';
+import { findProgram, freePort, portAccepts } from './lib/broker.mjs';
+
+// Runs in the page.
+function readMedia() {
+  const el = document.querySelector('[data-testid="call-media"]');
+  const mute = document.querySelector('[data-testid="mute"]');
+  const rejoin = document.querySelector('[data-testid="rejoin"]');
+  const shown = (e) => !!e && e.isConnected && !e.hidden && e.checkVisibility();
+  return {
+    hook: el && el.isConnected ? { state: el.dataset.state, rxBytes: Number(el.dataset.rxBytes), reason: el.dataset.reason ?? null } : null,
+    mute: shown(mute) ? mute.getAttribute('aria-pressed') : null,
+    rejoin: shown(rejoin),
+    requests: window.__e2eMediaRequests,
+    media: window.navietakieCall ? window.navietakieCall.snapshot() : null,
+  };
+}
+
+const describe = (m) => JSON.stringify({ hook: m.hook, mute: m.mute, rejoin: m.rejoin, requests: m.requests, state: m.media?.state, pc: m.media?.connectionState, stats: m.media?.stats, liveTracks: m.media?.liveTracks, openPeers: m.media?.openPeers });
+
+const media = (client) => client.page.evaluate(readMedia);
+
+function untilMedia(client, what, accept, timeoutMs = 20000) {
+  return poll(`${client.label}: ${what}`, () => media(client), accept, { timeoutMs, intervalMs: 200, show: describe });
+}
+
+// Counts the MQTT frames a page receives on its WebSocket that carry an events/signal topic.
+function countSignals(counter) {
+  return async (context) => {
+    await context.routeWebSocket(/.*/, (ws) => {
+      const server = ws.connectToServer();
+      ws.onMessage((m) => server.send(m));
+      server.onMessage((m) => {
+        if (typeof m !== 'string' && m.includes('/events/signal')) counter.frames += 1;
+        ws.send(m);
+      });
+    });
+  };
+}
+
+// Audio flows into `client`: bytes received grow (in getStats and in data-rx-bytes), and the
+// tone's level is above zero at some point.
+async function assertHearing(ctx, client) {
+  const first = await untilMedia(client, 'call-media connected, inbound audio bytes > 0', (m) => m.hook?.state === 'connected' && m.media.stats.bytesReceived > 0);
+  const heard = await untilMedia(client, 'inbound audioLevel > 0 (the fake tone heard)', (m) => m.media.stats.audioLevel > 0, 10000);
+  const later = await untilMedia(client, `data-rx-bytes grown past ${first.hook.rxBytes}`, (m) => m.hook.rxBytes > first.hook.rxBytes && m.media.stats.bytesReceived > first.media.stats.bytesReceived, 10000);
+  ctx.log(`${client.label}: audio in: bytesReceived ${first.media.stats.bytesReceived} -> ${later.media.stats.bytesReceived}, data-rx-bytes ${later.hook.rxBytes}, audioLevel ${heard.media.stats.audioLevel.toFixed(4)}, pair ${later.media.stats.localCandidateType}/${later.media.stats.remoteCandidateType}`);
+  return later;
+}
+
+// Audio energy received by `client` over `ms`: ~0 when the other side is muted.
+async function energyOver(client, ms) {
+  const a = (await media(client)).media.stats;
+  await sleep(ms);
+  const b = (await media(client)).media.stats;
+  return { energy: b.totalAudioEnergy - a.totalAudioEnergy, bytes: b.bytesReceived - a.bytesReceived, level: b.audioLevel };
+}
+
+// Both pages: the call ended, its audio closed (every microphone track stopped, every peer connection closed).
+async function assertMediaClosed(clients) {
+  for (const c of clients) {
+    await c.until('call ended (call-state ended or gone)', (h) => h.call === 'ended' || h.call === null);
+    await untilMedia(c, 'call-media gone, tracks stopped, peer connections closed', (m) => m.hook === null && m.media.liveTracks === 0 && m.media.openPeers === 0 && m.media.state === null, 10000);
+  }
+}
+
+async function callAndAccept({ driver, passenger }) {
+  await driver.hook('call').click({ timeout: 5000 });
+  await Promise.all([driver.untilCall('ringing'), passenger.untilCall('ringing')]);
+  await passenger.hook('accept').click({ timeout: 5000 });
+  await Promise.all([driver.untilCall('connected'), passenger.untilCall('connected')]);
+}
+
+// ---------------------------------------------------------------- coturn
+
+// coturn on free ports of 127.0.0.1 with TURN REST credentials (a shared secret), relaying between
+// loopback peers. Stopped by PID.
+class Turnserver {
+  constructor(dir) {
+    this.dir = dir;
+    this.secret = crypto.randomBytes(24).toString('hex');
+    this.logPath = path.join(dir, 'turnserver.log');
+    this.child = null;
+  }
+
+  async start() {
+    const program = findProgram('turnserver');
+    assert(program, 'turnserver is missing (Debian package coturn; scripts/lib/deps.sh installs it)');
+    this.port = await freePort();
+    // The relay ports: a small range somewhere above the usual ephemeral ones' start.
+    const base = 20000 + crypto.randomInt(0, 200) * 100;
+    const out = fs.openSync(this.logPath, 'a');
+    this.child = spawn(program, [
+      '-n', '--no-cli', '--no-tls', '--no-dtls', '--listening-ip=127.0.0.1', '--relay-ip=127.0.0.1',
+      `--listening-port=${this.port}`, `--min-port=${base}`, `--max-port=${base + 99}`,
+      '--use-auth-secret', `--static-auth-secret=${this.secret}`, '--realm=navietakie.test',
+      '--allow-loopback-peers', '--no-multicast-peers', '--simple-log', `--log-file=${this.logPath}`,
+      `--pidfile=${path.join(this.dir, 'turnserver.pid')}`, `--userdb=${path.join(this.dir, 'turndb')}`,
+    ], { stdio: ['ignore', out, out] });
+    fs.closeSync(out);
+    const child = this.child;
+    this.exited = new Promise((resolve) => child.once('exit', resolve));
+    this.killAtExit = () => {
+      if (child.exitCode === null && child.signalCode === null) process.kill(child.pid, 'SIGKILL');
+    };
+    lastResorts.add(this.killAtExit);
+    // It listens on TCP as well as UDP on the same port: ready once the TCP port accepts.
+    await poll('turnserver accepting on its port', () => portAccepts(this.port), (ok) => ok || child.exitCode !== null, { timeoutMs: 10000, intervalMs: 100, show: () => this.logText().slice(-400) });
+    assert(child.exitCode === null, `turnserver exited at start (${child.exitCode}):\n${this.logText().slice(-800)}`);
+  }
+
+  logText() {
+    try {
+      return fs.readFileSync(this.logPath, 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  async stop() {
+    const child = this.child;
+    if (!child) return;
+    this.child = null;
+    try {
+      process.kill(child.pid, 'SIGTERM');
+    } catch {
+      // gone
+    }
+    if (!(await Promise.race([this.exited.then(() => true), sleep(5000).then(() => false)]))) {
+      try {
+        process.kill(child.pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+      await Promise.race([this.exited, sleep(3000)]);
+    }
+    lastResorts.delete(this.killAtExit);
+  }
+}
+
+// ---------------------------------------------------------------- scenarios
+
+export function callScenarios({ env, open, openPair, artifact, scenarioBroker }) {
+  const openMediaPair = (ctx, { broker, passengerMedia = 'granted' } = {}) => openPair(ctx, {
+    driver: { media: 'granted', broker },
+    passenger: { media: passengerMedia, broker },
+  });
+
+  return [
+    {
+      name: 'call audio: both hear, mute silences, hang up closes; another booking hears no signal',
+      timeoutMs: 90000,
+      async run(ctx) {
+        const ours = { frames: 0 };
+        const theirs = { frames: 0 };
+        const driver = await open(ctx, 'driver', { media: 'granted', prepare: countSignals(ours) });
+        const passenger = await open(ctx, 'passenger', { media: 'granted' });
+        // A page of another booking, with a microphone, on the same broker.
+        const other = await open({ ...ctx, code: bookingCode() }, 'passenger', { media: 'granted', label: 'other-booking', prepare: countSignals(theirs) });
+        await Promise.all([driver, passenger, other].map((c) => c.untilConnection('connected')));
+        for (const c of [driver, passenger]) {
+          const m = await media(c);
+          assert(m.requests === 0, `${c.label}: getUserMedia asked ${m.requests} times before any call, expected 0`);
+        }
+
+        await driver.hook('call').click({ timeout: 5000 });
+        await Promise.all([driver.untilCall('ringing'), passenger.untilCall('ringing')]);
+        await untilMedia(driver, 'the caller asked for the microphone when placing the call', (m) => m.requests === 1, 5000);
+        assert((await media(passenger)).requests === 0, 'passenger: microphone asked for while only ringing');
+        await passenger.hook('accept').click({ timeout: 5000 });
+        await Promise.all([driver.untilCall('connected'), passenger.untilCall('connected')]);
+        await untilMedia(passenger, 'the callee asked for the microphone when accepting', (m) => m.requests === 1, 5000);
+        ctx.log('microphone asked for: by the caller on placing, by the callee on accepting');
+
+        await assertHearing(ctx, driver);
+        await assertHearing(ctx, passenger);
+        for (const c of [driver, passenger]) {
+          const m = await media(c);
+          assert(m.mute === 'false', `${c.label}: mute aria-pressed=${m.mute}, expected false (shown, not pressed)`);
+        }
+        await driver.screenshot(artifact('driver-call-audio.png'));
+        await passenger.screenshot(artifact('passenger-call-audio.png'));
+
+        // The driver mutes: the passenger's received energy stops growing and its level drops to 0;
+        // the driver still hears the passenger.
+        await driver.hook('mute').click({ timeout: 5000 });
+        await untilMedia(driver, 'mute aria-pressed=true', (m) => m.mute === 'true', 5000);
+        await sleep(1500); // what was on the way when muting
+        const silent = await energyOver(passenger, 2500);
+        assert(silent.energy < 1e-4 && silent.level === 0, `passenger: with the driver muted, received audio energy ${silent.energy} and level ${silent.level} over 2.5 s, expected ~0`);
+        const still = await energyOver(driver, 2500);
+        assert(still.energy > 0, `driver: hears nothing from the passenger while muted itself (energy ${still.energy})`);
+        ctx.log(`driver muted: passenger receives energy ${silent.energy.toExponential(2)} (level ${silent.level}) over 2.5 s, driver still ${still.energy.toFixed(3)}`);
+        await driver.hook('mute').click({ timeout: 5000 });
+        await untilMedia(driver, 'mute aria-pressed=false', (m) => m.mute === 'false', 5000);
+        await poll('passenger: audio energy grows again after unmute', () => energyOver(passenger, 1000), (e) => e.energy > 0, { timeoutMs: 10000, show: JSON.stringify });
+
+        await passenger.hook('hangup').click({ timeout: 5000 });
+        await assertMediaClosed([driver, passenger]);
+        ctx.log('hung up: tracks stopped and peer connections closed on both pages');
+
+        assert(ours.frames > 0, `the driver's page received no events/signal frame (counter broken?)`);
+        assert(theirs.frames === 0, `the page of another booking received ${theirs.frames} events/signal frames, expected 0`);
+        const o = await media(other);
+        assert(o.requests === 0 && o.media.state === null, `the page of another booking: ${describe(o)}`);
+        ctx.log(`events/signal frames: driver ${ours.frames}, another booking's page ${theirs.frames}`);
+      },
+    },
+    {
+      name: 'call audio: microphone refused, the call still works and the caller is told',
+      timeoutMs: 60000,
+      async run(ctx) {
+        const pair = await openMediaPair(ctx, { passengerMedia: 'refused' });
+        const { driver, passenger } = pair;
+        await callAndAccept(pair);
+        const p = await untilMedia(passenger, 'call-media failed, data-reason=microphone', (m) => m.hook?.state === 'failed' && m.hook.reason === 'microphone');
+        assert(p.requests === 1, `passenger: getUserMedia asked ${p.requests} times, expected 1`);
+        const d = await untilMedia(driver, 'call-media failed, data-reason=peer_microphone (told by the bye)', (m) => m.hook?.state === 'failed' && m.hook.reason === 'peer_microphone');
+        assert(d.media.openPeers === 0, `driver: ${d.media.openPeers} peer connections open after the callee's refusal, expected 0`);
+        await passenger.screenshot(artifact('passenger-microphone-refused.png'));
+        ctx.log(`refused: passenger "${p.hook.reason}", driver "${d.hook.reason}"`);
+        // Signalling goes on: the call stays connected and ends normally.
+        await holds('the call stays connected on both pages', async () => [(await driver.hooks()).call, (await passenger.hooks()).call], (s) => s.every((x) => x === 'connected'), { durationMs: 1500 });
+        await driver.hook('hangup').click({ timeout: 5000 });
+        await assertMediaClosed([driver, passenger]);
+      },
+    },
+    {
+      name: 'call audio: the callee reloads mid-call and rejoins',
+      timeoutMs: 90000,
+      async run(ctx) {
+        const pair = await openMediaPair(ctx);
+        const { driver, passenger } = pair;
+        await callAndAccept(pair);
+        await assertHearing(ctx, passenger);
+        await passenger.page.reload({ waitUntil: 'load', timeout: 15000 });
+        await passenger.untilConnection('connected');
+        await passenger.untilCall('connected');
+        const m = await untilMedia(passenger, 'after the reload: call-media failed (not_joined), rejoin offered', (x) => x.hook?.state === 'failed' && x.hook.reason === 'not_joined' && x.rejoin);
+        assert(m.requests === 0, `passenger: microphone asked for ${m.requests} times on reload before rejoining, expected 0`);
+        await passenger.screenshot(artifact('passenger-rejoin.png'));
+        await passenger.hook('rejoin').click({ timeout: 5000 });
+        await assertHearing(ctx, passenger);
+        await assertHearing(ctx, driver);
+        const d = await media(driver);
+        assert(d.media.openPeers === 1, `driver: ${d.media.openPeers} peer connections open after the rejoin, expected 1 (the old one closed)`);
+        ctx.log('rejoined: the passenger offered, the driver answered on a fresh connection');
+        await driver.hook('hangup').click({ timeout: 5000 });
+        await assertMediaClosed([driver, passenger]);
+      },
+    },
+    {
+      name: 'call audio through coturn, relay-only ICE',
+      timeoutMs: 90000,
+      async run(ctx) {
+        const dir = fs.mkdtempSync(path.join(env.root, 'turn-'));
+        const turn = new Turnserver(dir);
+        ctx.cleanups.add('turnserver', async () => {
+          await turn.stop();
+          try {
+            fs.copyFileSync(turn.logPath, artifact('turnserver.log'));
+          } catch {
+            // nothing logged
+          }
+        });
+        await turn.start();
+        ctx.log(`turnserver pid ${turn.child.pid} on udp/tcp 127.0.0.1:${turn.port}`);
+        const broker = await scenarioBroker(ctx, 'turn', { pluginOpts: turnPluginOpts(turn, dir) });
+        const pair = await openMediaPair(ctx, { broker });
+        await callAndAccept(pair);
+        for (const c of [pair.driver, pair.passenger]) {
+          const m = await assertHearing(ctx, c);
+          assert(m.media.iceTransportPolicy === 'relay', `${c.label}: iceTransportPolicy ${m.media.iceTransportPolicy}, expected relay`);
+          const pairType = await untilMedia(c, 'the selected candidate pair is relay on this side', (x) => x.media.stats.localCandidateType === 'relay', 10000);
+          ctx.log(`${c.label}: selected pair ${pairType.media.stats.localCandidateType}/${pairType.media.stats.remoteCandidateType}, ICE servers ${pairType.media.iceServers.join(' | ')}`);
+        }
+        await pair.driver.hook('hangup').click({ timeout: 5000 });
+        await assertMediaClosed([pair.driver, pair.passenger]);
+      },
+    },
+  ];
+}
+
+// The broker's settings for handing out this TURN server with REST credentials from its secret
+// (docs/protocol.md "signal", ICE servers). The secret is written to a file, never into a page.
+function turnPluginOpts(turn, dir) {
+  const secretFile = path.join(dir, 'turn.secret');
+  fs.writeFileSync(secretFile, turn.secret, { mode: 0o600 });
+  return [`ice_servers=turn:127.0.0.1:${turn.port}?transport=udp`, `turn_secret_file=${secretFile}`];
+}
