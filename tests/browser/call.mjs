@@ -262,6 +262,31 @@ export function callScenarios({ env, open, openPair, artifact, scenarioBroker })
       },
     },
     {
+      name: 'call audio: a declined and a missed call release the caller\'s microphone',
+      timeoutMs: 60000,
+      async run(ctx) {
+        const { driver, passenger } = await openMediaPair(ctx);
+        const ringingWithMicrophone = (m) => m.requests >= 1 && m.media.liveTracks === 1;
+        const released = (m) => m.media.liveTracks === 0 && m.media.openPeers === 0 && m.media.state === null;
+        await driver.hook('call').click({ timeout: 5000 });
+        await passenger.untilCall('ringing');
+        await untilMedia(driver, 'ringing: the caller\'s microphone track is live', ringingWithMicrophone, 10000);
+        await passenger.hook('decline').click({ timeout: 5000 });
+        await driver.until('call ended (declined)', (h) => h.call === 'ended' || h.call === null);
+        await untilMedia(driver, 'declined: microphone track stopped, nothing open', released, 10000);
+        // Again, and nobody answers: the broker ends it as missed after call_ring_timeout_s (3 s).
+        await driver.until('call enabled again', (h) => h.controls.call.present && !h.controls.call.disabled);
+        await driver.hook('call').click({ timeout: 5000 });
+        await passenger.untilCall('ringing');
+        await untilMedia(driver, 'ringing again: the microphone track is live', (m) => m.requests === 2 && m.media.liveTracks === 1, 10000);
+        await driver.until('call ended (missed)', (h) => h.call === 'ended' || h.call === null, 15000);
+        await untilMedia(driver, 'missed: microphone track stopped, nothing open', released, 10000);
+        const p = await media(passenger);
+        assert(p.requests === 0, `passenger: microphone asked for ${p.requests} times without accepting, expected 0`);
+        ctx.log('declined and missed: the caller\'s microphone was released both times; the callee never asked for one');
+      },
+    },
+    {
       name: 'call audio through coturn, relay-only ICE',
       timeoutMs: 90000,
       async run(ctx) {

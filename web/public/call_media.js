@@ -414,7 +414,10 @@
       const kind = payload.kind;
       if (kind === 'bye') {
         closePeer();
-        setState('failed', payload.reason === BYE_MICROPHONE ? Reason.peerMicrophone : Reason.peerLeft);
+        // Our own refused microphone stays the news: it is the one this page can do something about.
+        if (!(state === 'failed' && reason === Reason.microphone)) {
+          setState('failed', payload.reason === BYE_MICROPHONE ? Reason.peerMicrophone : Reason.peerLeft);
+        }
         return;
       }
       if (kind === 'offer' && typeof payload.sdp === 'string') {
