@@ -227,7 +227,8 @@ export function callScenarios({ env, open, openPair, artifact, scenarioBroker })
         await callAndAccept(pair);
         const p = await untilMedia(passenger, 'call-media failed, data-reason=microphone', (m) => m.hook?.state === 'failed' && m.hook.reason === 'microphone');
         assert(p.requests === 1, `passenger: getUserMedia asked ${p.requests} times, expected 1`);
-        const d = await untilMedia(driver, 'call-media failed, data-reason=peer_microphone (told by the bye)', (m) => m.hook?.state === 'failed' && m.hook.reason === 'peer_microphone');
+        // Told by the callee's bye: peer_microphone when the relay carries its reason, peer_left when not.
+        const d = await untilMedia(driver, 'call-media failed, data-reason=peer_microphone or peer_left (told by the bye)', (m) => m.hook?.state === 'failed' && ['peer_microphone', 'peer_left'].includes(m.hook.reason));
         assert(d.media.openPeers === 0, `driver: ${d.media.openPeers} peer connections open after the callee's refusal, expected 0`);
         await passenger.screenshot(artifact('passenger-microphone-refused.png'));
         ctx.log(`refused: passenger "${p.hook.reason}", driver "${d.hook.reason}"`);
@@ -302,7 +303,7 @@ export function callScenarios({ env, open, openPair, artifact, scenarioBroker })
         });
         await turn.start();
         ctx.log(`turnserver pid ${turn.child.pid} on udp/tcp 127.0.0.1:${turn.port}`);
-        const broker = await scenarioBroker(ctx, 'turn', { pluginOpts: turnPluginOpts(turn, dir) });
+        const broker = await scenarioBroker(ctx, 'turn', { pluginOpts: turnPluginOpts(turn) });
         const pair = await openMediaPair(ctx, { broker });
         await callAndAccept(pair);
         for (const c of [pair.driver, pair.passenger]) {
@@ -318,10 +319,9 @@ export function callScenarios({ env, open, openPair, artifact, scenarioBroker })
   ];
 }
 
-// The broker's settings for handing out this TURN server with REST credentials from its secret
-// (docs/protocol.md "signal", ICE servers). The secret is written to a file, never into a page.
-function turnPluginOpts(turn, dir) {
-  const secretFile = path.join(dir, 'turn.secret');
-  fs.writeFileSync(secretFile, turn.secret, { mode: 0o600 });
-  return [`ice_servers=turn:127.0.0.1:${turn.port}?transport=udp`, `turn_secret_file=${secretFile}`];
+// The broker's settings for handing out this TURN server with short-lived REST credentials derived
+// from its secret (docs/protocol.md, "ICE servers and TURN credentials"): with a turn: URL the page
+// goes relay-only.
+function turnPluginOpts(turn) {
+  return [`ice_servers=turn:127.0.0.1:${turn.port}?transport=udp`, `turn_secret=${turn.secret}`];
 }

@@ -792,7 +792,8 @@
 
     /** On (re)connect: is a call ringing or connected? */
     function syncCall() {
-      conn.request(Action.make_call, { action: CallAction.get })
+      // With `by`, the reply carries the ICE servers for this party (a reloaded page rejoining).
+      conn.request(Action.make_call, { action: CallAction.get, by: role })
         .then((reply) => {
           media.noteIceServers(reply);
           applyCall(reply.call);

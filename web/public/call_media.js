@@ -38,8 +38,9 @@
     unsupported: 'unsupported',         // no WebRTC or no mediaDevices (e.g. not a secure context)
   });
 
-  /** A signalled candidate as an RTCIceCandidateInit: sent as the JSON text
-   *  of one, a bare `candidate:` line (the first m-line) is taken too. */
+  /** A signalled candidate as an RTCIceCandidateInit: sent as the object
+   *  RTCIceCandidate.toJSON() gives; its JSON text or a bare `candidate:` line
+   *  (the first m-line) are taken too. */
   function candidateInit(value) {
     if (value && typeof value === 'object') return value;
     if (typeof value !== 'string' || !value) return null;
@@ -137,7 +138,7 @@
     const FAILED_TEXT = {
       [Reason.microphone]: 'Microphone blocked: allow it in the browser to talk. The call goes on without audio.',
       [Reason.peerMicrophone]: 'The other side has no microphone: no audio in this call.',
-      [Reason.peerLeft]: 'The other side left the audio.',
+      [Reason.peerLeft]: 'The other side\'s audio is off (no microphone, or it left).',
       [Reason.lost]: 'Audio lost.',
       [Reason.notJoined]: 'Audio is not on in this page.',
       [Reason.unsupported]: 'This browser cannot carry the call\'s audio.',
@@ -240,7 +241,7 @@
       else peer.addTransceiver('audio', { direction: 'recvonly' });
       peer.onicecandidate = (e) => {
         if (pc !== peer || !e.candidate || !e.candidate.candidate) return;
-        send('candidate', { candidate: JSON.stringify(e.candidate.toJSON()) });
+        send('candidate', { candidate: e.candidate.toJSON() });
       };
       peer.ontrack = (e) => {
         if (pc !== peer) return;
@@ -467,10 +468,13 @@
       if (changed) notify();
     }
 
+    /** Takes the ICE servers from a reply or an event that has them: the make_call reply's
+     *  `ice` ({ice_servers, ice_transport_policy}), or such fields at its top level. */
     function noteIceServers(value) {
-      const servers = iceServersFrom(value);
+      const ice = value && value.ice && typeof value.ice === 'object' ? value.ice : value;
+      const servers = iceServersFrom(ice);
       if (servers) iceServers = servers;
-      if (value && (value.ice_transport_policy === 'relay' || value.ice_transport_policy === 'all')) icePolicy = value.ice_transport_policy;
+      if (ice && (ice.ice_transport_policy === 'relay' || ice.ice_transport_policy === 'all')) icePolicy = ice.ice_transport_policy;
     }
 
     window.addEventListener('pagehide', reset);
