@@ -11,7 +11,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { assert, bookingCode, holds, lastResorts, poll, sleep } from './lib/harness.mjs';
-import { findProgram, freePort, portAccepts } from './lib/broker.mjs';
+import { findProgram, freePort, portAccepts, terminate } from './lib/broker.mjs';
 
 // Runs in the page.
 function readMedia() {
@@ -133,19 +133,7 @@ class Turnserver {
     const child = this.child;
     if (!child) return;
     this.child = null;
-    try {
-      process.kill(child.pid, 'SIGTERM');
-    } catch {
-      // gone
-    }
-    if (!(await Promise.race([this.exited.then(() => true), sleep(5000).then(() => false)]))) {
-      try {
-        process.kill(child.pid, 'SIGKILL');
-      } catch {
-        // gone
-      }
-      await Promise.race([this.exited, sleep(3000)]);
-    }
+    await terminate(child, this.exited, 5000);
     lastResorts.delete(this.killAtExit);
   }
 }

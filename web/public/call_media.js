@@ -276,23 +276,22 @@
     async function offer() {
       // The other side's candidates for an older offer are of no use to this one.
       pendingCandidates = [];
-      const peer = openPeer();
-      const desc = await peer.createOffer();
-      if (pc !== peer) return;
-      await peer.setLocalDescription(desc);
-      if (pc !== peer) return;
-      await send('offer', { sdp: peer.localDescription.sdp });
+      await describeLocal(openPeer(), 'offer');
     }
 
     async function answer(sdp) {
       const peer = openPeer();
       await peer.setRemoteDescription({ type: 'offer', sdp });
       await flushCandidates(peer);
-      const desc = await peer.createAnswer();
+      await describeLocal(peer, 'answer');
+    }
+
+    /** Creates this side's offer or answer (setLocalDescription's implicit one) and signals it. */
+    async function describeLocal(peer, kind) {
       if (pc !== peer) return;
-      await peer.setLocalDescription(desc);
+      await peer.setLocalDescription();
       if (pc !== peer) return;
-      await send('answer', { sdp: peer.localDescription.sdp });
+      await send(kind, { sdp: peer.localDescription.sdp });
     }
 
     async function flushCandidates(peer) {

@@ -58,6 +58,23 @@ export function run(file, args, { timeoutMs = 10000 } = {}) {
   });
 }
 
+// Stops a child process by its PID: SIGTERM, a bounded wait for `exited` (a promise settled at its
+// exit), then SIGKILL and a last bounded wait.
+export async function terminate(child, exited, timeoutMs) {
+  try {
+    process.kill(child.pid, 'SIGTERM');
+  } catch {
+    // already gone
+  }
+  if (await Promise.race([exited.then(() => true), sleep(timeoutMs).then(() => false)])) return;
+  try {
+    process.kill(child.pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+  await Promise.race([exited, sleep(5000)]);
+}
+
 export class Broker {
   // dir: this broker's own temp dir (conf, log, data). ctl: navietakie-ctl, which writes the conf.
   // auth: {secretFile} turns authentication on. pluginOpts: more `key=value` plugin settings (e.g.
@@ -152,25 +169,11 @@ export class Broker {
     }
   }
 
-  // SIGTERM, a bounded wait, then SIGKILL.
   async stop({ timeoutMs = 10000 } = {}) {
     const child = this.child;
     if (!child) return;
     this.child = null;
-    try {
-      process.kill(child.pid, 'SIGTERM');
-    } catch {
-      // already gone
-    }
-    const exited = await Promise.race([child.exited.then(() => true), sleep(timeoutMs).then(() => false)]);
-    if (!exited) {
-      try {
-        process.kill(child.pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-      await Promise.race([child.exited, sleep(5000)]);
-    }
+    await terminate(child, child.exited, timeoutMs);
     lastResorts.delete(child.killAtExit);
   }
 
