@@ -444,7 +444,7 @@
         const init = candidateInit(payload.candidate);
         if (!init) return;
         if (pc && pc.remoteDescription) pc.addIceCandidate(init).catch(() => {});
-        else pendingCandidates.push(init);
+        else if (micRequest) pendingCandidates.push(init); // a page not in the audio keeps none
       }
     }
 
