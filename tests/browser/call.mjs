@@ -7,11 +7,11 @@
 // hooks (call-media data-state / data-rx-bytes / data-reason, mute aria-pressed, rejoin).
 
 import { spawn } from 'node:child_process';
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { assert, bookingCode, holds, lastResorts, poll, sleep } from './lib/harness.mjs';
-import { findProgram, freePort, portAccepts, terminate } from './lib/broker.mjs';
+import { fileURLToPath } from 'node:url';
+import { assert, bookingCode, holds, lastResorts, poll, sleep, withTimeout } from './lib/harness.mjs';
+import { portAccepts, terminate } from './lib/broker.mjs';
 
 // Runs in the page.
 function readMedia() {
@@ -85,62 +85,48 @@ async function callAndAccept({ driver, passenger }) {
 
 // ---------------------------------------------------------------- coturn
 
-// coturn on free ports of 127.0.0.1 with TURN REST credentials (a shared secret), relaying between
-// loopback peers. Stopped by PID.
-class Turnserver {
-  constructor(dir) {
-    this.dir = dir;
-    this.secret = crypto.randomBytes(24).toString('hex');
-    this.logPath = path.join(dir, 'turnserver.log');
-    this.child = null;
-  }
+// The first line `stream` writes.
+function firstLineOf(stream) {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk) => {
+      text += chunk;
+      const nl = text.indexOf('\n');
+      if (nl >= 0) resolve(text.slice(0, nl));
+    });
+    stream.once('end', () => reject(new Error(`ended before a line (got "${text.slice(0, 200)}")`)));
+  });
+}
 
-  async start() {
-    const program = findProgram('turnserver');
-    assert(program, 'turnserver is missing (Debian package coturn; scripts/lib/deps.sh installs it)');
-    this.port = await freePort();
-    // The relay ports: a small range somewhere above the usual ephemeral ones' start.
-    const base = 20000 + crypto.randomInt(0, 200) * 100;
-    const out = fs.openSync(this.logPath, 'a');
-    this.child = spawn(program, [
-      '-n', '--no-cli', '--no-tls', '--no-dtls', '--listening-ip=127.0.0.1', '--relay-ip=127.0.0.1',
-      `--listening-port=${this.port}`, `--min-port=${base}`, `--max-port=${base + 99}`,
-      '--use-auth-secret', `--static-auth-secret=${this.secret}`, '--realm=navietakie.test',
-      '--allow-loopback-peers', '--no-multicast-peers', '--simple-log', `--log-file=${this.logPath}`,
-      `--pidfile=${path.join(this.dir, 'turnserver.pid')}`, `--userdb=${path.join(this.dir, 'turndb')}`,
-    ], { stdio: ['ignore', out, out] });
-    fs.closeSync(out);
-    const child = this.child;
-    this.exited = new Promise((resolve) => child.once('exit', resolve));
-    this.killAtExit = () => {
-      if (child.exitCode === null && child.signalCode === null) process.kill(child.pid, 'SIGKILL');
-    };
-    lastResorts.add(this.killAtExit);
-    // It listens on TCP as well as UDP on the same port: ready once the TCP port accepts.
-    await poll('turnserver accepting on its port', () => portAccepts(this.port), (ok) => ok || child.exitCode !== null, { timeoutMs: 10000, intervalMs: 100, show: () => this.logText().slice(-400) });
-    assert(child.exitCode === null, `turnserver exited at start (${child.exitCode}):\n${this.logText().slice(-800)}`);
-  }
-
-  logText() {
-    try {
-      return fs.readFileSync(this.logPath, 'utf8');
-    } catch {
-      return '';
-    }
-  }
-
-  async stop() {
-    const child = this.child;
-    if (!child) return;
-    this.child = null;
-    await terminate(child, this.exited, 5000);
-    lastResorts.delete(this.killAtExit);
-  }
+// coturn on a free port of 127.0.0.1 with TURN REST credentials from a random secret, through the
+// test helper tests/support/turn.sh: it prints {pid, port, secret, ice_servers} and runs until
+// SIGTERM to its pid (it stops turnserver and removes its temp dir). Its log goes to the artifacts.
+async function startTurn(ctx, logPath) {
+  const script = fileURLToPath(new URL('../support/turn.sh', import.meta.url));
+  assert(fs.existsSync(script), `${script} is missing`);
+  const log = fs.openSync(logPath, 'w');
+  const child = spawn(script, [], { stdio: ['ignore', 'pipe', log] });
+  fs.closeSync(log);
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  // SIGTERM, not SIGKILL, even as a last resort: the script passes it on to turnserver.
+  const lastResort = () => {
+    if (child.exitCode === null && child.signalCode === null) process.kill(child.pid, 'SIGTERM');
+  };
+  lastResorts.add(lastResort);
+  ctx.cleanups.add('turnserver', async () => {
+    await terminate(child, exited, 5000);
+    lastResorts.delete(lastResort);
+  });
+  const turn = JSON.parse(await withTimeout(firstLineOf(child.stdout), 10000, 'tests/support/turn.sh: its JSON line'));
+  await poll('turnserver accepting on its port', () => portAccepts(turn.port), (ok) => ok || child.exitCode !== null, { timeoutMs: 10000, show: () => fs.readFileSync(logPath, 'utf8').slice(-400) });
+  assert(child.exitCode === null, `tests/support/turn.sh exited at start (${child.exitCode}):\n${fs.readFileSync(logPath, 'utf8').slice(-800)}`);
+  return turn;
 }
 
 // ---------------------------------------------------------------- scenarios
 
-export function callScenarios({ env, open, openPair, artifact, scenarioBroker }) {
+export function callScenarios({ open, openPair, artifact, scenarioBroker }) {
   const openMediaPair = (ctx, { broker, passengerMedia = 'granted' } = {}) => openPair(ctx, {
     driver: { media: 'granted', broker },
     passenger: { media: passengerMedia, broker },
@@ -279,19 +265,11 @@ export function callScenarios({ env, open, openPair, artifact, scenarioBroker })
       name: 'call audio through coturn, relay-only ICE',
       timeoutMs: 90000,
       async run(ctx) {
-        const dir = fs.mkdtempSync(path.join(env.root, 'turn-'));
-        const turn = new Turnserver(dir);
-        ctx.cleanups.add('turnserver', async () => {
-          await turn.stop();
-          try {
-            fs.copyFileSync(turn.logPath, artifact('turnserver.log'));
-          } catch {
-            // nothing logged
-          }
-        });
-        await turn.start();
-        ctx.log(`turnserver pid ${turn.child.pid} on udp/tcp 127.0.0.1:${turn.port}`);
-        const broker = await scenarioBroker(ctx, 'turn', { pluginOpts: turnPluginOpts(turn) });
+        const turn = await startTurn(ctx, artifact('turnserver.log'));
+        ctx.log(`turnserver (tests/support/turn.sh pid ${turn.pid}) on 127.0.0.1:${turn.port}, ice_servers ${turn.ice_servers}`);
+        // With a turn: URL and its secret the broker hands each party short-lived REST credentials in its
+        // make_call reply, and the page goes relay-only (docs/protocol.md, "ICE servers and TURN credentials").
+        const broker = await scenarioBroker(ctx, 'turn', { pluginOpts: [`ice_servers=${turn.ice_servers}`, `turn_secret=${turn.secret}`] });
         const pair = await openMediaPair(ctx, { broker });
         await callAndAccept(pair);
         for (const c of [pair.driver, pair.passenger]) {
@@ -305,11 +283,4 @@ export function callScenarios({ env, open, openPair, artifact, scenarioBroker })
       },
     },
   ];
-}
-
-// The broker's settings for handing out this TURN server with short-lived REST credentials derived
-// from its secret (docs/protocol.md, "ICE servers and TURN credentials"): with a turn: URL the page
-// goes relay-only.
-function turnPluginOpts(turn) {
-  return [`ice_servers=turn:127.0.0.1:${turn.port}?transport=udp`, `turn_secret=${turn.secret}`];
 }
