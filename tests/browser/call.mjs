@@ -5,6 +5,9 @@
 // What the pages receive is read from getStats() through window.navietakieCall.snapshot() (inbound
 // RTP bytesReceived, audioLevel, totalAudioEnergy, the selected candidate pair) and from the banner's
 // hooks (call-media data-state / data-rx-bytes / data-reason, mute aria-pressed, rejoin).
+//
+// Needs the server side of issue 14 (the `signal` topic, ice_servers / turn_secret, and coturn's test
+// helper tests/support/turn.sh), and web/public/wire.js generated from a core/wire.hpp with `signal`.
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
