@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { assert, bookingCode, holds, lastResorts, poll, sleep, withTimeout } from './lib/harness.mjs';
-import { portAccepts, terminate } from './lib/broker.mjs';
+import { portAccepts, run, terminate } from './lib/broker.mjs';
 
 // Runs in the page.
 function readMedia() {
@@ -129,7 +129,7 @@ async function startTurn(ctx, logPath) {
 
 // ---------------------------------------------------------------- scenarios
 
-export function callScenarios({ open, openPair, artifact, scenarioBroker }) {
+export function callScenarios({ env, open, openPair, artifact, scenarioBroker, authBroker }) {
   const openMediaPair = (ctx, { broker, passengerMedia = 'granted' } = {}) => openPair(ctx, {
     driver: { media: 'granted', broker },
     passenger: { media: passengerMedia, broker },
@@ -262,6 +262,31 @@ export function callScenarios({ open, openPair, artifact, scenarioBroker }) {
         const p = await media(passenger);
         assert(p.requests === 0, `passenger: microphone asked for ${p.requests} times without accepting, expected 0`);
         ctx.log('declined and missed: the caller\'s microphone was released both times; the callee never asked for one');
+      },
+    },
+    {
+      name: 'call audio with authentication on: each party signals as itself',
+      timeoutMs: 90000,
+      async run(ctx) {
+        const auth = await authBroker(ctx);
+        const token = async (sub, role) => {
+          const r = await run(env.ctl, ['token', '--secret-file', auth.auth.secretFile, '--sub', sub, '--role', role, '--booking', ctx.code, '--ttl', '3600']);
+          assert(r.code === 0 && r.stdout.trim(), `navietakie-ctl token failed (${r.code}): ${r.stderr.trim()}`);
+          return r.stdout.trim();
+        };
+        const pair = await openPair(ctx, {
+          driver: { media: 'granted', broker: auth, token: await token('drv-call', 'driver') },
+          passenger: { media: 'granted', broker: auth, token: await token('pas-call', 'passenger') },
+        });
+        await callAndAccept(pair);
+        await assertHearing(ctx, pair.driver);
+        await assertHearing(ctx, pair.passenger);
+        for (const c of [pair.driver, pair.passenger]) {
+          const h = await c.hooks();
+          assert(!h.error, `${c.label}: error shown during an authenticated call: ${JSON.stringify(h.error)}`);
+        }
+        await pair.passenger.hook('hangup').click({ timeout: 5000 });
+        await assertMediaClosed([pair.driver, pair.passenger]);
       },
     },
     {

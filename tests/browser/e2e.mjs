@@ -684,7 +684,7 @@ async function main() {
   await env.broker.start();
   log(`e2e: broker pid ${env.broker.child.pid}, tcp ${env.broker.tcpPort}, websockets+http ${env.broker.wsPort}; web ${env.webDir}; artifacts ${env.artifacts}`);
 
-  const suites = { chat: scenarios, call: callScenarios({ open, openPair, artifact, scenarioBroker }) };
+  const suites = { chat: scenarios, call: callScenarios({ env, open, openPair, artifact, scenarioBroker, authBroker }) };
   if (!Object.hasOwn(suites, args.suite)) {
     log(`e2e: FAIL --suite ${args.suite}: no such suite (${Object.keys(suites).join(', ')})`);
     return false;
