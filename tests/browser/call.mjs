@@ -265,7 +265,7 @@ export function callScenarios({ env, open, openPair, artifact, scenarioBroker, a
       },
     },
     {
-      name: 'call audio with authentication on: each party signals as itself',
+      name: 'call audio with authentication on (tokens for both parties)',
       timeoutMs: 90000,
       async run(ctx) {
         const auth = await authBroker(ctx);
