@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { assert, bookingCode, holds, lastResorts, poll, sleep, withTimeout } from './lib/harness.mjs';
-import { portAccepts, run, terminate } from './lib/broker.mjs';
+import { portAccepts, terminate } from './lib/broker.mjs';
 
 // Runs in the page.
 function readMedia() {
@@ -129,10 +129,10 @@ async function startTurn(ctx, logPath) {
 
 // ---------------------------------------------------------------- scenarios
 
-export function callScenarios({ env, open, openPair, artifact, scenarioBroker, authBroker }) {
-  const openMediaPair = (ctx, { broker, passengerMedia = 'granted' } = {}) => openPair(ctx, {
-    driver: { media: 'granted', broker },
-    passenger: { media: passengerMedia, broker },
+export function callScenarios({ open, openPair, artifact, scenarioBroker, authBroker }) {
+  const openMediaPair = (ctx, { broker, passengerMedia = 'granted', tokens = {} } = {}) => openPair(ctx, {
+    driver: { media: 'granted', broker, token: tokens.driver },
+    passenger: { media: passengerMedia, broker, token: tokens.passenger },
   });
 
   return [
@@ -269,14 +269,9 @@ export function callScenarios({ env, open, openPair, artifact, scenarioBroker, a
       timeoutMs: 90000,
       async run(ctx) {
         const auth = await authBroker(ctx);
-        const token = async (sub, role) => {
-          const r = await run(env.ctl, ['token', '--secret-file', auth.auth.secretFile, '--sub', sub, '--role', role, '--booking', ctx.code, '--ttl', '3600']);
-          assert(r.code === 0 && r.stdout.trim(), `navietakie-ctl token failed (${r.code}): ${r.stderr.trim()}`);
-          return r.stdout.trim();
-        };
-        const pair = await openPair(ctx, {
-          driver: { media: 'granted', broker: auth, token: await token('drv-call', 'driver') },
-          passenger: { media: 'granted', broker: auth, token: await token('pas-call', 'passenger') },
+        const pair = await openMediaPair(ctx, {
+          broker: auth,
+          tokens: { driver: await auth.token('drv-call', 'driver', ctx.code), passenger: await auth.token('pas-call', 'passenger', ctx.code) },
         });
         await callAndAccept(pair);
         await assertHearing(ctx, pair.driver);

@@ -491,11 +491,7 @@ const scenarios = [
     timeoutMs: 60000,
     async run(ctx) {
       const auth = await authBroker(ctx);
-      const token = async (sub, role) => {
-        const r = await run(env.ctl, ['token', '--secret-file', auth.auth.secretFile, '--sub', sub, '--role', role, '--booking', ctx.code, '--ttl', '3600']);
-        assert(r.code === 0 && r.stdout.trim(), `navietakie-ctl token failed (${r.code}): ${r.stderr.trim()}`);
-        return r.stdout.trim();
-      };
+      const token = (sub, role) => auth.token(sub, role, ctx.code);
       const { driver, passenger } = await openPair(ctx, {
         driver: { broker: auth, token: await token('drv-e2e', 'driver') },
         passenger: { broker: auth, token: await token('pas-e2e', 'passenger') },
@@ -684,7 +680,7 @@ async function main() {
   await env.broker.start();
   log(`e2e: broker pid ${env.broker.child.pid}, tcp ${env.broker.tcpPort}, websockets+http ${env.broker.wsPort}; web ${env.webDir}; artifacts ${env.artifacts}`);
 
-  const suites = { chat: scenarios, call: callScenarios({ env, open, openPair, artifact, scenarioBroker, authBroker }) };
+  const suites = { chat: scenarios, call: callScenarios({ open, openPair, artifact, scenarioBroker, authBroker }) };
   if (!Object.hasOwn(suites, args.suite)) {
     log(`e2e: FAIL --suite ${args.suite}: no such suite (${Object.keys(suites).join(', ')})`);
     return false;

@@ -118,6 +118,13 @@ export class Broker {
     return this;
   }
 
+  // A participant's token for this broker (authentication on): navietakie-ctl token, valid an hour.
+  async token(sub, role, booking) {
+    const r = await run(this.ctl, ['token', '--secret-file', this.auth.secretFile, '--sub', sub, '--role', role, '--booking', booking, '--ttl', '3600']);
+    if (r.code !== 0 || !r.stdout.trim()) throw new Error(`navietakie-ctl token failed (${r.code}): ${r.stderr.trim()}`);
+    return r.stdout.trim();
+  }
+
   get running() {
     return this.child !== null;
   }
