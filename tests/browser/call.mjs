@@ -240,6 +240,22 @@ export function callScenarios({ open, openPair, artifact, scenarioBroker, authBr
       },
     },
     {
+      name: 'call audio: the other side vanishes (browser closed), the audio is closed',
+      timeoutMs: 120000,
+      async run(ctx) {
+        const pair = await openMediaPair(ctx);
+        const { driver, passenger } = pair;
+        await callAndAccept(pair);
+        await assertHearing(ctx, driver);
+        await passenger.close();
+        const t0 = Date.now();
+        // ICE notices the path is gone (consent freshness: ~30 s in Chromium), or the call ends.
+        const m = await untilMedia(driver, 'audio closed: call-media failed (lost) or the call ended; tracks stopped, peer connections closed',
+          (x) => (x.hook === null || (x.hook.state === 'failed' && x.hook.reason === 'lost')) && x.media.openPeers === 0 && x.media.liveTracks === 0, 60000);
+        ctx.log(`passenger's browser closed: the driver's audio closed after ${((Date.now() - t0) / 1000).toFixed(1)} s (${m.hook ? `call-media ${m.hook.state}/${m.hook.reason}, rejoin ${m.rejoin ? 'offered' : 'not offered'}` : 'call ended'})`);
+      },
+    },
+    {
       name: 'call audio: a declined and a missed call release the caller\'s microphone',
       timeoutMs: 60000,
       async run(ctx) {

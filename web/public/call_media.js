@@ -253,7 +253,12 @@
         const s = peer.connectionState;
         if (s === 'connected') setState('connected');
         else if (s === 'failed') {
+          // The audio path is gone (the other side vanished, or the network): close it all;
+          // rejoining asks for the microphone again (no prompt once permission was given).
           closePeer();
+          stopStream(stream);
+          stream = null;
+          micRequest = null;
           setState('failed', Reason.lost);
         } else if (s !== 'closed' && state !== 'failed') setState('connecting');
       };
