@@ -2,7 +2,10 @@
 // End-to-end test of the web client (ctest label `browser`): Debian's Chromium, headless, driven by
 // playwright-core, against a real Mosquitto with the navietakie plugin that also serves web/public.
 //
-//   node tests/browser/e2e.mjs --plugin PATH --web DIR --ctl PATH --artifacts DIR [--only 2,3]
+//   node tests/browser/e2e.mjs --plugin PATH --web DIR --ctl PATH --artifacts DIR [--only 2,3] [--suite call]
+//
+// --suite chat (the default) runs the scenarios below; --suite call the call audio scenarios of
+// tests/browser/call.mjs (ctest test_browser_call), with Chromium's fake microphone.
 //
 // Every scenario has its own booking code and its own browsers (fresh profiles): a driver on a
 // desktop-sized page and a passenger on a phone-sized one. Elements are found only through the
@@ -16,6 +19,7 @@ import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
 import { Runner, assert, holds, lastResorts, randomTag, sleep } from './lib/harness.mjs';
 import { Broker, findProgram, run } from './lib/broker.mjs';
+import { callScenarios } from './call.mjs';
 import { CHROMIUM, DESKTOP, PHONE, describeHooks, duplicateSeqs, isSeq, openClient, openTab, testid } from './lib/pages.mjs';
 
 const log = (line) => console.log(line);
@@ -31,6 +35,7 @@ const { values: args } = parseArgs({
     ctl: { type: 'string' },
     artifacts: { type: 'string' },
     only: { type: 'string' },
+    suite: { type: 'string', default: 'chat' },
   },
 });
 
@@ -73,7 +78,7 @@ function pageUrl(broker, code, role, token) {
 }
 
 // Opens one participant's page and registers it for the scenario's cleanup and checks.
-async function open(ctx, role, { broker = env.broker, token, label = role, device, prepare } = {}) {
+async function open(ctx, role, { broker = env.broker, token, label = role, device, prepare, media } = {}) {
   const client = await openClient({
     chromium: env.chromium,
     profilesDir: env.profilesDir,
@@ -82,6 +87,7 @@ async function open(ctx, role, { broker = env.broker, token, label = role, devic
     device: device ?? (role === 'driver' ? DESKTOP : PHONE),
     url: pageUrl(broker, ctx.code, role, token),
     prepare,
+    media,
   });
   ctx.clients.push(client);
   ctx.cleanups.add(`browser ${label}`, () => client.close());
@@ -499,11 +505,7 @@ const scenarios = [
     timeoutMs: 60000,
     async run(ctx) {
       const auth = await authBroker(ctx);
-      const token = async (sub, role) => {
-        const r = await run(env.ctl, ['token', '--secret-file', auth.auth.secretFile, '--sub', sub, '--role', role, '--booking', ctx.code, '--ttl', '3600']);
-        assert(r.code === 0 && r.stdout.trim(), `navietakie-ctl token failed (${r.code}): ${r.stderr.trim()}`);
-        return r.stdout.trim();
-      };
+      const token = (sub, role) => auth.token(sub, role, ctx.code);
       const { driver, passenger } = await openPair(ctx, {
         driver: { broker: auth, token: await token('drv-e2e', 'driver') },
         passenger: { broker: auth, token: await token('pas-e2e', 'passenger') },
@@ -828,7 +830,12 @@ async function main() {
   await env.broker.start();
   log(`e2e: broker pid ${env.broker.child.pid}, tcp ${env.broker.tcpPort}, websockets+http ${env.broker.wsPort}; web ${env.webDir}; artifacts ${env.artifacts}`);
 
-  let selected = scenarios.map((s, i) => ({ ...s, number: i + 1 }));
+  const suites = { chat: scenarios, call: callScenarios({ open, openPair, artifact, scenarioBroker, authBroker }) };
+  if (!Object.hasOwn(suites, args.suite)) {
+    log(`e2e: FAIL --suite ${args.suite}: no such suite (${Object.keys(suites).join(', ')})`);
+    return false;
+  }
+  let selected = suites[args.suite].map((s, i) => ({ ...s, number: i + 1 }));
   if (args.only) {
     const wanted = args.only.split(',').map((s) => s.trim());
     selected = selected.filter((s) => wanted.includes(String(s.number)) || wanted.some((w) => w && s.name.includes(w)));

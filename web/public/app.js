@@ -243,6 +243,13 @@
       },
     );
 
+    // The call's audio (call_media.js): follows the call record, signals on `signal`.
+    const media = window.NavietakieCallMedia.create({
+      role,
+      signal: (body) => conn.request(Action.signal, body),
+      onChange: () => renderCall(),
+    });
+
     function renderConnection(state) {
       connection = state;
       dom.chat.dataset.connection = state;
@@ -256,7 +263,10 @@
     function onReady(first) {
       // Presence first, so the other party sees us as soon as possible.
       conn.request(Action.presence, { role, online: true })
-        .then((reply) => applyPresence(reply.presence))
+        .then((reply) => {
+          media.noteIceServers(reply);
+          applyPresence(reply.presence);
+        })
         .catch(report);
       syncCall();
       if (!timeline.historyLoaded) loadLatest();
@@ -268,6 +278,7 @@
     }
 
     function onEvent(kind, payload) {
+      media.noteIceServers(payload);
       if (kind === Event.message) {
         serverClock.sample(payload.ts);
         // Events come from the operator only: a car unit that relays one is linked again.
@@ -285,6 +296,8 @@
         applyTyping(payload);
       } else if (CLOSING && kind === Event.booking) {
         applyBooking(payload);
+      } else if (kind === Event.signal) {
+        media.onSignal(payload);
       } // other events: not for this page
     }
 
@@ -805,6 +818,7 @@
       if (live && c.state === CallState.connected && typeof c.connected_at === 'number') serverClock.sample(c.connected_at);
       clearTimeout(call.endedTimer);
       call.current = c;
+      media.follow(c);
       if (c.state === CallState.ended) {
         call.endedIds.add(c.call_id);
         call.endedTimer = setTimeout(() => {
@@ -819,14 +833,19 @@
 
     /** On (re)connect: is a call ringing or connected? */
     function syncCall() {
-      conn.request(Action.make_call, { action: CallAction.get })
-        .then((reply) => applyCall(reply.call))
+      // With `by`, the reply carries the ICE servers for this party (a reloaded page rejoining).
+      conn.request(Action.make_call, { action: CallAction.get, by: role })
+        .then((reply) => {
+          media.noteIceServers(reply);
+          applyCall(reply.call);
+        })
         .catch((error) => {
           if (error.code === ErrorCode.not_found) {
             // None active: one we showed ended while we were away.
             if (isActive(call.current)) {
               call.endedIds.add(call.current.call_id);
               call.current = null;
+              media.follow(null);
               renderCall();
             }
           } else if (error.code !== ErrorCode.unavailable) {
@@ -840,11 +859,14 @@
     function startCall() {
       if (isActive(call.current) || call.busy) return;
       // A client call_id makes a resent start harmless.
-      callRequest({ action: CallAction.start, by: role, call_id: `c-${P.randomHex(8)}` });
+      const callId = `c-${P.randomHex(8)}`;
+      media.placing(callId); // the microphone is asked for now, while it rings
+      callRequest({ action: CallAction.start, by: role, call_id: callId });
     }
 
     function actOnCall(action) {
       if (!call.current) return;
+      if (action === CallAction.accept) media.accepting(call.current.call_id);
       callRequest({ action, call_id: call.current.call_id, by: role });
     }
 
@@ -854,11 +876,13 @@
       conn.request(Action.make_call, body)
         .then((reply) => {
           call.busy = false;
+          media.noteIceServers(reply);
           applyCall(reply.call);
           renderCall();
         })
         .catch((error) => {
           call.busy = false;
+          media.follow(call.current); // a refused start or accept: no microphone kept open for it
           report(error);
           renderCall();
           // The call moved on without us (or another one is active): look again.
@@ -937,7 +961,8 @@
       dom.callSlot.append(h('section', { class: `call-banner${answering ? ' call-banner--answer' : ''}`, role: 'status', 'data-testid': 'call-state', 'data-state': c.state },
         h('div', { class: 'call-icon' }, icon(c.state === CallState.ended ? 'hangup' : 'phone', 18)),
         h('div', { class: 'call-text' }, title, sub),
-        actions));
+        actions,
+        c.state === CallState.connected ? media.element() : null));
     }
 
     // ---------------------------------------------------------- read receipts

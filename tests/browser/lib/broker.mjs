@@ -37,7 +37,7 @@ export function findProgram(name) {
   return null;
 }
 
-function portAccepts(port) {
+export function portAccepts(port) {
   return new Promise((resolve) => {
     const socket = net.connect({ host: '127.0.0.1', port });
     const done = (ok) => {
@@ -56,6 +56,23 @@ export function run(file, args, { timeoutMs = 10000 } = {}) {
       resolve({ code: error ? (error.code ?? error.signal ?? 'error') : 0, stdout, stderr });
     });
   });
+}
+
+// Stops a child process by its PID: SIGTERM, a bounded wait for `exited` (a promise settled at its
+// exit), then SIGKILL and a last bounded wait.
+export async function terminate(child, exited, timeoutMs) {
+  try {
+    process.kill(child.pid, 'SIGTERM');
+  } catch {
+    // already gone
+  }
+  if (await Promise.race([exited.then(() => true), sleep(timeoutMs).then(() => false)])) return;
+  try {
+    process.kill(child.pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+  await Promise.race([exited, sleep(5000)]);
 }
 
 export class Broker {
@@ -99,6 +116,13 @@ export class Broker {
     const r = await run(this.ctl, args);
     if (r.code !== 0) throw new Error(`navietakie-ctl broker-conf failed (${r.code}): ${r.stderr.trim()}`);
     return this;
+  }
+
+  // A participant's token for this broker (authentication on): navietakie-ctl token, valid an hour.
+  async token(sub, role, booking) {
+    const r = await run(this.ctl, ['token', '--secret-file', this.auth.secretFile, '--sub', sub, '--role', role, '--booking', booking, '--ttl', '3600']);
+    if (r.code !== 0 || !r.stdout.trim()) throw new Error(`navietakie-ctl token failed (${r.code}): ${r.stderr.trim()}`);
+    return r.stdout.trim();
   }
 
   get running() {
@@ -152,25 +176,11 @@ export class Broker {
     }
   }
 
-  // SIGTERM, a bounded wait, then SIGKILL.
   async stop({ timeoutMs = 10000 } = {}) {
     const child = this.child;
     if (!child) return;
     this.child = null;
-    try {
-      process.kill(child.pid, 'SIGTERM');
-    } catch {
-      // already gone
-    }
-    const exited = await Promise.race([child.exited.then(() => true), sleep(timeoutMs).then(() => false)]);
-    if (!exited) {
-      try {
-        process.kill(child.pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-      await Promise.race([child.exited, sleep(5000)]);
-    }
+    await terminate(child, child.exited, timeoutMs);
     lastResorts.delete(child.killAtExit);
   }
 

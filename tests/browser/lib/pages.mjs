@@ -18,6 +18,14 @@ export const CHROMIUM_FLAGS = [
   '--disable-sync',
 ];
 
+// Chromium's fake microphone (a beeping tone), for the call audio scenarios (tests/browser/call.mjs).
+// `granted`: the permission prompt answers yes by itself; `refused`: the device exists but no prompt
+// is answered, so getUserMedia fails as a refused permission does.
+export const MEDIA_FLAGS = {
+  granted: ['--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream', '--autoplay-policy=no-user-gesture-required'],
+  refused: ['--use-fake-device-for-media-stream', '--autoplay-policy=no-user-gesture-required'],
+};
+
 export const DESKTOP = { viewport: { width: 1280, height: 800 } };
 export const PHONE = { viewport: { width: 390, height: 780 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true };
 
@@ -172,14 +180,16 @@ export class Client {
 
 // Starts a browser with a fresh profile dir and opens `url` in it.
 // `prepare(context)`, if given, runs before the page loads (e.g. to route its WebSocket).
-export async function openClient({ chromium, profilesDir, role, label = role, device, url, prepare }) {
+// `media`: 'granted' / 'refused' (MEDIA_FLAGS) gives the page Chromium's fake microphone; without it
+// any getUserMedia fails as a denied permission would.
+export async function openClient({ chromium, profilesDir, role, label = role, device, url, prepare, media }) {
   const profileDir = fs.mkdtempSync(path.join(profilesDir, `${label.replace(/[^a-z0-9]/gi, '-')}-`));
   let context;
   try {
     context = await chromium.launchPersistentContext(profileDir, {
       executablePath: CHROMIUM,
       headless: true,
-      args: CHROMIUM_FLAGS,
+      args: media ? [...CHROMIUM_FLAGS, ...MEDIA_FLAGS[media]] : CHROMIUM_FLAGS,
       // The runner handles signals itself: it must stop the brokers too.
       handleSIGINT: false,
       handleSIGTERM: false,
@@ -191,17 +201,21 @@ export async function openClient({ chromium, profilesDir, role, label = role, de
     fs.rmSync(profileDir, { recursive: true, force: true });
     throw e;
   }
-  // A call is signalling only (web/README.md): the page gets no microphone or camera, and any attempt to
-  // ask for one fails as a denied permission would, so a call that works here works without them.
-  await context.addInitScript(() => {
+  // Without `media` the page gets no microphone or camera, and any attempt to ask for one fails as a
+  // denied permission would, so a call's signalling that works here works without them (web/README.md).
+  // The attempts are counted either way (the microphone is asked for only when a call is placed or
+  // accepted).
+  await context.addInitScript((withMedia) => {
     window.__e2eMediaRequests = 0;
     if (navigator.mediaDevices) {
-      navigator.mediaDevices.getUserMedia = async () => {
+      const real = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+      navigator.mediaDevices.getUserMedia = async (constraints) => {
         window.__e2eMediaRequests += 1;
+        if (withMedia) return real(constraints);
         throw new DOMException('no media in the e2e test', 'NotAllowedError');
       };
     }
-  });
+  }, !!media);
   const page = context.pages()[0] ?? (await context.newPage());
   const client = new Client({ role, label, context, page, profileDir });
   try {
