@@ -13,10 +13,8 @@
 #include <string_view>
 #include <utility>
 #include <vector>
-// cxxopts' own argument matcher instead of std::regex (see config/config.cpp).
-#define CXXOPTS_NO_REGEX 1
-#include <cxxopts.hpp>
-
+#include "auth/ctl_options.hpp"
+#include "auth/ctl_store.hpp"
 #include "config/config.hpp"
 #include "config/mosquitto_conf.hpp"
 #include "core/identity.hpp"
@@ -27,17 +25,12 @@ extern char** environ;
 namespace {
 
 using namespace navietakie;
+using namespace navietakie::ctl;
 
 constexpr const char* kProgram = "navietakie-ctl";
 constexpr const char* kSecretFileEnv = "NAVIETAKIE_AUTH_JWT_SECRET_FILE";
 constexpr const char* kPublicKeyFileEnv = "NAVIETAKIE_AUTH_JWT_PUBLIC_KEY_FILE";
 constexpr std::int64_t kMaxTtlSeconds = 10LL * 366 * 24 * 3600;
-
-// Bad input: the message is printed and the program exits with 2.
-class UsageError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
 
 const char* const kUsage =
     "Usage: navietakie-ctl COMMAND [OPTIONS]\n"
@@ -46,74 +39,17 @@ const char* const kUsage =
     "  secret       print a new random secret (64 hex characters), e.g. > secret.key\n"
     "  token        print a token for a driver, passenger or service (HS256 with the secret, or\n"
     "               RS256 / ES256 / EdDSA with a private key)\n"
-    "  verify       check a token as the broker would and print the identity it carries\n"
+    "  verify       check a token as the broker would and print the identity it carries;\n"
+    "               verify DIR (a path) checks an LMDB store instead\n"
     "  broker-conf  print a Mosquitto config for navietakie (listeners, TLS, plugin, limits)\n"
+    "  backup       copy the LMDB store, compacted, while the system runs\n"
+    "  export       print a booking's messages as JSON lines\n"
+    "  stats        print a store's figures (bookings, messages, calls, map usage)\n"
     "\n"
     "`navietakie-ctl COMMAND --help` describes each command.\n";
 
 std::int64_t now_s() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-// A decimal integer from low to high, nothing around it.
-std::int64_t integer_option(const std::string& name, const std::string& value, std::int64_t low, std::int64_t high) {
-  const std::string expectation =
-      "--" + name + ": expected an integer from " + std::to_string(low) + " to " + std::to_string(high);
-  if (value.empty() || value.find_first_not_of("0123456789") != std::string::npos) {
-    throw UsageError(expectation + ", got '" + value + "'");
-  }
-  try {
-    std::size_t end = 0;
-    const long long number = std::stoll(value, &end);
-    if (end == value.size() && number >= low && number <= high) return number;
-  } catch (const std::exception&) {  // out of range
-  }
-  throw UsageError(expectation + ", got '" + value + "'");
-}
-
-// cxxopts takes the next argument as the value even if it is an option: `--sub --role x` would
-// set sub to "--role". Refuse that; `--sub=--role` still says it on purpose.
-void reject_option_as_value(const std::vector<std::string>& value_options, int argc, const char* const* argv) {
-  for (int i = 1; i + 1 < argc; ++i) {
-    const std::string_view arg = argv[i];
-    if (arg == "--") return;
-    bool takes_value = false;
-    for (const auto& name : value_options) takes_value = takes_value || arg == "--" + name;
-    if (!takes_value) continue;
-    const std::string_view next = argv[i + 1];
-    if (next.size() > 1 && next.front() == '-') {
-      throw UsageError("option '" + std::string(arg) + "' needs a value, got the option '" + std::string(next) +
-                       "' (write " + std::string(arg) + "=" + std::string(next) + " if that is the value)");
-    }
-    ++i;
-  }
-}
-
-// Parses a subcommand's arguments (argv[0] is the subcommand's name); unknown options and stray
-// arguments are usage errors.
-cxxopts::ParseResult parse(cxxopts::Options& options, const std::vector<std::string>& value_options, int argc,
-                           const char* const* argv) {
-  reject_option_as_value(value_options, argc, argv);
-  options.allow_unrecognised_options();  // reported below, in our words
-  try {
-    auto parsed = options.parse(argc, argv);
-    for (const std::string& argument : parsed.unmatched()) {
-      if (argument.size() > 1 && argument.front() == '-') {
-        throw UsageError("unknown option '" + argument.substr(0, argument.find('=')) + "' (see --help)");
-      }
-      throw UsageError("unexpected argument '" + argument + "' (see --help)");
-    }
-    return parsed;
-  } catch (const cxxopts::exceptions::exception& error) {
-    throw UsageError(error.what());
-  }
-}
-
-// The value of --<option>, else of the environment variable; "" if neither is set.
-std::string option_or_env(const cxxopts::ParseResult& parsed, const std::string& option, const char* env) {
-  if (parsed.count(option) > 0) return parsed[option].as<std::string>();
-  const char* from_env = env != nullptr ? std::getenv(env) : nullptr;
-  return from_env != nullptr ? from_env : "";
 }
 
 // Reads a key file with `reader`; a file that cannot be used is a usage error.
@@ -416,7 +352,11 @@ int main(int argc, char** argv) {
     // The subcommand sees its own name as argv[0].
     if (command == "secret") return run_secret(argc - 1, argv + 1);
     if (command == "token") return run_token(argc - 1, argv + 1);
+    if (command == "verify" && names_store(argc - 1, argv + 1)) return run_verify_store(argc - 1, argv + 1);
     if (command == "verify") return run_verify(argc - 1, argv + 1);
+    if (command == "backup") return run_backup(argc - 1, argv + 1);
+    if (command == "export") return run_export(argc - 1, argv + 1);
+    if (command == "stats") return run_stats(argc - 1, argv + 1);
     if (command == "broker-conf") return run_broker_conf(argc - 1, argv + 1);
     if (command == "-h" || command == "--help" || command == "help") {
       std::cout << kUsage;
