@@ -101,14 +101,9 @@ class Problems {
 struct LmdbInspector::Env {
   std::string dir;
   MDB_env* env = nullptr;
-  MDB_dbi messages = 0;
-  MDB_dbi message_ids = 0;
-  MDB_dbi calls = 0;
-  MDB_dbi active_calls = 0;
-  MDB_dbi ringing_calls = 0;
-  MDB_dbi connections = 0;
-  MDB_dbi presence = 0;
-  MDB_dbi meta = 0;
+  std::map<std::string, MDB_dbi, std::less<>> dbs;  // the databases of store/keys.hpp, by name
+
+  MDB_dbi db(std::string_view name) const { return dbs.find(name)->second; }
 
   ~Env() {
     if (env != nullptr) mdb_env_close(env);
@@ -138,19 +133,18 @@ LmdbInspector::LmdbInspector(const std::string& dir) : env_(std::make_unique<Env
   MDB_txn* txn = nullptr;
   rc = mdb_txn_begin(env_->env, nullptr, MDB_RDONLY, &txn);
   if (rc != MDB_SUCCESS) throw open_error("mdb_txn_begin", rc);
-  const std::pair<const char*, MDB_dbi*> dbs[] = {
-      {keys::db::messages, &env_->messages},         {keys::db::message_ids, &env_->message_ids},
-      {keys::db::calls, &env_->calls},               {keys::db::active_calls, &env_->active_calls},
-      {keys::db::ringing_calls, &env_->ringing_calls}, {keys::db::connections, &env_->connections},
-      {keys::db::presence, &env_->presence},         {keys::db::meta, &env_->meta},
-  };
-  for (const auto& [name, dbi] : dbs) {
-    rc = mdb_dbi_open(txn, name, 0, dbi);
+  for (const char* name : {keys::db::messages, keys::db::message_ids, keys::db::calls, keys::db::active_calls,
+                           keys::db::ringing_calls, keys::db::connections, keys::db::presence, keys::db::meta}) {
+    MDB_dbi dbi = 0;
+    rc = mdb_dbi_open(txn, name, 0, &dbi);
     if (rc != MDB_SUCCESS) {
       mdb_txn_abort(txn);
-      if (rc == MDB_NOTFOUND) throw StoreOpenError("cannot open " + dir + ": not a navietakie store (no '" + name + "' database)");
+      if (rc == MDB_NOTFOUND) {
+        throw StoreOpenError("cannot open " + dir + ": not a navietakie store (no '" + name + "' database)");
+      }
       throw open_error(std::string("mdb_dbi_open ") + name, rc);
     }
+    env_->dbs.emplace(name, dbi);
   }
   rc = mdb_txn_commit(txn);
   if (rc != MDB_SUCCESS) throw open_error("mdb_txn_commit", rc);
@@ -212,16 +206,16 @@ StoreStats LmdbInspector::stats() const {
     check(mdb_stat(txn.get(), dbi, &st), "mdb_stat");
     return static_cast<std::uint64_t>(st.ms_entries);
   };
-  out.messages = entries(env_->messages);
-  out.calls = entries(env_->calls);
-  out.active_calls = entries(env_->active_calls);
-  out.ringing_calls = entries(env_->ringing_calls);
-  out.connections = entries(env_->connections);
-  out.presence_records = entries(env_->presence);
-  if (const auto version = lookup(txn.get(), env_->meta, keys::schema_version)) out.schema_version = keys::from_be64(*version);
+  out.messages = entries(env_->db(keys::db::messages));
+  out.calls = entries(env_->db(keys::db::calls));
+  out.active_calls = entries(env_->db(keys::db::active_calls));
+  out.ringing_calls = entries(env_->db(keys::db::ringing_calls));
+  out.connections = entries(env_->db(keys::db::connections));
+  out.presence_records = entries(env_->db(keys::db::presence));
+  if (const auto version = lookup(txn.get(), env_->db(keys::db::meta), keys::schema_version)) out.schema_version = keys::from_be64(*version);
 
   // Distinct bookings: one seek per booking, past its last message key.
-  Scan messages(txn.get(), env_->messages);
+  Scan messages(txn.get(), env_->db(keys::db::messages));
   for (bool more = messages.first(); more;) {
     const auto parts = split_key(view(messages.key));
     ++out.bookings;
@@ -256,7 +250,7 @@ VerifyReport LmdbInspector::verify(std::size_t max_problems) const {
   Problems problems(report, max_problems);
   const Txn txn = read_txn(env_->env);
 
-  if (const auto version = lookup(txn.get(), env_->meta, keys::schema_version)) {
+  if (const auto version = lookup(txn.get(), env_->db(keys::db::meta), keys::schema_version)) {
     try {
       const std::uint64_t number = keys::from_be64(*version);
       if (number != kKnownSchemaVersion) {
@@ -275,7 +269,7 @@ VerifyReport LmdbInspector::verify(std::size_t max_problems) const {
   std::uint64_t previous_seq = 0;
   std::uint64_t indexed = 0;
   std::uint64_t undecodable = 0;  // their index entries cannot be checked
-  Scan messages(txn.get(), env_->messages);
+  Scan messages(txn.get(), env_->db(keys::db::messages));
   for (bool more = messages.first(); more; more = messages.next()) {
     ++report.messages;
     const std::string_view key = view(messages.key);
@@ -308,7 +302,7 @@ VerifyReport LmdbInspector::verify(std::size_t max_problems) const {
     if (message.booking_code != parts->first || message.seq != seq) {
       problems.add(where + ": the record says " + message.booking_code + " seq " + std::to_string(message.seq));
     }
-    const auto index = lookup(txn.get(), env_->message_ids, keys::message_id(parts->first, message.message_id));
+    const auto index = lookup(txn.get(), env_->db(keys::db::message_ids), keys::message_id(parts->first, message.message_id));
     if (!index) {
       problems.add(where + ": message_id '" + printable(message.message_id) + "' is not in the message_id index");
     } else if (index->size() != 8 || keys::from_be64(*index) != seq) {
@@ -320,7 +314,7 @@ VerifyReport LmdbInspector::verify(std::size_t max_problems) const {
   // Every message found its own entry, so the index has no other entries when the counts agree
   // (allowing one each to the messages that do not decode, reported above).
   MDB_stat id_stat{};
-  check(mdb_stat(txn.get(), env_->message_ids, &id_stat), "mdb_stat message_ids");
+  check(mdb_stat(txn.get(), env_->db(keys::db::message_ids), &id_stat), "mdb_stat message_ids");
   if (id_stat.ms_entries > indexed + undecodable) {
     problems.add("message_ids: " + std::to_string(id_stat.ms_entries) + " entries for " + std::to_string(indexed) +
                  " indexed messages (entries naming no message)");
@@ -330,7 +324,7 @@ VerifyReport LmdbInspector::verify(std::size_t max_problems) const {
   std::map<std::string, std::string> active_by_booking;  // booking -> call_id of its active calls
   std::uint64_t active = 0;
   std::uint64_t ringing = 0;
-  Scan calls(txn.get(), env_->calls);
+  Scan calls(txn.get(), env_->db(keys::db::calls));
   for (bool more = calls.first(); more; more = calls.next()) {
     ++report.calls;
     const std::string_view key = view(calls.key);
@@ -355,28 +349,28 @@ VerifyReport LmdbInspector::verify(std::size_t max_problems) const {
       if (!active_by_booking.emplace(call.booking_code, call.call_id).second) {
         problems.add(call.booking_code + ": more than one active call");
       }
-      const auto index = lookup(txn.get(), env_->active_calls, keys::active_call(call.booking_code));
+      const auto index = lookup(txn.get(), env_->db(keys::db::active_calls), keys::active_call(call.booking_code));
       if (!index || *index != call.call_id) problems.add(where + ": active but not the booking's active call");
     }
-    const bool in_ringing_index = lookup(txn.get(), env_->ringing_calls, key).has_value();
+    const bool in_ringing_index = lookup(txn.get(), env_->db(keys::db::ringing_calls), key).has_value();
     if (call.state == CallState::ringing) ++ringing;
     if ((call.state == CallState::ringing) != in_ringing_index) {
       problems.add(where + (in_ringing_index ? ": in the ringing index but not ringing" : ": ringing but not indexed"));
     }
   }
   MDB_stat index_stat{};
-  check(mdb_stat(txn.get(), env_->active_calls, &index_stat), "mdb_stat active_calls");
+  check(mdb_stat(txn.get(), env_->db(keys::db::active_calls), &index_stat), "mdb_stat active_calls");
   if (index_stat.ms_entries != active_by_booking.size()) {
     problems.add("active_calls: " + std::to_string(index_stat.ms_entries) + " entries for " + std::to_string(active) +
                  " active calls");
   }
-  check(mdb_stat(txn.get(), env_->ringing_calls, &index_stat), "mdb_stat ringing_calls");
+  check(mdb_stat(txn.get(), env_->db(keys::db::ringing_calls), &index_stat), "mdb_stat ringing_calls");
   if (index_stat.ms_entries != ringing) {
     problems.add("ringing_calls: " + std::to_string(index_stat.ms_entries) + " entries for " +
                  std::to_string(ringing) + " ringing calls");
   }
 
-  Scan connections(txn.get(), env_->connections);
+  Scan connections(txn.get(), env_->db(keys::db::connections));
   for (bool more = connections.first(); more; more = connections.next()) {
     const std::string_view key = view(connections.key);
     const auto parts = split_key(key);
@@ -390,7 +384,7 @@ VerifyReport LmdbInspector::verify(std::size_t max_problems) const {
       problems.add("connections: '" + printable(key) + "' does not decode: " + error.what());
     }
   }
-  Scan presence(txn.get(), env_->presence);
+  Scan presence(txn.get(), env_->db(keys::db::presence));
   for (bool more = presence.first(); more; more = presence.next()) {
     const std::string_view key = view(presence.key);
     try {
@@ -408,7 +402,7 @@ void LmdbInspector::for_each_message(const std::string& booking, std::uint64_t a
   const Txn txn = read_txn(env_->env);
   const std::string prefix = keys::booking_prefix(booking);
   const std::string start = keys::message(booking, after_seq + 1);
-  Scan cursor(txn.get(), env_->messages);
+  Scan cursor(txn.get(), env_->db(keys::db::messages));
   for (bool more = cursor.seek(start); more && keys::has_prefix(view(cursor.key), prefix); more = cursor.next()) {
     if (!fn(decode_message(view(cursor.data)))) return;
   }
