@@ -147,7 +147,9 @@ int run_verify(int argc, const char* const* argv) {
                            "Checks TOKEN as the broker would with the broker's defaults (signature "
                            "with the\nsecret and/or the public key, claims, exp and nbf with 30 s "
                            "leeway, a lifetime of at\nmost 86400 s). Prints the identity as JSON "
-                           "and exits 0, or prints\n`refused: <failure>: <detail>` and exits 1.\n");
+                           "and exits 0, or prints\n`refused: <failure>: <detail>` and exits 1.\n"
+                           "Given a path instead (verify DIR), it checks an LMDB store: see\n"
+                           "`navietakie-ctl verify ./DIR --help`.\n");
   options.positional_help("TOKEN");
   auto add = options.add_options();
   add("secret-file", std::string("file holding the secret (default: $") + kSecretFileEnv + ")",

@@ -133,6 +133,11 @@ void print_stats(const StoreStats& stats) {
 bool names_store(int argc, const char* const* argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
+    // The options of either form that take their value as the next argument (a key file's path).
+    if (arg == "--secret-file" || arg == "--public-key-file" || arg == "--max-problems") {
+      ++i;
+      continue;
+    }
     if (arg.empty() || arg.front() == '-') continue;
     std::error_code ec;
     return arg.find('/') != std::string_view::npos || std::filesystem::is_directory(std::string(arg), ec);
