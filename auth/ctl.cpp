@@ -22,6 +22,8 @@
 
 #include <filesystem>
 
+#include "auth/ctl_options.hpp"
+#include "auth/ctl_store.hpp"
 #include "config/config.hpp"
 #include "config/mosquitto_conf.hpp"
 #include "core/engine.hpp"
@@ -34,17 +36,12 @@ extern char** environ;
 namespace {
 
 using namespace navietakie;
+using namespace navietakie::ctl;
 
 constexpr const char* kProgram = "navietakie-ctl";
 constexpr const char* kSecretFileEnv = "NAVIETAKIE_AUTH_JWT_SECRET_FILE";
 constexpr const char* kPublicKeyFileEnv = "NAVIETAKIE_AUTH_JWT_PUBLIC_KEY_FILE";
 constexpr std::int64_t kMaxTtlSeconds = 10LL * 366 * 24 * 3600;
-
-// Bad input: the message is printed and the program exits with 2.
-class UsageError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
 
 const char* const kUsage =
     "Usage: navietakie-ctl COMMAND [OPTIONS]\n"
@@ -53,76 +50,19 @@ const char* const kUsage =
     "  secret       print a new random secret (64 hex characters), e.g. > secret.key\n"
     "  token        print a token for a driver, passenger or service (HS256 with the secret, or\n"
     "               RS256 / ES256 / EdDSA with a private key)\n"
-    "  verify       check a token as the broker would and print the identity it carries\n"
+    "  verify       check a token as the broker would and print the identity it carries;\n"
+    "               verify DIR (a path) checks an LMDB store instead\n"
     "  broker-conf  print a Mosquitto config for navietakie (listeners, TLS, plugin, limits)\n"
     "  close        close a booking in a stopped store (as the `close` request does)\n"
     "  purge        delete everything of one booking from a stopped store\n"
+    "  backup       copy the LMDB store, compacted, while the system runs\n"
+    "  export       print a booking's messages as JSON lines\n"
+    "  stats        print a store's figures (bookings, messages, calls, map usage)\n"
     "\n"
     "`navietakie-ctl COMMAND --help` describes each command.\n";
 
 std::int64_t now_s() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-// A decimal integer from low to high, nothing around it.
-std::int64_t integer_option(const std::string& name, const std::string& value, std::int64_t low, std::int64_t high) {
-  const std::string expectation =
-      "--" + name + ": expected an integer from " + std::to_string(low) + " to " + std::to_string(high);
-  if (value.empty() || value.find_first_not_of("0123456789") != std::string::npos) {
-    throw UsageError(expectation + ", got '" + value + "'");
-  }
-  try {
-    std::size_t end = 0;
-    const long long number = std::stoll(value, &end);
-    if (end == value.size() && number >= low && number <= high) return number;
-  } catch (const std::exception&) {  // out of range
-  }
-  throw UsageError(expectation + ", got '" + value + "'");
-}
-
-// cxxopts takes the next argument as the value even if it is an option: `--sub --role x` would
-// set sub to "--role". Refuse that; `--sub=--role` still says it on purpose.
-void reject_option_as_value(const std::vector<std::string>& value_options, int argc, const char* const* argv) {
-  for (int i = 1; i + 1 < argc; ++i) {
-    const std::string_view arg = argv[i];
-    if (arg == "--") return;
-    bool takes_value = false;
-    for (const auto& name : value_options) takes_value = takes_value || arg == "--" + name;
-    if (!takes_value) continue;
-    const std::string_view next = argv[i + 1];
-    if (next.size() > 1 && next.front() == '-') {
-      throw UsageError("option '" + std::string(arg) + "' needs a value, got the option '" + std::string(next) +
-                       "' (write " + std::string(arg) + "=" + std::string(next) + " if that is the value)");
-    }
-    ++i;
-  }
-}
-
-// Parses a subcommand's arguments (argv[0] is the subcommand's name); unknown options and stray
-// arguments are usage errors.
-cxxopts::ParseResult parse(cxxopts::Options& options, const std::vector<std::string>& value_options, int argc,
-                           const char* const* argv) {
-  reject_option_as_value(value_options, argc, argv);
-  options.allow_unrecognised_options();  // reported below, in our words
-  try {
-    auto parsed = options.parse(argc, argv);
-    for (const std::string& argument : parsed.unmatched()) {
-      if (argument.size() > 1 && argument.front() == '-') {
-        throw UsageError("unknown option '" + argument.substr(0, argument.find('=')) + "' (see --help)");
-      }
-      throw UsageError("unexpected argument '" + argument + "' (see --help)");
-    }
-    return parsed;
-  } catch (const cxxopts::exceptions::exception& error) {
-    throw UsageError(error.what());
-  }
-}
-
-// The value of --<option>, else of the environment variable; "" if neither is set.
-std::string option_or_env(const cxxopts::ParseResult& parsed, const std::string& option, const char* env) {
-  if (parsed.count(option) > 0) return parsed[option].as<std::string>();
-  const char* from_env = env != nullptr ? std::getenv(env) : nullptr;
-  return from_env != nullptr ? from_env : "";
 }
 
 // Reads a key file with `reader`; a file that cannot be used is a usage error.
@@ -220,7 +160,9 @@ int run_verify(int argc, const char* const* argv) {
                            "Checks TOKEN as the broker would with the broker's defaults (signature "
                            "with the\nsecret and/or the public key, claims, exp and nbf with 30 s "
                            "leeway, a lifetime of at\nmost 86400 s). Prints the identity as JSON "
-                           "and exits 0, or prints\n`refused: <failure>: <detail>` and exits 1.\n");
+                           "and exits 0, or prints\n`refused: <failure>: <detail>` and exits 1.\n"
+                           "Given a path instead (verify DIR), it checks an LMDB store: see\n"
+                           "`navietakie-ctl verify ./DIR --help`.\n");
   options.positional_help("TOKEN");
   auto add = options.add_options();
   add("secret-file", std::string("file holding the secret (default: $") + kSecretFileEnv + ")",
@@ -571,7 +513,11 @@ int main(int argc, char** argv) {
     // The subcommand sees its own name as argv[0].
     if (command == "secret") return run_secret(argc - 1, argv + 1);
     if (command == "token") return run_token(argc - 1, argv + 1);
+    if (command == "verify" && names_store(argc - 1, argv + 1)) return run_verify_store(argc - 1, argv + 1);
     if (command == "verify") return run_verify(argc - 1, argv + 1);
+    if (command == "backup") return run_backup(argc - 1, argv + 1);
+    if (command == "export") return run_export(argc - 1, argv + 1);
+    if (command == "stats") return run_stats(argc - 1, argv + 1);
     if (command == "broker-conf") return run_broker_conf(argc - 1, argv + 1);
     if (command == "close") return run_close(argc - 1, argv + 1);
     if (command == "purge") return run_purge(argc - 1, argv + 1);

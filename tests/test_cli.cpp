@@ -1,10 +1,17 @@
 // The system driven by the real mosquitto command-line tools, as an operator or a shell script
 // would: mosquitto_pub / mosquitto_sub (3.1.1 style, reply_to + correlation_id) and mosquitto_rr
-// (MQTT v5 request/response). Also the self-tests of the harness against a plain mosquitto.
+// (MQTT v5 request/response); navietakie-ctl's store tools on a live system. Also the self-tests
+// of the harness against a plain mosquitto.
+#include <lmdb.h>
+
+#include <atomic>
 #include <csignal>
 #include <filesystem>
+#include <sstream>
 #include <thread>
 
+#include "store/keys.hpp"
+#include "store/store.hpp"
 #include "support/contract.hpp"
 #include "store/store.hpp"
 
@@ -588,3 +595,241 @@ BOOST_AUTO_TEST_CASE(navietakie_ctl_close_and_purge_a_stopped_store, *boost::uni
   const CliResult bad = run({ctl, "purge", "not a code", "--data-dir", data});
   BOOST_TEST(bad.exit_code.value_or(-1) == 2);
 }
+
+
+// --- navietakie-ctl's store tools: backup, verify, export, stats ---------------------------------
+
+namespace {
+
+// The records of a store, changed behind its back for `verify` to find: the test-only path to a
+// broken store (nothing in navietakie writes one).
+class RawLmdb {
+ public:
+  explicit RawLmdb(const std::string& dir) {
+    check(mdb_env_create(&env_));
+    check(mdb_env_set_maxdbs(env_, 16));
+    check(mdb_env_open(env_, dir.c_str(), 0, 0644));
+    check(mdb_txn_begin(env_, nullptr, 0, &txn_));
+  }
+  ~RawLmdb() {
+    if (txn_ != nullptr) mdb_txn_abort(txn_);
+    mdb_env_close(env_);
+  }
+  RawLmdb(const RawLmdb&) = delete;
+  RawLmdb& operator=(const RawLmdb&) = delete;
+
+  void put(const char* db, const std::string& key, const std::string& value) {
+    MDB_val k{key.size(), const_cast<char*>(key.data())};
+    MDB_val v{value.size(), const_cast<char*>(value.data())};
+    check(mdb_put(txn_, dbi(db), &k, &v, 0));
+  }
+  void del(const char* db, const std::string& key) {
+    MDB_val k{key.size(), const_cast<char*>(key.data())};
+    check(mdb_del(txn_, dbi(db), &k, nullptr));
+  }
+  void commit() { check(mdb_txn_commit(std::exchange(txn_, nullptr))); }
+
+ private:
+  static void check(int rc) {
+    if (rc != MDB_SUCCESS) throw std::runtime_error(std::string("lmdb: ") + mdb_strerror(rc));
+  }
+  MDB_dbi dbi(const char* name) {
+    MDB_dbi handle = 0;
+    check(mdb_dbi_open(txn_, name, 0, &handle));
+    return handle;
+  }
+  MDB_env* env_ = nullptr;
+  MDB_txn* txn_ = nullptr;
+};
+
+navietakie::Message stored_text(const std::string& booking, std::uint64_t seq) {
+  navietakie::Message message;
+  message.booking_code = booking;
+  message.seq = seq;
+  message.message_id = booking + "-" + std::to_string(seq);
+  message.text = "message " + std::to_string(seq);
+  message.ts = 1764160000000 + static_cast<std::int64_t>(seq);
+  return message;
+}
+
+std::vector<json> json_lines(const std::string& text) {
+  std::vector<json> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(json::parse(line));
+  return lines;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(ctl_store)
+
+// backup while the plugin host commits messages: a consistent, compacted copy that verifies clean,
+// whose booking is a gapless prefix of what was acknowledged; export prints exactly what
+// get_message shows; stats counts them.
+BOOST_AUTO_TEST_CASE(backup_verify_export_stats_on_a_live_system, *boost::unit_test::timeout(180)) {
+#ifndef NAVIETAKIE_PLUGIN_SO
+  BOOST_TEST_MESSAGE("skipped: needs the plugin host");
+  return;
+#else
+  TestContext ctx(shared_system("cli-store", system_options(Host::plugin)));
+  System& system = ctx.system();
+  const std::string ctl = NAVIETAKIE_CTL_BIN;
+  const std::string code = booking("ctlstore");
+  auto client = ctx.client();
+
+  // A writer that keeps the store busy: one acknowledged message after another until told to stop.
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> acknowledged{0};
+  std::thread writer([&] {
+    try {
+      for (int i = 1; i <= 5000 && !stop; ++i) {
+        const json reply = client->request(request_topic(code, "send_message"),
+                                           json{{"sender", "driver"}, {"text", "live " + std::to_string(i)}}, 10s);
+        if (!is_ok(reply)) break;
+        acknowledged = reply["message"]["seq"].get<std::uint64_t>();
+      }
+    } catch (const std::exception& error) {  // a reply that never came: the counts below fail
+      BOOST_TEST_MESSAGE("writer stopped: " << error.what());
+    }
+  });
+  struct Join {  // on every way out of the test
+    std::atomic<bool>& stop;
+    std::thread& thread;
+    ~Join() {
+      stop = true;
+      if (thread.joinable()) thread.join();
+    }
+  } join{stop, writer};
+  for (int i = 0; i < 200 && acknowledged < 20; ++i) std::this_thread::sleep_for(50ms);
+  BOOST_REQUIRE(acknowledged >= 20u);
+
+  const std::string backup_dir = system.dir().file("backup");
+  const std::uint64_t before = acknowledged;
+  const CliResult backup = run_cli(system, {ctl, "backup", "--data-dir", system.data_dir(), backup_dir}, 60s);
+  BOOST_REQUIRE_MESSAGE(backup.exit_code == 0, backup.err);
+  BOOST_TEST(backup.out.find("written to " + backup_dir + "/data.mdb") != std::string::npos, backup.out);
+  for (int i = 0; i < 200 && acknowledged < before + 20; ++i) std::this_thread::sleep_for(50ms);
+  BOOST_TEST(acknowledged >= before + 20);  // the host kept committing: the backup blocked nobody
+  const CliResult again = run_cli(system, {ctl, "backup", "--data-dir", system.data_dir(), backup_dir});
+  BOOST_TEST(again.exit_code.value_or(0) != 0);  // never over an existing copy
+  BOOST_TEST(again.err.find("exists") != std::string::npos, again.err);
+
+  const CliResult verify_copy = run_cli(system, {ctl, "verify", backup_dir}, 60s);
+  BOOST_TEST(verify_copy.exit_code.value_or(-1) == 0, verify_copy.out << verify_copy.err);
+  const CliResult copy_export =
+      run_cli(system, {ctl, "export", "--data-dir", backup_dir, code}, 60s);
+  BOOST_REQUIRE_MESSAGE(copy_export.exit_code == 0, copy_export.err);
+  const auto copied = json_lines(copy_export.out);
+  BOOST_TEST(copied.size() >= before);  // everything acknowledged before the copy began
+  for (std::size_t i = 0; i < copied.size(); ++i) BOOST_TEST(copied[i]["seq"] == i + 1);
+
+  stop = true;
+  writer.join();
+  auto reader = ctx.client();
+  const json last = reader->request(request_topic(code, "get_message"), json{{"limit", 1}});
+  NT_REQUIRE_OK(last);
+  const std::uint64_t total = last["last_seq"].get<std::uint64_t>();
+  BOOST_TEST(total >= acknowledged);
+  BOOST_TEST(copied.size() <= total);
+
+  const CliResult verify_live = run_cli(system, {ctl, "verify", system.data_dir()}, 60s);
+  BOOST_TEST(verify_live.exit_code.value_or(-1) == 0, verify_live.out << verify_live.err);
+  BOOST_TEST(verify_live.out.find(": ok (") != std::string::npos, verify_live.out);
+
+  // export: the messages exactly as get_message shows them.
+  const CliResult exported = run_cli(system, {ctl, "export", "--data-dir", system.data_dir(), code}, 60s);
+  BOOST_REQUIRE_MESSAGE(exported.exit_code == 0, exported.err);
+  const auto lines = json_lines(exported.out);
+  BOOST_TEST(lines.size() == total);
+  const json newest = reader->request(request_topic(code, "get_message"), json{{"limit", 5}});
+  NT_REQUIRE_OK(newest);
+  BOOST_REQUIRE(newest["messages"].size() == 5u);
+  for (std::size_t i = 0; i < 5; ++i) BOOST_TEST(lines[lines.size() - 5 + i] == newest["messages"][i]);
+  const CliResult tail = run_cli(system, {ctl, "export", "--data-dir", system.data_dir(), "--after-seq",
+                                          std::to_string(total - 2), code});
+  BOOST_TEST(json_lines(tail.out).size() == 2u);
+
+  const CliResult stats = run_cli(system, {ctl, "stats", "--json", system.data_dir()});
+  BOOST_REQUIRE_MESSAGE(stats.exit_code == 0, stats.err);
+  const json figures = printed_json(stats);
+  BOOST_TEST(figures["messages"].get<std::uint64_t>() >= total);
+  BOOST_TEST(figures["bookings"].get<std::uint64_t>() >= 1u);
+  BOOST_TEST(figures["used_bytes"].get<std::uint64_t>() > 0u);
+  BOOST_TEST(figures["used_bytes"].get<std::uint64_t>() <= figures["map_size_bytes"].get<std::uint64_t>());
+  BOOST_TEST(figures["databases"]["messages"]["entries"] == figures["messages"]);
+  const CliResult stats_text = run_cli(system, {ctl, "stats", system.data_dir()});
+  BOOST_TEST(stats_text.out.find("map_used") != std::string::npos, stats_text.out);
+#endif
+}
+
+// verify finds what is wrong in a store (a gap, a record that does not decode, an index entry
+// missing) and says so with exit 1; 0 on a sound store; 2 when there is no store. The tools refuse
+// a PostgreSQL store and a bad booking code clearly.
+BOOST_AUTO_TEST_CASE(verify_reports_a_broken_store_and_the_tools_refuse_clearly, *boost::unit_test::timeout(60)) {
+  TempDir dir("navietakie-ctl-verify");
+  const std::string store_dir = dir.file("store");
+  {
+    navietakie::LmdbOptions options;
+    options.dir = store_dir;
+    options.map_size_bytes = std::size_t{64} << 20;
+    auto store = navietakie::open_lmdb_store(options);
+    store->write([](navietakie::StoreWriter& writer) {
+      for (const char* code : {"BK-GAP", "BK-BAD", "BK-IDX", "BK-OK"}) {
+        for (std::uint64_t seq = 1; seq <= 6; ++seq) writer.append_message(stored_text(code, seq));
+      }
+    });
+  }
+  const std::string ctl = NAVIETAKIE_CTL_BIN;
+  const auto run = [&](std::vector<std::string> argv) {
+    static int runs = 0;
+    const std::string base = dir.file("ctl-" + std::to_string(++runs));
+    Process process(std::move(argv), ProcessOptions{base + ".out", base + ".err", 2s});
+    CliResult result;
+    result.exit_code = process.wait_exit(30s);
+    if (!result.exit_code) process.kill9();
+    result.out = read_file(base + ".out");
+    result.err = read_file(base + ".err");
+    return result;
+  };
+  const CliResult sound = run({ctl, "verify", store_dir});
+  BOOST_TEST(sound.exit_code.value_or(-1) == 0, sound.out << sound.err);
+
+  {
+    RawLmdb raw(store_dir);
+    raw.del(navietakie::keys::db::messages, navietakie::keys::message("BK-GAP", 3));
+    raw.del(navietakie::keys::db::message_ids, navietakie::keys::message_id("BK-GAP", "BK-GAP-3"));
+    raw.put(navietakie::keys::db::messages, navietakie::keys::message("BK-BAD", 5), "not a record");
+    raw.del(navietakie::keys::db::message_ids, navietakie::keys::message_id("BK-IDX", "BK-IDX-2"));
+    raw.commit();
+  }
+  const CliResult broken = run({ctl, "verify", store_dir});
+  BOOST_TEST(broken.exit_code.value_or(-1) == 1, broken.out << broken.err);
+  BOOST_TEST(broken.out.find("BK-GAP: gap after seq 2 (next is 4)") != std::string::npos, broken.out);
+  BOOST_TEST(broken.out.find("BK-BAD seq 5: does not decode") != std::string::npos, broken.out);
+  BOOST_TEST(broken.out.find("BK-IDX seq 2: message_id 'BK-IDX-2' is not in the message_id index") !=
+                 std::string::npos,
+             broken.out);
+  BOOST_TEST(broken.out.find("BK-OK") == std::string::npos, broken.out);
+  BOOST_TEST(broken.out.find("3 problems") != std::string::npos, broken.out);
+  // export stops at a record it cannot decode, saying so; stats still reads the figures.
+  const CliResult bad_export = run({ctl, "export", "--data-dir", store_dir, "BK-BAD"});
+  BOOST_TEST(bad_export.exit_code.value_or(0) == 1);
+  BOOST_TEST(json_lines(bad_export.out).size() == 4u);
+  const CliResult stats = run({ctl, "stats", "--json", store_dir});
+  BOOST_TEST(printed_json(stats)["bookings"] == 4);
+  BOOST_TEST(printed_json(stats)["messages"] == 23);
+
+  const CliResult missing = run({ctl, "verify", dir.file("no-such-store")});
+  BOOST_TEST(missing.exit_code.value_or(-1) == 2);
+  BOOST_TEST(missing.err.find("cannot open") != std::string::npos, missing.err);
+  const CliResult bad_code = run({ctl, "export", "--data-dir", store_dir, "BK/../x"});
+  BOOST_TEST(bad_code.exit_code.value_or(-1) == 2);
+  BOOST_TEST(bad_code.err.find("not a booking code") != std::string::npos, bad_code.err);
+  const std::string settings = dir.file("pg.conf");
+  write_file(settings, "store_backend postgres\npostgres_url postgresql://localhost/navietakie\n");
+  const CliResult postgres = run({ctl, "backup", "--settings", settings, dir.file("pg-backup")});
+  BOOST_TEST(postgres.exit_code.value_or(-1) == 2);
+  BOOST_TEST(postgres.err.find("pg_dump") != std::string::npos, postgres.err);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
