@@ -20,6 +20,10 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
+import procs  # noqa: E402  (bench/procs.py: free ports, waiting for a port, the bounded stop)
+from procs import free_port  # noqa: E402
+
 BUILD = os.path.abspath(sys.argv[1])
 failures = []
 
@@ -35,31 +39,12 @@ def run(argv, **kw):
     return subprocess.run(argv, capture_output=True, text=True, timeout=kw.pop("timeout", 240), **kw)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_port(port, proc, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return True
-        except OSError:
-            time.sleep(0.1)
-    return False
+    return procs.wait_port(port, timeout, alive=lambda: proc.poll() is None)
 
 
 def stop(proc, timeout=20.0):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    procs.stop(proc, timeout)
     return proc.returncode
 
 
@@ -98,7 +83,7 @@ def round_trip(port, booking, tag):
 def main():
     work = tempfile.mkdtemp(prefix="navietakie-package-")
     os.chmod(work, 0o755)  # the services drop to `mosquitto`, which must reach the root below
-    procs = []
+    started = []
     try:
         # 1. The package, from this build dir (CPack runs its install rules with prefix /usr).
         out = os.path.join(work, "out")
@@ -202,11 +187,11 @@ def main():
             f.write(rebased_conf)
         exec_start = unit_value(units["navietakie-mosquitto.service"], "ExecStart")
         check(exec_start == "/usr/sbin/mosquitto -c /etc/navietakie/mosquitto.conf", f"ExecStart is {exec_start}")
-        argv = [conf_path if w == "/etc/navietakie/mosquitto.conf" else w for w in rebase(exec_start, root)]
-        argv[0] = "/usr/sbin/mosquitto"
+        # The config is the rebased copy; mosquitto is the system's (a Depends, not in the package).
+        argv = rebase(exec_start.replace("/etc/navietakie/mosquitto.conf", conf_path), root)
         broker_log = open(os.path.join(work, "plugin.log"), "w")
         broker = subprocess.Popen(argv, stdout=broker_log, stderr=subprocess.STDOUT)
-        procs.append(broker)
+        started.append(broker)
         if check(wait_port(mqtt_port, broker), "Mosquitto with the plugin listens"):
             round_trip(mqtt_port, "PKG1", "plugin")
         stop(broker)
@@ -225,7 +210,7 @@ def main():
                     f"user {pwd.getpwuid(os.geteuid()).pw_name}\n"))
         plain = subprocess.Popen(["/usr/sbin/mosquitto", "-c", plain_conf], stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL)
-        procs.append(plain)
+        started.append(plain)
         check(wait_port(port, plain), "a plain Mosquitto listens")
         exec_start = unit_value(bridge_unit, "ExecStart")
         check(exec_start == "/usr/bin/navietakie-bridge --config /etc/navietakie/bridge.conf",
@@ -243,7 +228,7 @@ def main():
         bridge_log = open(os.path.join(work, "bridge.log"), "w")
         bridge = subprocess.Popen(argv, cwd=data_dir, stdout=bridge_log, stderr=subprocess.STDOUT,
                                   env=dict(os.environ, NOTIFY_SOCKET=notify_path, WATCHDOG_USEC="2000000"))
-        procs.append(bridge)
+        started.append(bridge)
         states = []
 
         def wait_state(word, timeout):
@@ -267,7 +252,7 @@ def main():
         print("notifications:", states)
         notify.close()
     finally:
-        for proc in procs:
+        for proc in started:
             stop(proc)
         for name in ("plugin.log", "bridge.log"):
             path = os.path.join(work, name)
