@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
 import procs  # noqa: E402  (bench/procs.py: free ports, waiting for a port, the bounded stop)
 from procs import free_port  # noqa: E402
