@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   set_log_level(settings.log_level);
+  set_log_format(settings.log_format);
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   std::signal(SIGPIPE, SIG_IGN);

@@ -10,6 +10,7 @@
 #include "core/log.hpp"
 #include "core/topics.hpp"
 #include "bridge/paho_compat.hpp"
+#include "bridge/service_notify.hpp"
 
 namespace navietakie {
 namespace {
@@ -232,7 +233,12 @@ void PahoHost::set_credentials(mqtt::connect_options& options) const {
 void PahoHost::subscribe() {
   try {
     std::vector<int> qos(filters_.size(), kQos);
-    client_.subscribe(mqtt::string_collection::create(filters_), qos);
+    // Waited for (bounded), so that "subscribed" and the service's READY=1 mean the broker has it.
+    if (!client_.subscribe(mqtt::string_collection::create(filters_), qos)->wait_for(10s)) {
+      log_line(LogLevel::error, "subscribe_failed", {{"error", "no SUBACK within 10 s"}});
+      resubscribe_ = true;
+      return;
+    }
     for (const auto& f : filters_) log_line(LogLevel::info, "subscribed", {{"filter", f}});
   } catch (const mqtt::exception& e) {
     log_line(LogLevel::error, "subscribe_failed", {{"error", e.what()}});
@@ -306,9 +312,17 @@ bool PahoHost::run(const std::atomic<bool>& stop) {
     ~Detach() { host.attach_loop(nullptr); }
   } detach{*this};
   auto next_metrics = std::chrono::steady_clock::now() + timings_.metrics_every;
+  ServiceNotifier service;
+  bool ready = false;
   while (!stop) {
     if (lost_.exchange(false) && !client_.is_connected() && !connect(stop)) break;
     if (resubscribe_.exchange(false)) subscribe();
+    // The engine runs and the request topics are subscribed (now, or kept by the broker's session).
+    if (!ready && !resubscribe_) {
+      service.ready();
+      ready = true;
+    }
+    service.watchdog();
     const auto wait = std::min(nudge_if_due(), timings_.poll);
     if (std::chrono::steady_clock::now() >= next_metrics) {
       publish_metrics();
@@ -316,6 +330,7 @@ bool PahoHost::run(const std::atomic<bool>& stop) {
     }
     sleep_unless_signalled(std::max(1ms, wait));
   }
+  service.stopping();
   // Paho acknowledged (PUBACK) every request the loop has: answer them, and those still coming,
   // before leaving, until none has come for a moment (bounded).
   const auto drain_until = std::chrono::steady_clock::now() + timings_.drain_max;

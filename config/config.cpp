@@ -335,6 +335,7 @@ const std::vector<ConfigKey>& config_schema() {
       {"max_payload_bytes", "65536", "largest MQTT payload accepted, in bytes (256..268435455)"},
       {"max_text_bytes", "4096", "largest chat message text, in bytes (1..max_payload_bytes)"},
       {"log_level", "info", "least severe log level printed: debug, info, warn, error"},
+      {"log_format", "text", "log line format: text (ts=... level=... event=... key=value) or json (one object a line)"},
       {"share_group", "", "empty: plain subscriptions; else subscribe as $share/<group>/... to spread load"},
       {"batch_max", "256", "most requests handled in one store transaction (1..10000)"},
       {"queue_max", "10000", "most requests waiting for the store; past it a request gets `unavailable` (1..1000000)"},
@@ -576,6 +577,12 @@ Settings resolve_settings(const std::vector<ConfigLayer>& layers) {
   const auto log_level = log_level_named(resolved.text("log_level"));
   if (!log_level) resolved.fail("log_level", log_level_choices);
   settings.log_level = *log_level;
+  const std::string log_format = resolved.text("log_format");
+  if (log_format == "json") {
+    settings.log_format = LogFormat::json;
+  } else if (log_format != "text") {
+    resolved.fail("log_format", "expected one of text, json");
+  }
   settings.share_group = checked_share_group(resolved);
   settings.batch_max = static_cast<std::size_t>(resolved.integer("batch_max", 1, 10000));
   settings.queue_max = static_cast<std::size_t>(resolved.integer("queue_max", 1, 1000000));
@@ -675,6 +682,8 @@ std::string_view ice_url_scheme(std::string_view url) {
 }
 
 std::string to_string(NodeRole role) { return role == NodeRole::edge ? "edge" : "cloud"; }
+
+std::string to_string(LogFormat format) { return format == LogFormat::json ? "json" : "text"; }
 
 std::string to_string(LogLevel level) {
   switch (level) {

@@ -18,6 +18,8 @@ namespace navietakie {
 enum class SyncSetting { full, nometasync, nosync };
 
 enum class LogLevel { debug = 0, info = 1, warn = 2, error = 3 };
+// How a log line is written: `ts=... level=... event=... key=value` or one JSON object.
+enum class LogFormat { text, json };
 
 // Where the data lives: LMDB in data_dir (one machine), or PostgreSQL at postgres_url (shared by
 // many bridges).
@@ -85,6 +87,7 @@ struct Settings {
   std::size_t max_payload_bytes = 0;
   std::size_t max_text_bytes = 0;
   LogLevel log_level = LogLevel::info;
+  LogFormat log_format = LogFormat::text;
   std::string share_group;  // empty: plain subscription
   std::size_t batch_max = 0;
   std::size_t queue_max = 0;  // requests waiting for the engine before new ones are refused
@@ -146,6 +149,7 @@ LogLevel parse_log_level(const std::string& value);        // throws ConfigError
 SyncSetting parse_sync_setting(const std::string& value);  // throws ConfigError
 std::string to_string(SyncSetting mode);
 std::string to_string(LogLevel level);
+std::string to_string(LogFormat format);
 std::string to_string(StoreBackend backend);
 
 // A libpq connection string or URI fit for a log line or an error: the password (the URI's

@@ -14,6 +14,12 @@
 namespace navietakie {
 namespace {
 
+// Microseconds since `received`, for a request's log line.
+std::string latency_us(std::chrono::steady_clock::time_point received) {
+  const auto elapsed = std::chrono::steady_clock::now() - received;
+  return std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count());
+}
+
 // Ids the system makes: 128 random bits in hex.
 std::string random_id(std::string_view prefix) {
   thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -285,6 +291,8 @@ void Engine::apply(const ConnectionChange& change) {
 void Engine::handle_one(StoreWriter* store, const Request& request, Handled& h) {
   count(metrics_.requests);
   h.topic = &request.topic;
+  h.received = request.received != std::chrono::steady_clock::time_point{} ? request.received
+                                                                          : std::chrono::steady_clock::now();
   auto parsed = topics_.parse_request(request.topic);
   if (!parsed) {
     h.ignored = true;
@@ -638,10 +646,13 @@ void Engine::finish(Handled& h, std::vector<Publish>& out) {
     count(metrics_.errors[static_cast<std::size_t>(h.error->code())]);
     auto level = h.error->code() == ErrorCode::internal || h.error->code() == ErrorCode::unavailable ? LogLevel::error
                                                                                                      : LogLevel::warn;
-    if (!h.log_quietly)
+    if (!h.log_quietly && log_enabled(level))
       log_line(level, "request",
-               {{"topic", *h.topic},
+               {{"booking", h.booking},
                 {"action", h.action},
+                {"outcome", to_string(h.error->code())},
+                {"latency_us", latency_us(h.received)},
+                {"topic", *h.topic},
                 {"error", to_string(h.error->code())},
                 {"message", h.error->what()}});
   } else {
@@ -650,7 +661,8 @@ void Engine::finish(Handled& h, std::vector<Publish>& out) {
     if (h.closed_booking) count(metrics_.bookings_closed);
     if (h.typing_dropped) count(metrics_.typing_dropped);
     if (log_enabled(LogLevel::debug)) {
-      log_line(LogLevel::debug, "request", {{"topic", *h.topic}, {"action", h.action}, {"result", "ok"}});
+      log_line(LogLevel::debug, "request",
+               {{"booking", h.booking}, {"action", h.action}, {"outcome", "ok"}, {"latency_us", latency_us(h.received)}});
     }
   }
   // A success is answered only at a reply address; an error, failing that, on an errors topic.

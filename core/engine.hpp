@@ -5,6 +5,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -37,6 +38,9 @@ struct Request {
   // Who published it, when authentication is on (the plugin: from the verified token; the bridge:
   // from the plugin's stamp). When set, the payload may not contradict it (`forbidden`).
   std::optional<Identity> identity{};  // {}: the aggregate initialisers that predate it stay warning-free
+  // When the host handed it over (EngineLoop::submit stamps it), for the request's logged latency.
+  // Unset (the epoch): from when the engine took it up.
+  std::chrono::steady_clock::time_point received{};
 };
 
 // An MQTT publish the host must send, in order, after the batch committed.

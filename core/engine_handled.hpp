@@ -2,6 +2,7 @@
 // their own files, core/engine_*.cpp): private to the engine, not part of its interface.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -29,6 +30,7 @@ struct Engine::Handled {
   const std::string* topic = nullptr;  // the request's, set once it is handled (it outlives this)
   const char* action = "unknown";
   std::string booking;  // set once the booking code is valid
+  std::chrono::steady_clock::time_point received;  // for the logged latency
   std::optional<std::string> reply_topic;
   std::optional<std::string> correlation_data;  // v5
   std::optional<std::string> correlation_id;    // 3.1.1, echoed in the payload: its JSON text

@@ -50,8 +50,10 @@ void EngineLoop::submit(std::vector<Request> requests, std::vector<std::string> 
   if (requests.empty() && disconnected.empty()) return;
   std::vector<Request> refused;
   {
+    const auto received = std::chrono::steady_clock::now();
     std::lock_guard<std::mutex> lock(mutex_);
     for (auto& request : requests) {
+      if (request.received == std::chrono::steady_clock::time_point{}) request.received = received;
       if (queued_requests_ >= options_.queue_max) {
         refused.push_back(std::move(request));
         continue;

@@ -148,6 +148,7 @@ NAVIETAKIE_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t* identifier, v
     }
     navietakie::Settings settings = navietakie::resolve_settings({conf, navietakie::config_from_env(environ)});
     navietakie::set_log_level(settings.log_level);
+    navietakie::set_log_format(settings.log_format);
     ctx->host = std::make_unique<PluginHost>(settings);
     navietakie::log_line(navietakie::LogLevel::info, "plugin_loaded",
                          {{"data_dir", settings.data_dir},

@@ -118,6 +118,7 @@ BOOST_AUTO_TEST_CASE(schema_lists_every_key_in_order_with_help) {
                                              "max_payload_bytes",
                                              "max_text_bytes",
                                              "log_level",
+                                             "log_format",
                                              "share_group",
                                              "batch_max",
                                              "queue_max",
@@ -395,6 +396,10 @@ BOOST_AUTO_TEST_CASE(integers_are_strict_and_ranged) {
 BOOST_AUTO_TEST_CASE(enumerations) {
   BOOST_TEST((settings_with("sync", "nometasync").sync == nt::SyncSetting::nometasync));
   BOOST_TEST((settings_with("log_level", "debug").log_level == nt::LogLevel::debug));
+  BOOST_TEST((settings_with("log_format", "json").log_format == nt::LogFormat::json));
+  BOOST_TEST((nt::resolve_settings({}).log_format == nt::LogFormat::text));
+  BOOST_TEST(error_with("log_format", "JSON") ==
+             "config key 'log_format': expected one of text, json, got 'JSON' (from --log_format)");
   BOOST_TEST(error_with("sync", "Full") ==
              "config key 'sync': expected one of full, nometasync, nosync, got 'Full' (from --sync)");
   BOOST_TEST(error_with("log_level", "warning") ==

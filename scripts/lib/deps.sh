@@ -11,7 +11,9 @@
 # rapidjson-dev: the request decoder and the streaming reply and event writer on the hot path;
 # header-only, so the arm64 cross build needs nothing more.
 # coturn: the TURN server the browser test of relay-only calls starts on a free port (and
-# `scripts/run --turn`); never run as a system service by us.)
+# `scripts/run --turn`); never run as a system service by us. libsystemd-dev: the bridge's
+# sd_notify (Type=notify); dpkg-dev and fakeroot: scripts/package's .deb (dpkg-shlibdeps works out
+# its Depends) and the `package` test.)
 #
 # Shell variables here are lower case on purpose: an exported NAVIETAKIE_* variable would be read
 # (and rejected if unknown) by the bridge's configuration.
@@ -27,6 +29,7 @@ navietakie_packages=(
   postgresql libpqxx-dev
   rapidjson-dev
   coturn
+  libsystemd-dev dpkg-dev fakeroot
 )
 
 # What scripts/bench needs besides: Google Benchmark for the engine microbenchmark, and the peers
