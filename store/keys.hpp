@@ -39,6 +39,12 @@ inline constexpr const char* meta = "meta";
 }  // namespace db
 
 inline constexpr std::string_view schema_version = "schema_version";
+// The value under it that this build writes and reads (the store and the ctl's inspector agree).
+// Bump when the key layout or a record's meaning changes in a way old builds must not read.
+// 2: booking_states and closed_bookings (close); a version 1 dir is upgraded in place (the new
+// databases start empty), and a version 1 build refuses a version 2 dir, which it would read as
+// having no closed bookings.
+inline constexpr std::uint64_t kSchemaVersion = 2;
 
 // 8 bytes, most significant first, so that bytewise order is numeric order.
 std::string be64(std::uint64_t value);

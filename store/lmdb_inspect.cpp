@@ -25,7 +25,7 @@ namespace {
 
 // Room for the databases of later builds too: stats lists every named one.
 constexpr MDB_dbi kMaxDbs = 64;
-constexpr std::uint64_t kKnownSchemaVersion = 1;
+constexpr std::uint64_t kKnownSchemaVersion = keys::kSchemaVersion;
 
 using namespace lmdb;
 

@@ -24,11 +24,7 @@
 namespace navietakie {
 namespace {
 
-// Bump when the key layout or a record's meaning changes in a way old builds must not read.
-// 2: booking_states and closed_bookings (close); a version 1 dir is upgraded in place (the new
-// databases start empty), and a version 1 build refuses a version 2 dir, which it would read as
-// having no closed bookings.
-constexpr std::uint64_t kSchemaVersion = 2;
+using keys::kSchemaVersion;
 constexpr MDB_dbi kMaxDbs = 16;
 
 using namespace lmdb;

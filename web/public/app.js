@@ -29,10 +29,10 @@
   const OTHER_ROLE = { [Role.driver]: Role.passenger, [Role.passenger]: Role.driver };
 
   // The v1.1 parts of the protocol (docs/protocol.md), each on when the wire table has its names.
-  const RECEIPTS = P.hasAction('mark_read') && P.hasEvent('read');
-  const TYPING = P.hasAction('typing') && P.hasEvent('typing');
-  const CLOSING = P.hasEvent('booking');
-  const CLOSE_ENDS_CALLS = W.call.end_reasons.includes('booking_closed');
+  const RECEIPTS = Boolean(Action.mark_read && Event.read);
+  const TYPING = Boolean(Action.typing && Event.typing);
+  const CLOSING = Boolean(Event.booking);
+  const CLOSE_ENDS_CALLS = Boolean(EndReason.booking_closed);
   // events/booking's `state` of a closed booking (docs/protocol.md "close").
   const BOOKING_CLOSED = 'closed';
   // Read receipts: a mark_read at most this often (a few a second at most, however fast the reader
@@ -243,7 +243,7 @@
       },
     );
 
-    // The call's audio (call_media.js): follows the call record, signals on `signal`.
+    // The call's audio (call_media.js): follows the call record, signals through Action.signal.
     const media = window.NavietakieCallMedia.create({
       role,
       signal: (body) => conn.request(Action.signal, body),
@@ -967,7 +967,7 @@
 
     // ---------------------------------------------------------- read receipts
 
-    /** Read horizons (docs/protocol.md "mark_read"): both only grow. The other party's marks
+    /** Read horizons (docs/protocol.md, read receipts): both only grow. The other party's marks
      *  our own messages up to it as read; ours is sent with mark_read when entries are actually
      *  seen: in view in the timeline while the page is visible, never on arrival in the
      *  background. */
