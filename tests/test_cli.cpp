@@ -211,10 +211,10 @@ struct CliResult {
   std::string err;
 };
 
-// Runs a mosquitto CLI tool to completion (bounded), stdout and stderr captured to files.
-CliResult run_cli(System& system, std::vector<std::string> argv, Millis timeout = 15s) {
+// Runs a command-line tool to completion (bounded), stdout and stderr captured to files in `dir`.
+CliResult run_tool(const TempDir& dir, std::vector<std::string> argv, Millis timeout = 15s) {
   static int runs = 0;
-  const std::string base = system.dir().file("cli-" + std::to_string(++runs));
+  const std::string base = dir.file("cli-" + std::to_string(++runs));
   Process process(std::move(argv), ProcessOptions{base + ".out", base + ".err", 2s});
   CliResult result;
   result.exit_code = process.wait_exit(timeout);
@@ -222,6 +222,11 @@ CliResult run_cli(System& system, std::vector<std::string> argv, Millis timeout 
   result.out = read_file(base + ".out");
   result.err = read_file(base + ".err");
   return result;
+}
+
+// A mosquitto CLI tool (or the ctl) against a running system.
+CliResult run_cli(System& system, std::vector<std::string> argv, Millis timeout = 15s) {
+  return run_tool(system.dir(), std::move(argv), timeout);
 }
 
 // A started mosquitto_sub, subscribed (the broker logged its SUBSCRIBE) when this returns.
@@ -529,17 +534,7 @@ BOOST_AUTO_TEST_CASE(navietakie_ctl_close_and_purge_a_stopped_store, *boost::uni
   TempDir dir("nt-ctl-close");
   const std::string data = dir.file("data");
   const std::string ctl = NAVIETAKIE_CTL_BIN;
-  const auto run = [&](std::vector<std::string> argv) {
-    static int runs = 0;
-    const std::string base = dir.file("ctl-" + std::to_string(++runs));
-    Process process(std::move(argv), ProcessOptions{base + ".out", base + ".err", 2s});
-    CliResult result;
-    result.exit_code = process.wait_exit(20s);
-    if (!result.exit_code) process.kill9();
-    result.out = read_file(base + ".out");
-    result.err = read_file(base + ".err");
-    return result;
-  };
+  const auto run = [&](std::vector<std::string> argv) { return run_tool(dir, std::move(argv), 20s); };
   const auto open = [&] {
     nt::LmdbOptions options;
     options.dir = data;
@@ -780,17 +775,7 @@ BOOST_AUTO_TEST_CASE(verify_reports_a_broken_store_and_the_tools_refuse_clearly,
     });
   }
   const std::string ctl = NAVIETAKIE_CTL_BIN;
-  const auto run = [&](std::vector<std::string> argv) {
-    static int runs = 0;
-    const std::string base = dir.file("ctl-" + std::to_string(++runs));
-    Process process(std::move(argv), ProcessOptions{base + ".out", base + ".err", 2s});
-    CliResult result;
-    result.exit_code = process.wait_exit(30s);
-    if (!result.exit_code) process.kill9();
-    result.out = read_file(base + ".out");
-    result.err = read_file(base + ".err");
-    return result;
-  };
+  const auto run = [&](std::vector<std::string> argv) { return run_tool(dir, std::move(argv), 30s); };
   const CliResult sound = run({ctl, "verify", store_dir});
   BOOST_TEST(sound.exit_code.value_or(-1) == 0, sound.out << sound.err);
 
