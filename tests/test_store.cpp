@@ -810,6 +810,7 @@ BOOST_AUTO_TEST_CASE(purge_booking_deletes_one_booking_in_bounded_steps) {
       w.put_connection(Connection{booking, "client-1", Role::driver, true, 1000});
       w.put_presence(Presence{booking, RolePresence{true, 1000}, RolePresence{}});
       w.put_booking_state(BookingState{booking, true, 5000, std::nullopt});
+      w.put_read_receipts(ReadReceipts{booking, RoleRead{3, Millis{100}}, RoleRead{}});
     });
   }
   std::size_t steps = 0;
@@ -827,6 +828,7 @@ BOOST_AUTO_TEST_CASE(purge_booking_deletes_one_booking_in_bounded_steps) {
     BOOST_TEST(r.connections("BK1").empty());
     BOOST_TEST(!r.presence("BK1").has_value());
     BOOST_TEST(!r.booking_state("BK1").has_value());
+    BOOST_TEST(!r.read_receipts("BK1").has_value());
     BOOST_TEST(r.closed_before(10000, 10).size() == 1u);
     for (const auto& call : r.ringing_calls()) BOOST_TEST(call.booking_code == "BK10");
     // The neighbour is whole.
@@ -836,6 +838,7 @@ BOOST_AUTO_TEST_CASE(purge_booking_deletes_one_booking_in_bounded_steps) {
     BOOST_TEST(r.connections("BK10").size() == 1u);
     BOOST_TEST(r.presence("BK10").has_value());
     BOOST_TEST(r.booking_state("BK10").has_value());
+    BOOST_TEST(r.read_receipts("BK10").has_value());
   });
   // The code starts afresh.
   append_messages(*store, "BK1", 1);
