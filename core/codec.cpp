@@ -365,6 +365,11 @@ SignalRequest decode_signal(const RequestBody& body) {
       invalid("candidate", "must be at most " + std::to_string(wire::kSignalCandidateMaxBytes) + " bytes");
     }
   }
+  r.reason = optional_string(body, "reason");
+  if (r.reason && r.kind != wire::SignalKind::bye) invalid("reason", "belongs to a bye only");
+  if (r.reason && r.reason->size() > wire::kSignalReasonMaxBytes) {
+    invalid("reason", "must be at most " + std::to_string(wire::kSignalReasonMaxBytes) + " bytes");
+  }
   return r;
 }
 

@@ -90,6 +90,7 @@ struct SignalRequest {
   wire::SignalKind kind = wire::SignalKind::bye;
   std::optional<std::string> sdp;             // offer, answer (required there, refused elsewhere)
   std::optional<std::string> candidate_json;  // candidate: the candidate's compact JSON (a string or an object)
+  std::optional<std::string> reason;          // bye: why (relayed as given)
 };
 
 // Each throws ProtocolError(invalid_request) naming the field. `body` is a JSON object.

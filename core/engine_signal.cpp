@@ -38,6 +38,7 @@ Publish Engine::relay_signal(const StoreReader& store, const SignalRequest& r, c
   event.key("from").string(to_string(r.by)).key("kind").string(wire::name_of(wire::kSignalKinds, r.kind));
   if (r.sdp) event.key("sdp").string(*r.sdp);
   if (r.candidate_json) event.key("candidate").raw(*r.candidate_json);
+  if (r.reason) event.key("reason").string(*r.reason);
   event.key("ts").number(clock_());
   event.end_object();
   return Publish{topics_.signal_events(booking), event.str(), false, std::nullopt};

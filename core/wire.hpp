@@ -204,6 +204,9 @@ inline constexpr Millis kTypingWindowMs = 1000;
 // text when the client sends RTCIceCandidate.toJSON()'s object).
 inline constexpr std::size_t kSignalSdpMaxBytes = 16 * 1024;
 inline constexpr std::size_t kSignalCandidateMaxBytes = 1024;
+// A bye's optional `reason` (e.g. `microphone`: the sender's microphone was refused), relayed so
+// the other side can say why the audio stopped; short, free text.
+inline constexpr std::size_t kSignalReasonMaxBytes = 64;
 
 // ---- Records' enumerations.
 

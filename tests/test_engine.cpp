@@ -1668,6 +1668,11 @@ BOOST_FIXTURE_TEST_CASE(every_kind_is_relayed_while_ringing_and_connected, Engin
   BOOST_TEST(bye.at("kind") == "bye");
   BOOST_TEST(!bye.contains("sdp"));
   BOOST_TEST(!bye.contains("candidate"));
+  BOOST_TEST(!bye.contains("reason"));
+  // A bye may say why (the web app: `microphone`, its microphone was refused); nothing else may.
+  BOOST_TEST(ask("BK1", "signal", {{"call_id", call_id}, {"by", "driver"}, {"kind", "bye"}, {"reason", "microphone"}},
+                 &out).at("ok") == true);
+  BOOST_TEST(one(out, topic("BK1", "events/signal")).at("reason") == "microphone");
 }
 
 // `bye` ends the media, not the call: the state machine stays the authority.
@@ -1760,6 +1765,9 @@ BOOST_FIXTURE_TEST_CASE(fields_and_sizes_are_invalid_requests_naming_the_field, 
   body["sdp"] = std::string(16 * 1024, 'a');  // at the limit: relayed
   BOOST_TEST(ask("BK1", "signal", body).at("ok") == true);
   refused({{"call_id", call_id}, {"by", "driver"}, {"kind", "bye"}, {"sdp", "v=0"}}, "sdp");
+  refused({{"call_id", call_id}, {"by", "driver"}, {"kind", "bye"}, {"reason", 1}}, "reason");
+  refused({{"call_id", call_id}, {"by", "driver"}, {"kind", "bye"}, {"reason", std::string(65, 'r')}}, "reason");
+  refused({{"call_id", call_id}, {"by", "driver"}, {"kind", "answer"}, {"sdp", "v=0"}, {"reason", "x"}}, "reason");
   refused({{"call_id", call_id}, {"by", "driver"}, {"kind", "candidate"}}, "candidate");
   refused({{"call_id", call_id}, {"by", "driver"}, {"kind", "candidate"}, {"candidate", 7}}, "candidate");
   refused({{"call_id", call_id}, {"by", "driver"}, {"kind", "candidate"}, {"candidate", {{"a", {{"b", 1}}}}}},

@@ -204,8 +204,8 @@ export function callScenarios({ open, openPair, artifact, scenarioBroker, authBr
         await callAndAccept(pair);
         const p = await untilMedia(passenger, 'call-media failed, data-reason=microphone', (m) => m.hook?.state === 'failed' && m.hook.reason === 'microphone');
         assert(p.requests === 1, `passenger: getUserMedia asked ${p.requests} times, expected 1`);
-        // Told by the callee's bye: peer_microphone when the relay carries its reason, peer_left when not.
-        const d = await untilMedia(driver, 'call-media failed, data-reason=peer_microphone or peer_left (told by the bye)', (m) => m.hook?.state === 'failed' && ['peer_microphone', 'peer_left'].includes(m.hook.reason));
+        // Told by the callee's bye, whose reason the relay carries: the microphone.
+        const d = await untilMedia(driver, 'call-media failed, data-reason=peer_microphone (told by the bye)', (m) => m.hook?.state === 'failed' && m.hook.reason === 'peer_microphone');
         assert(d.media.openPeers === 0, `driver: ${d.media.openPeers} peer connections open after the callee's refusal, expected 0`);
         await passenger.screenshot(artifact('passenger-microphone-refused.png'));
         ctx.log(`refused: passenger "${p.hook.reason}", driver "${d.hook.reason}"`);
