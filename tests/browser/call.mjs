@@ -55,9 +55,13 @@ function countSignals(counter) {
 
 // Audio flows into `client`: bytes received grow (in getStats and in data-rx-bytes), and the
 // tone's level is above zero at some point.
+// The level that counts as heard: above the one-bit comfort noise (1/32768) a muted sender's
+// receiver may still decode, below the fake microphone's tone (128/32768 and up, as measured).
+const AUDIBLE = 1 / 1024;
+
 async function assertHearing(ctx, client) {
   const first = await untilMedia(client, 'call-media connected, inbound audio bytes > 0', (m) => m.hook?.state === 'connected' && m.media.stats.bytesReceived > 0);
-  const heard = await untilMedia(client, 'inbound audioLevel > 0 (the fake tone heard)', (m) => m.media.stats.audioLevel > 0, 10000);
+  const heard = await untilMedia(client, `inbound audioLevel >= ${AUDIBLE} (the fake tone heard)`, (m) => m.media.stats.audioLevel >= AUDIBLE, 10000);
   const later = await untilMedia(client, `data-rx-bytes grown past ${first.hook.rxBytes}`, (m) => m.hook.rxBytes > first.hook.rxBytes && m.media.stats.bytesReceived > first.media.stats.bytesReceived, 10000);
   ctx.log(`${client.label}: audio in: bytesReceived ${first.media.stats.bytesReceived} -> ${later.media.stats.bytesReceived}, data-rx-bytes ${later.hook.rxBytes}, audioLevel ${heard.media.stats.audioLevel.toFixed(4)}, pair ${later.media.stats.localCandidateType}/${later.media.stats.remoteCandidateType}`);
   return later;
@@ -176,7 +180,9 @@ export function callScenarios({ open, openPair, artifact, scenarioBroker, authBr
         await untilMedia(driver, 'mute aria-pressed=true', (m) => m.mute === 'true', 5000);
         await sleep(1500); // what was on the way when muting
         const silent = await energyOver(passenger, 2500);
-        assert(silent.energy < 1e-4 && silent.level === 0, `passenger: with the driver muted, received audio energy ${silent.energy} and level ${silent.level} over 2.5 s, expected ~0`);
+        // ~0, not 0: the receiver's decoder may still put out comfort noise of one least significant
+        // bit (level 1/32768 was seen once); the fake microphone heard is at least 128/32768.
+        assert(silent.energy < 1e-4 && silent.level < AUDIBLE, `passenger: with the driver muted, received audio energy ${silent.energy} and level ${silent.level} over 2.5 s, expected ~0`);
         const still = await energyOver(driver, 2500);
         assert(still.energy > 0, `driver: hears nothing from the passenger while muted itself (energy ${still.energy})`);
         ctx.log(`driver muted: passenger receives energy ${silent.energy.toExponential(2)} (level ${silent.level}) over 2.5 s, driver still ${still.energy.toFixed(3)}`);
