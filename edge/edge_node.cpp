@@ -573,8 +573,10 @@ void EdgeNode::emit(Publish p) { produced_.push_back(std::move(p)); }
 // The arm64 cross g++ 12 (-O2) reports the payload of `own` (an std::optional<Role>) below as maybe
 // used uninitialized, through a path where it is disengaged and never read: GCC's known false
 // positive on std::optional (GCC bug 80635), seen once this function grew its v1.1 cases.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 void EdgeNode::handle_local(const Request& request, std::vector<OutboxEntry>& sends,
                             std::vector<Envelope>& envelopes) {
   const auto parsed = topics_.parse_request(request.topic);
@@ -699,7 +701,9 @@ void EdgeNode::handle_local(const Request& request, std::vector<OutboxEntry>& se
     reply_error(env, e.code(), e.what());
   }
 }
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 
 void EdgeNode::handle_presence(const Request& request, Envelope env, const Json& original) {
   Json body = original;
