@@ -15,10 +15,7 @@ Publish Engine::relay_signal(const StoreReader& store, const SignalRequest& r, c
   // `by` is a party of the call: decode_signal admits only driver and passenger, and every call is
   // between them. With credentials, a participant signals only as itself (a service may relay for
   // either party).
-  if (identity && identity->principal != Principal::service) {
-    const Role own = identity->principal == Principal::driver ? Role::driver : Role::passenger;
-    if (r.by != own) throw ProtocolError(ErrorCode::forbidden, "'by' contradicts the authenticated role");
-  }
+  if (identity) check_own_role(*identity, r.by, "by");
   // A closed booking refuses it, before the call is looked up (its call has ended anyway).
   require_open(store, h);
   // The current call is the booking's active one; with none active, the one named may still be
