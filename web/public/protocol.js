@@ -130,12 +130,6 @@
     return ROLES.includes(role);
   }
 
-  /** Whether the server's wire table has a request action / an event. The page's v1.1 parts
-   *  (receipts, typing, the closed booking) stay off against a table without their names, so the
-   *  page still works against a server that lacks them. */
-  const hasAction = (name) => W.actions.includes(name);
-  const hasEvent = (name) => W.events.some((e) => e.name === name);
-
   /** Whether a call is ringing or connected. */
   function isActiveCall(call) {
     return !!call && W.call.active_states.includes(call.state);
@@ -385,8 +379,6 @@
     ProtocolError,
     callActionsFor,
     connectBooking,
-    hasAction,
-    hasEvent,
     isActiveCall,
     isBookingCode,
     isRole,
