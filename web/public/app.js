@@ -28,11 +28,6 @@
   const CATCH_UP_RETRY_MS = 2000;
   const OTHER_ROLE = { [Role.driver]: Role.passenger, [Role.passenger]: Role.driver };
 
-  // The v1.1 parts of the protocol (docs/protocol.md), each on when the wire table has its names.
-  const RECEIPTS = Boolean(Action.mark_read && Event.read);
-  const TYPING = Boolean(Action.typing && Event.typing);
-  const CLOSING = Boolean(Event.booking);
-  const CLOSE_ENDS_CALLS = Boolean(EndReason.booking_closed);
   // events/booking's `state` of a closed booking (docs/protocol.md "close").
   const BOOKING_CLOSED = 'closed';
   // Read receipts: a mark_read at most this often (a few a second at most, however fast the reader
@@ -290,11 +285,11 @@
         applyCall(payload, { live: true });
       } else if (kind === Event.presence) {
         applyPresence(payload);
-      } else if (RECEIPTS && kind === Event.read) {
+      } else if (kind === Event.read) {
         applyRead(payload);
-      } else if (TYPING && kind === Event.typing) {
+      } else if (kind === Event.typing) {
         applyTyping(payload);
-      } else if (CLOSING && kind === Event.booking) {
+      } else if (kind === Event.booking) {
         applyBooking(payload);
       } else if (kind === Event.signal) {
         media.onSignal(payload);
@@ -537,7 +532,7 @@
       }
       if (data.state === CallState.connected) return { text: 'Call connected', tone: 'connected' };
       if (data.state === CallState.ended) {
-        if (CLOSE_ENDS_CALLS && data.end_reason === EndReason.booking_closed) return { text: 'Call ended: booking closed' };
+        if (data.end_reason === EndReason.booking_closed) return { text: 'Call ended: booking closed' };
         switch (data.end_reason) {
           case EndReason.missed: return { text: 'Missed call', tone: 'missed' };
           case EndReason.declined: return { text: 'Call declined' };
@@ -951,8 +946,8 @@
           [EndReason.missed]: incoming ? 'Missed call' : 'No answer',
           [EndReason.declined]: 'Call declined',
           [EndReason.cancelled]: 'Call cancelled',
+          [EndReason.booking_closed]: 'Call ended: the booking was closed',
         };
-        if (CLOSE_ENDS_CALLS) reasons[EndReason.booking_closed] = 'Call ended: the booking was closed';
         title.textContent = reasons[c.end_reason] || 'Call ended';
         sub.textContent = `with the ${peer.toLowerCase()}`;
       }
@@ -981,7 +976,7 @@
       inView: new Set(), // seqs of entries in view now
     };
 
-    const seenObserver = RECEIPTS && typeof IntersectionObserver === 'function'
+    const seenObserver = typeof IntersectionObserver === 'function'
       ? new IntersectionObserver(onSeen, { root: dom.scroller, threshold: [0, SEEN_SHARE, 1] })
       : null;
 
@@ -1009,7 +1004,7 @@
     }
 
     function scheduleMarkRead() {
-      if (!RECEIPTS || closed || receipts.timer || receipts.inFlight) return;
+      if (closed || receipts.timer || receipts.inFlight) return;
       if (seenUpTo() <= Math.max(receipts.asked, receipts.own)) return;
       const wait = Math.max(0, receipts.lastAt + MARK_READ_INTERVAL_MS - Date.now());
       receipts.timer = setTimeout(sendMarkRead, wait);
@@ -1046,7 +1041,7 @@
 
     /** A read object: events/read, or the `read` of a mark_read or get_message reply. */
     function applyRead(read) {
-      if (!RECEIPTS || !read || typeof read !== 'object') return;
+      if (!read || typeof read !== 'object') return;
       if (read.booking_code && read.booking_code !== booking) return;
       const horizon = (party) => (party && Number.isInteger(party.seq) && party.seq > 0 ? party.seq : 0);
       receipts.own = Math.max(receipts.own, horizon(read[role]));
@@ -1077,7 +1072,7 @@
     const typingOut = { want: false, sent: false, lastAt: 0, gapTimer: null, idleTimer: null };
 
     function flushTyping() {
-      if (!TYPING || closed || connection !== 'connected' || typingOut.gapTimer) return;
+      if (closed || connection !== 'connected' || typingOut.gapTimer) return;
       const now = Date.now();
       const due = typingOut.want !== typingOut.sent || (typingOut.want && now - typingOut.lastAt >= TYPING_REFRESH_MS);
       if (!due) return;
@@ -1110,7 +1105,7 @@
       flushTyping();
     }
 
-    if (TYPING) dom.composer.addEventListener('input', onComposerInput);
+    dom.composer.addEventListener('input', onComposerInput);
 
     /** The other party's typing line. */
     const peerTyping = { shown: false, timer: null };
